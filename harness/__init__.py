@@ -1,0 +1,1 @@
+"""optbench core: specs, task records, the training loop, run records, sweeps, leaderboards, CLI."""

@@ -1,0 +1,89 @@
+"""``RunSpec``: one frozen record that describes a run completely. Its ``run_id`` is the hash of
+its canonical JSON, so the same spec always names the same result file (idempotent resume)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+PHASES = ("run", "tune", "eval")
+
+
+def _canonical(value: Any) -> Any:
+    """JSON-stable form: tuples -> lists, floats kept exact via repr-round-trip, keys sorted."""
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines a run's result.
+
+    ``hparams`` are the optimizer's fully resolved hyperparameters (defaults merged), ``task_options``
+    the task's resolved options; both are stored as plain dicts and hashed canonically. ``trial`` is
+    bookkeeping (which Optuna trial asked for the run) and is not part of the identity: the same
+    configuration asked for twice is the same run.
+    """
+
+    task: str
+    optimizer: str
+    dataset: str
+    size: str = "tiny"
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+    task_options: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    steps: int | None = None  # None: the task's default budget
+    phase: str = "run"
+    suite: str = "adhoc"
+    study: str = ""
+    amp: str | None = None  # None (fp32) or "bf16" (autocast; CUDA only)
+    compile: bool = False
+    trial: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES:
+            raise ValueError(f"unknown phase {self.phase!r}; known: {', '.join(PHASES)}")
+        if self.amp not in (None, "bf16"):
+            raise ValueError(f"unknown amp {self.amp!r}; known: bf16 (or none)")
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        # Freeze the mappings' contents into plain dicts so asdict/json are stable.
+        object.__setattr__(self, "hparams", dict(self.hparams))
+        object.__setattr__(self, "task_options", dict(self.task_options))
+
+    def identity(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("trial")
+        return d
+
+    @property
+    def run_id(self) -> str:
+        return hashlib.sha256(canonical_json(self.identity()).encode()).hexdigest()[:20]
+
+    def with_(self, **changes: Any) -> RunSpec:
+        return replace(self, **changes)
+
+    def to_json(self) -> str:
+        return canonical_json(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSpec:
+        data = json.loads(text)
+        hp = data.get("hparams", {})
+        data["hparams"] = {k: tuple(v) if isinstance(v, list) else v for k, v in hp.items()}
+        return cls(**data)
