@@ -1,0 +1,144 @@
+"""``optbench list`` and ``optbench run``: look around, and run one spec end to end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UserError
+
+DEFAULT_OUT = Path("results") / "adhoc"
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: int, float (``1e-3`` too), bool, none, a JSON list, or ``a,b`` as a tuple;
+    anything else stays a string."""
+    raw = text.strip()
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    if raw.startswith("["):
+        try:
+            return tuple(json.loads(raw))
+        except json.JSONDecodeError:
+            raise UserError(f"cannot parse {raw!r} as a JSON list") from None
+    if "," in raw:
+        return tuple(parse_value(part) for part in raw.split(","))
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def parse_sets(pairs: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split ``key=value`` pairs into optimizer hyperparameters and ``task.<option>`` task options."""
+    hparams: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--set expects key=value, got {pair!r}")
+        if key.startswith("task."):
+            options[key[len("task."):]] = parse_value(value)
+        else:
+            hparams[key] = parse_value(value)
+    return hparams, options
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import optimizers
+    import tasks
+
+    if args.task:
+        module = tasks.get(args.task)
+        print(f"{args.task}: {module.DESCRIPTION}")
+        print(f"  sizes: {', '.join(module.SIZES)}  (default dataset per size: "
+              + ", ".join(f"{s}={d}" for s, d in module.DEFAULT_DATASET.items()) + ")")
+        print("  datasets:")
+        for name, about in module.DATASETS.items():
+            print(f"    {name:<24} {about}")
+        print("  options (--set task.<name>=value):")
+        for name, default in module.OPTIONS.items():
+            print(f"    {name:<24} default {default!r}")
+        return 0
+    print("tasks:")
+    for name, module in tasks.REGISTRY.items():
+        print(f"  {name:<16} {module.DESCRIPTION}")
+    print("optimizers:")
+    for name, spec in optimizers.REGISTRY.items():
+        print(f"  {name:<16} {spec.summary}")
+        print(f"  {'':<16} defaults: " + ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items()))
+    print("\n`optbench list --task NAME` shows a task's datasets and options.")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.loop import resolve, run
+
+    hparams, options = parse_sets(args.set or [])
+    spec, task = resolve(
+        task=args.task, optimizer=args.optimizer, dataset=args.dataset, size=args.size, hparams=hparams,
+        task_options=options, seed=args.seed, steps=args.steps, amp=args.amp, compile=args.compile,
+        data_dir=args.data_dir,
+    )
+    out = Path(args.out)
+    progress = None if args.progress is None else args.progress
+    result = run(spec, out_dir=out, data_dir=args.data_dir, device=args.device, progress=progress, task=task)
+    row = result.row
+    where = out / "runs" / f"{spec.run_id}.parquet"
+    if result.skipped:
+        print(f"already finished: {where} (run_id {spec.run_id}); delete it or change the spec to re-run")
+    print(
+        f"{row['task']}/{row['dataset']} [{row['size']}] {row['optimizer']} seed={row['seed']}: "
+        f"status={row['status']} val {row['metric']}={_fmt(row['val_metric'])} "
+        f"test {row['metric']}={_fmt(row['test_metric'])} steps={row['steps_done']}/{row['steps']} "
+        f"train {row['train_seconds']:.2f}s eval {row['eval_seconds']:.2f}s opt {row['optimizer_seconds']:.2f}s"
+    )
+    if row["status"] != "ok":
+        print(f"  {row['status_detail']}")
+    if not result.skipped:
+        print(f"wrote {where}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list tasks and optimizers (or one task's datasets and options)")
+    p.add_argument("--task", help="show this task's datasets, sizes and options")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="run one task with one optimizer and write its record")
+    p.add_argument("--task", required=True, help="task family (see `optbench list`)")
+    p.add_argument("--optimizer", required=True, help="registered optimizer (see `optbench list`)")
+    p.add_argument("--dataset", help="dataset name (default: the size's default dataset)")
+    p.add_argument("--size", default="tiny", help="tiny | small | paper (default: tiny)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="optimizer hyperparameter (lr=3e-4, betas=0.9,0.95) or task option (task.width=128); repeatable")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, help="optimizer steps (default: the task's budget)")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help=f"results folder (default: {DEFAULT_OUT})")
+    p.add_argument("--data-dir", help="data folder (default: $OPTBENCH_DATA_DIR or ~/.cache/optbench)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    p.add_argument("--amp", choices=["bf16"], help="bf16 autocast (CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: when stderr is a terminal)")
+    p.set_defaults(func=cmd_run)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use `optbench run`")

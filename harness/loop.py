@@ -1,0 +1,527 @@
+"""The training loop: one function runs a ``RunSpec`` and returns its record.
+
+The CLI, the sweeps and the tests all go through :func:`run`. The loop owns what must be identical for
+every optimizer: the LR schedule (linear warmup, then cosine / linear decay or constant), gradient
+clipping, the eval schedule, divergence detection, device placement, mixed precision and timing. Seeds
+reach model init, data order and dropout only through explicit generators derived from the run seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness import records
+from harness.errors import UserError, unknown
+from harness.spec import RunSpec
+from harness.task import SIZES, Task
+
+# How often (in steps) the loop looks at the loss on the host to detect divergence. Between checks the
+# losses stay on the device, so a GPU step never waits for the host.
+DIVERGENCE_CHECK_EVERY = 25
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` returns: the record row, its curves, and whether it was already on disk."""
+
+    row: dict[str, Any]
+    curves: list[dict[str, Any]] = field(default_factory=list)
+    skipped: bool = False
+
+
+# --------------------------------------------------------------------------------------------------
+# Resolution: names -> a fully specified RunSpec
+
+
+def resolve(
+    *,
+    task: str,
+    optimizer: str,
+    dataset: str | None = None,
+    size: str = "tiny",
+    hparams: Mapping[str, Any] | None = None,
+    task_options: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    phase: str = "run",
+    suite: str = "adhoc",
+    study: str = "",
+    trial: int | None = None,
+    amp: str | None = None,
+    compile: bool = False,
+    data_dir: str | os.PathLike | None = None,
+) -> tuple[RunSpec, Task]:
+    """Build the task and a fully resolved ``RunSpec`` (defaults merged, steps filled in).
+
+    Raises :class:`UserError` for unknown names and impossible values, before anything is written.
+    """
+    import optimizers
+    import tasks
+
+    if task not in tasks.REGISTRY:
+        raise unknown("task", task, tasks.REGISTRY)
+    if optimizer not in optimizers.REGISTRY:
+        raise unknown("optimizer", optimizer, optimizers.REGISTRY)
+    if steps is not None and (not isinstance(steps, int) or steps < 1):
+        raise UserError(f"invalid steps: {steps!r} (must be a positive integer)")
+    if not isinstance(seed, int) or seed < 0:
+        raise UserError(f"invalid seed: {seed!r} (must be a non-negative integer)")
+    if amp not in (None, "bf16"):
+        raise UserError(f"invalid amp: {amp!r}; known: bf16 (or none)")
+    if size not in SIZES:
+        raise unknown("size", size, SIZES)
+    built = tasks.make(task, size=size, dataset=dataset, data_dir=data_dir, **dict(task_options or {}))
+    opt_spec = optimizers.REGISTRY[optimizer]
+    try:
+        resolved_hp = opt_spec.resolve(hparams)
+        # Validate values now (the optimizer constructor checks them) on a throwaway parameter, so a
+        # bad value is a clean error before anything runs or is written.
+        probe = {"matrix": [nn.Parameter(torch.zeros(2, 2))], "vector": [nn.Parameter(torch.zeros(2))]}
+        opt_spec.build(probe, resolved_hp, steps or built.steps)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    spec = RunSpec(
+        task=task,
+        optimizer=optimizer,
+        dataset=built.dataset,
+        size=built.size,
+        hparams=resolved_hp,
+        task_options=dict(built.options),
+        seed=seed,
+        steps=steps or built.steps,
+        phase=phase,
+        suite=suite,
+        study=study,
+        amp=amp,
+        compile=compile,
+        trial=trial,
+    )
+    return spec, built
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def lr_factor(step: int, total: int, warmup: int, kind: str, min_ratio: float = 0.0) -> float:
+    """Multiplier of the base LR at 0-based ``step`` of ``total``: linear warmup over ``warmup`` steps
+    (from 1/warmup to 1), then cosine or linear decay to ``min_ratio`` at the last step, or constant."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if kind == "constant":
+        return 1.0
+    span = max(1, total - warmup - 1)
+    progress = min(1.0, (step - warmup) / span)
+    if kind == "cosine":
+        shape = 0.5 * (1.0 + math.cos(math.pi * progress))
+    elif kind == "linear":
+        shape = 1.0 - progress
+    else:
+        raise ValueError(f"unknown schedule {kind!r}; known: constant, cosine, linear")
+    return min_ratio + (1.0 - min_ratio) * shape
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """Independent 63-bit seeds per purpose (init, data, dropout) from one run seed."""
+    digest = hashlib.sha256(f"{seed}/{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+@functools.lru_cache(maxsize=1)
+def git_sha() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        sha = out.stdout.strip()
+        if out.returncode != 0 or not sha:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """``device`` if given, else the local CUDA device under torchrun, else cuda:0, else CPU."""
+    if device:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    total = 0
+    for state in optimizer.state.values():
+        for value in state.values():
+            if torch.is_tensor(value):
+                total += value.numel() * value.element_size()
+    return total
+
+
+def _peak_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    try:
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(rss if sys.platform == "darwin" else rss * 1024)
+    except (ImportError, OSError):
+        return 0
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+# --------------------------------------------------------------------------------------------------
+# Distributed (torchrun) support
+
+
+@dataclass(frozen=True)
+class _Dist:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device: torch.device) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    import torch.distributed as tdist
+
+    if not tdist.is_initialized():
+        tdist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return _Dist(rank=tdist.get_rank(), world_size=tdist.get_world_size())
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+
+
+class _Timer:
+    """Optimizer-step time without host syncs: CUDA events on GPU (summed at the end), perf_counter
+    on CPU (where the step is synchronous anyway)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.pairs: list[tuple[Any, Any]] = []
+        self.seconds = 0.0
+
+    @contextlib.contextmanager
+    def __call__(self):
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            yield
+            end.record()
+            self.pairs.append((start, end))
+        else:
+            t0 = time.perf_counter()
+            yield
+            self.seconds += time.perf_counter() - t0
+
+    def total(self) -> float:
+        if self.cuda and self.pairs:
+            torch.cuda.synchronize()
+            return self.seconds + sum(s.elapsed_time(e) for s, e in self.pairs) / 1000.0
+        return self.seconds
+
+
+def _evaluate(task: Task, model: nn.Module, data: Any, split: str, autocast) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), autocast():
+            out = task.evaluate(model, data, split)
+    finally:
+        model.train(was_training)
+    return {k: float(v) for k, v in out.items()}
+
+
+def _diagnostics(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    fn = getattr(optimizer, "diagnostics", None)
+    if fn is None:
+        return {}
+    try:
+        return {k: float(v) for k, v in fn().items()}
+    except Exception:  # diagnostics must never kill a run
+        return {}
+
+
+def run(
+    spec: RunSpec,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    device: str | None = None,
+    progress: bool | None = None,
+    task: Task | None = None,
+    on_eval: Callable[[int, dict[str, float]], bool] | None = None,
+) -> RunResult:
+    """Run ``spec`` to completion and return its record (and write it under ``out_dir`` if given).
+
+    A finished ``run_id`` already under ``out_dir`` is not run again (``skipped=True``). A run whose
+    loss or validation metric becomes non-finite stops with status ``diverged`` and objective
+    ``task.penalty``; it does not raise. ``on_eval(step, val_metrics) -> stop`` lets a tuner prune: a
+    pruned run is recorded with status ``pruned``.
+    """
+    import optimizers
+
+    t_wall = time.perf_counter()
+    started = _now()
+    # Complete a hand-made spec so its run_id names the run that actually happens: hyperparameters
+    # merged over the optimizer's defaults; dataset, steps and task options from the task.
+    opt_spec = optimizers.get(spec.optimizer)
+    hparams = opt_spec.resolve(spec.hparams)
+    if hparams != spec.hparams:
+        spec = spec.with_(hparams=hparams)
+    if task is None or not spec.dataset or spec.steps is None:
+        if task is None and spec.dataset and spec.steps is not None and out_dir is not None \
+                and records.is_finished(out_dir, spec.run_id):
+            return RunResult(row=records.read_runs_file(records.run_path(out_dir, spec.run_id)), skipped=True)
+        resolved, built = resolve(
+            task=spec.task, optimizer=spec.optimizer, dataset=spec.dataset or None, size=spec.size,
+            hparams=spec.hparams, task_options=spec.task_options, seed=spec.seed, steps=spec.steps,
+            data_dir=data_dir,
+        )
+        task = task or built
+        spec = spec.with_(dataset=resolved.dataset, task_options=resolved.task_options, steps=resolved.steps)
+    if out_dir is not None and records.is_finished(out_dir, spec.run_id):
+        return RunResult(row=records.read_runs_file(records.run_path(out_dir, spec.run_id)), skipped=True)
+
+    total = spec.steps or task.steps
+    dev = pick_device(device)
+    dist = _init_distributed(dev)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    # Seeds: init and data order through explicit generators; dropout through the global RNG, seeded
+    # here so the same spec twice gives the same record on CPU.
+    torch.manual_seed(derive_seed(spec.seed, "dropout") + dist.rank)
+    init_gen = torch.Generator().manual_seed(derive_seed(spec.seed, "init"))
+    data_gen = torch.Generator().manual_seed(derive_seed(spec.seed, "data"))
+
+    model = task.make_model(init_gen).to(dev)
+    data = task.make_data(dev)
+    roles = task.roles(model)
+    optimizer = opt_spec.build(roles, spec.hparams, total)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    params = [p for p in model.parameters() if p.requires_grad]
+    param_count = sum(p.numel() for p in params)
+
+    train_model: nn.Module = model
+    if dist.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if spec.compile:
+        train_model = torch.compile(train_model)
+
+    amp_dtype = torch.bfloat16 if spec.amp == "bf16" else None
+
+    def autocast():
+        if amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=dev.type, dtype=amp_dtype)
+
+    warmup = int(round(task.warmup_fraction * total))
+    eval_steps = set(range(task.eval_every, total + 1, task.eval_every)) | {total}
+    losses = torch.empty(total, device=dev)
+    curves: list[dict[str, Any]] = []
+    timer = _Timer(dev)
+    status, detail = "ok", ""
+    best_val, best_step, steps_to_target = math.nan, 0, None
+    val_metrics: dict[str, float] = {}
+    train_seconds = eval_seconds = 0.0
+    checked = 0  # losses[:checked] are known finite
+
+    show = (sys.stderr.isatty() if progress is None else progress) and dist.main
+    bar = None
+    if show:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=f"{spec.task}/{spec.optimizer}", unit="step", leave=False,
+                   mininterval=0.5, file=sys.stderr)
+
+    def first_bad(upto: int) -> int | None:
+        finite = torch.isfinite(losses[checked:upto])
+        if bool(finite.all()):
+            return None
+        return checked + int((~finite).nonzero()[0, 0])
+
+    batches = data.batches(data_gen, dist.rank, dist.world_size)
+    model.train()
+    step = 0
+    t_train = time.perf_counter()
+    try:
+        for step in range(total):
+            factor = lr_factor(step, total, warmup, task.schedule, task.min_lr_ratio)
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base * factor
+            batch = next(batches)
+            with autocast():
+                loss = task.loss(train_model, batch)
+            loss.backward()
+            if task.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, task.grad_clip, foreach=dev.type != "cpu" or None)
+            with timer():
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses[step] = loss.detach().float()
+            done = step + 1
+            if bar is not None:
+                bar.update(1)
+            if done in eval_steps or done - checked >= DIVERGENCE_CHECK_EVERY:
+                bad = first_bad(done)
+                if bad is not None:
+                    status, detail = "diverged", f"non-finite training loss at step {bad + 1}"
+                    step = bad
+                    break
+                checked = done
+            if done in eval_steps:
+                train_seconds += time.perf_counter() - t_train
+                t_eval = time.perf_counter()
+                val_metrics = _evaluate(task, model, data, "val", autocast)
+                eval_seconds += time.perf_counter() - t_eval
+                curves.append({"step": done, "split": "train", "name": "lr", "value": optimizer.param_groups[0]["lr"]})
+                for name, value in val_metrics.items():
+                    curves.append({"step": done, "split": "val", "name": name, "value": value})
+                for name, value in _diagnostics(optimizer).items():
+                    curves.append({"step": done, "split": "opt", "name": name, "value": value})
+                value = val_metrics.get(task.metric.name, math.nan)
+                if not _finite(value):
+                    status, detail = "diverged", f"non-finite validation {task.metric.name} at step {done}"
+                    step = done - 1
+                    break
+                if math.isnan(best_val) or task.metric.better(value, best_val):
+                    best_val, best_step = value, done
+                if steps_to_target is None and task.target is not None and (
+                    value == task.target or task.metric.better(value, task.target)
+                ):
+                    steps_to_target = done
+                if bar is not None:
+                    bar.set_postfix({task.metric.name: f"{value:.4g}"}, refresh=False)
+                if on_eval is not None and done < total and on_eval(done, dict(val_metrics)):
+                    status, detail = "pruned", f"pruned by the tuner at step {done}"
+                    break
+                t_train = time.perf_counter()
+        else:
+            train_seconds += time.perf_counter() - t_train
+    except torch.linalg.LinAlgError as exc:  # e.g. an SVD of a NaN momentum at the soft switch
+        status, detail = "diverged", f"linear algebra failed at step {step + 1}: {exc}"
+    finally:
+        if bar is not None:
+            bar.close()
+
+    steps_done = step + 1 if status != "diverged" else step
+    test_metrics: dict[str, float] = {}
+    if status == "ok":
+        t_eval = time.perf_counter()
+        test_metrics = _evaluate(task, model, data, "test", autocast)
+        eval_seconds += time.perf_counter() - t_eval
+        for name, value in test_metrics.items():
+            curves.append({"step": total, "split": "test", "name": name, "value": value})
+        if not _finite(test_metrics.get(task.metric.name, math.nan)):
+            status, detail = "diverged", f"non-finite test {task.metric.name}"
+
+    loss_values = losses[:max(steps_done, 0)].tolist()
+    curves = [{"step": i + 1, "split": "train", "name": "loss", "value": v} for i, v in enumerate(loss_values)] + curves
+    tail = [v for v in loss_values[-max(1, len(loss_values) // 10):] if math.isfinite(v)]
+
+    val_metric = val_metrics.get(task.metric.name, math.nan) if status in ("ok", "pruned") else math.nan
+    test_metric = test_metrics.get(task.metric.name, math.nan) if status == "ok" else math.nan
+    objective = val_metric if status in ("ok", "pruned") else task.penalty
+    row: dict[str, Any] = {
+        "run_id": spec.run_id,
+        "schema_version": records.SCHEMA_VERSION,
+        "suite": spec.suite,
+        "study": spec.study,
+        "task": spec.task,
+        "dataset": spec.dataset,
+        "size": spec.size,
+        "optimizer": spec.optimizer,
+        "phase": spec.phase,
+        "trial": spec.trial,
+        "seed": spec.seed,
+        "steps": total,
+        "steps_done": steps_done,
+        "hparams": json.dumps(records.json_ready(spec.hparams), sort_keys=True),
+        "task_options": json.dumps(records.json_ready(spec.task_options), sort_keys=True),
+        "spec": spec.to_json(),
+        "amp": spec.amp or "",
+        "compile": spec.compile,
+        "status": status,
+        "status_detail": detail,
+        "metric": task.metric.name,
+        "direction": task.metric.direction,
+        "val_metric": records.finite_or_nan(val_metric),
+        "test_metric": records.finite_or_nan(test_metric),
+        "best_val_metric": records.finite_or_nan(best_val),
+        "best_val_step": best_step,
+        "objective": float(objective) if _finite(objective) else float(task.penalty),
+        "penalty": float(task.penalty),
+        "target": float(task.target) if task.target is not None else math.nan,
+        "steps_to_target": steps_to_target,
+        "final_train_loss": sum(tail) / len(tail) if tail else math.nan,
+        "metrics": json.dumps({"val": val_metrics, "test": test_metrics}, sort_keys=True,
+                              default=records.finite_or_nan),
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "optimizer_seconds": timer.total(),
+        "wall_seconds": 0.0,  # filled below
+        "peak_memory_bytes": _peak_memory(dev),
+        "optimizer_state_bytes": state_bytes(optimizer),
+        "param_count": param_count,
+        "implementation": opt_spec.implementation,
+        "git_sha": git_sha(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "device": device_label(dev),
+        "world_size": dist.world_size,
+        "started_at": started,
+        "finished_at": _now(),
+    }
+    row.update(records.hp_columns(spec.hparams))
+    row["wall_seconds"] = time.perf_counter() - t_wall
+    for c in curves:
+        c["run_id"] = spec.run_id
+    if out_dir is not None and dist.main:
+        records.write_run(out_dir, row, curves)
+    return RunResult(row=row, curves=curves, skipped=False)

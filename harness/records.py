@@ -1,0 +1,232 @@
+"""Run records on disk: one parquet file per run, curves in a separate long table.
+
+Layout of a results folder (``--out DIR``)::
+
+    DIR/runs/<run_id>.parquet     one row: the run record (columns below)
+    DIR/curves/<run_id>.parquet   long table: run_id, step, split, name, value
+
+Both files are written atomically (temp file in the same folder + ``os.replace``); the curves file is
+written first, so a run whose row exists is complete. A killed process leaves at most a ``.tmp`` file,
+which readers ignore. Re-running a finished ``run_id`` is skipped by the loop (idempotent resume).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+# Column -> meaning. Hyperparameters are also flattened into ``hp_<name>`` columns (tuples as JSON).
+COLUMNS: dict[str, str] = {
+    "run_id": "hash of the run's canonical spec (RunSpec.identity)",
+    "schema_version": "version of this schema",
+    "suite": "suite name ('adhoc' for optbench run)",
+    "study": "Optuna study name for tune/eval runs, '' otherwise",
+    "task": "task family",
+    "dataset": "dataset name",
+    "size": "tiny | small | paper",
+    "optimizer": "registered optimizer name",
+    "phase": "run | tune | eval",
+    "trial": "Optuna trial number (tune), or null",
+    "seed": "run seed (model init, data order, dropout)",
+    "steps": "planned optimizer steps (K)",
+    "steps_done": "optimizer steps actually taken (< steps when diverged)",
+    "hparams": "resolved optimizer hyperparameters, JSON",
+    "task_options": "resolved task options, JSON",
+    "spec": "the full RunSpec, JSON",
+    "amp": "'' (fp32) or 'bf16'",
+    "compile": "torch.compile used",
+    "status": "ok | diverged | pruned (stopped early by the tuner)",
+    "status_detail": "why a run diverged or failed, '' if ok",
+    "metric": "the task's metric name",
+    "direction": "max | min",
+    "val_metric": "validation metric at the end of the budget (NaN if diverged)",
+    "test_metric": "test metric at the end of the budget (NaN if diverged)",
+    "best_val_metric": "best validation metric over the eval schedule",
+    "best_val_step": "step of best_val_metric",
+    "objective": "value told to the tuner: val_metric, or the task's penalty when diverged",
+    "penalty": "the task's penalty value for diverged runs",
+    "target": "the task's steps-to-target threshold (NaN if none)",
+    "steps_to_target": "first eval step whose val metric reached target (null if never)",
+    "final_train_loss": "mean train loss over the last 10% of steps",
+    "metrics": "all final val/test metrics, JSON {split: {name: value}}",
+    "train_seconds": "wall seconds in training steps (forward, backward, optimizer)",
+    "eval_seconds": "wall seconds in evaluation",
+    "optimizer_seconds": "seconds inside optimizer.step() (CUDA: device time from events)",
+    "wall_seconds": "total wall seconds incl. setup",
+    "peak_memory_bytes": "CUDA: max allocated; CPU: process max RSS",
+    "optimizer_state_bytes": "bytes of tensors in optimizer.state",
+    "param_count": "trainable parameters",
+    "implementation": "optimizer implementation path (e.g. foreach, fused)",
+    "git_sha": "optbench commit (or 'unknown')",
+    "torch_version": "torch.__version__",
+    "python_version": "platform.python_version()",
+    "device": "e.g. cpu, cuda:0 (NVIDIA H100)",
+    "world_size": "number of DDP processes",
+    "started_at": "UTC ISO timestamp",
+    "finished_at": "UTC ISO timestamp",
+}
+CURVE_COLUMNS = ("run_id", "step", "split", "name", "value")
+
+
+def runs_dir(out: str | os.PathLike) -> Path:
+    return Path(out) / "runs"
+
+
+def curves_dir(out: str | os.PathLike) -> Path:
+    return Path(out) / "curves"
+
+
+def run_path(out: str | os.PathLike, run_id: str) -> Path:
+    return runs_dir(out) / f"{run_id}.parquet"
+
+
+def is_finished(out: str | os.PathLike, run_id: str) -> bool:
+    """True when ``run_id`` has a complete record under ``out``."""
+    return run_path(out, run_id).is_file()
+
+
+def hp_columns(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """Flatten hyperparameters into ``hp_<name>`` columns: numbers stay numbers (as float, so a
+    column has one type across files), tuples/lists become JSON strings, None stays null."""
+    out: dict[str, Any] = {}
+    for key, value in hparams.items():
+        if isinstance(value, bool):
+            out[f"hp_{key}"] = value
+        elif isinstance(value, (int, float)):
+            out[f"hp_{key}"] = float(value)
+        elif value is None:
+            out[f"hp_{key}"] = None
+        else:
+            out[f"hp_{key}"] = json.dumps(value)
+    return out
+
+
+def _atomic_write_table(table, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_run(out: str | os.PathLike, row: Mapping[str, Any], curves: Iterable[Mapping[str, Any]]) -> Path:
+    """Write the curves then the row of one run, each atomically. Returns the row's path."""
+    import pyarrow as pa
+
+    run_id = row["run_id"]
+    curves = list(curves)
+    curve_table = pa.table({
+        "run_id": pa.array([run_id] * len(curves), pa.string()),
+        "step": pa.array([int(c["step"]) for c in curves], pa.int64()),
+        "split": pa.array([str(c["split"]) for c in curves], pa.string()),
+        "name": pa.array([str(c["name"]) for c in curves], pa.string()),
+        "value": pa.array([float(c["value"]) for c in curves], pa.float64()),
+    })
+    _atomic_write_table(curve_table, curves_dir(out) / f"{run_id}.parquet")
+    row_table = pa.Table.from_pylist([dict(row)])
+    path = run_path(out, run_id)
+    _atomic_write_table(row_table, path)
+    return path
+
+
+def _parquet_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
+
+
+def results_root(path: str | os.PathLike) -> Path:
+    """Accept either a results folder (with runs/) or its runs/ folder itself."""
+    path = Path(path)
+    if path.name == "runs" and not (path / "runs").is_dir():
+        return path.parent
+    return path
+
+
+def read_runs(path: str | os.PathLike, *, skipped: list[str] | None = None):
+    """All run rows under ``path`` as one pandas DataFrame (empty if none).
+
+    A corrupt or unreadable file is named in a warning (and appended to ``skipped``) and left out.
+    """
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    root = results_root(path)
+    frames = []
+    for file in _parquet_files(runs_dir(root)):
+        try:
+            frames.append(pq.read_table(file).to_pandas())
+        except Exception as exc:  # corrupt/truncated file: name it, keep going
+            msg = f"skipping unreadable run file {file}: {type(exc).__name__}: {exc}"
+            warnings.warn(msg, stacklevel=2)
+            if skipped is not None:
+                skipped.append(str(file))
+    if not frames:
+        return pd.DataFrame(columns=list(COLUMNS))
+    frames = [f.dropna(axis=1, how="all") if len(frames) > 1 else f for f in frames]
+    df = pd.concat(frames, ignore_index=True, sort=False)
+    for col in COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    return df
+
+
+def read_curves(path: str | os.PathLike, run_ids: Iterable[str] | None = None):
+    """Curves of the given runs (all runs when None) as one long DataFrame."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    root = results_root(path)
+    wanted = None if run_ids is None else set(run_ids)
+    frames = []
+    for file in _parquet_files(curves_dir(root)):
+        if wanted is not None and file.stem not in wanted:
+            continue
+        try:
+            frames.append(pq.read_table(file).to_pandas())
+        except Exception as exc:
+            warnings.warn(f"skipping unreadable curve file {file}: {exc}", stacklevel=2)
+    if not frames:
+        return pd.DataFrame(columns=list(CURVE_COLUMNS))
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_runs_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The single row of one run file, as a dict."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(path).to_pylist()
+    if len(rows) != 1:
+        raise ValueError(f"{path}: expected one run row, found {len(rows)}")
+    return rows[0]
+
+
+def json_ready(value: Any) -> Any:
+    """Tuples to lists and non-finite floats to strings, so ``json.dumps`` output is valid JSON."""
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
+def finite_or_nan(value: Any) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return value if math.isfinite(value) else math.nan
