@@ -159,24 +159,32 @@ def read_runs(path: str | os.PathLike, *, skipped: list[str] | None = None):
     """All run rows under ``path`` as one pandas DataFrame (empty if none).
 
     A corrupt or unreadable file is named in a warning (and appended to ``skipped``) and left out.
+    Files are read on a small thread pool (parquet decoding releases the GIL) and the rows are
+    unioned by column name, so runs of different optimizers (different ``hp_*`` columns) mix.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     import pandas as pd
     import pyarrow.parquet as pq
 
     root = results_root(path)
-    frames = []
-    for file in _parquet_files(runs_dir(root)):
+    files = _parquet_files(runs_dir(root))
+
+    def load(file: Path):
         try:
-            frames.append(pq.read_table(file).to_pandas())
+            return pq.read_table(file).to_pylist(), None
         except Exception as exc:  # corrupt/truncated file: name it, keep going
-            msg = f"skipping unreadable run file {file}: {type(exc).__name__}: {exc}"
-            warnings.warn(msg, stacklevel=2)
-            if skipped is not None:
-                skipped.append(str(file))
-    if not frames:
-        return pd.DataFrame(columns=list(COLUMNS))
-    frames = [f.dropna(axis=1, how="all") if len(frames) > 1 else f for f in frames]
-    df = pd.concat(frames, ignore_index=True, sort=False)
+            return [], f"skipping unreadable run file {file}: {type(exc).__name__}: {exc}"
+
+    rows: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(files)))) as pool:
+        for file, (file_rows, problem) in zip(files, pool.map(load, files)):
+            if problem is not None:
+                warnings.warn(problem, stacklevel=2)
+                if skipped is not None:
+                    skipped.append(str(file))
+            rows.extend(file_rows)
+    df = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
     for col in COLUMNS:
         if col not in df.columns:
             df[col] = None
