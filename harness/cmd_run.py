@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     progress = None if args.progress is None else args.progress
     result = run(spec, out_dir=out, data_dir=args.data_dir, device=args.device, progress=progress, task=task)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun only rank 0 reports (and writes)
     row = result.row
     where = out / "runs" / f"{spec.run_id}.parquet"
     if result.skipped:

@@ -272,6 +272,18 @@ def _evaluate(task: Task, model: nn.Module, data: Any, split: str, autocast) -> 
     return {k: float(v) for k, v in out.items()}
 
 
+def micro_batches(batch: Any, k: int) -> list[Any]:
+    """Split a batch (a tensor, or a tuple/list of tensors sharing dim 0) into ``k`` micro-batches."""
+    if k == 1:
+        return [batch]
+    if torch.is_tensor(batch):
+        return list(batch.tensor_split(k))
+    if isinstance(batch, (tuple, list)) and batch and all(torch.is_tensor(t) for t in batch):
+        parts = [t.tensor_split(k) for t in batch]
+        return [type(batch)(p[i] for p in parts) for i in range(k)]
+    raise TypeError(f"gradient accumulation needs batches that are tensors or tuples of tensors, got {type(batch)}")
+
+
 def _diagnostics(optimizer: torch.optim.Optimizer) -> dict[str, float]:
     fn = getattr(optimizer, "diagnostics", None)
     if fn is None:
@@ -381,6 +393,14 @@ def run(
                    mininterval=0.5, file=sys.stderr)
 
     def first_bad(upto: int) -> int | None:
+        if dist.world_size > 1:
+            # Log the global mean loss and let every rank take the same divergence decision (a rank
+            # that stopped alone would leave the others waiting in DDP's all-reduce).
+            import torch.distributed as tdist
+
+            window = losses[checked:upto]
+            tdist.all_reduce(window)
+            window.div_(dist.world_size)
         finite = torch.isfinite(losses[checked:upto])
         if bool(finite.all()):
             return None
@@ -395,16 +415,25 @@ def run(
             factor = lr_factor(step, total, warmup, task.schedule, task.min_lr_ratio)
             for group, base in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base * factor
-            batch = next(batches)
-            with autocast():
-                loss = task.loss(train_model, batch)
-            loss.backward()
+            micro = micro_batches(next(batches), task.grad_accum)
+            loss = None
+            for i, mb in enumerate(micro):
+                # DDP: all-reduce gradients only on the last micro-batch.
+                sync = contextlib.nullcontext() if dist.world_size == 1 or i == len(micro) - 1 \
+                    else train_model.no_sync()
+                with sync:
+                    with autocast():
+                        part = task.loss(train_model, mb)
+                    if len(micro) > 1:
+                        part = part / len(micro)
+                    part.backward()
+                loss = part.detach() if loss is None else loss + part.detach()
             if task.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, task.grad_clip, foreach=dev.type != "cpu" or None)
             with timer():
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            losses[step] = loss.detach().float()
+            losses[step] = loss.float()
             done = step + 1
             if bar is not None:
                 bar.update(1)

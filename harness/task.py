@@ -87,14 +87,15 @@ class Task:
     min_lr_ratio: float = 0.0
     grad_clip: float | None = None
     batch_size: int | None = None
+    grad_accum: int = 1  # micro-batches per optimizer step: the loop splits each batch along dim 0
     options: Mapping[str, Any] = field(default_factory=dict)  # resolved task options, for the record
     description: str = ""
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
             raise ValueError(f"unknown size {self.size!r}; known: {', '.join(SIZES)}")
-        if self.steps < 1 or self.eval_every < 1:
-            raise ValueError("steps and eval_every must be >= 1")
+        if self.steps < 1 or self.eval_every < 1 or self.grad_accum < 1:
+            raise ValueError("steps, eval_every and grad_accum must be >= 1")
         if self.schedule not in ("cosine", "linear", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}; known: constant, cosine, linear")
 

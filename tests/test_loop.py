@@ -137,3 +137,20 @@ def test_run_id_ignores_trial_but_not_config():
     assert _spec(seed=2).run_id != a.run_id
     assert _spec(hparams={"lr": 2e-2}).run_id != a.run_id
     assert RunSpec.from_json(a.to_json()) == a
+
+
+def test_grad_accumulation_matches_full_batch():
+    """Two micro-batches of a mean loss give the same update as the whole batch (up to fp32 rounding)."""
+    import dataclasses
+
+    from harness.loop import micro_batches
+
+    x = torch.arange(12.0).reshape(6, 2)
+    parts = micro_batches((x, x[:, 0]), 3)
+    assert len(parts) == 3 and all(p[0].shape == (2, 2) and p[1].shape == (2,) for p in parts)
+    full = run(_spec(steps=20), task=TASK)
+    accum = run(_spec(steps=20), task=dataclasses.replace(TASK, grad_accum=2))
+    a = [c["value"] for c in full.curves if c["name"] == "loss" and c["split"] == "train"]
+    b = [c["value"] for c in accum.curves if c["name"] == "loss" and c["split"] == "train"]
+    assert a == pytest.approx(b, rel=1e-4, abs=1e-6)
+    assert accum.row["val_metric"] == pytest.approx(full.row["val_metric"], rel=1e-3)
