@@ -75,7 +75,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"    {name:<24} {about}")
         print("  options (--set task.<name>=value):")
         for name, default in module.OPTIONS.items():
-            print(f"    {name:<24} default {default!r}")
+            shown = "chosen by size / dataset (see the task's docstring)" if default is None else repr(default)
+            print(f"    {name:<24} default {shown}")
         return 0
     print("tasks:")
     for name, module in tasks.REGISTRY.items():
