@@ -1,0 +1,438 @@
+"""SoftSignum: Signum that hands over smoothly to a tanh update (Softsign paper, arXiv 2605.31371,
+ICML 2026; official code https://github.com/brain-lab-research/softsign, ``softsignum.py``).
+
+What differs from Signum: for the first ``S = floor(alpha_sign * K)`` of the run's ``K`` steps it
+*is* Signum (same buffer, same update, bit for bit). At step ``S + 1`` it fits a Cauchy
+distribution to all entries of the update direction ``d`` of each parameter group (median / MAD),
+and builds a decreasing temperature schedule ``tau_0 >= ... >= tau_{N-1}`` (``N = K - S``) from the
+folded-Cauchy quantiles of ``|d|``: ``tau_j = clip(atanh(1 - eps) / q(j / N), 1, tmax)``. Step
+``S + 1 + j`` then updates ``p <- p * (1 - lr wd) - lr * tanh(tau_j * d)``; steps past ``K`` hold
+``tau_{N-1}``. So the fraction of saturated coordinates (``|tanh| > 1 - eps``) falls linearly from 1
+to 0 over the transition: sign descent turns into (momentum) SGD.
+
+Same as the official code: torch-SGD heavy-ball momentum (first step ``m = g``), decoupled weight
+decay ``p *= 1 - lr wd``, the schedule built from the group's ``d`` (lower median, MAD, Newton from
+``sigma tan(pi p / 2) + |mu|``, clamp at 0). Differences, on purpose: ``tmax`` defaults to 1e9 (the
+official class defaults to 20, which pins tau at 20 for most of the transition and makes it a hard
+switch; recorded in every run); a zero MAD falls back to a positive scale instead of dividing by
+``sigma + 1e-8``; steps past ``K`` hold the last temperature instead of raising an index error; 1-D
+parameters are never decayed (SPEC).
+
+Speed: on CPU ``torch.tanh`` costs ~3 ns per float (a slow vectorised path), several times
+``torch.sigmoid``. The foreach path therefore evaluates ``tanh(x)`` through the exact identity
+``tanh(x) = 2 (sigmoid(2x) - 1/2)``: |error| <= 1.8e-7 against a float64 tanh (``torch.tanh``: 3e-8),
+saturated coordinates still move by exactly ``lr``, and the step stays within the 1.2x-AdamW budget
+of issue 2. On GPUs, where elementwise kernels are memory bound, it uses ``torch.tanh``. The
+per-tensor reference path (``foreach=False``) always uses ``torch.tanh``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from optimizers._base import (
+    LogUniform,
+    OneMinusLogUniform,
+    OptimizerSpec,
+    all_params,
+    check_int,
+    check_positive,
+    check_unit_interval,
+    decay_groups,
+)
+from optimizers.signum import (
+    by_device_and_dtype,
+    collect,
+    decay_and_step,
+    scaled_momentum_directions,
+    signum_step,
+)
+from optimizers.signum import validate as validate_signum
+
+DEFAULTS: dict[str, Any] = {
+    "lr": 3e-4,  # as Signum: the sign phase is Signum, and SoftSignum is compared to it
+    "weight_decay": 0.03,
+    "momentum": 0.9,
+    "nesterov": False,
+    "alpha_sign": 0.9,  # paper: sign phase = 90% of the run
+    "eps": 1e-4,  # paper: saturation threshold 1 - eps that defines the schedule
+    "tmax": 1e9,  # see module docstring (official default 20 is a hard switch)
+    "newton_iters": 10,  # paper N_q = 10
+}
+
+# Same axes as Signum (the paper tunes lr, wd, momentum with Optuna and fixes alpha_sign = 0.9,
+# eps = 1e-4, N_q = 10), so a SoftSignum-vs-Signum comparison spends its trials identically.
+SEARCH_SPACE = {
+    "lr": LogUniform(1e-5, 1e-2),
+    "weight_decay": LogUniform(1e-4, 3.0),
+    "momentum": OneMinusLogUniform(1e-2, 0.5),
+}
+
+
+def validate(group: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first invalid hyperparameter of a param group."""
+    validate_signum(group)
+    check_unit_interval("alpha_sign", group["alpha_sign"], closed_right=True)
+    check_positive("eps", group["eps"])
+    if group["eps"] >= 1:
+        raise ValueError(f"invalid eps: {group['eps']!r} (must lie in (0, 1))")
+    check_positive("tmax", group["tmax"])
+    if group["tmax"] < 1:
+        raise ValueError(f"invalid tmax: {group['tmax']!r} (must be a finite number >= 1)")
+    check_int("newton_iters", group["newton_iters"], minimum=1)
+
+
+# --- the temperature schedule ---------------------------------------------------------------------
+
+def fit_cauchy(values: Tensor, *, overwrite: bool = False) -> tuple[Tensor, Tensor]:
+    """Robust Cauchy fit of all entries: ``mu = median(v)``, ``sigma = median(|v - mu|)``.
+
+    The median is the lower middle element for an even count, as ``torch.median``. A zero MAD
+    (more than half of the entries equal, e.g. dead units) falls back to the mean absolute
+    deviation, and if that is zero too (all entries equal) to ``max(1e-6 * |mu|, tiny)``: the scale
+    is always finite and > 0. Returns float64 0-d tensors on ``values``' device.
+
+    CPU: two in-place selections (``numpy.partition``, ~1.7x faster than ``torch.median``, which
+    copies) on one float32 copy of ``values``, or on ``values`` itself with ``overwrite=True``
+    (its contents are then scrambled). Other devices: ``torch.median``, without host syncs.
+    """
+    v = values.detach().reshape(-1)
+    if v.numel() == 0:
+        raise ValueError("cannot fit a temperature schedule to an empty tensor")
+    if v.device.type != "cpu":
+        return _fit_cauchy_torch(v)
+    if v.dtype not in (torch.float32, torch.float64):
+        v, overwrite = v.float(), True
+    return _fit_cauchy_numpy(v.numpy() if overwrite and v.is_contiguous() else v.numpy().copy())
+
+
+_TINY = torch.finfo(torch.float32).tiny
+
+
+def _fit_cauchy_numpy(a: np.ndarray) -> tuple[Tensor, Tensor]:
+    """``fit_cauchy`` in place on a 1-D array (scrambles it)."""
+    k = (a.size - 1) // 2  # lower median, as torch.median
+    a.partition(k)
+    mu = float(a[k])
+    np.subtract(a, a.dtype.type(mu), out=a)
+    np.abs(a, out=a)
+    a.partition(k)
+    sigma = float(a[k])
+    if not sigma > 0:
+        sigma = float(a.mean(dtype=np.float64))
+    if not sigma > 0:
+        sigma = max(1e-6 * abs(mu), _TINY)
+    return torch.tensor(mu, dtype=torch.float64), torch.tensor(sigma, dtype=torch.float64)
+
+
+def _fit_cauchy_torch(v: Tensor) -> tuple[Tensor, Tensor]:
+    """``fit_cauchy`` with device-side fallbacks (``torch.where``), so no host sync on GPUs."""
+    mu = v.median()
+    dev = (v - mu).abs_()
+    sigma = dev.median().double()
+    mean_dev = dev.mean(dtype=torch.float64)
+    mu = mu.double()
+    fallback = torch.clamp(mu.abs() * 1e-6, min=_TINY)
+    sigma = torch.where(sigma > 0, sigma, torch.where(mean_dev > 0, mean_dev, fallback))
+    return mu, sigma
+
+
+def folded_cauchy_quantile(p: Tensor, mu: Tensor, sigma: Tensor, newton_iters: int = 10) -> Tensor:
+    """Quantiles ``q`` with ``F(q) = p`` of the folded Cauchy ``|X|``, ``X ~ Cauchy(mu, sigma)``.
+
+    ``F(q) = C((q - mu)/sigma) - C((-q - mu)/sigma)`` with ``C(z) = 1/2 + atan(z)/pi``, solved by
+    Newton's method vectorised over ``p`` from ``q0 = sigma * tan(pi p / 2) + |mu|`` (which always
+    lies at or above the root), clamping ``q >= 0`` after every step (as the official code does).
+    Computed in float64.
+    """
+    p = p.double()
+    mu = mu.double()
+    sigma = sigma.double()
+    q = sigma * torch.tan(0.5 * math.pi * p) + mu.abs()
+    for _ in range(newton_iters):
+        a = (q - mu) / sigma
+        b = (q + mu) / sigma
+        cdf = (torch.atan(a) + torch.atan(b)) / math.pi
+        pdf = (1.0 / (1.0 + a * a) + 1.0 / (1.0 + b * b)) / (math.pi * sigma)
+        q = torch.clamp(q - (cdf - p) / pdf, min=0.0)
+    return q
+
+
+def temperature_schedule(
+    values: Tensor,
+    n: int,
+    eps: float = 1e-4,
+    newton_iters: int = 10,
+    tmax: float = 1e9,
+    c: float | None = None,
+    *,
+    overwrite: bool = False,
+) -> Tensor:
+    """The SoftSignum temperature schedule ``tau_0 >= ... >= tau_{n-1}`` built from ``values``.
+
+    ``values`` is every entry of the update direction of one parameter group at the switch step
+    (signed). Fit ``mu = median``, ``sigma = MAD`` (``fit_cauchy``), take the folded-Cauchy
+    quantiles ``q_j`` at ``p_j = j / n`` (``folded_cauchy_quantile``) and return
+    ``tau_j = clip(c / q_j, 1, tmax)``, with ``c = atanh(1 - eps)`` by default (SoftMuon passes
+    ``c = (1 - eps) / sqrt(1 - (1 - eps)^2)``). So at step ``j`` of the transition, about a fraction
+    ``1 - p_j`` of the coordinates is saturated (``|tanh(tau_j d)| > 1 - eps``).
+
+    Returns a float64 tensor of length ``n`` on ``values``' device (CPU for MPS, which has no
+    float64). Two selections (median, then MAD): never ``torch.quantile``, which sorts and fails
+    above 2^24 entries. ``overwrite=True`` lets the fit scramble ``values`` (a caller's own copy).
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"invalid n: {n!r} (must be an integer >= 1)")
+    if not 0.0 < eps < 1.0:
+        raise ValueError(f"invalid eps: {eps!r} (must lie in (0, 1))")
+    if not (math.isfinite(tmax) and tmax >= 1.0):
+        raise ValueError(f"invalid tmax: {tmax!r} (must be a finite number >= 1)")
+    if not isinstance(newton_iters, int) or newton_iters < 0:
+        raise ValueError(f"invalid newton_iters: {newton_iters!r} (must be an integer >= 0)")
+    if c is None:
+        c = math.atanh(1.0 - eps)
+    if values.device.type == "mps":
+        values = values.cpu()
+    mu, sigma = fit_cauchy(values, overwrite=overwrite)
+    p = torch.arange(n, dtype=torch.float64, device=mu.device) / n
+    q = folded_cauchy_quantile(p, mu, sigma, newton_iters)
+    # q_0 = 0 (p_0 = 0) gives c / 0 = inf, clipped to tmax: the transition starts as a pure sign.
+    return torch.clamp(c / q, min=1.0, max=tmax)
+
+
+# --- per-group schedule bookkeeping, shared with SoftMuon -------------------------------------
+# A soft optimizer keeps, in each param group (so it travels with state_dict()):
+#   "step"          int, number of optimizer steps taken by this group
+#   "total_steps"   K, the run's total optimizer steps
+#   "sign_steps"    S = floor(alpha_sign * K)
+#   "tau_schedule"  None in the sign phase, then the float32 tensor of N = K - S temperatures
+
+
+def sign_phase_steps(alpha_sign: float, total_steps: int) -> int:
+    """``S = floor(alpha_sign * K)`` (with a tiny tolerance so 0.9 * 10 gives 9, not 8)."""
+    return min(total_steps, int(math.floor(alpha_sign * total_steps + 1e-9)))
+
+
+def init_schedule_state(group: dict[str, Any], alpha_sign: float, total_steps: int) -> None:
+    """Write the schedule bookkeeping keys into a fresh param group."""
+    group["step"] = 0
+    group["total_steps"] = int(total_steps)
+    group["sign_steps"] = sign_phase_steps(alpha_sign, total_steps)
+    group["tau_schedule"] = None
+
+
+def advance_schedule(group: Mapping[str, Any]) -> int | None:
+    """Schedule index ``j`` for the group's current (already incremented) step, None in the sign phase.
+
+    Step ``S + 1 + j`` uses ``tau_j``; steps beyond ``K`` hold ``tau_{N-1}``. With ``S = K``
+    (alpha_sign = 1) the optimizer stays in the sign phase forever.
+    """
+    step, sign_steps, total = group["step"], group["sign_steps"], group["total_steps"]
+    if step <= sign_steps or total <= sign_steps:
+        return None
+    return min(step - sign_steps - 1, total - sign_steps - 1)
+
+
+def build_group_schedule(
+    group: dict[str, Any],
+    directions: list[Tensor],
+    *,
+    eps: float,
+    newton_iters: int,
+    tmax: float,
+    c: float | None = None,
+) -> Tensor:
+    """Build the group's schedule once from all entries of ``directions`` and store it.
+
+    One concatenation (on the first tensor's device; half precision is widened to float32 so the
+    median and MAD are not rounded to 8 bits) and ``temperature_schedule``. The stored schedule is
+    float32: it multiplies float32 (or narrower) directions, and MPS has no float64.
+    """
+    device = directions[0].device
+    dtype = torch.float32 if directions[0].dtype in (torch.float16, torch.bfloat16) else None
+    flat = torch.cat([d.detach().reshape(-1).to(device=device, dtype=dtype) for d in directions])
+    n = group["total_steps"] - group["sign_steps"]
+    schedule = temperature_schedule(flat, n, eps=eps, newton_iters=newton_iters, tmax=tmax, c=c, overwrite=True)
+    group["tau_schedule"] = schedule.to(device=device, dtype=torch.float32)
+    return group["tau_schedule"]
+
+
+def group_tau(group: dict[str, Any], j: int, device: torch.device | None = None) -> Tensor:
+    """The 0-d float32 temperature ``tau_j`` (tensor indexing: no host sync).
+
+    A schedule on another device (e.g. after ``load_state_dict`` of a CPU checkpoint into a CUDA
+    run) is moved once and kept there.
+    """
+    if device is not None and group["tau_schedule"].device != device:
+        group["tau_schedule"] = group["tau_schedule"].to(device)
+    return group["tau_schedule"][j]
+
+
+# --- the update ---------------------------------------------------------------------------------
+
+def soft_step(
+    params: list[Tensor], directions: list[Tensor], tau: Tensor, *, lr: float, weight_decay: float,
+    foreach: bool, directions_are_scratch: bool = False,
+) -> None:
+    """``p <- p * (1 - lr wd) - lr * tanh(tau * d)`` over tensors of one device and dtype.
+
+    ``directions_are_scratch`` lets the foreach path overwrite ``directions`` (Nesterov temporaries)
+    instead of allocating.
+    """
+    if not foreach:
+        updates = [torch.tanh(tau * d) for d in directions]
+        decay_and_step(params, updates, lr, weight_decay, foreach=False)
+        return
+    if directions[0].device.type == "cpu":
+        # tanh(x) = 2 (sigmoid(2x) - 1/2): an exact identity, and sigmoid is ~6x cheaper than tanh on
+        # CPU. sigmoid - 1/2 is exact (Sterbenz) where it matters, and the 2 goes into the step's
+        # alpha, so a saturated coordinate (sigmoid = 1) moves by exactly lr, as in Signum.
+        two_tau = tau * 2.0
+        if directions_are_scratch:
+            torch._foreach_mul_(directions, two_tau)
+            x = directions
+        else:
+            x = torch._foreach_mul(directions, two_tau)
+        torch._foreach_sigmoid_(x)
+        torch._foreach_sub_(x, 0.5)
+        decay_and_step(params, x, lr, weight_decay, foreach=True, scale=2.0)
+        return
+    if directions_are_scratch:
+        torch._foreach_mul_(directions, tau)
+        x = directions
+    else:
+        x = torch._foreach_mul(directions, tau)
+    torch._foreach_tanh_(x)
+    decay_and_step(params, x, lr, weight_decay, foreach=True)
+
+
+class SoftSignum(torch.optim.Optimizer):
+    """Signum for ``floor(alpha_sign * total_steps)`` steps, then ``tanh(tau_j * d)`` updates.
+
+    Each param group carries its schedule bookkeeping (``step``, ``total_steps``, ``sign_steps``,
+    ``tau_schedule``), so phase and schedule travel with ``state_dict()``; per parameter the state is
+    Signum's ``exp_avg = (1 - beta) m`` (see ``optimizers.signum``). ``foreach=False`` is the
+    readable per-tensor reference (``torch.tanh``); the default foreach path matches it bit for bit in
+    the sign phase and to 2e-7 * lr per coordinate after the switch on CPU (see module docstring).
+    """
+
+    def __init__(
+        self,
+        params,
+        total_steps: int,
+        lr: float = DEFAULTS["lr"],
+        momentum: float = DEFAULTS["momentum"],
+        weight_decay: float = DEFAULTS["weight_decay"],
+        nesterov: bool = DEFAULTS["nesterov"],
+        alpha_sign: float = DEFAULTS["alpha_sign"],
+        eps: float = DEFAULTS["eps"],
+        tmax: float = DEFAULTS["tmax"],
+        newton_iters: int = DEFAULTS["newton_iters"],
+        *,
+        foreach: bool = True,
+    ):
+        check_int("total_steps", total_steps, minimum=1)
+        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov,
+                    "alpha_sign": alpha_sign, "eps": eps, "tmax": tmax, "newton_iters": newton_iters,
+                    "foreach": foreach}
+        validate(defaults)
+        self.total_steps = total_steps
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        validate(group)
+        init_schedule_state(group, group["alpha_sign"], self.total_steps)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            group["step"] += 1  # counts optimizer steps, with or without gradients in this group
+            params, grads, bufs = collect(self, group, "exp_avg")
+            if not params:
+                continue
+            j = advance_schedule(group)
+            hp = {"lr": group["lr"], "weight_decay": group["weight_decay"]}
+            momentum, nesterov, foreach = group["momentum"], group["nesterov"], group["foreach"]
+            buckets = by_device_and_dtype(params, grads, bufs) if foreach else [(params, grads, bufs)]
+            if j is None:
+                for bucket in buckets:
+                    signum_step(*bucket, **hp, momentum=momentum, nesterov=nesterov, foreach=foreach)
+                continue
+            # Soft phase. The buffers hold exp_avg = (1 - beta) m, so these are (1 - beta) d. Every
+            # bucket's directions first: the schedule (built once, at the switch) pools the group.
+            directions = [scaled_momentum_directions(g, e, momentum, nesterov, foreach=foreach)
+                          for _, g, e in buckets]
+            if group["tau_schedule"] is None:
+                # c / q(d) = c (1 - beta) / q((1 - beta) d): the schedule of the heavy-ball d.
+                build_group_schedule(group, [d for ds in directions for d in ds], eps=group["eps"],
+                                     newton_iters=group["newton_iters"], tmax=group["tmax"],
+                                     c=math.atanh(1.0 - group["eps"]) * (1.0 - momentum))
+            for (p, _, _), d in zip(buckets, directions):
+                tau = group_tau(group, j, p[0].device)
+                if p[0].dtype == torch.float64:  # keep float64 runs float64 after the rescaling
+                    tau = tau.double()
+                tau = tau / (1.0 - momentum)  # tanh(tau d) with d the heavy-ball direction
+                soft_step(p, d, tau, **hp, foreach=foreach, directions_are_scratch=nesterov)
+        return loss
+
+    @torch.no_grad()
+    def diagnostics(self) -> dict[str, float]:
+        """``tau`` of the last step (first group; inf in the sign phase), ``saturated_frac`` (share of
+        coordinates with ``|tanh(tau d)| > 1 - eps``, i.e. ``|tau d| > atanh(1 - eps)``, computed now
+        from the momentum buffers; with Nesterov from ``g + beta m`` while gradients are still set,
+        else from ``m``) and ``phase`` (0 sign, 1 soft). Host syncs here: call at eval points only.
+        ``step()`` itself never syncs (the temperature is indexed on the device)."""
+        tau_first, phase = math.inf, 0.0
+        saturated: Tensor | int = 0
+        total = 0
+        for group in self.param_groups:
+            j = advance_schedule(group)
+            soft = j is not None and group["tau_schedule"] is not None
+            tau = group["tau_schedule"][j] if soft else None
+            if soft and phase == 0.0:
+                tau_first, phase = float(tau), 1.0
+            threshold = math.atanh(1.0 - group["eps"])
+            beta = group["momentum"]
+            for p in group["params"]:
+                exp_avg = self.state[p].get("exp_avg")
+                if exp_avg is None:
+                    continue
+                # (1 - beta) d, as in step(); the 1 / (1 - beta) goes into tau.
+                d = p.grad.lerp(exp_avg, beta) if group["nesterov"] and p.grad is not None else exp_avg
+                hits = (d != 0) if tau is None else ((tau.to(d.device) / (1.0 - beta) * d).abs() > threshold)
+                saturated = saturated + hits.sum().cpu()
+                total += d.numel()
+        frac = float(saturated) / total if total else math.nan
+        return {"tau": tau_first, "saturated_frac": frac, "phase": phase}
+
+
+def build(groups: Mapping[str, list[torch.nn.Parameter]], hparams: dict[str, Any], total_steps: int) -> SoftSignum:
+    """SoftSignum over every role with a schedule over ``total_steps``; 1-D parameters not decayed."""
+    param_groups = decay_groups(all_params(groups), hparams["weight_decay"])
+    keys = ("lr", "momentum", "weight_decay", "nesterov", "alpha_sign", "eps", "tmax", "newton_iters")
+    return SoftSignum(param_groups, total_steps, **{k: hparams[k] for k in keys})
+
+
+SPEC = OptimizerSpec(
+    name="softsignum",
+    summary="SoftSignum (Softsign paper): Signum, then tanh(tau_j * d) with a folded-Cauchy quantile "
+    "temperature schedule",
+    defaults=DEFAULTS,
+    search_space=SEARCH_SPACE,
+    build_fn=build,
+    implementation="foreach",
+    extra={"momentum_convention": "heavy-ball m <- beta*m + g (first m = g), stored as (1-beta)*m",
+           "cpu_tanh": "2*(sigmoid(2x)-1/2) on the CPU foreach path, torch.tanh elsewhere"},
+)
