@@ -1,0 +1,276 @@
+"""SoftMuon: Muon that hands over smoothly from the matrix sign ``U V^T`` to a spectral soft sign.
+
+Source: Feoktistov, Belinsky, Veprikov, Zainullin, Beznosikov, "Softsign: Smooth Sign in Your Optimizer
+For Better Parameter Heterogeneity Handling" (arXiv 2605.31371, ICML 2026); official code
+github.com/brain-lab-research/softsign (``softmuon/softmuon.py``, built on Keller Jordan's Muon).
+
+Steps ``1..S`` (``S = floor(alpha_sign * K)``, ``K`` the run's total steps) are exactly Muon
+(``optimizers/muon.py``, same code path, so the two agree bit for bit). At step ``S + 1`` a temperature
+schedule ``tau_0 >= ... >= tau_{N-1}`` (``N = K - S``) is built once per group by
+``optimizers.softsignum.temperature_schedule`` from the pool of all singular values of the group's
+matrices, with ``c = (1 - eps) / sqrt(1 - (1 - eps)^2)`` (70.705 at eps = 1e-4, the ``x`` at which
+``x / sqrt(1 + x^2) = 1 - eps``). Step ``S + 1 + j`` then replaces ``NS5(u)`` by
+
+    Phi_tau(u) = u (u^T u + tau^-2 I)^(-1/2) = U diag(tau s / sqrt(1 + tau^2 s^2)) V^T,  tau = tau_j,
+
+with the same ``lr * sqrt(max(1, rows/cols))`` step; steps past ``K`` hold ``tau_{N-1}``. Directions
+with ``tau s >> 1`` still move like Muon (``~1``), directions with ``tau s << 1`` move like SGD
+(``tau s``): the update becomes magnitude-sensitive as tau falls.
+
+The scale of ``u`` and tau. ``NS5`` is scale-free (it normalises its input); ``Phi_tau`` is not:
+``Phi_tau(c u) = Phi_{c tau}(u)``. Like the official code we feed ``Phi`` the raw Nesterov input ``u``
+(no normalisation: normalising each matrix would make the map scale-free per matrix again and remove
+the magnitude sensitivity across matrices that SoftMuon exists for). The schedule must therefore live
+on the scale of that same ``u``: we pool the singular values of the ``u`` matrices of step ``S + 1``
+(the very matrices the first soft step maps), so that at step ``j`` the fraction of saturated
+directions is about ``1 - p_j`` while the spectrum stays put, and falls faster as gradients shrink.
+The official code pools the raw gradient's singular values instead, although ``u = lerp(g, m, beta)``
+is mostly momentum, whose noise directions are typically smaller: its tau is then too small for ``u``
+and the transition starts less saturated than the quantiles say. That is the one deliberate difference.
+Singular values are computed once, in float64, as square roots of ``eigvalsh`` of the short-side
+Gram matrix (accurate down to ~1e-7 of the largest, 7x faster than ``svdvals`` on 512x4608 on CPU).
+
+Two ways to evaluate ``Phi_tau`` (hyperparameter ``soft_ns_steps``, recorded with every run):
+  ``5`` (default, as the official code runs it): the coupled Newton-Schulz / Denman-Beavers-type
+      inverse square root ``Y <- Y T, Z <- T Z, T = (3I - Z Y)/2`` on ``A = (X X^T + tau^-2 I)/||.||_F``,
+      5 steps, bfloat16 on CUDA (as the official code) and float32 on CPU. It is far from converged
+      when ``A`` is ill-conditioned (tau large, momentum spectrum spread): small singular directions
+      are under-weighted and the update shrinks. Relative Frobenius distance to the exact map,
+      measured on 64x96 matrices with singular values log-spaced over 1e3: 7e-4 at tau = 0.1,
+      4e-4 at tau = 1, 0.18 at tau = 10, 0.72 at tau >= 1e3 (``tests/test_muon_family.py`` pins a band).
+  ``None`` (accurate): the exact formula through a float64 ``eigh`` of the short-side Gram matrix,
+      ``Phi = Q diag((lam + tau^-2)^(-1/2)) Q^T X``; relative error ~1e-6 at condition number 1e3
+      (tested to 1e-3 for tau in 1e-1..1e9). Why not "more fp32 iterations": the iteration works on
+      ``X X^T``, which squares the condition number, so in float32 singular values below ~1e-3.5 of
+      the largest carry percent-level errors whatever the step count (30 steps at tau >= 1e3: 1e-3..2e-3
+      error at condition 1e3; 4e-3, then NaN at 1e5). A Newton-Schulz polar iteration on the augmented ``[tau X, I]`` avoids
+      the squaring but needs ~16 steps on an r x (r + c) matrix: 5x slower than the eigh on CPU.
+      float64 is slow on consumer GPUs; on data-centre GPUs it is fine for a reference mode.
+
+The diagnostics report the current tau, the share of singular values with ``tau s >= c`` (soft sign
+within eps of 1; from ``u`` while gradients are set, else from the momentum buffer, since ``u`` is not
+kept) and the phase.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from optimizers import muon
+from optimizers._base import OptimizerSpec, check_int, check_positive, check_unit_interval
+from optimizers.muon import Muon, as_matrix, map_matrices
+from optimizers.softsignum import advance_schedule, build_group_schedule, group_tau, init_schedule_state
+
+DEFAULTS: dict[str, Any] = {
+    **muon.DEFAULTS,
+    "alpha_sign": 0.9,
+    "eps": 1e-4,
+    "tmax": 1e9,
+    "newton_iters": 10,
+    "soft_ns_steps": 5,
+}
+
+# The Muon search space: the paper tunes SoftMuon like Muon (and reuses Muon's LLM hparams), with
+# alpha_sign, eps and newton_iters fixed at the published 0.9, 1e-4, 10.
+SEARCH_SPACE = dict(muon.SEARCH_SPACE)
+
+
+# --- pure tensor functions -------------------------------------------------------------------
+
+def polar_saturation(eps: float) -> float:
+    """``c`` with ``c / sqrt(1 + c^2) = 1 - eps``: a direction with ``tau s >= c`` is saturated."""
+    return (1.0 - eps) / math.sqrt(eps * (2.0 - eps))
+
+
+def soft_polar(M: Tensor, tau: float | Tensor, steps: int | None = None) -> Tensor:
+    """Spectral soft sign ``Phi_tau(M) = M (M^T M + tau^-2 I)^(-1/2) = U diag(tau s / sqrt(1 + tau^2 s^2)) V^T``.
+
+    ``M`` is ``(..., rows, cols)`` (leading dims are a batch); ``tau > 0`` a float or a 0-d tensor
+    (used on the device, no host sync). ``tau -> inf`` gives ``U V^T``, ``tau -> 0`` gives ``tau M``.
+
+    ``steps=None``: accurate, via a float64 ``eigh`` of the short-side Gram matrix (no SVD).
+    ``steps=k``: ``k`` coupled Newton-Schulz inverse-square-root steps as in the official Softsign code
+    (bfloat16 on CUDA, float32 elsewhere; unconverged and shrinking for ill-conditioned ``M``).
+    The result has ``M``'s dtype and shape.
+    """
+    if M.ndim < 2:
+        raise ValueError(f"soft_polar needs a matrix (ndim >= 2), got shape {tuple(M.shape)}")
+    if steps is not None:
+        check_int("steps", steps, minimum=1)
+    if not torch.is_tensor(tau):
+        check_positive("tau", tau)
+    shape = M.shape
+    X = M.reshape(-1, shape[-2], shape[-1])
+    transposed = shape[-2] > shape[-1]
+    if transposed:
+        X = X.mT  # Phi commutes with transposition; work with the small Gram matrix
+    out = _soft_polar_eigh(X, tau) if steps is None else _soft_polar_coupled(X, tau, steps)
+    if transposed:
+        out = out.mT
+    return out.to(M.dtype).reshape(shape)
+
+
+def _inv_tau_sq(tau: float | Tensor, dtype: torch.dtype) -> float | Tensor:
+    if torch.is_tensor(tau):
+        return tau.to(torch.float64 if dtype == torch.float64 else torch.float32).pow(-2)
+    return float(tau) ** -2
+
+
+def _soft_polar_eigh(X: Tensor, tau: float | Tensor) -> Tensor:
+    Xd = X.to(torch.float64)
+    lam, Q = torch.linalg.eigh(Xd @ Xd.mT)
+    # Rounding can leave eigenvalues of a singular Gram matrix slightly negative.
+    weight = (lam.clamp_min(0.0) + _inv_tau_sq(tau, torch.float64)).rsqrt()
+    return ((Q * weight.unsqueeze(-2)) @ Q.mT) @ Xd
+
+
+def _soft_polar_coupled(X: Tensor, tau: float | Tensor, steps: int) -> Tensor:
+    X = X.to(torch.bfloat16 if X.is_cuda else torch.float32)
+    A = X @ X.mT
+    A.diagonal(dim1=-2, dim2=-1).add_(_inv_tau_sq(tau, X.dtype))
+    norm = A.norm(dim=(-2, -1), keepdim=True)
+    A = A / norm  # eigenvalues in (0, 1]: inside the iteration's region of convergence
+    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device).expand_as(A)
+    # Y -> A^(1/2), Z -> A^(-1/2) from Y = A, Z = I. The first step (Z = I) is written out, and the
+    # last step skips Y, which is no longer needed: the same iterates as the official loop, 2 fewer matmuls.
+    T = torch.add(1.5 * eye, A, alpha=-0.5)  # (3I - Z Y) / 2 with Z = I
+    Y, Z = (A @ T if steps > 1 else A), T
+    for k in range(1, steps):
+        T = torch.baddbmm(eye, Z, Y, beta=1.5, alpha=-0.5)  # (3I - Z Y) / 2
+        if k < steps - 1:
+            Y = Y @ T
+        Z = T @ Z
+    return (Z @ X) / norm.sqrt()
+
+
+def singular_values(tensors: list[Tensor]) -> Tensor:
+    """All singular values of all tensors (as Muon matrices), pooled into one float64 vector.
+
+    Square roots of ``eigvalsh`` of each float64 short-side Gram matrix, batched over same shapes.
+    """
+    buckets: dict[tuple[int, ...], list[Tensor]] = {}
+    for t in tensors:
+        m = as_matrix(t)
+        if m.shape[0] > m.shape[1]:
+            m = m.mT
+        buckets.setdefault(tuple(m.shape), []).append(m)
+    pooled = []
+    for mats in buckets.values():
+        X = torch.stack(mats).to(torch.float64)
+        lam = torch.linalg.eigvalsh(X @ X.mT)
+        pooled.append(lam.clamp_min(0.0).sqrt().reshape(-1))
+    return torch.cat(pooled)
+
+
+# --- the optimizer ---------------------------------------------------------------------------
+
+def validate(hparams: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first invalid SoftMuon hyperparameter."""
+    muon.validate(hparams)
+    check_unit_interval("alpha_sign", hparams["alpha_sign"], closed_right=True)
+    eps = hparams["eps"]
+    check_positive("eps", eps)
+    if eps >= 1:
+        raise ValueError(f"invalid eps: {eps!r} (must lie in (0, 1))")
+    tmax = hparams["tmax"]
+    check_positive("tmax", tmax)
+    if tmax < 1:
+        raise ValueError(f"invalid tmax: {tmax!r} (must be a finite number >= 1)")
+    check_int("newton_iters", hparams["newton_iters"], minimum=0)
+    if hparams["soft_ns_steps"] is not None:
+        check_int("soft_ns_steps", hparams["soft_ns_steps"], minimum=1)
+
+
+SOFT_KEYS = ("alpha_sign", "eps", "tmax", "newton_iters", "soft_ns_steps")
+
+
+class SoftMuon(Muon):
+    """Muon for the first ``floor(alpha_sign * K)`` steps, then the spectral soft sign ``Phi_tau``.
+
+    Muon groups additionally carry ``alpha_sign, eps, tmax, newton_iters, soft_ns_steps`` and the
+    schedule bookkeeping of ``optimizers.softsignum`` (``step``, ``total_steps``, ``sign_steps``,
+    ``tau_schedule``), so the phase and the schedule travel with ``state_dict()``.
+    """
+
+    def __init__(self, param_groups: list[dict[str, Any]], total_steps: int):
+        check_int("total_steps", total_steps, minimum=1)
+        groups = []
+        for group in param_groups:
+            group = dict(group)
+            if group.get("use_muon"):
+                for key in SOFT_KEYS:
+                    group.setdefault(key, DEFAULTS[key])
+                validate({**DEFAULTS, **{k: group[k] for k in SOFT_KEYS}})
+                init_schedule_state(group, group["alpha_sign"], total_steps)
+            groups.append(group)
+        super().__init__(groups)
+
+    def _directions(self, group: dict[str, Any], updates: list[Tensor]) -> list[Tensor]:
+        j = advance_schedule(group)
+        if j is None:  # sign phase: plain Muon
+            return super()._directions(group, updates)
+        if group["tau_schedule"] is None:  # the switch: build once, from the u that Phi will see
+            build_group_schedule(group, [singular_values(updates)], eps=group["eps"],
+                                 newton_iters=group["newton_iters"], tmax=group["tmax"],
+                                 c=polar_saturation(group["eps"]))
+        tau = group_tau(group, j, updates[0].device)
+        steps = group["soft_ns_steps"]
+        return map_matrices(lambda X: soft_polar(X, tau, steps), updates)
+
+    @torch.no_grad()
+    def diagnostics(self) -> dict[str, float]:
+        """``tau`` (of the last step; inf in the Muon phase, where the map is the tau -> inf limit),
+        ``saturated_frac`` (share of singular values with ``tau s >= c``, i.e. soft sign within eps of
+        1; computed now from ``u = lerp(g, m, beta)`` while gradients are still set, else from the
+        momentum buffers ``m``; 1.0 in the Muon phase) and ``phase`` (0 Muon, 1 soft). With several
+        Muon groups, tau is the first soft group's and the share is pooled. Host syncs and one
+        eigendecomposition per matrix: call at eval points only."""
+        soft = [(g, advance_schedule(g)) for g in self.param_groups if g["use_muon"]]
+        soft = [(g, j) for g, j in soft if j is not None and g["tau_schedule"] is not None]
+        if not soft:
+            return {"tau": math.inf, "saturated_frac": 1.0, "phase": 0.0}
+        taus, saturated, total = [], 0, 0
+        for group, j in soft:
+            tau = float(group["tau_schedule"][j])
+            taus.append(tau)
+            directions = []
+            for p in group["params"]:
+                buf = self.state[p].get("momentum_buffer")
+                if buf is not None:
+                    use_u = group["nesterov"] and p.grad is not None
+                    directions.append(p.grad.lerp(buf, group["momentum"]) if use_u else buf)
+            if directions:
+                s = singular_values(directions)
+                saturated += int((tau * s >= polar_saturation(group["eps"])).sum())
+                total += s.numel()
+        return {"tau": taus[0], "saturated_frac": saturated / total if total else math.nan, "phase": 1.0}
+
+
+def build(groups: Mapping[str, list[torch.nn.Parameter]], hparams: dict[str, Any], total_steps: int) -> SoftMuon:
+    """SoftMuon over the ``matrix`` role (schedule over ``total_steps``), auxiliary AdamW on the rest."""
+    validate(hparams)
+    extra = {key: hparams[key] for key in SOFT_KEYS}
+    return SoftMuon(muon.param_groups(groups, hparams, **extra), total_steps)
+
+
+SPEC = OptimizerSpec(
+    name="softmuon",
+    summary="SoftMuon (Softsign paper): Muon, then the spectral soft sign Phi_tau with a quantile temperature "
+    "schedule; AdamW on non-matrix parameters",
+    defaults=DEFAULTS,
+    search_space=SEARCH_SPACE,
+    build_fn=build,
+    implementation="foreach",
+    extra={
+        "soft_ns_steps": {
+            5: "official coupled Newton-Schulz inverse square root, 5 steps (unconverged, shrinks the update)",
+            None: "accurate: float64 eigh of the Gram matrix (exact Phi_tau to ~1e-6)",
+        },
+        "schedule_from": "singular values of the Nesterov input u at the switch (official: of the raw gradient)",
+    },
+)
