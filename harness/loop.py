@@ -35,6 +35,8 @@ from harness.task import SIZES, Task
 # How often (in steps) the loop looks at the loss on the host to detect divergence. Between checks the
 # losses stay on the device, so a GPU step never waits for the host.
 DIVERGENCE_CHECK_EVERY = 25
+# Optimizer diagnostics (temperature, saturation) are sampled about this many times per run.
+DIAGNOSTIC_SAMPLES = 100
 
 
 @dataclass
@@ -374,6 +376,8 @@ def run(
         return torch.autocast(device_type=dev.type, dtype=amp_dtype)
 
     warmup = int(round(task.warmup_fraction * total))
+    diag_every = max(1, total // DIAGNOSTIC_SAMPLES)
+    has_diagnostics: bool | None = None  # unknown until the first sample
     eval_steps = set(range(task.eval_every, total + 1, task.eval_every)) | {total}
     losses = torch.empty(total, device=dev)
     curves: list[dict[str, Any]] = []
@@ -437,6 +441,15 @@ def run(
             done = step + 1
             if bar is not None:
                 bar.update(1)
+            if done % diag_every == 0 and done not in eval_steps and has_diagnostics is not False:
+                # ~100 samples per run of optimizer state (e.g. the SoftSignum temperature), so the
+                # transition is visible even when evals are sparse; counted as eval time.
+                t_diag = time.perf_counter()
+                diag = _diagnostics(optimizer)
+                has_diagnostics = bool(diag)
+                for name, value in diag.items():
+                    curves.append({"step": done, "split": "opt", "name": name, "value": value})
+                eval_seconds += time.perf_counter() - t_diag
             if done in eval_steps or done - checked >= DIVERGENCE_CHECK_EVERY:
                 bad = first_bad(done)
                 if bad is not None:

@@ -154,3 +154,16 @@ def test_grad_accumulation_matches_full_batch():
     b = [c["value"] for c in accum.curves if c["name"] == "loss" and c["split"] == "train"]
     assert a == pytest.approx(b, rel=1e-4, abs=1e-6)
     assert accum.row["val_metric"] == pytest.approx(full.row["val_metric"], rel=1e-3)
+
+
+def test_soft_optimizer_temperature_is_sampled_through_the_transition():
+    """Diagnostics are sampled ~100 times per run, not only at evals, so the temperature trace shows
+    the whole sign -> soft transition; optimizers without diagnostics add no rows."""
+    res = run(_spec(optimizer="softsignum", hparams={"lr": 1e-2, "alpha_sign": 0.5}, steps=60), task=TASK)
+    taus = sorted((c["step"], c["value"]) for c in res.curves if c["split"] == "opt" and c["name"] == "tau")
+    assert [s for s, _ in taus] == list(range(1, 61))
+    soft = [v for s, v in taus if s > 30]
+    assert all(math.isinf(v) for s, v in taus if s <= 30) and len(soft) == 30
+    assert all(a >= b for a, b in zip(soft, soft[1:])) and soft[0] > soft[-1]
+    plain = run(_spec(steps=60), task=TASK)
+    assert not [c for c in plain.curves if c["split"] == "opt"]
