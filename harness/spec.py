@@ -3,6 +3,7 @@ its canonical JSON, so the same spec always names the same result file (idempote
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -71,8 +72,9 @@ class RunSpec:
         d.pop("trial")
         return d
 
-    @property
+    @functools.cached_property
     def run_id(self) -> str:
+        """The first 20 hex digits of the SHA-256 of the canonical identity (computed once)."""
         return hashlib.sha256(canonical_json(self.identity()).encode()).hexdigest()[:20]
 
     def with_(self, **changes: Any) -> RunSpec:
