@@ -118,12 +118,17 @@ def _worker_count(value: str) -> int:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
-    """A cluster scheduler stops a job with SIGTERM: release the current trial as Ctrl-C does."""
+    """A cluster scheduler stops a job with SIGTERM: release the current trial as Ctrl-C does.
+
+    SIGINT gets Python's KeyboardInterrupt handler explicitly: a process started in the background by
+    a non-interactive shell (``optbench sweep ... &``, nohup, some CI runners) inherits SIGINT as
+    ignored, and its workers would then never release their trials when told to stop."""
     def handler(signum, frame):
         raise KeyboardInterrupt
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)
+        previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     except ValueError:  # not the main thread
         yield
         return
@@ -131,6 +136,7 @@ def _sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def run_sweep(args: argparse.Namespace) -> tuple[int, Any, Path]:

@@ -61,7 +61,8 @@ def storage_trials(url: str, study: str):
 
 # Run a worker in a subprocess with harness.loop.run wrapped: after STALL_AFTER runs it writes the
 # STALLED file and blocks inside the next run, so the test kills it mid-trial deterministically.
-# With GO set, it waits for that file first, so two workers start working at the same moment.
+# With GO set, it waits for that file first, so two workers start working at the same moment; RUN_DELAY
+# (seconds) pads every run so one fast worker cannot drain the queue before the other claims a slot.
 WRAPPER = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
@@ -70,6 +71,7 @@ WRAPPER = textwrap.dedent("""
     import harness.sweep, optuna, optimizers, tasks  # import everything before the barrier
 
     stall_after = int(os.environ.get("STALL_AFTER", "-1"))
+    run_delay = float(os.environ.get("RUN_DELAY", "0"))
     calls = 0
     real_run = loop.run
 
@@ -79,6 +81,7 @@ WRAPPER = textwrap.dedent("""
         if 0 <= stall_after < calls:
             Path(os.environ["STALLED"]).write_text(spec.run_id)
             time.sleep(3600)
+        time.sleep(run_delay)  # keeps a worker busy long enough for the other to claim work too
         return real_run(spec, **kwargs)
 
     loop.run = run
@@ -459,7 +462,8 @@ def test_two_worker_processes_one_journal_exact_runs(tmp_path):
     url = sw.default_storage_url(out)
     out.mkdir()
     go = tmp_path / "go"
-    procs = [start_worker(tmp_path, sweep_file, url, out, i, GO=go, READY=tmp_path / f"ready{i}") for i in (0, 1)]
+    procs = [start_worker(tmp_path, sweep_file, url, out, i, GO=go, READY=tmp_path / f"ready{i}", RUN_DELAY=0.3)
+             for i in (0, 1)]
     wait_for(lambda: all((tmp_path / f"ready{i}").exists() for i in (0, 1)), 120, "workers to start", procs)
     go.touch()
     events = []
