@@ -100,6 +100,17 @@ class Task:
             raise ValueError(f"unknown schedule {self.schedule!r}; known: constant, cosine, linear")
 
 
+def device_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
+    """The generator that draws batch randomness on ``device``: ``generator`` itself when it lives
+    there, else one on ``device`` seeded from it (one host draw). Drawing indices on the host and
+    copying them to a GPU every step would synchronise the stream on each copy (pageable memory), so
+    the host could never queue steps ahead."""
+    if generator.device.type == torch.device(device).type:
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 def check_roles(model: nn.Module, roles: Mapping[str, list[nn.Parameter]]) -> None:
     """Raise ``AssertionError`` unless every trainable parameter has exactly one role."""
     from optimizers import ROLES

@@ -45,7 +45,7 @@ from torch.nn import functional as F
 
 from harness import paths
 from harness.errors import UserError, missing_data, unknown
-from harness.task import Metric, Task, roles_by_module
+from harness.task import Metric, Task, device_generator, roles_by_module
 
 DESCRIPTION = ("CIFAR ResNets (ResNet-8/20/32 option A, ResNet-18 with 3x3 stem; BatchNorm) on CIFAR-10/100, "
                "optionally long-tailed; crop+flip on device; top-1 accuracy")
@@ -414,16 +414,6 @@ def crop_flip(x: torch.Tensor, codes: torch.Tensor, pad: int) -> torch.Tensor:
     return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
 
 
-def _stream_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
-    """The generator that draws batch randomness on ``device``: ``generator`` itself when it lives there,
-    else one on ``device`` seeded from it. Drawing on the host and copying to a GPU would synchronise the
-    stream on every copy (pageable memory), so the host could never queue steps ahead."""
-    if generator.device.type == device.type:
-        return generator
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    return torch.Generator(device=device).manual_seed(seed)
-
-
 class ImageData:
     """All splits on the device (uint8 stays uint8); batches are normalised (and augmented) on the fly."""
 
@@ -452,7 +442,7 @@ class ImageData:
         n = x.shape[0]
         per_rank = max(1, self.batch_size // world_size)
         n_codes = 2 * (2 * self.pad + 1) ** 2
-        generator = _stream_generator(generator, self.device)
+        generator = device_generator(generator, self.device)
         while True:
             perm = torch.randperm(n, generator=generator, device=self.device)
             if world_size > 1:

@@ -43,7 +43,7 @@ from torch.nn import functional as F
 
 from harness import paths
 from harness.errors import UserError, missing_data, unknown
-from harness.task import Metric, Task, roles_by_module
+from harness.task import Metric, Task, device_generator, roles_by_module
 
 DESCRIPTION = ("MLP (n_blocks x [Linear-ReLU-Dropout] + Linear head, optional piecewise-linear numeric "
                "embeddings) on tabular data; accuracy (classification) or RMSE (regression)")
@@ -574,16 +574,6 @@ def build_model(prep: Prepared, opts: Mapping[str, Any], generator: torch.Genera
 # Data, loss, evaluation
 
 
-def _stream_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
-    """The generator that draws batch randomness on ``device``: ``generator`` itself when it lives there,
-    else one on ``device`` seeded from it. Drawing on the host and copying to a GPU would synchronise the
-    stream on every copy (pageable memory), so the host could never queue steps ahead."""
-    if generator.device.type == device.type:
-        return generator
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    return torch.Generator(device=device).manual_seed(seed)
-
-
 class TabularData:
     """All splits on the device; training batches are random permutations cut into fixed-size batches
     (the last partial batch of an epoch is dropped), the order drawn only from the generator."""
@@ -601,7 +591,7 @@ class TabularData:
         x, y = self.x["train"], self.y["train"]
         n = x.shape[0]
         per_rank = max(1, self.batch_size // world_size)
-        generator = _stream_generator(generator, self.device)
+        generator = device_generator(generator, self.device)
         while True:
             perm = torch.randperm(n, generator=generator, device=self.device)
             if world_size > 1:
