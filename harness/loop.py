@@ -47,6 +47,11 @@ class RunResult:
     curves: list[dict[str, Any]] = field(default_factory=list)
     skipped: bool = False
 
+    def curve(self, split: str, name: str) -> list[float]:
+        """Values of one curve in step order, e.g. ``curve("train", "loss")`` (empty when skipped)."""
+        points = sorted((c["step"], c["value"]) for c in self.curves if c["split"] == split and c["name"] == name)
+        return [value for _, value in points]
+
 
 # --------------------------------------------------------------------------------------------------
 # Resolution: names -> a fully specified RunSpec

@@ -29,7 +29,7 @@ FAST = {
 
 
 def _train_losses(result) -> list[float]:
-    return [c["value"] for c in result.curves if c["split"] == "train" and c["name"] == "loss"]
+    return result.curve("train", "loss")
 
 
 @pytest.mark.parametrize("optimizer", sorted(optimizers.REGISTRY))

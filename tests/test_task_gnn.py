@@ -26,7 +26,7 @@ TINY_LR = {"adamw": {"lr": 3e-3}, "signum": {"lr": 3e-3}, "softsignum": {"lr": 3
 
 
 def train_losses(result) -> list[float]:
-    return [c["value"] for c in result.curves if c["split"] == "train" and c["name"] == "loss"]
+    return result.curve("train", "loss")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ TINY_HPARAMS = {
 
 
 def _train_losses(result) -> list[float]:
-    return [c["value"] for c in result.curves if c["split"] == "train" and c["name"] == "loss"]
+    return result.curve("train", "loss")
 
 
 def _curve(curves, split: str, name: str) -> dict[int, float]:

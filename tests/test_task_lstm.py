@@ -33,7 +33,7 @@ TINY_HPARAMS = {
 
 
 def _train_losses(result) -> list[float]:
-    return [c["value"] for c in result.curves if c["split"] == "train" and c["name"] == "loss"]
+    return result.curve("train", "loss")
 
 
 def _spec(optimizer="adamw", **kw) -> RunSpec:
