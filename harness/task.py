@@ -111,6 +111,22 @@ def device_generator(generator: torch.Generator, device: torch.device) -> torch.
     return torch.Generator(device=device).manual_seed(seed)
 
 
+def epoch_indices(n: int, batch_size: int, generator: torch.Generator, rank: int = 0,
+                  world_size: int = 1) -> Iterator[torch.Tensor]:
+    """Endless index batches over ``n`` training rows: a permutation per epoch, drawn from
+    ``generator`` on its device, cut into batches of ``batch_size // world_size`` (the last partial
+    batch is dropped). Under DDP every rank draws the same permutation (same generator seed) and keeps
+    every world_size-th index, so the ranks' shards are disjoint and together form one global batch."""
+    per_rank = max(1, batch_size // world_size)
+    while True:
+        perm = torch.randperm(n, generator=generator, device=generator.device)
+        if world_size > 1:
+            perm = perm[rank::world_size]
+        size = min(per_rank, perm.numel())
+        for start in range(0, perm.numel() - size + 1, size):
+            yield perm[start:start + size]
+
+
 def check_roles(model: nn.Module, roles: Mapping[str, list[nn.Parameter]]) -> None:
     """Raise ``AssertionError`` unless every trainable parameter has exactly one role."""
     from optimizers import ROLES

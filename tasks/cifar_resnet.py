@@ -45,7 +45,7 @@ from torch.nn import functional as F
 
 from harness import paths
 from harness.errors import UserError, missing_data, unknown
-from harness.task import Metric, Task, device_generator, roles_by_module
+from harness.task import Metric, Task, device_generator, epoch_indices, roles_by_module
 
 DESCRIPTION = ("CIFAR ResNets (ResNet-8/20/32 option A, ResNet-18 with 3x3 stem; BatchNorm) on CIFAR-10/100, "
                "optionally long-tailed; crop+flip on device; top-1 accuracy")
@@ -439,22 +439,14 @@ class ImageData:
         same permutation and keeps every world_size-th index. Crop offsets and flips come from the same
         generator; on a GPU everything is drawn there by a generator seeded from ``generator``."""
         x, y = self.x["train"], self.y["train"]
-        n = x.shape[0]
-        per_rank = max(1, self.batch_size // world_size)
         n_codes = 2 * (2 * self.pad + 1) ** 2
         generator = device_generator(generator, self.device)
-        while True:
-            perm = torch.randperm(n, generator=generator, device=self.device)
-            if world_size > 1:
-                perm = perm[rank::world_size]
-            size = min(per_rank, perm.numel())
-            for start in range(0, perm.numel() - size + 1, size):
-                idx = perm[start:start + size]
-                batch = x[idx].float()
-                if self.augment:
-                    codes = torch.randint(0, n_codes, (size,), generator=generator, device=self.device)
-                    batch = crop_flip(batch, codes, self.pad)
-                yield batch * self.gain + self.shift, y[idx]
+        for idx in epoch_indices(x.shape[0], self.batch_size, generator, rank, world_size):
+            batch = x[idx].float()
+            if self.augment:
+                codes = torch.randint(0, n_codes, (idx.numel(),), generator=generator, device=self.device)
+                batch = crop_flip(batch, codes, self.pad)
+            yield batch * self.gain + self.shift, y[idx]
 
 
 def _loss(model: nn.Module, batch) -> torch.Tensor:

@@ -43,7 +43,7 @@ from torch.nn import functional as F
 
 from harness import paths
 from harness.errors import UserError, missing_data, unknown
-from harness.task import Metric, Task, device_generator, roles_by_module
+from harness.task import Metric, Task, device_generator, epoch_indices, roles_by_module
 
 DESCRIPTION = ("MLP (n_blocks x [Linear-ReLU-Dropout] + Linear head, optional piecewise-linear numeric "
                "embeddings) on tabular data; accuracy (classification) or RMSE (regression)")
@@ -589,17 +589,9 @@ class TabularData:
         and takes every world_size-th row of it, ``batch_size // world_size`` rows per step. On a GPU the
         permutation is drawn there by a generator seeded from ``generator``."""
         x, y = self.x["train"], self.y["train"]
-        n = x.shape[0]
-        per_rank = max(1, self.batch_size // world_size)
         generator = device_generator(generator, self.device)
-        while True:
-            perm = torch.randperm(n, generator=generator, device=self.device)
-            if world_size > 1:
-                perm = perm[rank::world_size]
-            size = min(per_rank, perm.numel())
-            for start in range(0, perm.numel() - size + 1, size):
-                idx = perm[start:start + size]
-                yield x[idx], y[idx]
+        for idx in epoch_indices(x.shape[0], self.batch_size, generator, rank, world_size):
+            yield x[idx], y[idx]
 
 
 def _loss_fn(kind: str):
