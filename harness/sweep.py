@@ -71,7 +71,8 @@ SCHEMA: dict[str, str] = {
     "description": "free text, shown nowhere but kept with the results",
     "tasks": "list of task entries (see TASK_SCHEMA)",
     "optimizers": "list of optimizer names, or {name, fixed, search} mappings",
-    "trials": "tuning trials per (task, dataset, optimizer), trial 0 = the optimizer's defaults; 0 = no tuning",
+    "trials": "tuning trials per (task, dataset, optimizer); trial 0 = the optimizer's defaults when they lie in "
+              "the search space, else a sampled trial like the others (a note says so); 0 = no tuning",
     "eval_seeds": "number of fresh eval seeds (seed+1 .. seed+n) or an explicit list; same for every optimizer",
     "seed": "tune seed: the seed of every tuning run and of the sampler (default 0)",
     "size": "default task size for entries that do not set one (tiny | small | paper)",
@@ -306,6 +307,7 @@ class Sweep:
     pruner: PrunerConfig | None = None
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     data_dir: str | None = None
+    notes: tuple[str, ...] = ()  # things worth knowing that are not errors (printed by the CLI)
 
     @property
     def planned_runs(self) -> int:
@@ -463,8 +465,15 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
                     eval_seeds=entry_seeds, seed=seed, space=space, fixed=fixed_all, line=chk.line(p),
                     transfer_from=None if transfer is None else f"{transfer}/{opt_name}",
                 ))
+    notes: list[str] = []
+    for plan in plans:
+        outside = defaults_outside(plan.space, optimizers.REGISTRY[plan.optimizer].defaults) if plan.trials else []
+        note = (f"{source}: line {plan.line}: {plan.entry} with {plan.optimizer}: the default "
+                f"{'; '.join(outside)}, so trial 0 is sampled like the others (not the defaults)")
+        if outside and note not in notes:
+            notes.append(note)
     return Sweep(path=source, suite=suite, description=description, studies=tuple(plans), seed=seed,
-                 sampler=sampler, pruner=pruner, heartbeat=heartbeat, data_dir=data_dir)
+                 sampler=sampler, pruner=pruner, heartbeat=heartbeat, data_dir=data_dir, notes=tuple(notes))
 
 
 def _known_dataset(name: Any, known: Mapping[str, str]) -> bool:
@@ -655,9 +664,39 @@ def suggest(trial: Any, space: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def default_params(space: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """Optuna parameters of trial 0: the optimizer's defaults, projected into ``space`` (a narrowed
-    range that excludes a default gets the nearest bound; a categorical without it, its first choice)."""
+def defaults_outside(space: Mapping[str, Any], defaults: Mapping[str, Any]) -> list[str]:
+    """The searched hyperparameters whose optimizer default lies outside ``space``, each as
+    ``"lr=0.001 not in [1e-09, 2e-09]"`` (empty when trial 0 can run the defaults)."""
+    from optimizers._base import Categorical, OneMinusLogUniform
+
+    out = []
+    for name, dist in space.items():
+        value = defaults[name]
+        if dist.contains(value):
+            continue
+        if isinstance(dist, Categorical):
+            where = f"choices {list(dist.choices)}"
+        elif isinstance(dist, OneMinusLogUniform):
+            where = f"[{1.0 - dist.high:g}, {1.0 - dist.low:g}]"
+        else:
+            where = f"[{dist.low:g}, {dist.high:g}]"
+        out.append(f"{name}={value!r} not in {where}")
+    return out
+
+
+def default_params(space: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Optuna parameters of trial 0: the optimizer's defaults, or None when a default lies outside a
+    narrowed ``space`` (``defaults_outside``). Trial 0 is then sampled like every other trial: a
+    sweep never runs a configuration outside the space its file declares, and every optimizer
+    still gets the same number of trials."""
+    if defaults_outside(space, defaults):
+        return None
+    return projected_defaults(space, defaults)
+
+
+def projected_defaults(space: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The defaults projected into ``space`` (nearest bound; a categorical without the default, its
+    first choice): a valid point of the space, used to validate a plan before anything runs."""
     from optimizers._base import Categorical, OneMinusLogUniform
 
     params: dict[str, Any] = {}
@@ -692,13 +731,15 @@ def hparams_from_params(params: Mapping[str, Any], space: Mapping[str, Any], fix
 
 
 def default_hparams(plan: StudyPlan) -> dict[str, Any]:
-    """Hyperparameters of trial 0 (and of an untuned plan): defaults in the space, plus fixed values."""
+    """Hyperparameters of an untuned plan (the fixed values over the defaults), and the point every
+    tuned plan is validated with before it runs: its defaults projected into the space, plus fixed
+    values. (Trial 0 runs exactly the defaults only when they lie in the space: ``default_params``.)"""
     import optimizers
 
     spec = optimizers.REGISTRY[plan.optimizer]
     if plan.trials == 0:
         return dict(plan.fixed)
-    return hparams_from_params(default_params(plan.space, spec.defaults), plan.space, plan.fixed)
+    return hparams_from_params(projected_defaults(plan.space, spec.defaults), plan.space, plan.fixed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -742,7 +783,7 @@ def open_storage(url: str, heartbeat: Heartbeat = Heartbeat()):
             return optuna.storages.RDBStorage(_sqlalchemy_url(url), engine_kwargs={"pool_pre_ping": True}, **kwargs)
         except ImportError as exc:
             raise UserError(f"storage {redact_url(url)} needs a database driver: {exc}; "
-                            "install optbench[sweep] (psycopg2-binary, sqlalchemy)") from None
+                            f"{_driver_hint(url)}") from None
         except Exception as exc:  # sqlalchemy.exc.OperationalError and friends: unreachable server
             raise UserError(f"cannot open storage {redact_url(url)}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     path = Path(url[len("journal:"):] if url.startswith("journal:") else url.removeprefix("file://")).expanduser()
@@ -757,9 +798,19 @@ def open_storage(url: str, heartbeat: Heartbeat = Heartbeat()):
     return JournalStorage(JournalFileBackend(str(path)))
 
 
+def _driver_hint(url: str) -> str:
+    """What to install for the database a URL names (the driver SQLAlchemy looks for)."""
+    scheme = url.split("://", 1)[0].lower()
+    if scheme.startswith(("postgres", "postgresql")):
+        return "install the PostgreSQL driver with `pip install 'optbench[postgres]'` (psycopg2-binary)"
+    if scheme.startswith("mysql"):
+        return "install a MySQL driver (e.g. `pip install pymysql` and use mysql+pymysql://...)"
+    return f"install the SQLAlchemy driver for {scheme!r}"
+
+
 def _sqlalchemy_url(url: str) -> str:
     """``postgres://`` (libpq style) -> ``postgresql://``; and a bare ``postgresql://`` names the
-    driver that is installed: SQLAlchemy >= 2.1 defaults to psycopg 3, optbench[sweep] installs
+    driver that is installed: SQLAlchemy >= 2.1 defaults to psycopg 3, optbench[postgres] installs
     psycopg2."""
     import importlib.util
 
@@ -818,15 +869,6 @@ def preflight(sweep: Sweep) -> dict[str, TaskInfo]:
     hyperparameters, so bad option values, bad fixed hyperparameters and missing data files fail
     now, with the entry's line, before any study or run is written. Returns study -> TaskInfo."""
     info: dict[str, TaskInfo] = {}
-    needs_on_eval = sweep.pruner is not None
-    if needs_on_eval:
-        import inspect
-
-        from harness import loop
-
-        if "on_eval" not in inspect.signature(loop.run).parameters:
-            raise UserError(f"{sweep.path}: 'pruner' needs harness.loop.run(..., on_eval=callback), which this "
-                            "version of optbench lacks; remove 'pruner' from the sweep")
     for plan in sweep.studies:
         info[plan.study] = _resolve_plan(sweep, plan)
     return info
@@ -1137,10 +1179,11 @@ class Worker:
         return done, self.sweep.planned_runs
 
     def tune_slots(self, plan: StudyPlan) -> dict[int, tuple[dict, dict]]:
-        """Tune slots 0..trials-1; slot 0 carries the optimizer's defaults as fixed parameters."""
+        """Tune slots 0..trials-1; slot 0 carries the optimizer's defaults as fixed parameters, unless
+        one of them lies outside the plan's space (then slot 0 is sampled too; see ``default_params``)."""
         import optimizers
 
-        defaults = default_params(plan.space, optimizers.REGISTRY[plan.optimizer].defaults)
+        defaults = default_params(plan.space, optimizers.REGISTRY[plan.optimizer].defaults) or {}
         return {k: ((defaults if k == 0 else {}), {}) for k in range(plan.trials)}
 
     def eval_slots(self, plan: StudyPlan) -> dict[str, tuple[dict, dict]] | None:
