@@ -146,6 +146,8 @@ def run_sweep(args: argparse.Namespace) -> tuple[int, Any, Path]:
     sweep = sw.load(args.sweep)
     out = _out(args, sweep.suite)
     url, info = sw.prepare(sweep, out, args.storage)
+    for note in sweep.notes:
+        print(f"optbench {args.command}: note: {note}", file=sys.stderr, flush=True)
     started = time.monotonic()
     progress = Progress(args.progress, args.workers)
     print(f"optbench {args.command}: suite {sweep.suite}: {len(sweep.studies)} studies, {sweep.planned_runs} runs "

@@ -226,8 +226,10 @@ def test_aux_adamw_equals_torch_adamw():
                 group["lr"] = group["lr"] * 0.5
         opt.step()
         torch_opt.step()
+    # Same op order as torch's foreach AdamW, so today they agree bit for bit; a tolerance keeps the
+    # test about the update rule, not about torch's kernels of one release.
     for p, r in zip(aux, ref):
-        torch.testing.assert_close(p.detach(), r.detach(), rtol=0, atol=0)
+        torch.testing.assert_close(p.detach(), r.detach(), rtol=1e-6, atol=1e-8)
 
 
 def run_steps(opt, params, seeds):

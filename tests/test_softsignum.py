@@ -319,8 +319,8 @@ def test_sgd_without_weight_decay_is_torch_sgd(nesterov):
     torch_sgd = torch.optim.SGD(b, lr=0.05, momentum=0.9, nesterov=nesterov, foreach=True)
     _run(ours, a, 8)
     _run(torch_sgd, b, 8)
-    for x, y in zip(a, b):
-        assert torch.equal(x, y)
+    for x, y in zip(a, b):  # the rule, not torch's kernels of one release: float32 tolerance
+        torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize("cls", [Signum, SoftSignum, SGD])

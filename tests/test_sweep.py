@@ -8,6 +8,7 @@ subprocesses and the real CLI. The PostgreSQL path is in test_sweep_postgres.py.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -427,14 +428,45 @@ def test_duplicate_claims_become_surplus_never_runs(tmp_path):
     assert sw.Worker(sweep, url, out, info=info).run() == 0  # complete: nothing more to claim
 
 
-def test_pruner_compares_at_matched_budget_fractions(tmp_path):
-    # Trials 1-2 get a learning rate far too small to learn: at half the budget they are behind
-    # trial 0 (the defaults) and the median pruner stops them. Intermediate values exist only at
-    # the configured fraction (step key 500 = 0.5 of the budget) for every trial.
+def distance_from_default_lr(monkeypatch, default_lr: float) -> list[float]:
+    """Replace every evaluated metric by ``-|log10(lr / default_lr)|``: a known, well-separated function
+    of the configuration (0 for the defaults, negative for any other lr), so what the pruner decides
+    does not hinge on the last bits of a training loss. Training itself still runs for real. Returns
+    the list of lrs the runs used, in order."""
+    from harness import loop
+
+    real_run, real_evaluate, seen = loop.run, loop._evaluate, []
+
+    def run(spec, **kwargs):
+        seen.append(spec.hparams["lr"])
+        value = -abs(math.log10(spec.hparams["lr"] / default_lr))
+
+        def evaluate(task, model, data, split, autocast):
+            out = real_evaluate(task, model, data, split, autocast)
+            out[task.metric.name] = value if task.metric.direction == "max" else -value
+            return out
+
+        monkeypatch.setattr(loop, "_evaluate", evaluate)
+        try:
+            return real_run(spec, **kwargs)
+        finally:
+            monkeypatch.setattr(loop, "_evaluate", real_evaluate)
+
+    monkeypatch.setattr(loop, "run", run)
+    return seen
+
+
+def test_pruner_compares_at_matched_budget_fractions(tmp_path, monkeypatch):
+    # The metric is a known function of lr, best at the default lr (trial 0). At half the budget
+    # trials 1-2 are behind trial 0, and the median pruner stops them. Intermediate values exist
+    # only at the configured fraction (step key 500 = 0.5 of the budget) for every trial.
+    import optimizers
+
+    lrs = distance_from_default_lr(monkeypatch, optimizers.REGISTRY["adamw"].defaults["lr"])
     sweep_file = write_sweep(
         tmp_path / "s.yaml",
         tasks=[{"task": "llm", "size": "tiny", "steps": 24}],
-        optimizers=[{"name": "adamw", "search": {"lr": [1e-9, 2e-9]}}],
+        optimizers=[{"name": "adamw", "search": {"lr": [1e-4, 1e-2]}}],
         trials=3, eval_seeds=1,
         pruner={"name": "median", "fractions": [0.5], "n_startup_trials": 1},
     )
@@ -443,12 +475,84 @@ def test_pruner_compares_at_matched_budget_fractions(tmp_path):
     from optuna.trial import TrialState
 
     trials = storage_trials(url, sweep.studies[0].study)
+    assert len(lrs) == 4 and lrs[0] == optimizers.REGISTRY["adamw"].defaults["lr"]
+    assert all(abs(math.log10(lr / lrs[0])) > 1e-6 for lr in lrs[1:3])  # sampled, not the default
     assert all(set(t.intermediate_values) == {500} for t in trials)
-    assert trials[0].state == TrialState.COMPLETE
+    assert trials[0].state == TrialState.COMPLETE and trials[0].value == 0.0
     assert [t.state for t in trials[1:]] == [TrialState.PRUNED] * 2
     df = records(out)
     assert sorted(df[df["status"] == "pruned"]["trial"]) == [1, 2]
+    # Stopped at the first eval at or after half of the 24 steps (llm tiny evaluates every 10 steps).
+    assert (df[df["status"] == "pruned"]["steps_done"] == 20).all()
     assert (df[df["phase"] == "eval"]["trial"] == 0).all()  # the best COMPLETE trial is evaluated
+
+
+def test_pruner_keeps_a_trial_better_than_the_median(tmp_path, monkeypatch):
+    # The mirror image: the defaults are the worst configuration, so every later trial beats the
+    # median at the pruning point and none is pruned.
+    from harness import loop
+
+    real_run, real_evaluate = loop.run, loop._evaluate
+
+    def run(spec, **kwargs):
+        value = math.log10(spec.hparams["lr"])  # larger lr = better; the default 1e-3 is the lowest
+
+        def evaluate(task, model, data, split, autocast):
+            better = value if task.metric.direction == "max" else -value
+            return {**real_evaluate(task, model, data, split, autocast), task.metric.name: better}
+
+        monkeypatch.setattr(loop, "_evaluate", evaluate)
+        try:
+            return real_run(spec, **kwargs)
+        finally:
+            monkeypatch.setattr(loop, "_evaluate", real_evaluate)
+
+    monkeypatch.setattr(loop, "run", run)
+    sweep_file = write_sweep(
+        tmp_path / "s.yaml",
+        tasks=[{"task": "llm", "size": "tiny", "steps": 24}],
+        optimizers=[{"name": "adamw", "search": {"lr": [1e-3, 1e-1]}}],
+        trials=3, eval_seeds=1,
+        pruner={"name": "median", "fractions": [0.5], "n_startup_trials": 1},
+    )
+    sweep, url, _, _ = run_inprocess(sweep_file, tmp_path / "out")
+    from optuna.trial import TrialState
+
+    trials = storage_trials(url, sweep.studies[0].study)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    # llm's metric is a loss (min): the patched metric is -log10(lr), 3 for the default lr 1e-3.
+    assert trials[0].value == 3.0 and all(t.value < 3.0 for t in trials[1:])
+
+
+def test_default_outside_a_narrowed_range_makes_trial0_a_sampled_trial(tmp_path, monkeypatch):
+    # AdamW's default lr 1e-3 lies outside [1e-9, 2e-9]: trial 0 is not clipped to a bound, it is
+    # sampled like trials 1 and 2, so every run stays inside the declared space; the sweep says so.
+    lrs = distance_from_default_lr(monkeypatch, 1e-3)
+    sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=[{"name": "adamw", "search": {"lr": [1e-9, 2e-9]}}],
+                             trials=3, eval_seeds=1)
+    sweep = sw.load(sweep_file)
+    assert len(sweep.notes) == 1
+    assert "adamw" in sweep.notes[0] and "lr=0.001 not in [1e-09, 2e-09]" in sweep.notes[0]
+    assert "trial 0 is sampled" in sweep.notes[0]
+    import optimizers
+
+    spec = optimizers.REGISTRY["adamw"]
+    assert sw.default_params(sweep.studies[0].space, spec.defaults) is None
+    assert sw.defaults_outside(spec.search_space, spec.defaults) == []  # the registry's own space is fine
+    _, url, _, _ = run_inprocess(sweep_file, tmp_path / "out")
+    assert len(lrs) == 4 and all(1e-9 <= lr <= 2e-9 for lr in lrs)
+    assert len(set(lrs[:3])) == 3  # three distinct draws, no bound repeated
+    trials = storage_trials(url, sweep.studies[0].study)
+    assert all(1e-9 <= t.params["lr"] <= 2e-9 for t in trials)
+
+
+def test_default_outside_a_narrowed_range_is_a_note_on_the_command_line(tmp_path):
+    sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=[{"name": "signum", "search": {"momentum": [0.5, 0.6]}}],
+                             trials=1, eval_seeds=1, steps=2)
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "sweep", str(sweep_file), "--out", str(tmp_path / "o"),
+                           "--progress", "none"], env=_env(), cwd=str(ROOT), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "note:" in proc.stderr and "momentum=0.9 not in [0.5, 0.6]" in proc.stderr
 
 
 # ---------------------------------------------------------------------------------------------
