@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import functools
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -19,7 +20,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from harness import checkpoint as ckpt
 from harness import records
+from harness.checkpoint import CheckpointPolicy
 from harness.errors import UserError, unknown
 from harness.spec import RunSpec
 from harness.task import SIZES, Task
@@ -301,6 +304,30 @@ def _diagnostics(optimizer: torch.optim.Optimizer) -> dict[str, float]:
         return {}
 
 
+def _complete_spec(spec: RunSpec, task: Task | None, data_dir, out_dir) -> tuple[RunSpec, Task | None]:
+    """Complete a hand-made spec so its run_id names the run that actually happens: hyperparameters
+    merged over the optimizer's defaults; dataset, steps and task options from the task. Returns
+    ``(spec, None)`` when the completed spec already has a record under ``out_dir`` and no task was
+    built (building a task can load a dataset: not worth it for a run that is skipped)."""
+    import optimizers
+
+    hparams = optimizers.get(spec.optimizer).resolve(spec.hparams)
+    if hparams != spec.hparams:
+        spec = spec.with_(hparams=hparams)
+    if task is not None and spec.dataset and spec.steps is not None:
+        return spec, task
+    if task is None and spec.dataset and spec.steps is not None and out_dir is not None \
+            and records.is_finished(out_dir, spec.run_id):
+        return spec, None
+    resolved, built = resolve(
+        task=spec.task, optimizer=spec.optimizer, dataset=spec.dataset or None, size=spec.size,
+        hparams=spec.hparams, task_options=spec.task_options, seed=spec.seed, steps=spec.steps,
+        data_dir=data_dir,
+    )
+    spec = spec.with_(dataset=resolved.dataset, task_options=resolved.task_options, steps=resolved.steps)
+    return spec, task or built
+
+
 def run(
     spec: RunSpec,
     *,
@@ -310,6 +337,8 @@ def run(
     progress: bool | None = None,
     task: Task | None = None,
     on_eval: Callable[[int, dict[str, float]], bool] | None = None,
+    checkpoints: CheckpointPolicy | None = None,
+    branch_from: str | os.PathLike | None = None,
 ) -> RunResult:
     """Run ``spec`` to completion and return its record (and write it under ``out_dir`` if given).
 
@@ -317,203 +346,381 @@ def run(
     loss or validation metric becomes non-finite stops with status ``diverged`` and objective
     ``task.penalty``; it does not raise. ``on_eval(step, val_metrics) -> stop`` lets a tuner prune: a
     pruned run is recorded with status ``pruned``.
-    """
-    import optimizers
 
+    Checkpoints (``harness.checkpoint``; only with ``out_dir``): saved by ``checkpoints`` (wall-clock
+    cadence, chosen steps, steps kept after the run for branching). A run that finds a checkpoint of
+    its own ``run_id`` under ``out_dir`` resumes from the latest one. ``branch_from`` names the
+    checkpoint of *another* run (e.g. Signum at step S) to start from: same task, data, seed and step
+    budget, this spec's optimizer (which must accept the parent's optimizer state, as SoftSignum
+    accepts Signum's); the record names its parent and carries the parent's curves up to S.
+    """
     t_wall = time.perf_counter()
     started = _now()
-    # Complete a hand-made spec so its run_id names the run that actually happens: hyperparameters
-    # merged over the optimizer's defaults; dataset, steps and task options from the task.
-    opt_spec = optimizers.get(spec.optimizer)
-    hparams = opt_spec.resolve(spec.hparams)
-    if hparams != spec.hparams:
-        spec = spec.with_(hparams=hparams)
-    if task is None or not spec.dataset or spec.steps is None:
-        if task is None and spec.dataset and spec.steps is not None and out_dir is not None \
-                and records.is_finished(out_dir, spec.run_id):
-            return RunResult(row=records.read_runs_file(records.run_path(out_dir, spec.run_id)), skipped=True)
-        resolved, built = resolve(
-            task=spec.task, optimizer=spec.optimizer, dataset=spec.dataset or None, size=spec.size,
-            hparams=spec.hparams, task_options=spec.task_options, seed=spec.seed, steps=spec.steps,
-            data_dir=data_dir,
-        )
-        task = task or built
-        spec = spec.with_(dataset=resolved.dataset, task_options=resolved.task_options, steps=resolved.steps)
+    spec, task = _complete_spec(spec, task, data_dir, out_dir)
     if out_dir is not None and records.is_finished(out_dir, spec.run_id):
         return RunResult(row=records.read_runs_file(records.run_path(out_dir, spec.run_id)), skipped=True)
+    assert task is not None
+    policy = checkpoints or CheckpointPolicy()
 
-    total = spec.steps or task.steps
-    dev = pick_device(device)
-    dist = _init_distributed(dev)
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    session = _Session.open(spec, task, device)
+    resume = ckpt.load_latest(out_dir, spec.run_id) if out_dir is not None else None
+    parent: dict[str, Any] | None = None
+    state = _LoopState.fresh(spec.steps or task.steps, session.device)
+    if resume is not None:
+        state = session.restore(resume, spec, own=True)
+    elif branch_from is not None:
+        loaded = ckpt.load(branch_from)
+        _check_branch(spec, loaded, branch_from)
+        state = session.restore(loaded, spec, own=False)
+        parent = {"run_id": loaded["run_id"], "step": loaded["step"], "optimizer": loaded["optimizer_name"]}
+    state.resumed_at = state.done if resume is not None else 0
 
-    # Seeds: init and data order through explicit generators; dropout through the global RNG, seeded
-    # here so the same spec twice gives the same record on CPU.
-    torch.manual_seed(derive_seed(spec.seed, "dropout") + dist.rank)
-    init_gen = torch.Generator().manual_seed(derive_seed(spec.seed, "init"))
-    data_gen = torch.Generator().manual_seed(derive_seed(spec.seed, "data"))
+    def save_checkpoint(step: int) -> None:
+        if out_dir is not None and session.dist.main:
+            ckpt.save(ckpt.path_for(out_dir, spec.run_id, step), session.checkpoint(spec, state))
 
-    model = task.make_model(init_gen).to(dev)
-    data = task.make_data(dev)
-    roles = task.roles(model)
-    optimizer = opt_spec.build(roles, spec.hparams, total)
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
-    params = [p for p in model.parameters() if p.requires_grad]
-    param_count = sum(p.numel() for p in params)
+    status, detail = train(spec, task, session, state, policy=policy, on_eval=on_eval, progress=progress,
+                           save_checkpoint=save_checkpoint if out_dir is not None else None)
+    row, curves = _assemble(spec, task, session, state, status, detail, started, parent)
+    row["wall_seconds"] = time.perf_counter() - t_wall
+    if out_dir is not None and session.dist.main:
+        records.write_run(out_dir, row, curves)
+        ckpt.prune(out_dir, spec.run_id, keep=policy.keep_steps)
+    return RunResult(row=row, curves=curves, skipped=False)
 
-    train_model: nn.Module = model
-    if dist.world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel
 
-        train_model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    if spec.compile:
-        train_model = torch.compile(train_model)
+def _check_branch(spec: RunSpec, loaded: Mapping[str, Any], where: Any) -> None:
+    """A branch continues the parent's trajectory: everything but the optimizer must match."""
+    parent = RunSpec.from_json(loaded["spec"])
+    same = ("task", "dataset", "size", "task_options", "seed", "steps", "amp")
+    diff = [k for k in same if getattr(parent, k) != getattr(spec, k)]
+    if diff:
+        raise UserError(f"cannot branch {spec.optimizer} from {where}: the parent run differs in "
+                        f"{', '.join(diff)} (a branch shares task, data, seed and step budget with its parent)")
 
-    amp_dtype = torch.bfloat16 if spec.amp == "bf16" else None
 
-    def autocast():
-        if amp_dtype is None:
+# --------------------------------------------------------------------------------------------------
+# Session: what one run builds before its first step
+
+
+@dataclass
+class _Session:
+    """Device, process group, model, data, optimizer and the pieces the loop and a checkpoint share."""
+
+    device: torch.device
+    dist: _Dist
+    model: nn.Module
+    train_model: nn.Module
+    data: Any
+    optimizer: torch.optim.Optimizer
+    opt_spec: Any
+    base_lrs: list[float]
+    params: list[nn.Parameter]
+    amp_dtype: torch.dtype | None
+    data_gen: torch.Generator
+
+    @classmethod
+    def open(cls, spec: RunSpec, task: Task, device: str | None) -> _Session:
+        import optimizers
+
+        total = spec.steps or task.steps
+        dev = pick_device(device)
+        dist = _init_distributed(dev)
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+            torch.cuda.reset_peak_memory_stats(dev)
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        # Seeds: init and data order through explicit generators; dropout through the global RNG,
+        # seeded here so the same spec twice gives the same record on CPU.
+        torch.manual_seed(derive_seed(spec.seed, "dropout") + dist.rank)
+        init_gen = torch.Generator().manual_seed(derive_seed(spec.seed, "init"))
+        data_gen = torch.Generator().manual_seed(derive_seed(spec.seed, "data"))
+        model = task.make_model(init_gen).to(dev)
+        data = task.make_data(dev)
+        opt_spec = optimizers.get(spec.optimizer)
+        optimizer = opt_spec.build(task.roles(model), spec.hparams, total)
+        train_model: nn.Module = model
+        if dist.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            train_model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        if spec.compile:
+            train_model = torch.compile(train_model)
+        return cls(device=dev, dist=dist, model=model, train_model=train_model, data=data, optimizer=optimizer,
+                   opt_spec=opt_spec, base_lrs=[g["lr"] for g in optimizer.param_groups],
+                   params=[p for p in model.parameters() if p.requires_grad],
+                   amp_dtype=torch.bfloat16 if spec.amp == "bf16" else None, data_gen=data_gen)
+
+    def autocast(self):
+        if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=dev.type, dtype=amp_dtype)
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
+    def batches(self, start: int) -> Iterator[Any]:
+        """The training stream from its beginning, advanced past ``start`` batches: cheaply by the
+        task (``batches(..., start=k)`` replays the random draws without building the batches) or by
+        drawing and dropping them."""
+        rank, world = self.dist.rank, self.dist.world_size
+        if start and "start" in inspect.signature(self.data.batches).parameters:
+            return self.data.batches(self.data_gen, rank, world, start=start)
+        stream = self.data.batches(self.data_gen, rank, world)
+        for _ in range(start):
+            next(stream)
+        return stream
+
+    def checkpoint(self, spec: RunSpec, state: _LoopState) -> dict[str, Any]:
+        """Everything needed to continue after ``state.done`` steps (see ``harness.checkpoint``)."""
+        return {
+            "run_id": spec.run_id,
+            "spec": spec.to_json(),
+            "optimizer_name": spec.optimizer,
+            "step": state.done,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "loop": state.to_dict(),
+            "rng": ckpt.capture_rng(),
+        }
+
+    def restore(self, loaded: Mapping[str, Any], spec: RunSpec, *, own: bool) -> _LoopState:
+        """Load a checkpoint into this session; returns the loop state to continue from. The base
+        learning rates stay this spec's (the loop rescales them every step); the optimizer state is
+        the checkpoint's (for a branch: the parent optimizer's, which this optimizer must accept)."""
+        self.model.load_state_dict(loaded["model"])
+        try:
+            self.optimizer.load_state_dict(loaded["optimizer"])
+        except (KeyError, ValueError) as exc:
+            if own:
+                raise
+            raise UserError(f"optimizer {spec.optimizer} cannot start from a {loaded['optimizer_name']} "
+                            f"checkpoint: {type(exc).__name__}: {exc}") from None
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base
+        ckpt.restore_rng(loaded["rng"])
+        return _LoopState.from_dict(loaded["loop"], spec.steps, self.device)
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class _LoopState:
+    """What the loop accumulates step by step; ``to_dict`` is what a checkpoint keeps of it."""
+
+    total: int
+    losses: torch.Tensor                       # per-step train loss, on the device
+    done: int = 0                              # optimizer steps taken
+    checked: int = 0                           # losses[:checked] are known finite
+    curves: list[dict[str, Any]] = field(default_factory=list)  # eval / lr / optimizer diagnostics
+    best_val: float = math.nan
+    best_step: int = 0
+    steps_to_target: int | None = None
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    optimizer_seconds: float = 0.0
+    has_diagnostics: bool | None = None        # unknown until the first sample
+    resumed_at: int = 0                        # step this process started from (0: from scratch)
+    test_metrics: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def fresh(cls, total: int, device: torch.device) -> _LoopState:
+        return cls(total=total, losses=torch.empty(total, device=device))
+
+    _SAVED = ("done", "checked", "curves", "best_val", "best_step", "steps_to_target", "val_metrics",
+              "train_seconds", "eval_seconds", "optimizer_seconds", "has_diagnostics")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self._SAVED}
+        out["losses"] = self.losses[:self.done].tolist()
+        return out
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any], total: int, device: torch.device) -> _LoopState:
+        state = cls.fresh(total, device)
+        for key in cls._SAVED:
+            setattr(state, key, saved[key])
+        state.curves = [dict(c) for c in saved["curves"]]
+        state.val_metrics = dict(saved["val_metrics"])
+        if saved["losses"]:
+            state.losses[:len(saved["losses"])] = torch.tensor(saved["losses"], dtype=state.losses.dtype)
+        return state
+
+
+def train(
+    spec: RunSpec,
+    task: Task,
+    session: _Session,
+    state: _LoopState,
+    *,
+    policy: CheckpointPolicy,
+    on_eval: Callable[[int, dict[str, float]], bool] | None = None,
+    progress: bool | None = None,
+    save_checkpoint: Callable[[int], None] | None = None,
+) -> tuple[str, str]:
+    """Train from ``state.done`` to the step budget (then the test evaluation). Updates ``state`` in
+    place and returns ``(status, detail)``: ``ok``, ``diverged`` or ``pruned``."""
+    total, dist, model, optimizer = state.total, session.dist, session.model, session.optimizer
     warmup = int(round(task.warmup_fraction * total))
     diag_every = max(1, total // DIAGNOSTIC_SAMPLES)
-    has_diagnostics: bool | None = None  # unknown until the first sample
     eval_steps = set(range(task.eval_every, total + 1, task.eval_every)) | {total}
-    losses = torch.empty(total, device=dev)
-    curves: list[dict[str, Any]] = []
-    timer = _Timer(dev)
+    timer = _Timer(session.device)
     status, detail = "ok", ""
-    best_val, best_step, steps_to_target = math.nan, 0, None
-    val_metrics: dict[str, float] = {}
-    train_seconds = eval_seconds = 0.0
-    checked = 0  # losses[:checked] are known finite
+    last_save = time.monotonic()
 
     show = (sys.stderr.isatty() if progress is None else progress) and dist.main
     bar = None
     if show:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, desc=f"{spec.task}/{spec.optimizer}", unit="step", leave=False,
-                   mininterval=0.5, file=sys.stderr)
+        bar = tqdm(total=total, initial=state.done, desc=f"{spec.task}/{spec.optimizer}", unit="step",
+                   leave=False, mininterval=0.5, file=sys.stderr)
 
     def first_bad(upto: int) -> int | None:
+        window = state.losses[state.checked:upto]
         if dist.world_size > 1:
             # Log the global mean loss and let every rank take the same divergence decision (a rank
             # that stopped alone would leave the others waiting in DDP's all-reduce).
             import torch.distributed as tdist
 
-            window = losses[checked:upto]
             tdist.all_reduce(window)
             window.div_(dist.world_size)
-        finite = torch.isfinite(losses[checked:upto])
+        finite = torch.isfinite(window)
         if bool(finite.all()):
             return None
-        return checked + int((~finite).nonzero()[0, 0])
+        return state.checked + int((~finite).nonzero()[0, 0])
 
-    batches = data.batches(data_gen, dist.rank, dist.world_size)
+    def evaluate(split: str) -> dict[str, float]:
+        return _evaluate(task, model, session.data, split, session.autocast)
+
+    batches = session.batches(state.done)
     model.train()
-    step = 0
     t_train = time.perf_counter()
     try:
-        for step in range(total):
+        for step in range(state.done, total):
             factor = lr_factor(step, total, warmup, task.schedule, task.min_lr_ratio)
-            for group, base in zip(optimizer.param_groups, base_lrs):
+            for group, base in zip(optimizer.param_groups, session.base_lrs):
                 group["lr"] = base * factor
-            micro = micro_batches(next(batches), task.grad_accum)
-            loss = None
-            for i, mb in enumerate(micro):
-                # DDP: all-reduce gradients only on the last micro-batch.
-                sync = contextlib.nullcontext() if dist.world_size == 1 or i == len(micro) - 1 \
-                    else train_model.no_sync()
-                with sync:
-                    with autocast():
-                        part = task.loss(train_model, mb)
-                    if len(micro) > 1:
-                        part = part / len(micro)
-                    part.backward()
-                loss = part.detach() if loss is None else loss + part.detach()
+            loss = _forward_backward(task, session, next(batches))
             if task.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, task.grad_clip, foreach=dev.type != "cpu" or None)
+                torch.nn.utils.clip_grad_norm_(session.params, task.grad_clip,
+                                               foreach=session.device.type != "cpu" or None)
             with timer():
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            losses[step] = loss.float()
-            done = step + 1
+            state.losses[step] = loss.float()
+            done = state.done = step + 1
             if bar is not None:
                 bar.update(1)
-            if done % diag_every == 0 and done not in eval_steps and has_diagnostics is not False:
+            if done % diag_every == 0 and done not in eval_steps and state.has_diagnostics is not False:
                 # ~100 samples per run of optimizer state (e.g. the SoftSignum temperature), so the
                 # transition is visible even when evals are sparse; counted as eval time.
                 t_diag = time.perf_counter()
                 diag = _diagnostics(optimizer)
-                has_diagnostics = bool(diag)
-                for name, value in diag.items():
-                    curves.append({"step": done, "split": "opt", "name": name, "value": value})
-                eval_seconds += time.perf_counter() - t_diag
-            if done in eval_steps or done - checked >= DIVERGENCE_CHECK_EVERY:
+                state.has_diagnostics = bool(diag)
+                state.curves += [{"step": done, "split": "opt", "name": k, "value": v} for k, v in diag.items()]
+                state.eval_seconds += time.perf_counter() - t_diag
+            if done in eval_steps or done - state.checked >= DIVERGENCE_CHECK_EVERY or policy.wants(done):
                 bad = first_bad(done)
                 if bad is not None:
                     status, detail = "diverged", f"non-finite training loss at step {bad + 1}"
-                    step = bad
+                    state.done = bad
                     break
-                checked = done
+                state.checked = done
             if done in eval_steps:
-                train_seconds += time.perf_counter() - t_train
+                state.train_seconds += time.perf_counter() - t_train
                 t_eval = time.perf_counter()
-                val_metrics = _evaluate(task, model, data, "val", autocast)
-                eval_seconds += time.perf_counter() - t_eval
-                curves.append({"step": done, "split": "train", "name": "lr", "value": optimizer.param_groups[0]["lr"]})
-                for name, value in val_metrics.items():
-                    curves.append({"step": done, "split": "val", "name": name, "value": value})
-                for name, value in _diagnostics(optimizer).items():
-                    curves.append({"step": done, "split": "opt", "name": name, "value": value})
-                value = val_metrics.get(task.metric.name, math.nan)
+                state.val_metrics = evaluate("val")
+                state.eval_seconds += time.perf_counter() - t_eval
+                state.curves.append({"step": done, "split": "train", "name": "lr",
+                                     "value": optimizer.param_groups[0]["lr"]})
+                state.curves += [{"step": done, "split": "val", "name": k, "value": v}
+                                 for k, v in state.val_metrics.items()]
+                state.curves += [{"step": done, "split": "opt", "name": k, "value": v}
+                                 for k, v in _diagnostics(optimizer).items()]
+                value = state.val_metrics.get(task.metric.name, math.nan)
                 if not _finite(value):
                     status, detail = "diverged", f"non-finite validation {task.metric.name} at step {done}"
-                    step = done - 1
+                    state.done = done - 1  # the step that produced it does not count as done
                     break
-                if math.isnan(best_val) or task.metric.better(value, best_val):
-                    best_val, best_step = value, done
-                if steps_to_target is None and task.target is not None and (
+                if math.isnan(state.best_val) or task.metric.better(value, state.best_val):
+                    state.best_val, state.best_step = value, done
+                if state.steps_to_target is None and task.target is not None and (
                     value == task.target or task.metric.better(value, task.target)
                 ):
-                    steps_to_target = done
+                    state.steps_to_target = done
                 if bar is not None:
                     bar.set_postfix({task.metric.name: f"{value:.4g}"}, refresh=False)
-                if on_eval is not None and done < total and on_eval(done, dict(val_metrics)):
+                if on_eval is not None and done < total and on_eval(done, dict(state.val_metrics)):
                     status, detail = "pruned", f"pruned by the tuner at step {done}"
                     break
                 t_train = time.perf_counter()
+            # Checkpoints only at verified-finite steps (state.checked == done): then the saved losses
+            # are the ones every DDP rank agreed on, and a resume never restarts from a diverged state.
+            if save_checkpoint is not None and state.checked == done and (
+                policy.wants(done) or (done < total and policy.every_seconds is not None
+                                       and time.monotonic() - last_save >= policy.every_seconds)
+            ):
+                state.train_seconds += time.perf_counter() - t_train
+                state.optimizer_seconds += timer.total()
+                timer = _Timer(session.device)
+                save_checkpoint(done)
+                last_save = time.monotonic()
+                t_train = time.perf_counter()
         else:
-            train_seconds += time.perf_counter() - t_train
+            state.train_seconds += time.perf_counter() - t_train
     except torch.linalg.LinAlgError as exc:  # e.g. an SVD of a NaN momentum at the soft switch
-        status, detail = "diverged", f"linear algebra failed at step {step + 1}: {exc}"
+        status, detail = "diverged", f"linear algebra failed at step {state.done + 1}: {exc}"
     finally:
         if bar is not None:
             bar.close()
+    state.optimizer_seconds += timer.total()
 
-    steps_done = step + 1 if status != "diverged" else step
-    test_metrics: dict[str, float] = {}
     if status == "ok":
         t_eval = time.perf_counter()
-        test_metrics = _evaluate(task, model, data, "test", autocast)
-        eval_seconds += time.perf_counter() - t_eval
-        for name, value in test_metrics.items():
-            curves.append({"step": total, "split": "test", "name": name, "value": value})
-        if not _finite(test_metrics.get(task.metric.name, math.nan)):
+        state.test_metrics = evaluate("test")
+        state.eval_seconds += time.perf_counter() - t_eval
+        state.curves += [{"step": total, "split": "test", "name": k, "value": v} for k, v in state.test_metrics.items()]
+        if not _finite(state.test_metrics.get(task.metric.name, math.nan)):
             status, detail = "diverged", f"non-finite test {task.metric.name}"
+    return status, detail
 
-    loss_values = losses[:max(steps_done, 0)].tolist()
-    curves = [{"step": i + 1, "split": "train", "name": "loss", "value": v} for i, v in enumerate(loss_values)] + curves
+
+def _forward_backward(task: Task, session: _Session, batch: Any) -> torch.Tensor:
+    """Loss and gradients of one optimizer step's batch, split into ``task.grad_accum`` micro-batches
+    (DDP all-reduces gradients only on the last one). Returns the detached step loss."""
+    micro = micro_batches(batch, task.grad_accum)
+    loss = None
+    for i, mb in enumerate(micro):
+        sync = contextlib.nullcontext() if session.dist.world_size == 1 or i == len(micro) - 1 \
+            else session.train_model.no_sync()
+        with sync:
+            with session.autocast():
+                part = task.loss(session.train_model, mb)
+            if len(micro) > 1:
+                part = part / len(micro)
+            part.backward()
+        loss = part.detach() if loss is None else loss + part.detach()
+    return loss
+
+
+# --------------------------------------------------------------------------------------------------
+# The record
+
+
+def _assemble(spec: RunSpec, task: Task, session: _Session, state: _LoopState, status: str, detail: str,
+              started: str, parent: Mapping[str, Any] | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The run's record row (columns: ``harness.records.COLUMNS``) and its long curve table."""
+    total = state.total
+    steps_done = state.done
+    loss_values = state.losses[:max(steps_done, 0)].tolist()
+    curves = [{"step": i + 1, "split": "train", "name": "loss", "value": v} for i, v in enumerate(loss_values)]
+    curves += state.curves
     tail = [v for v in loss_values[-max(1, len(loss_values) // 10):] if math.isfinite(v)]
-
-    val_metric = val_metrics.get(task.metric.name, math.nan) if status in ("ok", "pruned") else math.nan
-    test_metric = test_metrics.get(task.metric.name, math.nan) if status == "ok" else math.nan
+    metric = task.metric.name
+    val_metric = state.val_metrics.get(metric, math.nan) if status in ("ok", "pruned") else math.nan
+    test_metric = state.test_metrics.get(metric, math.nan) if status == "ok" else math.nan
     objective = val_metric if status in ("ok", "pruned") else task.penalty
     row: dict[str, Any] = {
         "run_id": spec.run_id,
@@ -536,39 +743,39 @@ def run(
         "compile": spec.compile,
         "status": status,
         "status_detail": detail,
-        "metric": task.metric.name,
+        "metric": metric,
         "direction": task.metric.direction,
         "val_metric": records.finite_or_nan(val_metric),
         "test_metric": records.finite_or_nan(test_metric),
-        "best_val_metric": records.finite_or_nan(best_val),
-        "best_val_step": best_step,
+        "best_val_metric": records.finite_or_nan(state.best_val),
+        "best_val_step": state.best_step,
         "objective": float(objective) if _finite(objective) else float(task.penalty),
         "penalty": float(task.penalty),
         "target": float(task.target) if task.target is not None else math.nan,
-        "steps_to_target": steps_to_target,
+        "steps_to_target": state.steps_to_target,
         "final_train_loss": sum(tail) / len(tail) if tail else math.nan,
-        "metrics": json.dumps({"val": val_metrics, "test": test_metrics}, sort_keys=True,
+        "metrics": json.dumps({"val": state.val_metrics, "test": state.test_metrics}, sort_keys=True,
                               default=records.finite_or_nan),
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
-        "optimizer_seconds": timer.total(),
-        "wall_seconds": 0.0,  # filled below
-        "peak_memory_bytes": _peak_memory(dev),
-        "optimizer_state_bytes": state_bytes(optimizer),
-        "param_count": param_count,
-        "implementation": opt_spec.implementation,
+        "train_seconds": state.train_seconds,
+        "eval_seconds": state.eval_seconds,
+        "optimizer_seconds": state.optimizer_seconds,
+        "wall_seconds": 0.0,  # filled by the caller
+        "peak_memory_bytes": _peak_memory(session.device),
+        "optimizer_state_bytes": state_bytes(session.optimizer),
+        "param_count": sum(p.numel() for p in session.params),
+        "implementation": session.opt_spec.implementation,
         "git_sha": git_sha(),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
-        "device": device_label(dev),
-        "world_size": dist.world_size,
+        "device": device_label(session.device),
+        "world_size": session.dist.world_size,
         "started_at": started,
         "finished_at": _now(),
+        "resumed_at_step": state.resumed_at,
+        "branched_from": parent["run_id"] if parent else "",
+        "branch_step": int(parent["step"]) if parent else 0,
     }
     row.update(records.hp_columns(spec.hparams))
-    row["wall_seconds"] = time.perf_counter() - t_wall
     for c in curves:
         c["run_id"] = spec.run_id
-    if out_dir is not None and dist.main:
-        records.write_run(out_dir, row, curves)
-    return RunResult(row=row, curves=curves, skipped=False)
+    return row, curves

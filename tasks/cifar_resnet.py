@@ -433,18 +433,24 @@ class ImageData:
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         return x.float() * self.gain + self.shift
 
-    def batches(self, generator: torch.Generator, rank: int = 0, world_size: int = 1) -> Iterator[tuple]:
+    def batches(self, generator: torch.Generator, rank: int = 0, world_size: int = 1,
+                start: int = 0) -> Iterator[tuple]:
         """Endless (images, labels) batches: a generator-drawn permutation per epoch cut into batches of
         ``batch_size // world_size`` (the last partial batch is dropped); under DDP every rank draws the
         same permutation and keeps every world_size-th index. Crop offsets and flips come from the same
-        generator; on a GPU everything is drawn there by a generator seeded from ``generator``."""
+        generator; on a GPU everything is drawn there by a generator seeded from ``generator``.
+        ``start`` skips that many batches (a resumed run): their random draws are replayed, their
+        images are never gathered."""
         x, y = self.x["train"], self.y["train"]
         n_codes = 2 * (2 * self.pad + 1) ** 2
         generator = device_generator(generator, self.device)
-        for idx in epoch_indices(x.shape[0], self.batch_size, generator, rank, world_size):
+        for i, idx in enumerate(epoch_indices(x.shape[0], self.batch_size, generator, rank, world_size)):
+            codes = torch.randint(0, n_codes, (idx.numel(),), generator=generator, device=self.device) \
+                if self.augment else None
+            if i < start:
+                continue
             batch = x[idx].float()
-            if self.augment:
-                codes = torch.randint(0, n_codes, (idx.numel(),), generator=generator, device=self.device)
+            if codes is not None:
                 batch = crop_flip(batch, codes, self.pad)
             yield batch * self.gain + self.shift, y[idx]
 

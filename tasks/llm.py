@@ -663,12 +663,16 @@ class InMemoryTokens(_HeldOut):
         self.heldout = {k: torch.from_numpy(v.astype(np.int64)).to(self.device) for k, v in heldout.items()}
         self._offsets = torch.arange(ctx + 1, device=self.device)
 
-    def batches(self, generator: torch.Generator, rank: int = 0, world_size: int = 1) -> Iterator[tuple]:
+    def batches(self, generator: torch.Generator, rank: int = 0, world_size: int = 1,
+                start: int = 0) -> Iterator[tuple]:
         """Endless (x, y) batches of ``batch_size / world_size`` rows for this rank. Every rank draws the
-        same global batch from the (identically seeded) generator and keeps its slice."""
+        same global batch from the (identically seeded) generator and keeps its slice. ``start`` skips
+        that many batches (a resumed run) by drawing their offsets only."""
         b = _local_batch(self.batch_size, world_size)
         high = self.train.numel() - self.ctx - 1
         pin = self.device.type == "cuda"
+        for _ in range(start):
+            torch.randint(0, high + 1, (self.batch_size,), generator=generator)
         while True:
             # Drawn on CPU so the stream is the same on every device type; one tiny H2D copy per step.
             starts = torch.randint(0, high + 1, (self.batch_size,), generator=generator)[rank * b:(rank + 1) * b]

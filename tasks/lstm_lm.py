@@ -157,6 +157,16 @@ class LSTMLanguageModel(nn.Module):
         self.tied = tied
         self.carried_state: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def get_extra_state(self) -> dict[str, Any]:
+        """The carried training state travels with ``state_dict()``: a checkpoint taken between two
+        windows resumes the stream with the same state (bit-identical resume)."""
+        return {"carried_state": self.carried_state}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        carried = state.get("carried_state")
+        device = self.embedding.weight.device
+        self.carried_state = None if carried is None else tuple(t.to(device) for t in carried)
+
     def forward(self, tokens: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
         x = self.dropout(self.embedding(tokens))
         out, state = self.lstm(x, state)
