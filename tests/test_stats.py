@@ -145,3 +145,77 @@ def test_expected_best_after_k_equals_brute_force_over_all_orderings(direction):
     assert mean[-1] == best(values)                    # all trials: the best one
     with pytest.raises(ValueError, match="finite"):
         stats.expected_best_after_k([1.0, math.nan], direction)
+
+
+# ------------------------------------------------------------------------------ tuning replicates
+
+def _two_level_sample(rng, replicates, seeds, between, within):
+    return list(rng.normal(0.0, between, size=(replicates, 1)) + rng.normal(0.0, within, size=(replicates, seeds)))
+
+
+@pytest.mark.parametrize("replicates", [3, 5])
+@pytest.mark.parametrize("between, within", [(1.0, 0.1), (1.0, 1.0), (0.0, 1.0)])
+def test_two_level_ci_coverage_by_simulation(replicates, between, within):
+    # True mean 0. 300 simulated sweeps per cell (the module docstring quotes 1,000): coverage must
+    # not fall below nominal by more than the simulation's noise, and where tuning luck dominates the
+    # interval must not be trivially wide either.
+    rng = np.random.default_rng(100 * replicates + int(10 * between))
+    trials = 300
+    covered = 0
+    for i in range(trials):
+        res = stats.two_level_ci(_two_level_sample(rng, replicates, 3, between, within), n_resamples=1000, seed=i)
+        covered += res.lo <= 0.0 <= res.hi
+    coverage = covered / trials
+    assert coverage >= 0.91, coverage
+    if within < between:
+        assert coverage <= 0.99, coverage
+
+
+def test_two_level_ci_counts_tuning_luck_that_seeds_alone_miss():
+    # Three replicates that disagree, each with tight seeds: the one-level interval of the pooled
+    # seeds is much narrower than the two-level one, which reaches past the replicate range.
+    groups = [[1.0, 1.01, 0.99], [2.0, 2.01, 1.99], [3.0, 3.01, 2.99]]
+    res = stats.two_level_ci(groups)
+    assert res.mean == pytest.approx(2.0) and res.spread == pytest.approx(2.0)
+    pooled_lo, pooled_hi = stats.bootstrap_ci([v for g in groups for v in g])
+    assert res.hi - res.lo > 3 * (pooled_hi - pooled_lo)
+    assert res.lo < 1.0 and res.hi > 3.0
+    # Seeded: the same input gives the same interval.
+    assert stats.two_level_ci(groups) == res
+
+
+def test_two_level_ci_degenerate_inputs():
+    one = stats.two_level_ci([[1.0, 2.0, 3.0]])
+    assert (one.lo, one.hi) == stats.bootstrap_ci([1.0, 2.0, 3.0]) and one.replicate_means == (2.0,)
+    assert math.isnan(one.spread)
+    empty = stats.two_level_ci([[], [math.nan]])
+    assert math.isnan(empty.mean) and empty.replicate_means == ()
+    same = stats.two_level_ci([[2.0, 2.0], [2.0, 2.0]])
+    assert same.lo == same.hi == same.mean == 2.0
+    with pytest.raises(ValueError, match="confidence"):
+        stats.two_level_ci([[1.0]], confidence=1.5)
+
+
+def test_two_level_paired_pairs_replicates_by_index_and_seeds_within():
+    a = {(0, 1): 1.0, (0, 2): 2.0, (1, 1): 5.0, (1, 2): 6.0, (2, 9): 7.0}
+    b = {(0, 1): 0.5, (0, 2): 1.0, (1, 1): 4.0, (1, 3): 0.0}
+    n, diff = stats.two_level_paired(a, b)
+    assert n == 3  # (0,1), (0,2), (1,1): replicate 2 and seed 3 have no partner
+    assert diff.replicate_means == (0.75, 1.0) and diff.mean == pytest.approx(0.875)
+
+
+def test_an_optimizer_against_itself_under_two_replicate_seeds_ties_at_the_stated_rate():
+    # Same distribution on both sides (one optimizer, two sets of tuning replicates): the paired
+    # difference must be called a tie at least at the interval's coverage (0.95 nominal; simulated
+    # 300 times here, so allow the noise of that).
+    rng = np.random.default_rng(5)
+    ties = 0
+    trials = 300
+    for i in range(trials):
+        a = _two_level_sample(rng, 3, 3, 1.0, 0.5)
+        b = _two_level_sample(rng, 3, 3, 1.0, 0.5)
+        keyed_a = {(r, s): a[r][s] for r in range(3) for s in range(3)}
+        keyed_b = {(r, s): b[r][s] for r in range(3) for s in range(3)}
+        n, diff = stats.two_level_paired(keyed_a, keyed_b, n_resamples=1000, seed=i)
+        ties += stats.outcome(diff.lo, diff.hi, "max", n) == "tie"
+    assert ties / trials >= 0.92, ties / trials
