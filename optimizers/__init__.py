@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from optimizers import adamw, muon, sgd, signum, softmuon, softsignum
+from optimizers import adamw, hardswitchsign, muon, sgd, signum, softmuon, softsignum
 from optimizers._base import ROLES, OptimizerSpec
 
 REGISTRY: dict[str, OptimizerSpec] = {
     "adamw": adamw.SPEC,
     "signum": signum.SPEC,
     "softsignum": softsignum.SPEC,
+    "hardswitchsign": hardswitchsign.SPEC,
     "muon": muon.SPEC,
     "softmuon": softmuon.SPEC,
     "sgd": sgd.SPEC,

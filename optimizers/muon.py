@@ -11,7 +11,7 @@ Update for a matrix parameter ``p`` (conv kernels flattened to ``(out, in * kh *
     m <- lerp(m, g, 1 - beta)                  # EMA momentum
     u <- lerp(g, m, beta)  (Nesterov)  or  m
     O <- newton_schulz5(u)                     # ~ U V^T with singular values in about [0.7, 1.2]
-    p <- p * (1 - lr * wd) - lr * sqrt(max(1, rows / cols)) * O
+    p <- p * (1 - lr * wd) - lr * sqrt(max(1, p.size(-2) / p.size(-1))) * O
 
 Where it applies: hidden 2-D weights and conv kernels (role ``matrix``). The stem convolution
 (``conv_first``), embeddings, the output head and 1-D parameters (``vector``) are not hidden linear
@@ -19,6 +19,21 @@ maps (the reference keeps them on AdamW; Muon's argument is about hidden layers'
 they go to an AdamW that lives in the same optimizer object (param groups flagged ``use_muon=False``):
 one ``step()``, one ``state_dict()``. A ``matrix`` parameter with fewer than two dimensions is routed
 to the AdamW as well.
+
+Variants (hyperparameters, recorded in every result row; defaults = the reference):
+  shape_scale "reference" (default): ``sqrt(max(1, grad.size(-2) / grad.size(-1)))`` of the
+      *unflattened* gradient, as in Keller Jordan's ``muon.py`` and the official SoftMuon: the RMS
+      correction for tall 2-D matrices, and ``kh / kw = 1`` for every square conv kernel (a 1x1
+      ResNet shortcut conv gets 1).
+    "flattened" (optbench's earlier choice): the same formula on the flattened ``(out, in*kh*kw)``
+      matrix NS5 actually sees, ``sqrt(max(1, out / (in*kh*kw)))``; it differs only for conv
+      kernels with ``out > in*kh*kw`` (ResNet-18's 1x1 shortcut convs, out = 2 in: sqrt(2) instead
+      of 1). Kept so that runs made before the reference scale became the default can be repeated.
+  ns_dtype "auto" (default): the Newton-Schulz iterations run in bfloat16 on CUDA (as the
+      reference) and float32 elsewhere (CPUs have no fast bfloat16 matmul; the reference casts to
+      bfloat16 everywhere). "bfloat16" / "float32" force one dtype on every device (a CUDA run in
+      float32 to see what bfloat16 costs; a CPU run in bfloat16 to reproduce the reference's
+      rounding). The SoftMuon soft polar iteration follows the same option.
 
 Differences from the reference: same-shape matrices are stacked and orthogonalised in one batched
 call (fewer kernel launches on GPU; on 2 CPU threads 1.0-1.4x faster on ResNet-18 shapes and up to 2x
@@ -62,6 +77,7 @@ from optimizers._base import (
     check_unit_interval,
     decay_groups,
 )
+from optimizers._switch import check_choice, load_keeping_own_keys
 
 DEFAULTS: dict[str, Any] = {
     "lr": 0.02,
@@ -72,7 +88,12 @@ DEFAULTS: dict[str, Any] = {
     "aux_betas": (0.9, 0.999),
     "aux_eps": 1e-8,
     "aux_weight_decay": 0.01,
+    "shape_scale": "reference",  # see "Variants" above
+    "ns_dtype": "auto",
 }
+
+SHAPE_SCALES = ("reference", "flattened")
+NS_DTYPES = ("auto", "bfloat16", "float32")
 
 SEARCH_SPACE = {
     "lr": LogUniform(1e-3, 0.1),
@@ -86,7 +107,17 @@ NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 # --- pure tensor functions -------------------------------------------------------------------
 
-def newton_schulz5(G: Tensor, steps: int = 5) -> Tensor:
+def ns_compute_dtype(ns_dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """The dtype the Newton-Schulz iterations run in: ``"auto"`` / ``None`` = bfloat16 on CUDA and
+    float32 elsewhere; ``"bfloat16"`` / ``"float32"`` (or a torch dtype) as given."""
+    if isinstance(ns_dtype, torch.dtype):
+        return ns_dtype
+    if ns_dtype in (None, "auto"):
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"bfloat16": torch.bfloat16, "float32": torch.float32}[ns_dtype]
+
+
+def newton_schulz5(G: Tensor, steps: int = 5, dtype: str | torch.dtype | None = None) -> Tensor:
     """Approximate orthogonalisation ``U V^T`` of ``G = U S V^T`` by a quintic Newton-Schulz iteration.
 
     ``X <- a X + (b A + c A^2) X`` with ``A = X X^T`` and ``(a, b, c) = (3.4445, -4.7750, 2.0315)``
@@ -95,8 +126,9 @@ def newton_schulz5(G: Tensor, steps: int = 5) -> Tensor:
     [0.7, 1.2] instead of exactly 1). ``X`` starts as ``G / (||G||_F + 1e-7)`` (so every singular
     value is <= 1) and is transposed so that rows <= cols (the Gram matrix is the small side).
 
-    Works on ``(..., rows, cols)`` (leading dims are a batch). Computed in bfloat16 on CUDA (as the
-    reference) and float32 elsewhere; the result has ``G``'s dtype and shape. Singular values far
+    Works on ``(..., rows, cols)`` (leading dims are a batch). Computed in ``dtype``
+    (``ns_compute_dtype``: by default bfloat16 on CUDA, as the reference, and float32 elsewhere);
+    the result has ``G``'s dtype and shape. Singular values far
     below the largest one (about 1e-3 of it after 5 steps) are only partly lifted: each step
     multiplies them by at most 3.4445.
     """
@@ -104,7 +136,7 @@ def newton_schulz5(G: Tensor, steps: int = 5) -> Tensor:
         raise ValueError(f"newton_schulz5 needs a matrix (ndim >= 2), got shape {tuple(G.shape)}")
     a, b, c = NS_COEFFICIENTS
     shape = G.shape
-    X = G.reshape(-1, shape[-2], shape[-1]).to(torch.bfloat16 if G.is_cuda else torch.float32)
+    X = G.reshape(-1, shape[-2], shape[-1]).to(ns_compute_dtype(dtype, G.device))
     transposed = shape[-2] > shape[-1]
     if transposed:
         X = X.mT
@@ -144,9 +176,14 @@ def map_matrices(fn: Callable[[Tensor], Tensor], tensors: list[Tensor]) -> list[
     return out
 
 
-def shape_scale(p: Tensor) -> float:
-    """``sqrt(max(1, rows / cols))`` of the flattened matrix: equalises the update RMS of tall matrices."""
-    rows, cols = as_matrix(p).shape
+def shape_scale(p: Tensor, mode: str = "reference") -> float:
+    """The update's shape factor ``sqrt(max(1, rows / cols))``, which equalises the RMS of tall matrices.
+
+    ``"reference"``: ``rows, cols = p.size(-2), p.size(-1)`` of the unflattened tensor, as Keller
+    Jordan's ``muon.py`` and the official SoftMuon (1 for a square conv kernel). ``"flattened"``: of the
+    ``(out, in*kh*kw)`` matrix that NS5 sees.
+    """
+    rows, cols = (as_matrix(p).shape if mode == "flattened" else p.shape[-2:])
     return math.sqrt(max(1.0, rows / cols))
 
 
@@ -188,7 +225,8 @@ def adamw_foreach(
 # --- the optimizer ---------------------------------------------------------------------------
 
 # Per-group keys and the hyperparameter each comes from (for error messages that name it).
-MUON_KEYS = {"lr": "lr", "weight_decay": "weight_decay", "momentum": "momentum", "nesterov": "nesterov"}
+MUON_KEYS = {"lr": "lr", "weight_decay": "weight_decay", "momentum": "momentum", "nesterov": "nesterov",
+             "shape_scale": "shape_scale", "ns_dtype": "ns_dtype"}
 AUX_KEYS = {"lr": "aux_lr", "betas": "aux_betas", "eps": "aux_eps", "weight_decay": "aux_weight_decay"}
 
 
@@ -202,12 +240,14 @@ def validate(hparams: Mapping[str, Any]) -> None:
     check_betas("aux_betas", hparams["aux_betas"])
     check_positive("aux_eps", hparams["aux_eps"])
     check_nonneg("aux_weight_decay", hparams["aux_weight_decay"])
+    check_choice("shape_scale", hparams["shape_scale"], SHAPE_SCALES)
+    check_choice("ns_dtype", hparams["ns_dtype"], NS_DTYPES)
 
 
 class Muon(torch.optim.Optimizer):
     """Muon on param groups with ``use_muon=True``, AdamW on the others, in one optimizer.
 
-    Muon groups carry ``lr, weight_decay, momentum, nesterov``; AdamW groups carry
+    Muon groups carry ``lr, weight_decay, momentum, nesterov, shape_scale, ns_dtype``; AdamW groups carry
     ``lr, betas, eps, weight_decay`` (missing keys take the module ``DEFAULTS``). Muon groups also
     keep ``step`` (optimizer steps taken), so subclasses can run schedules that travel with
     ``state_dict()``. Per-parameter state: ``momentum_buffer`` (Muon) or ``exp_avg``,
@@ -237,7 +277,14 @@ class Muon(torch.optim.Optimizer):
 
     # Hook for SoftMuon: map the Nesterov inputs of one group to their update directions.
     def _directions(self, group: dict[str, Any], updates: list[Tensor]) -> list[Tensor]:
-        return map_matrices(newton_schulz5, updates)
+        dtype = ns_compute_dtype(group["ns_dtype"], updates[0].device)
+        return map_matrices(lambda X: newton_schulz5(X, dtype=dtype), updates)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """torch's ``load_state_dict``; group keys the checkpoint lacks keep this optimizer's values
+        (a Muon checkpoint into SoftMuon, see ``optimizers/_switch.py``; an older Muon checkpoint
+        without ``shape_scale`` / ``ns_dtype``)."""
+        load_keeping_own_keys(self, state_dict, super().load_state_dict)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -276,7 +323,7 @@ class Muon(torch.optim.Optimizer):
         # One foreach add per distinct shape scale (usually one or two).
         by_scale: dict[float, tuple[list[Tensor], list[Tensor]]] = {}
         for p, d in zip(params, directions):
-            ps, ds = by_scale.setdefault(shape_scale(p), ([], []))
+            ps, ds = by_scale.setdefault(shape_scale(p, group["shape_scale"]), ([], []))
             ps.append(p)
             ds.append(d)
         for scale, (ps, ds) in by_scale.items():
@@ -321,9 +368,8 @@ def param_groups(groups: Mapping[str, list[torch.nn.Parameter]], hparams: Mappin
             (matrices if role == "matrix" and p.ndim >= 2 else others).append(p)
     out: list[dict[str, Any]] = []
     if matrices:
-        out.append({"params": matrices, "use_muon": True, "lr": hparams["lr"],
-                    "weight_decay": hparams["weight_decay"], "momentum": hparams["momentum"],
-                    "nesterov": hparams["nesterov"], **muon_extra})
+        out.append({"params": matrices, "use_muon": True,
+                    **{key: hparams[name] for key, name in MUON_KEYS.items()}, **muon_extra})
     out += decay_groups(others, hparams["aux_weight_decay"], use_muon=False, lr=hparams["aux_lr"],
                         betas=tuple(hparams["aux_betas"]), eps=hparams["aux_eps"])
     return out
@@ -343,5 +389,7 @@ SPEC = OptimizerSpec(
     search_space=SEARCH_SPACE,
     build_fn=build,
     implementation="foreach",
-    extra={"ns_steps": 5, "ns_dtype": "bfloat16 on CUDA, float32 on CPU", "batched_by_shape": True},
+    extra={"ns_steps": 5, "batched_by_shape": True,
+           "variants": {"shape_scale": "reference (default, Keller Jordan's muon.py) | flattened (optbench's earlier)",
+                        "ns_dtype": "auto (default: bfloat16 on CUDA, float32 elsewhere) | bfloat16 | float32"}},
 )

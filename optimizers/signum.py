@@ -165,7 +165,9 @@ class Signum(torch.optim.Optimizer):
 
     ``foreach=True`` (the default) runs ``torch._foreach_*`` kernels per device and dtype;
     ``foreach=False`` is the readable per-tensor reference. Both give bit-identical results.
-    State per parameter: ``exp_avg = (1 - beta) m`` (see the module docstring).
+    State per parameter: ``exp_avg = (1 - beta) m`` (see the module docstring); per group: ``step``
+    (optimizer steps taken), which SoftSignum and HardSwitchSign read when they branch from a
+    Signum checkpoint.
     """
 
     def __init__(
@@ -185,7 +187,11 @@ class Signum(torch.optim.Optimizer):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
-        validate(self.param_groups[-1])
+        group = self.param_groups[-1]
+        validate(group)
+        # The run's clock, kept as SoftSignum and HardSwitchSign keep it, so that a Signum checkpoint
+        # at step S can start either of them (optimizers/_switch.py).
+        group.setdefault("step", 0)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -194,6 +200,7 @@ class Signum(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            group["step"] += 1  # optimizer steps, with or without gradients in this group
             params, grads, bufs = collect(self, group, "exp_avg")
             if not params:
                 continue

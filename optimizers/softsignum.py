@@ -1,22 +1,47 @@
 """SoftSignum: Signum that hands over smoothly to a tanh update (Softsign paper, arXiv 2605.31371,
-ICML 2026; official code https://github.com/brain-lab-research/softsign, ``softsignum.py``).
+ICML 2026; official code https://github.com/brain-lab-research/softsign at commit 77526d8,
+``softsignum.py``).
 
 What differs from Signum: for the first ``S = floor(alpha_sign * K)`` of the run's ``K`` steps it
-*is* Signum (same buffer, same update, bit for bit). At step ``S + 1`` it fits a Cauchy
-distribution to all entries of the update direction ``d`` of each parameter group (median / MAD),
+*is* Signum (same buffer, same update, bit for bit). At step ``S + 1`` it fits a Cauchy distribution
+to all entries of the heavy-ball update direction ``d`` (median / MAD) of every parameter it updates,
 and builds a decreasing temperature schedule ``tau_0 >= ... >= tau_{N-1}`` (``N = K - S``) from the
 folded-Cauchy quantiles of ``|d|``: ``tau_j = clip(atanh(1 - eps) / q(j / N), 1, tmax)``. Step
-``S + 1 + j`` then updates ``p <- p * (1 - lr wd) - lr * tanh(tau_j * d)``; steps past ``K`` hold
-``tau_{N-1}``. So the fraction of saturated coordinates (``|tanh| > 1 - eps``) falls linearly from 1
-to 0 over the transition: sign descent turns into (momentum) SGD.
+``S + 1 + j`` then updates ``p <- p * (1 - lr wd) - lr * tanh(tau_j * d)``. So the fraction of
+saturated coordinates (``|tanh| > 1 - eps``) falls linearly from 1 to 0 over the transition: sign
+descent turns into (momentum) SGD.
 
-Same as the official code: torch-SGD heavy-ball momentum (first step ``m = g``), decoupled weight
-decay ``p *= 1 - lr wd``, the schedule built from the group's ``d`` (lower median, MAD, Newton from
-``sigma tan(pi p / 2) + |mu|``, clamp at 0). Differences, on purpose: ``tmax`` defaults to 1e9 (the
-official class defaults to 20, which pins tau at 20 for most of the transition and makes it a hard
-switch; recorded in every run); a zero MAD falls back to a positive scale instead of dividing by
-``sigma + 1e-8``; steps past ``K`` hold the last temperature instead of raising an index error; 1-D
-parameters are never decayed (SPEC).
+As the official code (defaults follow it wherever the paper is silent): torch-SGD heavy-ball
+momentum (first step ``m = g``), decoupled weight decay ``p *= 1 - lr wd``, the schedule built at
+step ``S + 1`` from that step's ``d`` (lower median, MAD, Newton from ``sigma tan(pi p / 2) + |mu|``,
+clamp at 0, ``p_j = j / N``), and **one schedule over every parameter the optimizer updates**: the
+official class fits one schedule over the parameters it is given, and optbench's weight-decay split
+(``build`` puts 1-D parameters in an undecayed group) must not become a schedule split.
+
+Variants (hyperparameters, recorded in every result row's ``hp_*`` columns):
+  schedule_scope "optimizer" (default, official): one schedule over all param groups (which must
+      then share alpha_sign, eps, tmax and newton_iters). "group": one schedule per param group, what
+      optbench did before; with ``build`` that is one for the >= 2-D and one for the 1-D parameters,
+      whose temperatures came out 1.8-2.1x the pooled ones on a small MLP with LayerNorm.
+  tmax 1e9 (default; also the official ``get_temperature_schedule`` default and SoftMuon's): the
+      official *class* defaults to 20, which pins tau at 20 for most of the transition and turns it
+      into a hard switch. Exposed and recorded, not searched.
+
+Differences from the official code that change nothing in normal runs, kept on purpose:
+  * zero-MAD guard: a zero MAD (more than half of the entries equal, e.g. dead units) falls back to
+    the mean absolute deviation, then to a tiny positive scale, instead of the official
+    ``(q - mu) / (sigma + 1e-8)`` (which also shifts every normal fit by a relative 1e-8 / sigma);
+  * steps past ``K`` hold the last temperature (the official code raises an index error);
+  * the fit is computed in float64 (the official one in float32: its ``p = arange(N) / N`` is
+    float32, and ``c = atanh(1 - eps)`` of a float32 ``1 - eps`` is 4.951636 instead of 4.951719,
+    1.7e-5 relative);
+  * 1-D parameters are never decayed (SPEC; the official class decays every parameter of a group);
+  * the buffer stores ``(1 - beta) m`` (``optimizers/signum.py``); ``tau`` is divided by
+    ``1 - beta`` so the update is ``tanh(tau d)`` of the heavy-ball ``d``, as in the official code.
+
+Half precision: ``tau * d`` is formed in float32 for float16 / bfloat16 parameters (``tau / (1 - beta)``
+reaches 1e10, which overflows float16, and ``inf * 0`` would be NaN): a saturated coordinate moves by
+exactly ``lr``, as in Signum, and a zero direction does not move at all.
 
 Speed: on CPU ``torch.tanh`` costs ~3 ns per float (a slow vectorised path), several times
 ``torch.sigmoid``. The foreach path therefore evaluates ``tanh(x)`` through the exact identity
@@ -24,6 +49,9 @@ Speed: on CPU ``torch.tanh`` costs ~3 ns per float (a slow vectorised path), sev
 saturated coordinates still move by exactly ``lr``, and the step stays within the 1.2x-AdamW budget
 of issue 2. On GPUs, where elementwise kernels are memory bound, it uses ``torch.tanh``. The
 per-tensor reference path (``foreach=False``) always uses ``torch.tanh``.
+
+Branching: ``load_state_dict(signum.state_dict())`` of a Signum run at step ``S`` (same
+hyperparameters) continues as an unbranched SoftSignum run of ``K`` steps (``optimizers/_switch.py``).
 """
 
 from __future__ import annotations
@@ -46,6 +74,15 @@ from optimizers._base import (
     check_unit_interval,
     decay_groups,
 )
+from optimizers._switch import (
+    SCHEDULE_SCOPES,
+    check_choice,
+    check_shared_schedule,
+    init_switch_state,
+    load_keeping_own_keys,
+    pools,
+    soft_index,
+)
 from optimizers.signum import (
     by_device_and_dtype,
     collect,
@@ -62,8 +99,9 @@ DEFAULTS: dict[str, Any] = {
     "nesterov": False,
     "alpha_sign": 0.9,  # paper: sign phase = 90% of the run
     "eps": 1e-4,  # paper: saturation threshold 1 - eps that defines the schedule
-    "tmax": 1e9,  # see module docstring (official default 20 is a hard switch)
+    "tmax": 1e9,  # see module docstring (official class default 20 is a hard switch)
     "newton_iters": 10,  # paper N_q = 10
+    "schedule_scope": "optimizer",  # official: one schedule over everything (module docstring)
 }
 
 # Same axes as Signum (the paper tunes lr, wd, momentum with Optuna and fixes alpha_sign = 0.9,
@@ -73,6 +111,9 @@ SEARCH_SPACE = {
     "weight_decay": LogUniform(1e-4, 3.0),
     "momentum": OneMinusLogUniform(1e-2, 0.5),
 }
+
+# Settings that define a schedule: groups sharing one schedule must agree on them.
+SCHEDULE_KEYS = ("alpha_sign", "eps", "tmax", "newton_iters")
 
 
 def validate(group: Mapping[str, Any]) -> None:
@@ -86,6 +127,7 @@ def validate(group: Mapping[str, Any]) -> None:
     if group["tmax"] < 1:
         raise ValueError(f"invalid tmax: {group['tmax']!r} (must be a finite number >= 1)")
     check_int("newton_iters", group["newton_iters"], minimum=1)
+    check_choice("schedule_scope", group["schedule_scope"], SCHEDULE_SCOPES)
 
 
 # --- the temperature schedule ---------------------------------------------------------------------
@@ -176,9 +218,10 @@ def temperature_schedule(
 ) -> Tensor:
     """The SoftSignum temperature schedule ``tau_0 >= ... >= tau_{n-1}`` built from ``values``.
 
-    ``values`` is every entry of the update direction of one parameter group at the switch step
-    (signed). Fit ``mu = median``, ``sigma = MAD`` (``fit_cauchy``), take the folded-Cauchy
-    quantiles ``q_j`` at ``p_j = j / n`` (``folded_cauchy_quantile``) and return
+    ``values`` is every entry of the update direction at the switch step of all the parameters the
+    schedule covers (signed; SoftMuon passes singular values). Fit ``mu = median``, ``sigma = MAD``
+    (``fit_cauchy``), take the folded-Cauchy quantiles ``q_j`` at ``p_j = j / n``
+    (``folded_cauchy_quantile``) and return
     ``tau_j = clip(c / q_j, 1, tmax)``, with ``c = atanh(1 - eps)`` by default (SoftMuon passes
     ``c = (1 - eps) / sqrt(1 - (1 - eps)^2)``). So at step ``j`` of the transition, about a fraction
     ``1 - p_j`` of the coordinates is saturated (``|tanh(tau_j d)| > 1 - eps``).
@@ -206,61 +249,37 @@ def temperature_schedule(
     return torch.clamp(c / q, min=1.0, max=tmax)
 
 
-# --- per-group schedule bookkeeping, shared with SoftMuon -------------------------------------
-# A soft optimizer keeps, in each param group (so it travels with state_dict()):
-#   "step"          int, number of optimizer steps taken by this group
-#   "total_steps"   K, the run's total optimizer steps
-#   "sign_steps"    S = floor(alpha_sign * K)
-#   "tau_schedule"  None in the sign phase, then the float32 tensor of N = K - S temperatures
+# --- schedule storage, shared with SoftMuon ---------------------------------------------------
+
+_HALF = (torch.float16, torch.bfloat16)
 
 
-def sign_phase_steps(alpha_sign: float, total_steps: int) -> int:
-    """``S = floor(alpha_sign * K)`` (with a tiny tolerance so 0.9 * 10 gives 9, not 8)."""
-    return min(total_steps, int(math.floor(alpha_sign * total_steps + 1e-9)))
-
-
-def init_schedule_state(group: dict[str, Any], alpha_sign: float, total_steps: int) -> None:
-    """Write the schedule bookkeeping keys into a fresh param group."""
-    group["step"] = 0
-    group["total_steps"] = int(total_steps)
-    group["sign_steps"] = sign_phase_steps(alpha_sign, total_steps)
-    group["tau_schedule"] = None
-
-
-def advance_schedule(group: Mapping[str, Any]) -> int | None:
-    """Schedule index ``j`` for the group's current (already incremented) step, None in the sign phase.
-
-    Step ``S + 1 + j`` uses ``tau_j``; steps beyond ``K`` hold ``tau_{N-1}``. With ``S = K``
-    (alpha_sign = 1) the optimizer stays in the sign phase forever.
-    """
-    step, sign_steps, total = group["step"], group["sign_steps"], group["total_steps"]
-    if step <= sign_steps or total <= sign_steps:
-        return None
-    return min(step - sign_steps - 1, total - sign_steps - 1)
-
-
-def build_group_schedule(
-    group: dict[str, Any],
-    directions: list[Tensor],
-    *,
-    eps: float,
-    newton_iters: int,
-    tmax: float,
-    c: float | None = None,
+def fit_schedule(
+    values: list[Tensor], n: int, *, eps: float, newton_iters: int, tmax: float, c: float | None = None,
+    scales: list[float] | None = None,
 ) -> Tensor:
-    """Build the group's schedule once from all entries of ``directions`` and store it.
+    """One schedule of length ``n`` over all entries of ``values`` (each entry of ``values[i]``
+    multiplied by ``scales[i]`` if given), as a float32 tensor on ``values[0]``'s device.
 
-    One concatenation (on the first tensor's device; half precision is widened to float32 so the
-    median and MAD are not rounded to 8 bits) and ``temperature_schedule``. The stored schedule is
-    float32: it multiplies float32 (or narrower) directions, and MPS has no float64.
+    One pass copies (and scales) every entry into one float32-or-wider vector (half precision is
+    widened so the median and MAD are not rounded to 8 bits), then ``temperature_schedule`` fits it
+    in place. Float32 storage: the schedule multiplies float32 (or narrower) directions, and MPS has
+    no float64.
     """
-    device = directions[0].device
-    dtype = torch.float32 if directions[0].dtype in (torch.float16, torch.bfloat16) else None
-    flat = torch.cat([d.detach().reshape(-1).to(device=device, dtype=dtype) for d in directions])
-    n = group["total_steps"] - group["sign_steps"]
+    device = values[0].device
+    dtype = torch.float32 if values[0].dtype in _HALF else values[0].dtype
+    flat = torch.empty(sum(v.numel() for v in values), dtype=dtype, device=device)
+    offset = 0
+    for i, v in enumerate(values):
+        segment = flat[offset:offset + v.numel()]
+        source = v.detach().reshape(-1).to(device)
+        if scales is None or scales[i] == 1.0:
+            segment.copy_(source)
+        else:
+            torch.mul(source, scales[i], out=segment)
+        offset += v.numel()
     schedule = temperature_schedule(flat, n, eps=eps, newton_iters=newton_iters, tmax=tmax, c=c, overwrite=True)
-    group["tau_schedule"] = schedule.to(device=device, dtype=torch.float32)
-    return group["tau_schedule"]
+    return schedule.to(device=device, dtype=torch.float32)
 
 
 def group_tau(group: dict[str, Any], j: int, device: torch.device | None = None) -> Tensor:
@@ -282,9 +301,14 @@ def soft_step(
 ) -> None:
     """``p <- p * (1 - lr wd) - lr * tanh(tau * d)`` over tensors of one device and dtype.
 
-    ``directions_are_scratch`` lets the foreach path overwrite ``directions`` (Nesterov temporaries)
-    instead of allocating.
+    ``tau`` is a 0-d float32 (float64 for float64 parameters) tensor. Half-precision directions are
+    widened to float32 first, so ``tau * d`` never overflows (``inf * 0 = NaN``) and ``tanh`` keeps 24
+    bits. ``directions_are_scratch`` lets the foreach path overwrite ``directions`` (Nesterov
+    temporaries) instead of allocating.
     """
+    if directions[0].dtype in _HALF:
+        directions = [d.float() for d in directions]
+        directions_are_scratch = True
     if not foreach:
         updates = [torch.tanh(tau * d) for d in directions]
         decay_and_step(params, updates, lr, weight_decay, foreach=False)
@@ -315,9 +339,10 @@ def soft_step(
 class SoftSignum(torch.optim.Optimizer):
     """Signum for ``floor(alpha_sign * total_steps)`` steps, then ``tanh(tau_j * d)`` updates.
 
-    Each param group carries its schedule bookkeeping (``step``, ``total_steps``, ``sign_steps``,
-    ``tau_schedule``), so phase and schedule travel with ``state_dict()``; per parameter the state is
-    Signum's ``exp_avg = (1 - beta) m`` (see ``optimizers.signum``). ``foreach=False`` is the
+    Each param group carries its phase bookkeeping (``step``, ``total_steps``, ``sign_steps``,
+    ``tau_schedule``; ``optimizers/_switch.py``), so phase and schedule travel with ``state_dict()``;
+    with ``schedule_scope="optimizer"`` every group holds the same pooled schedule. Per parameter the
+    state is Signum's ``exp_avg = (1 - beta) m`` (see ``optimizers.signum``). ``foreach=False`` is the
     readable per-tensor reference (``torch.tanh``); the default foreach path matches it bit for bit in
     the sign phase and to 2e-7 * lr per coordinate after the switch on CPU (see module docstring).
     """
@@ -334,13 +359,14 @@ class SoftSignum(torch.optim.Optimizer):
         eps: float = DEFAULTS["eps"],
         tmax: float = DEFAULTS["tmax"],
         newton_iters: int = DEFAULTS["newton_iters"],
+        schedule_scope: str = DEFAULTS["schedule_scope"],
         *,
         foreach: bool = True,
     ):
         check_int("total_steps", total_steps, minimum=1)
         defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov,
                     "alpha_sign": alpha_sign, "eps": eps, "tmax": tmax, "newton_iters": newton_iters,
-                    "foreach": foreach}
+                    "schedule_scope": schedule_scope, "foreach": foreach}
         validate(defaults)
         self.total_steps = total_steps
         super().__init__(params, defaults)
@@ -349,7 +375,12 @@ class SoftSignum(torch.optim.Optimizer):
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         validate(group)
-        init_schedule_state(group, group["alpha_sign"], self.total_steps)
+        check_shared_schedule(self.param_groups, SCHEDULE_KEYS)
+        init_switch_state(group, group["alpha_sign"], self.total_steps, "tau_schedule")
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """torch's ``load_state_dict``, keeping the keys a Signum checkpoint lacks (branching)."""
+        load_keeping_own_keys(self, state_dict, super().load_state_dict)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -357,12 +388,13 @@ class SoftSignum(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        soft = []  # (group, j, buckets, directions) of the groups past the switch
         for group in self.param_groups:
             group["step"] += 1  # counts optimizer steps, with or without gradients in this group
             params, grads, bufs = collect(self, group, "exp_avg")
             if not params:
                 continue
-            j = advance_schedule(group)
+            j = soft_index(group)
             hp = {"lr": group["lr"], "weight_decay": group["weight_decay"]}
             momentum, nesterov, foreach = group["momentum"], group["nesterov"], group["foreach"]
             buckets = by_device_and_dtype(params, grads, bufs) if foreach else [(params, grads, bufs)]
@@ -370,22 +402,33 @@ class SoftSignum(torch.optim.Optimizer):
                 for bucket in buckets:
                     signum_step(*bucket, **hp, momentum=momentum, nesterov=nesterov, foreach=foreach)
                 continue
-            # Soft phase. The buffers hold exp_avg = (1 - beta) m, so these are (1 - beta) d. Every
-            # bucket's directions first: the schedule (built once, at the switch) pools the group.
-            directions = [scaled_momentum_directions(g, e, momentum, nesterov, foreach=foreach)
-                          for _, g, e in buckets]
-            if group["tau_schedule"] is None:
-                # c / q(d) = c (1 - beta) / q((1 - beta) d): the schedule of the heavy-ball d.
-                build_group_schedule(group, [d for ds in directions for d in ds], eps=group["eps"],
-                                     newton_iters=group["newton_iters"], tmax=group["tmax"],
-                                     c=math.atanh(1.0 - group["eps"]) * (1.0 - momentum))
+            # The buffers hold exp_avg = (1 - beta) m, so these are (1 - beta) d. Every group's
+            # directions come first: a schedule built at the switch pools them across groups.
+            soft.append((group, j, buckets, [scaled_momentum_directions(g, e, momentum, nesterov, foreach=foreach)
+                                             for _, g, e in buckets]))
+        self._build_due_schedules(soft)
+        for group, j, buckets, directions in soft:
             for (p, _, _), d in zip(buckets, directions):
-                tau = group_tau(group, j, p[0].device)
-                if p[0].dtype == torch.float64:  # keep float64 runs float64 after the rescaling
-                    tau = tau.double()
-                tau = tau / (1.0 - momentum)  # tanh(tau d) with d the heavy-ball direction
-                soft_step(p, d, tau, **hp, foreach=foreach, directions_are_scratch=nesterov)
+                soft_step(p, d, _bucket_tau(group, j, p[0]), lr=group["lr"], weight_decay=group["weight_decay"],
+                          foreach=group["foreach"], directions_are_scratch=group["nesterov"])
         return loss
+
+    def _build_due_schedules(self, soft: list) -> None:
+        """At the switch: one schedule per pool (``schedule_scope``) from the heavy-ball ``d`` of
+        every parameter in it, stored in each of its groups."""
+        due = [(group, directions) for group, _, _, directions in soft if group["tau_schedule"] is None]
+        for pool in pools([group for group, _ in due]):
+            members = [due[i] for i in pool]
+            values, scales = [], []
+            for group, directions in members:
+                for bucket in directions:
+                    values += bucket
+                    scales += [1.0 / (1.0 - group["momentum"])] * len(bucket)  # (1 - beta) d -> d
+            first = members[0][0]
+            schedule = fit_schedule(values, first["total_steps"] - first["sign_steps"], eps=first["eps"],
+                                    newton_iters=first["newton_iters"], tmax=first["tmax"], scales=scales)
+            for group, _ in members:
+                group["tau_schedule"] = schedule
 
     @torch.no_grad()
     def diagnostics(self) -> dict[str, float]:
@@ -398,7 +441,7 @@ class SoftSignum(torch.optim.Optimizer):
         saturated: Tensor | int = 0
         total = 0
         for group in self.param_groups:
-            j = advance_schedule(group)
+            j = soft_index(group)
             soft = j is not None and group["tau_schedule"] is not None
             tau = group["tau_schedule"][j] if soft else None
             if soft and phase == 0.0:
@@ -411,17 +454,31 @@ class SoftSignum(torch.optim.Optimizer):
                     continue
                 # (1 - beta) d, as in step(); the 1 / (1 - beta) goes into tau.
                 d = p.grad.lerp(exp_avg, beta) if group["nesterov"] and p.grad is not None else exp_avg
-                hits = (d != 0) if tau is None else ((tau.to(d.device) / (1.0 - beta) * d).abs() > threshold)
+                if tau is None:
+                    hits = d != 0
+                else:
+                    hits = (tau.to(d.device) / (1.0 - beta) * d.float()).abs() > threshold
                 saturated = saturated + hits.sum().cpu()
                 total += d.numel()
         frac = float(saturated) / total if total else math.nan
         return {"tau": tau_first, "saturated_frac": frac, "phase": phase}
 
 
+def _bucket_tau(group: dict[str, Any], j: int, like: Tensor) -> Tensor:
+    """``tau_j / (1 - beta)``, the temperature for the stored ``(1 - beta) d``, as a 0-d tensor in the
+    dtype ``soft_step`` multiplies in (float64 for float64 parameters, else float32), clamped to that
+    dtype's largest finite value so that ``tau * 0`` is 0, never ``inf * 0``."""
+    tau = group_tau(group, j, like.device)
+    if like.dtype == torch.float64:  # keep float64 runs float64 after the rescaling
+        tau = tau.double()
+    return torch.clamp(tau / (1.0 - group["momentum"]), max=torch.finfo(tau.dtype).max)
+
+
 def build(groups: Mapping[str, list[torch.nn.Parameter]], hparams: dict[str, Any], total_steps: int) -> SoftSignum:
-    """SoftSignum over every role with a schedule over ``total_steps``; 1-D parameters not decayed."""
+    """SoftSignum over every role with one schedule over ``total_steps``; 1-D parameters not decayed."""
     param_groups = decay_groups(all_params(groups), hparams["weight_decay"])
-    keys = ("lr", "momentum", "weight_decay", "nesterov", "alpha_sign", "eps", "tmax", "newton_iters")
+    keys = ("lr", "momentum", "weight_decay", "nesterov", "alpha_sign", "eps", "tmax", "newton_iters",
+            "schedule_scope")
     return SoftSignum(param_groups, total_steps, **{k: hparams[k] for k in keys})
 
 
@@ -434,5 +491,7 @@ SPEC = OptimizerSpec(
     build_fn=build,
     implementation="foreach",
     extra={"momentum_convention": "heavy-ball m <- beta*m + g (first m = g), stored as (1-beta)*m",
-           "cpu_tanh": "2*(sigmoid(2x)-1/2) on the CPU foreach path, torch.tanh elsewhere"},
+           "cpu_tanh": "2*(sigmoid(2x)-1/2) on the CPU foreach path, torch.tanh elsewhere",
+           "variants": {"schedule_scope": "optimizer (default, official: one schedule over every parameter) | "
+                                          "group (one per param group, optbench's earlier)"}},
 )

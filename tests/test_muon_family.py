@@ -176,10 +176,13 @@ def test_muon_routes_roles_and_conv_kernels():
     assert [g["weight_decay"] for g in opt.param_groups if not g["use_muon"]] == [0.0]
 
 
-def test_muon_step_matches_the_formula():
-    """First step from zero momentum, conv kernels flattened to (out, in*kh*kw), tall-matrix scale."""
+@pytest.mark.parametrize("shape_scale", ["reference", "flattened"])
+def test_muon_step_matches_the_formula(shape_scale):
+    """First step from zero momentum, conv kernels flattened to (out, in*kh*kw) for NS5; the tall-matrix
+    scale sqrt(max(1, rows/cols)) of the unflattened tensor (reference: 1 for a conv kernel) or of the
+    flattened matrix."""
     groups = toy_params()
-    hp = muon.SPEC.resolve({"lr": 0.05, "weight_decay": 0.1, "momentum": 0.9})
+    hp = muon.SPEC.resolve({"lr": 0.05, "weight_decay": 0.1, "momentum": 0.9, "shape_scale": shape_scale})
     opt = muon.build(groups, hp, 10)
     before = [p.detach().clone() for p in groups["matrix"]]
     set_grads(flat(groups), seed=3)
@@ -190,7 +193,8 @@ def test_muon_step_matches_the_formula():
         u = g.lerp(m, 0.9)
         rows, cols = p.shape[0], p[0].numel()
         ortho = newton_schulz5(u.reshape(rows, cols)).reshape(p.shape)
-        expected = p0 * (1 - 0.05 * 0.1) - 0.05 * math.sqrt(max(1, rows / cols)) * ortho
+        scale = math.sqrt(max(1, rows / cols)) if shape_scale == "flattened" or p.ndim == 2 else 1.0
+        expected = p0 * (1 - 0.05 * 0.1) - 0.05 * scale * ortho
         torch.testing.assert_close(p.detach(), expected, rtol=1e-5, atol=1e-6)
 
 
@@ -252,12 +256,15 @@ def test_softmuon_equals_muon_before_the_switch():
         assert opt_s.diagnostics()["phase"] == (step > 9)
 
 
-def test_softmuon_schedule_and_soft_update():
-    """At the switch the schedule comes from the singular values of the Nesterov input u that Phi
-    maps (c = 70.705); the soft step is lr * sqrt(max(1, r/c)) * soft_polar(u, tau_j, 5)."""
+@pytest.mark.parametrize("source", ["gradient", "nesterov"])
+def test_softmuon_schedule_and_soft_update(source):
+    """At the switch the schedule comes from the singular values of the raw gradients (default, as
+    the official code) or of the Nesterov input u that Phi maps (schedule_source="nesterov"), with
+    c = 70.705; the soft step is lr * shape_scale * soft_polar(u, tau_j, 5)."""
     K, lr, beta = 20, 0.02, 0.95
     groups = toy_params()
-    opt = softmuon.build(groups, softmuon.SPEC.resolve({"alpha_sign": 0.5, "lr": lr, "weight_decay": 0.0}), K)
+    hp = {"alpha_sign": 0.5, "lr": lr, "weight_decay": 0.0, "schedule_source": source}
+    opt = softmuon.build(groups, softmuon.SPEC.resolve(hp), K)
     mats = groups["matrix"]
     run_steps(opt, flat(groups), range(10))
     group = next(g for g in opt.param_groups if g["use_muon"])
@@ -265,16 +272,17 @@ def test_softmuon_schedule_and_soft_update():
     for j, seed in enumerate(range(10, 13)):
         set_grads(flat(groups), seed)
         us = [p.grad.lerp(opt.state[p]["momentum_buffer"].lerp(p.grad, 1 - beta), beta) for p in mats]
+        fitted = us if source == "nesterov" else [p.grad.clone() for p in mats]
         before = [p.detach().clone() for p in mats]
         opt.step()
         if j == 0:
-            s = torch.cat([torch.linalg.svdvals(muon.as_matrix(u).double()) for u in us])
+            s = torch.cat([torch.linalg.svdvals(muon.as_matrix(m).double()) for m in fitted])
             expected = temperature_schedule(s, K - 10, c=polar_saturation(1e-4))
             torch.testing.assert_close(group["tau_schedule"].double(), expected, rtol=1e-4, atol=0)
             assert group["tau_schedule"][0] == 1e9 and bool((group["tau_schedule"].diff() <= 0).all())
         tau = group["tau_schedule"][j]
         for p, p0, u in zip(mats, before, us):
-            step = soft_polar(muon.as_matrix(u), tau, steps=5).reshape(p.shape) * muon.shape_scale(p)
+            step = soft_polar(muon.as_matrix(u), tau, steps=5).reshape(p.shape) * muon.shape_scale(p, "reference")
             torch.testing.assert_close(p.detach(), p0 - lr * step, rtol=1e-5, atol=1e-7)
     def saturated(tensors):
         s = torch.cat([torch.linalg.svdvals(muon.as_matrix(t)) for t in tensors]).double()

@@ -173,14 +173,16 @@ def test_alpha_sign_one_is_signum_bit_for_bit(nesterov, foreach):
     assert soft.diagnostics()["phase"] == 0.0
 
 
+@pytest.mark.parametrize("scope", ["optimizer", "group"])
 @pytest.mark.parametrize("foreach", [False, True])
 @pytest.mark.parametrize("nesterov", [False, True])
-def test_update_after_switch_is_lr_tanh_tau_d(foreach, nesterov):
-    """Float64 hand computation of steps S+1 and S+2: m, d, the group schedule, p*(1-lr wd) - lr tanh(tau d)."""
+def test_update_after_switch_is_lr_tanh_tau_d(foreach, nesterov, scope):
+    """Float64 hand computation of steps S+1 and S+2: m, d, the schedule (one over both weight-decay
+    groups by default; one per group with schedule_scope="group"), p*(1-lr wd) - lr tanh(tau d)."""
     params = _params(torch.float64)
     lr, beta, K, S = 0.05, 0.8, 10, 6  # weight decay 0.1 on the matrices (_groups)
     opt = SoftSignum(_groups(params), total_steps=K, lr=lr, momentum=beta, nesterov=nesterov,
-                     alpha_sign=0.65, foreach=foreach)  # floor(0.65 * 10) = 6
+                     alpha_sign=0.65, schedule_scope=scope, foreach=foreach)  # floor(0.65 * 10) = 6
     # The heavy-ball buffers replayed from the gradient sequence (independent of how the optimizer
     # stores its momentum).
     bufs = [torch.zeros_like(p) for p in params]
@@ -199,8 +201,9 @@ def test_update_after_switch_is_lr_tanh_tau_d(foreach, nesterov):
             ds.append(g + beta * m if nesterov else m.clone())
         for gi, group in enumerate(_groups(params)):
             idx = [i for i, p in enumerate(params) if any(p is q for q in group["params"])]
-            if step == S:  # the switch: schedule from all entries of d in this group
-                flat = torch.cat([ds[i].reshape(-1) for i in idx])
+            if step == S:  # the switch: schedule from all entries of d (of this group, scope "group")
+                pooled = idx if scope == "group" else range(len(params))
+                flat = torch.cat([ds[i].reshape(-1) for i in pooled])
                 schedules[gi] = temperature_schedule(flat, K - S)
             expected.append((gi, idx, [(1 - lr * group["weight_decay"]) * params[i].detach() for i in idx]))
         _run(opt, params, 1, start=step)
@@ -212,6 +215,7 @@ def test_update_after_switch_is_lr_tanh_tau_d(foreach, nesterov):
                 want = p_decayed - lr * torch.tanh(tau * ds[i])
                 torch.testing.assert_close(params[i].detach(), want, rtol=0, atol=1e-13)
     assert schedules[0][0] == 1e9
+    assert torch.equal(schedules[0], schedules[1]) == (scope == "optimizer")
     diag = opt.diagnostics()
     assert diag["phase"] == 1.0 and diag["tau"] == pytest.approx(float(schedules[0][1]), rel=1e-6)
 

@@ -22,6 +22,7 @@ FAST = {
     "adamw": {"lr": 3e-3},
     "signum": {"lr": 3e-3},
     "softsignum": {"lr": 3e-3},
+    "hardswitchsign": {"lr": 3e-3},
     "muon": {"lr": 0.05, "aux_lr": 3e-3},
     "softmuon": {"lr": 0.05, "aux_lr": 3e-3},
     "sgd": {"lr": 0.1},

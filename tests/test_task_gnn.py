@@ -22,7 +22,8 @@ from tasks import gnn_graphland as gnn
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
 
 # Tiny runs are 20 steps: sign methods need a larger LR than their defaults to move in that time.
-TINY_LR = {"adamw": {"lr": 3e-3}, "signum": {"lr": 3e-3}, "softsignum": {"lr": 3e-3}}
+TINY_LR = {"adamw": {"lr": 3e-3}, "signum": {"lr": 3e-3}, "softsignum": {"lr": 3e-3},
+           "hardswitchsign": {"lr": 3e-3}}
 
 
 def train_losses(result) -> list[float]:

@@ -29,6 +29,7 @@ TINY_HPARAMS = {
     "adamw": {"lr": 1e-2},
     "signum": {"lr": 3e-3},
     "softsignum": {"lr": 3e-3},
+    "hardswitchsign": {"lr": 3e-3},
     "muon": {"lr": 0.05, "aux_lr": 1e-2},
     "softmuon": {"lr": 0.05, "aux_lr": 1e-2},
     "sgd": {"lr": 0.5},

@@ -26,6 +26,7 @@ TINY_HPARAMS = {
     "adamw": {"lr": 0.03},
     "signum": {"lr": 0.01},
     "softsignum": {"lr": 0.01},
+    "hardswitchsign": {"lr": 0.01},
     "muon": {"lr": 0.05, "aux_lr": 0.03},
     "softmuon": {"lr": 0.05, "aux_lr": 0.03},
     "sgd": {"lr": 1.0},
