@@ -1,6 +1,9 @@
 """Training throughput of the task families: images/s (cifar_resnet), tokens/s (lstm_lm, llm) and, for
 the llm task, model FLOP utilisation (MFU).
 
+A thin CLI over ``harness/check_speed.py``, which holds the measuring code (``optbench check`` runs the
+same measurement for every task family, nodes/s for gnn_graphland and rows/s for tabular_mlp).
+
 Each case builds its task with the task's own builders (``tasks.make``: model, data, loss) and times a
 bare training step: next batch, forward + loss under optional bf16 autocast, backward, AdamW step
 (fused on CUDA), zero_grad. No LR schedule, clipping, evals or logging (that is the loop's overhead,
@@ -26,14 +29,11 @@ Prints a table and writes ``benchmarks/results/task_throughput_<device>.csv``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import datetime as dt
 import math
 import re
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,47 +43,25 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from harness.check_speed import Case, measure  # noqa: E402
+from harness.check_speed import device_name as _device_name  # noqa: E402
+from harness.check_speed import peak_tflops as _peak_for_name  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 
-# Dense bf16 tensor-core peak, TFLOP/s (NVIDIA datasheets). Matched in order against the device name.
-PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
-    ("H100 PCIe", 756.0),
-    ("H100 NVL", 835.0),
-    ("H100", 989.4),   # SXM5
-    ("H200", 989.4),
-    ("A100", 312.0),
-)
-
-
-@dataclass(frozen=True)
-class Case:
-    """One measurement: a task at a size (and dataset/options), and what one batch item is."""
-
-    task: str
-    size: str
-    unit: str                      # "images" | "tokens"
-    dataset: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    fallback_dataset: str | None = None  # offline stand-in when the real data is missing
-
-    @property
-    def label(self) -> str:
-        return f"{self.task}:{self.size}"
-
-
 CPU_CASES = (
-    Case("cifar_resnet", "tiny", "images"),
-    Case("cifar_resnet", "small", "images"),
-    Case("lstm_lm", "tiny", "tokens"),
-    Case("lstm_lm", "small", "tokens"),
-    Case("llm", "tiny", "tokens"),
-    Case("llm", "small", "tokens"),
+    Case("cifar_resnet", "tiny"),
+    Case("cifar_resnet", "small"),
+    Case("lstm_lm", "tiny"),
+    Case("lstm_lm", "small"),
+    Case("llm", "tiny"),
+    Case("llm", "small"),
 )
 CUDA_CASES = (
     # CIFAR-10 ResNet-18 if CIFAR-10 is in the data dir, else the same model on 16x16 synthetic images.
-    Case("cifar_resnet", "paper", "images", fallback_dataset="synthetic", options={"model": "resnet18"}),
-    Case("lstm_lm", "paper", "tokens", dataset="pydoc"),
-    Case("llm", "paper", "tokens", dataset="pydoc"),  # 130M, ctx 256, bf16: the MFU case
+    Case("cifar_resnet", "paper", fallback_dataset="synthetic", options={"model": "resnet18"}),
+    Case("lstm_lm", "paper", dataset="pydoc"),
+    Case("llm", "paper", dataset="pydoc"),  # 130M, ctx 256, bf16: the MFU case
 )
 
 
@@ -93,104 +71,7 @@ def peak_tflops(device: torch.device, override: float | None) -> float | None:
         return override
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in PEAK_BF16_TFLOPS if key in name), None)
-
-
-def items_in(batch: Any, unit: str) -> int:
-    """Images (leading dim of the inputs) or tokens (elements of the targets) in one batch."""
-    if unit == "images":
-        return int(batch[0].shape[0])
-    return int(batch[1].numel())
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def measure(case: Case, device: torch.device, *, steps: int, warmup: int, amp: bool, compile: bool,
-            llm_batch: int | None, data_dir: str | None, peak: float | None) -> dict[str, Any]:
-    """Build ``case`` and time ``steps`` bare training steps; returns one table row."""
-    import tasks
-    from harness.errors import UserError
-
-    options = dict(case.options)
-    if case.task == "llm" and llm_batch:
-        options["batch_size"] = llm_batch
-    dataset, note = case.dataset, ""
-    try:
-        task = tasks.make(case.task, size=case.size, dataset=dataset, data_dir=data_dir, **options)
-    except UserError as exc:
-        if case.fallback_dataset is None:
-            raise
-        dataset, note = case.fallback_dataset, f"{case.fallback_dataset} stand-in ({str(exc)[:60]}...)"
-        task = tasks.make(case.task, size=case.size, dataset=dataset, data_dir=data_dir, **options)
-
-    gen = torch.Generator().manual_seed(0)
-    model = task.make_model(gen).to(device)
-    data = task.make_data(device)
-    batches = data.batches(torch.Generator().manual_seed(1))
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4, **({"fused": True} if device.type == "cuda" else {}))
-    net = torch.compile(model) if compile else model
-    use_amp = amp and device.type == "cuda"
-
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
-
-    def step() -> int:
-        batch = next(batches)
-        with autocast():
-            loss = task.loss(net, batch)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return items_in(batch, case.unit)
-
-    model.train()
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
-    items = sum(step() for _ in range(steps))
-    _sync(device)
-    seconds = time.perf_counter() - t0
-
-    rate = items / seconds
-    row: dict[str, Any] = {
-        "task": case.task, "size": case.size, "dataset": task.dataset, "model": _model_name(task),
-        "device": _device_name(device), "amp": "bf16" if use_amp else "fp32", "compile": compile,
-        "batch_items": items // steps, "unit": case.unit, "items_per_s": rate,
-        "step_ms": 1000.0 * seconds / steps, "params": sum(p.numel() for p in params),
-        "flops_per_item": math.nan, "tflops_per_s": math.nan, "mfu": math.nan,
-        "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else math.nan,
-        "steps": steps, "torch": torch.__version__, "threads": torch.get_num_threads(), "notes": note,
-    }
-    if case.task == "llm":
-        from tasks import llm
-
-        fpt = llm.flops_per_token(model, model.cfg.ctx)
-        row["flops_per_item"] = fpt
-        row["tflops_per_s"] = fpt * rate / 1e12
-        if peak:
-            row["mfu"] = row["tflops_per_s"] / peak
-    return row
-
-
-def _model_name(task) -> str:
-    opts = dict(task.options)
-    if opts.get("model"):
-        return str(opts["model"])
-    if opts.get("hidden"):  # lstm_lm
-        return f"lstm {opts.get('layers', '?')}x{opts['hidden']}"
-    return ""
-
-
-def _device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return _peak_for_name(torch.cuda.get_device_name(device))[0]
 
 
 def _fmt(value: Any) -> str:
@@ -263,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             task, _, size = label.partition(":")
             match = next((c for c in cases if c.label == label), None) or known.get(label)
             if match is None and size:
-                unit = "images" if task == "cifar_resnet" else "tokens"
-                match = Case(task, size, unit)
+                match = Case(task, size)
             if match is None:
                 print(f"unknown case {label!r}; known: {', '.join(sorted(known))}", file=sys.stderr)
                 return 2
