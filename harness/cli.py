@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "harness.sweep_cli",      # sweep, worker, suite
     "harness.leaderboard",    # leaderboard
     "harness.report",         # report
+    "harness.check",          # check
 )
 
 
