@@ -82,6 +82,10 @@ class OptimizerSpec:
     build_fn: Callable[[Mapping[str, list[torch.nn.Parameter]], dict[str, Any], int], torch.optim.Optimizer]
     implementation: str = "foreach"  # recorded in result rows
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # The registered optimizer this one *is* for steps 1..floor(alpha_sign * K) (softsignum and
+    # hardswitchsign: "signum"; softmuon: "muon"), or None. Its checkpoint at step S starts this one
+    # (``load_state_dict``, tested bit for bit), and a SoftX-vs-X comparison pairs the two.
+    branch_from: str | None = None
 
     def resolve(self, hparams: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults overlaid with ``hparams``; unknown keys raise ``ValueError`` naming valid ones."""

@@ -210,7 +210,8 @@ class HardSwitchSign(torch.optim.Optimizer):
         return {"phase": 0.0}
 
 
-def build(groups: Mapping[str, list[torch.nn.Parameter]], hparams: dict[str, Any], total_steps: int) -> HardSwitchSign:
+def build(groups: Mapping[str, list[torch.nn.Parameter]], hparams: dict[str, Any],
+          total_steps: int) -> HardSwitchSign:
     """HardSwitchSign over every role, switching at ``floor(alpha_sign * total_steps)``; 1-D params not decayed."""
     param_groups = decay_groups(all_params(groups), hparams["weight_decay"])
     keys = ("lr", "momentum", "weight_decay", "nesterov", "alpha_sign", "switch_scale")
@@ -225,6 +226,7 @@ SPEC = OptimizerSpec(
     search_space=SEARCH_SPACE,
     build_fn=build,
     implementation="foreach",
+    branch_from="signum",
     extra={"momentum_convention": "heavy-ball m <- beta*m + g (first m = g), stored as (1-beta)*m",
            "post_switch_lr": "switch_scale * lr / rms(d at step S+1), pooled over all parameters"},
 )

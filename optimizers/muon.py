@@ -42,6 +42,12 @@ parameter dtype; ``p.grad`` is never modified in place (the reference overwrites
 The training loop owns the LR schedule: it rescales ``group["lr"]`` of every group (Muon and AdamW
 groups alike) each step, and the step reads it at step time.
 
+Half precision: Muon matrices may be float16 or bfloat16 (the iterations run in ``ns_dtype``, the
+result is cast back). The auxiliary AdamW computes in the parameter dtype, as torch.optim.AdamW does:
+with float16 parameters ``aux_eps = 1e-8`` rounds to 0 and small second moments underflow, so a
+coordinate whose gradient is 0 from the first step becomes 0 / 0. Train float16 models with float32
+parameters (the harness's ``--amp bf16`` keeps parameters float32) or use bfloat16.
+
 Defaults and why:
   lr 0.02, momentum 0.95, nesterov True: the reference values (Keller Jordan's Muon, modded-nanogpt,
       the Softsign code's SoftMuon, D-Muon); the update has RMS ~ 1/sqrt(cols), so this lr is not

@@ -80,7 +80,14 @@ from torch import Tensor
 
 from optimizers import muon
 from optimizers._base import OptimizerSpec, check_int, check_positive, check_unit_interval
-from optimizers._switch import SCHEDULE_SCOPES, check_choice, check_shared_schedule, init_switch_state, pools, soft_index
+from optimizers._switch import (
+    SCHEDULE_SCOPES,
+    check_choice,
+    check_shared_schedule,
+    init_switch_state,
+    pools,
+    soft_index,
+)
 from optimizers.muon import Muon, as_matrix, map_matrices, ns_compute_dtype
 from optimizers.softsignum import fit_schedule, group_tau
 
@@ -282,7 +289,8 @@ class SoftMuon(Muon):
         if j is None:  # sign phase: plain Muon
             return super()._directions(group, updates)
         device = updates[0].device
-        tau, steps, dtype = group_tau(group, j, device), group["soft_ns_steps"], ns_compute_dtype(group["ns_dtype"], device)
+        tau, steps = group_tau(group, j, device), group["soft_ns_steps"]
+        dtype = ns_compute_dtype(group["ns_dtype"], device)
         return map_matrices(lambda X: soft_polar(X, tau, steps, dtype=dtype), updates)
 
     @torch.no_grad()
@@ -329,6 +337,7 @@ SPEC = OptimizerSpec(
     search_space=SEARCH_SPACE,
     build_fn=build,
     implementation="foreach",
+    branch_from="muon",
     extra={
         "soft_ns_steps": {
             5: "official coupled Newton-Schulz inverse square root, 5 steps (unconverged, shrinks the update)",

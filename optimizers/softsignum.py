@@ -466,12 +466,13 @@ class SoftSignum(torch.optim.Optimizer):
 
 def _bucket_tau(group: dict[str, Any], j: int, like: Tensor) -> Tensor:
     """``tau_j / (1 - beta)``, the temperature for the stored ``(1 - beta) d``, as a 0-d tensor in the
-    dtype ``soft_step`` multiplies in (float64 for float64 parameters, else float32), clamped to that
-    dtype's largest finite value so that ``tau * 0`` is 0, never ``inf * 0``."""
+    dtype ``soft_step`` multiplies in (float64 for float64 parameters, else float32), clamped to half
+    that dtype's largest finite value (the CPU path doubles it) so that ``tau * 0`` is 0, never
+    ``inf * 0``."""
     tau = group_tau(group, j, like.device)
     if like.dtype == torch.float64:  # keep float64 runs float64 after the rescaling
         tau = tau.double()
-    return torch.clamp(tau / (1.0 - group["momentum"]), max=torch.finfo(tau.dtype).max)
+    return torch.clamp(tau / (1.0 - group["momentum"]), max=torch.finfo(tau.dtype).max / 2)
 
 
 def build(groups: Mapping[str, list[torch.nn.Parameter]], hparams: dict[str, Any], total_steps: int) -> SoftSignum:
@@ -490,6 +491,7 @@ SPEC = OptimizerSpec(
     search_space=SEARCH_SPACE,
     build_fn=build,
     implementation="foreach",
+    branch_from="signum",
     extra={"momentum_convention": "heavy-ball m <- beta*m + g (first m = g), stored as (1-beta)*m",
            "cpu_tanh": "2*(sigmoid(2x)-1/2) on the CPU foreach path, torch.tanh elsewhere",
            "variants": {"schedule_scope": "optimizer (default, official: one schedule over every parameter) | "

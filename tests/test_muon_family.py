@@ -296,6 +296,43 @@ def test_softmuon_schedule_and_soft_update(source):
     assert opt.diagnostics()["saturated_frac"] == pytest.approx(saturated(bufs))
 
 
+def test_ns_dtype_sets_the_iteration_dtype():
+    """auto is float32 on CPU; bfloat16 (the reference's dtype) rounds differently but lands close."""
+    M, _, _, _ = spectral_matrix(32, 48, kappa=10)
+    G = M.float()
+    for fn in (lambda X, dt: newton_schulz5(X, dtype=dt), lambda X, dt: soft_polar(X, 3.0, steps=5, dtype=dt)):
+        auto, f32, bf16 = fn(G, "auto"), fn(G, "float32"), fn(G, torch.bfloat16)
+        assert torch.equal(auto, f32) and auto.dtype == torch.float32 and bf16.dtype == torch.float32
+        assert not torch.equal(bf16, f32) and rel_err(bf16, f32) < 0.05
+    runs = {}
+    for ns_dtype in ("auto", "bfloat16"):
+        groups = toy_params()
+        opt = softmuon.build(groups, softmuon.SPEC.resolve({"alpha_sign": 0.5, "ns_dtype": ns_dtype}), 6)
+        run_steps(opt, flat(groups), range(6))  # both NS5 and the soft polar iteration
+        runs[ns_dtype] = groups["matrix"][0].detach()
+    assert not torch.equal(runs["auto"], runs["bfloat16"])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_softmuon_half_precision_parameters_stay_finite(dtype):
+    """Through the switch and past K with dead units (zero gradients). float16 runs Muon matrices only:
+    the auxiliary AdamW, like torch.optim.AdamW, rounds eps = 1e-8 to 0 in float16, so a coordinate whose
+    gradient is 0 from the first step is 0 / 0 there (optimizers/muon.py, "Half precision")."""
+    roles = toy_params() if dtype == torch.bfloat16 else {"matrix": toy_params()["matrix"]}
+    groups = {role: [torch.nn.Parameter(p.detach().to(dtype)) for p in ps] for role, ps in roles.items()}
+    opt = softmuon.build(groups, softmuon.SPEC.resolve({"alpha_sign": 0.5}), 8)
+    for seed in range(11):  # 4 Muon steps, the switch, the transition, 3 steps past K
+        g = torch.Generator().manual_seed(seed)
+        for p in flat(groups):
+            grad = torch.randn(p.shape, generator=g)
+            grad[:1] = 0.0  # a dead output unit in every tensor
+            p.grad = grad.to(dtype)
+        opt.step()
+    group = next(g for g in opt.param_groups if g["use_muon"])
+    assert torch.isfinite(group["tau_schedule"]).all() and opt.diagnostics()["phase"] == 1.0
+    assert all(torch.isfinite(p).all() and p.dtype == dtype for p in flat(groups))
+
+
 @pytest.mark.parametrize("soft_ns_steps", [5, None])
 def test_softmuon_state_dict_round_trip_after_the_switch(soft_ns_steps):
     K = 8  # 4 Muon steps, 4 soft steps; the run goes 3 steps past K (holding the last tau)
@@ -350,11 +387,30 @@ def test_softmuon_alpha_one_never_switches():
         (softmuon, "eps", 1.0),
         (softmuon, "tmax", 0.5),
         (softmuon, "newton_iters", -1),
+        (muon, "shape_scale", "flat"),
+        (muon, "ns_dtype", "float16"),
+        (softmuon, "shape_scale", None),
+        (softmuon, "ns_dtype", "bf16"),
+        (softmuon, "schedule_source", "momentum"),
+        (softmuon, "schedule_scope", "role"),
     ],
 )
 def test_bad_hyperparameters_name_the_parameter(spec_module, name, value):
     with pytest.raises(ValueError, match=rf"invalid {name}\b"):
         spec_module.SPEC.build(toy_params(), {name: value}, 10)
+
+
+@pytest.mark.parametrize(("module", "key", "choices"), [
+    (muon, "shape_scale", "'reference', 'flattened'"),
+    (muon, "ns_dtype", "'auto', 'bfloat16', 'float32'"),
+    (softmuon, "schedule_source", "'gradient', 'nesterov'"),
+    (softmuon, "schedule_scope", "'optimizer', 'group'"),
+])
+def test_variant_options_name_their_choices_and_are_recorded_not_searched(module, key, choices):
+    with pytest.raises(ValueError, match=f"invalid {key}: 'nope'; valid: {choices}"):
+        module.SPEC.build(toy_params(), {key: "nope"}, 10)
+    assert module.DEFAULTS[key] == choices.split("'")[1]  # the first choice, the official one, is the default
+    assert key not in module.SEARCH_SPACE
 
 
 def test_unknown_hyperparameter_is_rejected():

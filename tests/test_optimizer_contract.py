@@ -1,7 +1,9 @@
 """Contract tests over the whole optimizer registry: every registered optimizer builds from its
 defaults, keeps its defaults inside its search space, rejects unknown and invalid hyperparameters
 naming them, lowers the loss of a small model with every parameter role, round-trips its state
-mid-run (for the soft optimizers also after the switch) bit for bit, and never decays 1-D params."""
+mid-run (for the switching optimizers also after the switch) bit for bit, never decays 1-D params,
+and, when its spec names a ``branch_from`` parent, continues from the parent's checkpoint at the
+switch step exactly as an unbranched run."""
 
 from __future__ import annotations
 
@@ -85,7 +87,7 @@ def save(opt) -> bytes:
 # --- declarations ---------------------------------------------------------------------------------
 
 def test_registry_names_match_specs():
-    assert {"adamw", "signum", "softsignum", "muon", "softmuon", "sgd"} <= set(REGISTRY)
+    assert {"adamw", "signum", "softsignum", "hardswitchsign", "muon", "softmuon", "sgd"} <= set(REGISTRY)
     for name, spec in REGISTRY.items():
         assert spec.name == name
         assert spec.implementation
@@ -183,6 +185,49 @@ def test_state_dict_round_trip_continues_bit_identically(name, save_at):
             assert torch.equal(value, other), key
         else:
             assert value == other, key
+
+
+BRANCHED = [name for name in NAMES if REGISTRY[name].branch_from]
+
+
+def test_branch_parents_are_registered():
+    assert {"softsignum": "signum", "softmuon": "muon", "hardswitchsign": "signum"}.items() <= \
+        {n: REGISTRY[n].branch_from for n in BRANCHED}.items()
+    assert all(REGISTRY[name].branch_from in REGISTRY for name in BRANCHED)
+
+
+@pytest.mark.parametrize("name", BRANCHED)
+def test_branch_from_parent_checkpoint_continues_bit_identically(name):
+    """The paper's protocol: SoftX warm-started from an X checkpoint at step S. X for S steps ->
+    state_dict (serialised) -> a fresh SoftX with the same hyperparameters and K -> K - S more steps
+    equals SoftX run for K steps from scratch, bit for bit on CPU (and beyond K)."""
+    total, switch_at = 36, 0.5
+    sign_steps = 18
+    spec, parent_spec = REGISTRY[name], REGISTRY[REGISTRY[name].branch_from]
+    hparams = soft_hparams(name, switch_at)
+    shared = {k: v for k, v in spec.resolve(hparams).items() if k in parent_spec.defaults}
+    data = batches(total + 4, seed=2)
+
+    whole_model = TinyNet(seed=2)
+    whole = spec.build(whole_model.roles(), hparams, total)
+    train(whole_model, whole, data, 0, total + 4)
+
+    model = TinyNet(seed=2)
+    parent = parent_spec.build(model.roles(), shared, total)
+    train(model, parent, data, 0, sign_steps)
+    branch = spec.build(model.roles(), hparams, total)
+    branch.load_state_dict(torch.load(io.BytesIO(save(parent)), weights_only=False))
+    for group in branch.param_groups:
+        if "sign_steps" in group:  # the switch bookkeeping is SoftX's own, the clock is X's
+            assert group["sign_steps"] == sign_steps and group["step"] == sign_steps
+    train(model, branch, data, sign_steps, total + 4)
+
+    for (pname, a), b in zip(whole_model.named_parameters(), model.parameters()):
+        assert torch.equal(a, b), f"{name}: {pname} differs from the unbranched run"
+    for mine, theirs in zip(whole.state_dict()["param_groups"], branch.state_dict()["param_groups"]):
+        assert set(mine) == set(theirs)
+        for key, value in mine.items():
+            assert torch.equal(value, theirs[key]) if isinstance(value, torch.Tensor) else value == theirs[key], key
 
 
 @pytest.mark.parametrize("name", NAMES)

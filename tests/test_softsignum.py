@@ -256,7 +256,8 @@ def test_diagnostics_saturated_fraction():
 @pytest.mark.parametrize(("key", "value"), [("lr", -1e-3), ("momentum", 1.0), ("momentum", -0.1),
                                             ("alpha_sign", 1.5), ("alpha_sign", -0.1), ("weight_decay", -1.0),
                                             ("eps", 0.0), ("eps", 1.0), ("tmax", 0.5), ("newton_iters", 0),
-                                            ("nesterov", "yes")])
+                                            ("nesterov", "yes"), ("schedule_scope", "layer"),
+                                            ("schedule_scope", None)])
 def test_bad_hyperparameters_raise_naming_the_parameter(key, value):
     groups = {"matrix": [torch.nn.Parameter(torch.randn(3, 3))]}
     with pytest.raises(ValueError, match=key):
@@ -265,9 +266,83 @@ def test_bad_hyperparameters_raise_naming_the_parameter(key, value):
         SoftSignum([torch.nn.Parameter(torch.randn(2, 2))], total_steps=10, **{key: value})
 
 
+def test_schedule_scope_error_names_the_choices_and_is_recorded_not_searched():
+    with pytest.raises(ValueError, match="invalid schedule_scope: 'layer'; valid: 'optimizer', 'group'"):
+        REGISTRY["softsignum"].build({"matrix": [torch.nn.Parameter(torch.randn(3, 3))]}, {"schedule_scope": "layer"}, 10)
+    assert REGISTRY["softsignum"].defaults["schedule_scope"] == "optimizer"  # a plain key: lands in hp_* columns
+    assert "schedule_scope" not in REGISTRY["softsignum"].search_space
+
+
+def test_one_schedule_needs_one_set_of_schedule_settings():
+    """Groups that share a schedule must agree on what defines it; per-group schedules need not."""
+    a, b = [torch.nn.Parameter(torch.randn(3, 3))], [torch.nn.Parameter(torch.randn(3))]
+    with pytest.raises(ValueError, match="invalid eps: .*schedule_scope='group'"):
+        SoftSignum([{"params": a}, {"params": b, "eps": 1e-3}], total_steps=10)
+    opt = SoftSignum([{"params": a}, {"params": b, "eps": 1e-3}], total_steps=10, schedule_scope="group")
+    assert [g["eps"] for g in opt.param_groups] == [1e-4, 1e-3]
+
+
+def test_a_checkpoint_without_step_counts_is_refused():
+    """A Signum state from before Signum counted its steps cannot say where SoftSignum stands."""
+    params = _params()
+    signum = Signum(_groups(params))
+    _run(signum, params, 3)
+    state = signum.state_dict()
+    for group in state["param_groups"]:
+        del group["step"]
+    with pytest.raises(ValueError, match="'step'"):
+        SoftSignum(_groups(params), total_steps=10).load_state_dict(state)
+
+
 def test_bad_total_steps():
     with pytest.raises(ValueError, match="total_steps"):
         SoftSignum([torch.nn.Parameter(torch.randn(2, 2))], total_steps=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("foreach", [False, True])
+def test_half_precision_parameters_saturate_to_exactly_lr_and_stay_finite(dtype, foreach):
+    """tau_0 / (1 - beta) = 1e10 overflows float16 (max 65504), and inf * 0 = NaN used to hit every
+    coordinate whose d is exactly 0. tau * d is now formed in float32: the first soft step (tau_0 = tmax,
+    every nonzero d saturated) equals Signum's step bit for bit, a zero d does not move, and the
+    transition stays finite."""
+    a, b = _params(dtype), _params(dtype)
+    start = [p.detach().clone() for p in a]
+    soft = SoftSignum(_groups(a), total_steps=8, alpha_sign=0.5, lr=1e-2, foreach=foreach)  # S = 4
+    sign = Signum(_groups(b), lr=1e-2, foreach=foreach)
+
+    def step(opt, params, t):
+        for p, g in zip(params, _grads(params, t)):
+            g[:2] = 0.0  # dead coordinates: d = 0 exactly in every tensor
+            p.grad = g
+        opt.step()
+
+    for t in range(5):  # 4 Signum steps, then the first soft step
+        step(soft, a, t)
+        step(sign, b, t)
+        for x, y in zip(a, b):
+            assert torch.equal(x, y), f"step {t + 1}"
+    assert soft.diagnostics()["phase"] == 1.0 and soft.param_groups[0]["tau_schedule"][0] == 1e9
+    for t in range(5, 11):  # the rest of the transition and past K
+        step(soft, a, t)
+    for p, p0, wd in zip(a, start, (0.1, 0.0, 0.1, 0.0)):
+        assert torch.isfinite(p).all()
+        if wd == 0.0:
+            assert torch.equal(p[:2], p0[:2]), "a zero direction must not move (nor turn NaN)"
+    assert torch.isfinite(soft.param_groups[0]["tau_schedule"]).all()
+
+
+def test_huge_tmax_over_small_one_minus_beta_stays_finite():
+    """tmax / (1 - beta) above float32's range is clamped, not inf (inf * 0 = NaN)."""
+    params = _params()
+    opt = SoftSignum(params, total_steps=4, alpha_sign=0.5, lr=1e-2, momentum=0.999, tmax=1e38)
+    for t in range(4):
+        for p, g in zip(params, _grads(params, t)):
+            g[:2] = 0.0
+            p.grad = g
+        opt.step()
+    assert opt.param_groups[0]["tau_schedule"][0] == pytest.approx(1e38, rel=1e-6)
+    assert all(torch.isfinite(p).all() for p in params)
 
 
 def test_fast_cpu_tanh_is_accurate():
