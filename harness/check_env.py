@@ -155,6 +155,8 @@ def dataset_presence(data_dir: Path) -> list[dict[str, Any]]:
                     status, detail = "available", ""
                 except UserError as exc:
                     status, detail = "missing", str(exc).splitlines()[0][:300]
+                except ImportError as exc:  # the loader's optional stack is absent: nothing can be there
+                    status, detail = "missing", f"needs an optional package: {first_line(exc)}"
                 except Exception as exc:  # a task that breaks while looking: report it, go on
                     status, detail = "error", first_line(exc)
                 rows.append({"task": task_name, "dataset": dataset, "status": status, "detail": detail,
@@ -163,13 +165,17 @@ def dataset_presence(data_dir: Path) -> list[dict[str, Any]]:
 
 
 def optuna_storage() -> dict[str, str]:
-    """The storage ``optbench sweep`` uses without ``--storage`` (``harness.sweep.default_storage_url``
-    of the default results folder), and whether Optuna can open journal files here."""
+    """The storage ``optbench sweep`` uses without ``--storage`` (``default_storage_url`` of the default
+    results folder, from the sweep code), and whether Optuna can open journal files here."""
     try:
         from harness import sweep
+
+        default_url = getattr(sweep, "default_storage_url", None)
+        if default_url is None:  # the storage helpers live in their own module
+            from harness.sweep_storage import default_storage_url as default_url
+        url = default_url(Path("results") / "<suite>")
     except Exception as exc:
-        return {"default": "", "status": f"harness.sweep import fails: {first_line(exc)}"}
-    url = sweep.default_storage_url(Path("results") / "<suite>")
+        return {"default": "", "status": f"cannot ask the sweep code: {first_line(exc)}"}
     status = package_status("optuna", "optuna")
     if status["status"] != "ok":
         return {"default": url, "status": f"optuna {status['status']}: sweeps need `pip install optbench[sweep]`"}

@@ -188,6 +188,29 @@ def test_a_failing_measurement_is_recorded_and_the_section_goes_on(monkeypatch, 
     assert status["tabular_mlp:tiny"][0] == "ok"
 
 
+def test_a_crashing_section_is_recorded_and_the_next_one_runs(monkeypatch, tmp_path):
+    def broken(*args):
+        raise KeyError("a bug in the section itself")
+
+    monkeypatch.setattr(check, "_throughput", broken)
+    code, report = check.run_check(torch.device("cpu"), quick=True, out=tmp_path, sections=("throughput", "ns5"))
+    assert code == 1
+    assert [(r["item"], r["status"]) for r in report.rows if r["section"] == "throughput"] == [("section", "failed")]
+    assert {r["status"] for r in report.rows if r["section"] == "ns5"} == {"ok"}
+
+
+def test_results_are_on_disk_after_each_section(monkeypatch, tmp_path):
+    def killed(*args):  # the session's time limit ends the process during the last section
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(check, "_ns5", killed)
+    with pytest.raises(KeyboardInterrupt):
+        check.run_check(torch.device("cpu"), quick=True, out=tmp_path, sections=("throughput", "ns5"))
+    rows = read_csv(tmp_path / "check_cpu.csv")
+    assert {r["item"].split(" ")[0] for r in rows} == {f"{t}:tiny" for t in tasks.REGISTRY}
+    assert json.loads((tmp_path / "check_cpu.json").read_text())["exit_code"] is None  # not finished
+
+
 def test_time_limit_restores_the_outer_timer():
     before_handler = signal.getsignal(signal.SIGALRM)
     before = signal.getitimer(signal.ITIMER_REAL)[0]
@@ -229,6 +252,28 @@ def test_package_status_reports_missing_and_broken_packages():
     broken = check_env.package_status("pytest", "no_such_module_xyz")  # installed, but the import fails
     assert broken["version"] and broken["status"].startswith("import fails: ModuleNotFoundError")
     assert check_env.package_status("pytest", "pytest")["status"] == "ok"
+
+
+def test_environment_without_optuna_and_datasets(monkeypatch, tmp_path):
+    """As on a GPU box with only torch: absent optional stacks are lines of the report, not crashes."""
+    import importlib.metadata
+
+    real_version = importlib.metadata.version
+
+    def version(dist):
+        if dist in ("optuna", "datasets"):
+            raise importlib.metadata.PackageNotFoundError(dist)
+        return real_version(dist)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.setitem(sys.modules, "optuna", None)  # any import of them fails
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    env = check_env.collect(torch.device("cpu"), tmp_path)
+    assert env["packages"]["optuna"] == env["packages"]["datasets"] == {"version": "", "status": "not installed"}
+    assert "optbench[sweep]" in env["optuna_storage"]["status"]
+    wikitext = next(r for r in env["datasets"] if r["dataset"] == "wikitext2")
+    assert wikitext["status"] == "missing" and "optional package" in wikitext["detail"]
+    assert not [r for r in env["datasets"] if r["status"] == "error"]
 
 
 def test_forced_offline_restores_the_environment(monkeypatch):
@@ -370,3 +415,23 @@ def test_bf16_newton_schulz_and_muon_run_on_cpu():
 def test_peak_table(name, peak):
     assert check_speed.peak_tflops(name)[0] == peak
     assert check_speed.peak_tflops(name, 123.0) == (123.0, "--peak-tflops")
+
+
+@pytest.mark.slow
+def test_gpu_session_script_dry_run_on_cpu(tmp_path):
+    """The prepared GPU session's plumbing (check, per-task runs, tables, copy to $OUT), at tiny size on
+    CPU: a lent GPU's minutes must not go to a typo in the script."""
+    copy = tmp_path / "out"
+    copy.mkdir()
+    env = dict(os.environ, PYTHON=sys.executable, GPU_SESSION_DEVICE="cpu", GPU_SESSION_SIZE="tiny",
+               GPU_SESSION_STEPS="3", GPU_SESSION_CHECK_ARGS="--quick", GPU_SESSION_RESULTS=str(tmp_path / "res"),
+               OUT=str(copy))
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_session.sh")], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "all parts passed" in proc.stdout
+    smoke = read_csv(tmp_path / "res" / "paper_smoke_cpu.csv")
+    assert sorted(r["task"] for r in smoke) == sorted(tasks.REGISTRY)
+    assert {r["status"] for r in smoke} == {"ok"} and {r["steps_done"] for r in smoke} == {"3"}
+    assert sorted(p.name for p in copy.iterdir()) == ["check_cpu.csv", "check_cpu.json", "gpu_session_cpu.log",
+                                                      "paper_smoke_cpu.csv"]
