@@ -5,9 +5,12 @@ Layout of a results folder (``--out DIR``)::
     DIR/runs/<run_id>.parquet     one row: the run record (columns below)
     DIR/curves/<run_id>.parquet   long table: run_id, step, split, name, value
 
-Both files are written atomically (temp file in the same folder + ``os.replace``); the curves file is
-written first, so a run whose row exists is complete. A killed process leaves at most a ``.tmp`` file,
-which readers ignore. Re-running a finished ``run_id`` is skipped by the loop (idempotent resume).
+Both files are written atomically (temp file in the same folder + ``os.replace``) with the usual
+permissions of new files (``0666`` less the umask); the curves file is written first, so a run whose
+row exists is complete. A killed process leaves at most a ``.tmp`` file, which readers ignore.
+Re-running a finished ``run_id`` is skipped by the loop (idempotent resume); "finished" means a
+*readable* record whose status is not ``failed`` (``record_state``): an unreadable file or a run
+that raised is run again, and the sweep moves an unreadable file aside first (``quarantine``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ COLUMNS: dict[str, str] = {
     "size": "tiny | small | paper",
     "optimizer": "registered optimizer name",
     "phase": "run | tune | eval",
-    "trial": "Optuna trial number (tune), or null",
+    "trial": "tune: the trial's slot k (0-based: the k-th planned trial of its study, stable across "
+             "crashes and re-runs); eval: the slot whose configuration it evaluates; null otherwise",
     "seed": "run seed (model init, data order, dropout)",
     "steps": "planned optimizer steps (K)",
     "steps_done": "optimizer steps actually taken (< steps when diverged)",
@@ -43,7 +47,8 @@ COLUMNS: dict[str, str] = {
     "spec": "the full RunSpec, JSON",
     "amp": "'' (fp32) or 'bf16'",
     "compile": "torch.compile used",
-    "status": "ok | diverged | pruned (stopped early by the tuner)",
+    "status": "ok | diverged | pruned (stopped early by the tuner) | failed (the run raised an exception, or "
+              "its worker died every time; written by the sweep, see status_detail)",
     "status_detail": "why a run diverged or failed, '' if ok",
     "metric": "the task's metric name",
     "direction": "max | min",
@@ -88,9 +93,78 @@ def run_path(out: str | os.PathLike, run_id: str) -> Path:
     return runs_dir(out) / f"{run_id}.parquet"
 
 
+def record_state(out: str | os.PathLike, run_id: str) -> tuple[str, str]:
+    """``(state, detail)`` of ``run_id``'s record under ``out``: ``"ok"`` (a readable row of that
+    run), ``"failed"`` (readable, status ``failed``: the run raised), ``"missing"``, or
+    ``"corrupt"`` (with why: truncated, empty, not parquet, another run's row)."""
+    path = run_path(out, run_id)
+    if not path.exists():
+        return "missing", ""
+    try:
+        row = read_runs_file(path)
+    except Exception as exc:  # ArrowInvalid, OSError, ...: any unreadable file
+        return "corrupt", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    if row.get("run_id") != run_id:
+        return "corrupt", f"holds the row of run {row.get('run_id')!r}"
+    return ("failed", str(row.get("status_detail") or "")) if row.get("status") == "failed" else ("ok", "")
+
+
 def is_finished(out: str | os.PathLike, run_id: str) -> bool:
-    """True when ``run_id`` has a complete record under ``out``."""
-    return run_path(out, run_id).is_file()
+    """True when ``run_id`` has a readable record under ``out`` that is not a failure (a run that
+    raised is tried again; an unreadable record is re-created)."""
+    return record_state(out, run_id)[0] == "ok"
+
+
+def quarantine(path: str | os.PathLike) -> Path:
+    """Move an unreadable run file aside to ``<name>.corrupt`` (``.corrupt-2``, ... if taken), where
+    readers never look (they read ``*.parquet``); returns the new path. Its curves file, if any,
+    stays: the re-run replaces it."""
+    path = Path(path)
+    target = path.with_name(path.name + ".corrupt")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{n}")
+    os.replace(path, target)
+    return target
+
+
+def check_writable(out: str | os.PathLike) -> None:
+    """Raise ``UserError`` unless run records can be written under ``out`` (the folder, and its
+    runs/ and curves/ subfolders when they exist): checked before a run trains, not after."""
+    from harness.outputs import writable_dir
+
+    writable_dir(out, "results folder (--out)")
+    for sub in (runs_dir(out), curves_dir(out)):
+        if sub.exists():
+            writable_dir(sub, "results subfolder")
+
+
+def failure_row(spec: Any, *, metric: str, direction: str, penalty: float, detail: str, started_at: str,
+                finished_at: str, wall_seconds: float, environment: Mapping[str, Any]) -> dict[str, Any]:
+    """The record of a run that never produced a result (``status = "failed"``): it raised an
+    exception, or its worker died every time. ``spec`` is its ``RunSpec``; ``environment`` gives
+    git_sha, torch_version, python_version and device. Metrics are NaN and the objective is the
+    penalty, so a leaderboard counts it in ``n_failed`` / ``tune_failure_rate``."""
+    row: dict[str, Any] = {column: None for column in COLUMNS}
+    row.update({
+        "run_id": spec.run_id, "schema_version": SCHEMA_VERSION, "suite": spec.suite, "study": spec.study,
+        "task": spec.task, "dataset": spec.dataset, "size": spec.size, "optimizer": spec.optimizer,
+        "phase": spec.phase, "trial": spec.trial, "seed": spec.seed, "steps": spec.steps, "steps_done": 0,
+        "hparams": json.dumps(json_ready(spec.hparams), sort_keys=True),
+        "task_options": json.dumps(json_ready(spec.task_options), sort_keys=True),
+        "spec": spec.to_json(), "amp": spec.amp or "", "compile": bool(spec.compile),
+        "status": "failed", "status_detail": detail, "metric": metric, "direction": direction,
+        "val_metric": math.nan, "test_metric": math.nan, "best_val_metric": math.nan, "best_val_step": 0,
+        "objective": float(penalty), "penalty": float(penalty), "target": math.nan, "steps_to_target": None,
+        "final_train_loss": math.nan, "metrics": json.dumps({"val": {}, "test": {}}),
+        "train_seconds": 0.0, "eval_seconds": 0.0, "optimizer_seconds": 0.0, "wall_seconds": float(wall_seconds),
+        "peak_memory_bytes": 0, "optimizer_state_bytes": 0, "param_count": 0, "implementation": "",
+        "world_size": 1, "started_at": started_at, "finished_at": finished_at,
+    })
+    row.update({k: environment.get(k, "unknown") for k in ("git_sha", "torch_version", "python_version", "device")})
+    row.update(hp_columns(spec.hparams))
+    return row
 
 
 def hp_columns(hparams: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,6 +183,11 @@ def hp_columns(hparams: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# The process umask, read once at import (os.umask can only be read by setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def _atomic_write_table(table, path: Path) -> None:
     import pyarrow.parquet as pq
 
@@ -116,6 +195,9 @@ def _atomic_write_table(table, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        # mkstemp makes the file 0600; a record is an ordinary result file (readable by the group
+        # that shares the results folder), so give it the mode open() would.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         pq.write_table(table, tmp)
         os.replace(tmp, path)
     except BaseException:

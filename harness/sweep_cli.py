@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -70,6 +71,8 @@ class Progress:
         what = f"{_short(event.study)} {event.phase} {event.slots_done}/{event.slots_total}"
         status = event.status if event.status not in ("", "ok") else ""
         status = " skipped (already done)" if event.skipped else (f" {status}" if status else "")
+        if event.detail:
+            status += f" ({event.detail})"
         best = f" best {event.metric} {_num(event.best)}" if event.phase == "tune" else ""
         return f"{what}: {event.metric} {_num(event.value)}{status}{best} ({event.seconds:.1f}s)"
 
@@ -139,33 +142,72 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGINT, previous_int)
 
 
+@contextlib.contextmanager
+def _plain_warnings(command: str):
+    """Print a sweep's warnings (``harness.sweep_storage.SweepWarning``: a repaired journal, a lost
+    record queued again, ...) as ``optbench <command>: warning: ...``, each one, not Python's
+    file:line form."""
+    from harness.sweep_storage import SweepWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, SweepWarning):
+            print(f"optbench {command}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", SweepWarning)
+        previous = warnings.showwarning
+        warnings.showwarning = show
+        yield
+
+
+def final_line(command: str, suite: str, counts, seconds: float) -> list[str]:
+    """The closing lines of ``optbench sweep`` / ``suite``: planned runs with a readable record
+    (from the records themselves), then what was given up and what is missing."""
+    lines = [f"optbench {command}: suite {suite}: {counts.recorded}/{counts.planned} runs recorded "
+             f"({counts.tune} tune, {counts.eval} eval; {counts.diverged} diverged, {counts.failed} failed) "
+             f"in {seconds:.0f}s"]
+    if counts.given_up:
+        lines[0] += (f"; {len(counts.given_up)} given up (failed on every attempt): "
+                     + "; ".join(counts.given_up[:5]) + (" ..." if len(counts.given_up) > 5 else ""))
+    if counts.missing:
+        shown = ", ".join(counts.missing[:5]) + (" ..." if len(counts.missing) > 5 else "")
+        lines.append(f"optbench {command}: {len(counts.missing)} planned run(s) have no readable record ({shown}); "
+                     "re-run the same command to resume")
+    return lines
+
+
 def run_sweep(args: argparse.Namespace) -> tuple[int, Any, Path]:
-    """Validate, prepare and run the sweep with ``args.workers`` local workers."""
+    """Validate, prepare and run the sweep with ``args.workers`` local workers. The exit code is 0
+    exactly when every planned run has a readable record afterwards (a worker process that died on
+    the way does not matter if the others made up for it), else 1."""
     from harness import sweep as sw
 
     sweep = sw.load(args.sweep)
     out = _out(args, sweep.suite)
-    url, info = sw.prepare(sweep, out, args.storage)
-    for note in sweep.notes:
-        print(f"optbench {args.command}: note: {note}", file=sys.stderr, flush=True)
-    started = time.monotonic()
-    progress = Progress(args.progress, args.workers)
-    print(f"optbench {args.command}: suite {sweep.suite}: {len(sweep.studies)} studies, {sweep.planned_runs} runs "
-          f"planned, {args.workers} worker(s); results in {out}, storage {sw.redact_url(url)}", file=sys.stderr, flush=True)
-    try:
-        with _sigterm_as_interrupt():
-            code = sw.run_local_workers(sweep, url, out, args.workers, progress, info=info,
-                                        on_line=lambda i, line: print(f"[w{i}] {line}", file=sys.stderr, flush=True))
-    finally:
-        progress.close()
-    counts = sw.summarize(out, sweep)
-    print(f"optbench {args.command}: suite {sweep.suite}: {counts['runs']}/{sweep.planned_runs} runs recorded "
-          f"({counts['tune']} tune, {counts['eval']} eval; {counts['diverged']} diverged, {counts['failed']} failed) "
-          f"in {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+    with _plain_warnings(args.command):
+        url, info = sw.prepare(sweep, out, args.storage)
+        for note in sweep.notes:
+            print(f"optbench {args.command}: note: {note}", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        progress = Progress(args.progress, args.workers)
+        print(f"optbench {args.command}: suite {sweep.suite}: {len(sweep.studies)} studies, {sweep.planned_runs} runs "
+              f"planned, {args.workers} worker(s); results in {out}, storage {sw.redact_url(url)}", file=sys.stderr,
+              flush=True)
+        try:
+            with _sigterm_as_interrupt():
+                code = sw.run_local_workers(sweep, url, out, args.workers, progress, info=info,
+                                            on_line=lambda i, line: print(f"[w{i}] {line}", file=sys.stderr, flush=True))
+        finally:
+            progress.close()
+        counts = sw.census(sweep, url, out, info=info)
+    for line in final_line(args.command, sweep.suite, counts, time.monotonic() - started):
+        print(line, file=sys.stderr, flush=True)
     if code != 0:
-        print(f"optbench {args.command}: a worker exited with code {code}; re-run the same command to resume",
-              file=sys.stderr)
-    return code, sweep, out
+        what = "the others finished its runs" if counts.complete else "see above"
+        print(f"optbench {args.command}: a worker process exited with code {code}; {what}", file=sys.stderr)
+    return (0 if counts.complete else 1), sweep, out
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -179,16 +221,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     sweep = sw.load(args.sweep)
     out = _out(args, sweep.suite)
-    url = args.storage or sw.default_storage_url(out)
-    info = None if args.no_preflight else sw.preflight(sweep)
-    out.mkdir(parents=True, exist_ok=True)
-    worker_id = os.getpid() if args.worker_id is None else args.worker_id
-    progress = Progress(args.progress, 1)
-    try:
-        with _sigterm_as_interrupt():
-            sw.Worker(sweep, url, out, worker_id=worker_id, on_event=progress, info=info).run()
-    finally:
-        progress.close()
+    with _plain_warnings(args.command):
+        info = None
+        if not args.no_preflight:
+            info = sw.preflight(sweep)
+            sw.check_outputs(sweep, out, args.storage)
+        url = args.storage or sw.default_storage_url(out)
+        out.mkdir(parents=True, exist_ok=True)
+        worker_id = os.getpid() if args.worker_id is None else args.worker_id
+        progress = Progress(args.progress, 1)
+        try:
+            with _sigterm_as_interrupt():
+                sw.Worker(sweep, url, out, worker_id=worker_id, on_event=progress, info=info).run()
+        finally:
+            progress.close()
     return 0
 
 

@@ -645,21 +645,39 @@ def test_suite_command_with_two_workers_writes_leaderboard(tmp_path, capsys):
 
 
 def test_slot_given_up_only_after_repeated_worker_deaths():
-    """A run that kills its worker every time must not hang the sweep: after MAX_RETRY re-runs its
-    slot is given up. Ctrl-C releases and surplus duplicates are not deaths."""
+    """A run that fails on its own every time must not hang the sweep: after MAX_RETRY re-runs its
+    slot is given up. Ctrl-C releases and surplus duplicates are not deaths; nor (issue 11) is a
+    worker that vanished without an exception (killed from outside): only far more of those than
+    MAX_RETRY give a slot up (MAX_SILENT_DEATHS, a safety cap)."""
     import optuna
     from optuna.trial import TrialState, create_trial
 
     study = optuna.create_study()
-    for slot, extra in ((0, {}), (1, {"released": True}), (2, {"surplus": True})):
+    for slot, extra in ((0, {"raised": True}), (1, {"released": True}), (2, {"surplus": True}), (3, {})):
         for _ in range(sw.MAX_RETRY + 1):
             number = len(study.get_trials())
             study.add_trial(create_trial(
-                state=TrialState.FAIL, user_attrs={sw.SLOT: slot, **({sw.SURPLUS: True} if "surplus" in extra else {})},
+                state=TrialState.FAIL, user_attrs={sw.SLOT: slot, **({sw.SURPLUS: True} if "surplus" in extra else {}),
+                                                   **({sw.ERROR: {"number": number, "detail": "RuntimeError: boom"}}
+                                                      if "raised" in extra else {})},
                 system_attrs={sw.RELEASED: number} if "released" in extra else {}))
     trials = study.get_trials()
     assert sw.Worker._finished(trials, [0, 1, 2]) == {0: None}
     assert sw.Worker._finished(trials[:sw.MAX_RETRY], [0]) == {}
+    # Slot 3: MAX_RETRY + 1 silent deaths (killed from outside) are not enough to give it up ...
+    assert sw.Worker._finished(trials, [3]) == {}
+    for _ in range(sw.MAX_SILENT_DEATHS - (sw.MAX_RETRY + 1)):  # MAX_SILENT_DEATHS deaths in all
+        study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={sw.SLOT: 3}))
+    assert sw.Worker._finished(study.get_trials(), [3]) == {}
+    # ... only more than MAX_SILENT_DEATHS (a run that gets its process OOM-killed every time) are.
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={sw.SLOT: 3}))
+    assert sw.Worker._finished(study.get_trials(), [3]) == {3: None}
+    # An error mark copied onto a re-queued trial (Optuna's retry callback copies attributes) does
+    # not make that trial's own death an error: the mark must carry the trial's own number.
+    copied = create_trial(state=TrialState.FAIL, user_attrs={sw.SLOT: 4, sw.ERROR: {"number": 0, "detail": "x"}})
+    for _ in range(sw.MAX_RETRY + 1):
+        study.add_trial(copied)
+    assert sw.Worker._finished(study.get_trials(), [4]) == {}
 
 
 def test_importing_sweep_modules_imports_neither_optuna_nor_torch():

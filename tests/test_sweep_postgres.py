@@ -21,6 +21,7 @@ import pytest
 from test_sweep import records, run_inprocess, start_worker, storage_trials, wait_for, write_sweep
 
 from harness import sweep as sw
+from harness import sweep_worker
 
 
 def _pg_bindir() -> Path | None:
@@ -97,7 +98,7 @@ def test_postgres_sigkill_mid_trial_is_rerun_by_another_worker(tmp_path, postgre
 
     # The replacement worker runs "on another machine": it cannot see the dead process, so only the
     # heartbeat (Optuna's RDB heartbeat table, grace 3 s) tells it the trial is orphaned.
-    monkeypatch.setattr(sw, "_machine", lambda: ("another-host", "another-boot"))
+    monkeypatch.setattr(sweep_worker, "_machine", lambda: ("another-host", "another-boot"))
     _, _, worker, _ = run_inprocess(sweep_file, out, worker_id=1, storage=postgres_url)
     df = records(out)
     assert len(df) == sweep.planned_runs and df["run_id"].is_unique

@@ -1,0 +1,216 @@
+"""The run records are the truth; the Optuna journal only schedules.
+
+A finished trial in the journal promises a run record (``runs/<run_id>.parquet``). A record can be
+lost after the fact (deleted, truncated by a full disk, corrupted by a bad copy), and the journal
+would never know. So a worker checks the promises against the records: at start (every finished
+trial of the sweep) and whenever a phase of a study is complete (its trials not yet checked). A
+finished trial whose record is missing or unreadable is marked lost (study user attribute
+``optbench_lost:<number>``, see ``harness.sweep_slots``), which opens its slot again: it is re-queued
+with the same configuration, so the re-run has the same run_id and recreates the same record. An
+unreadable file is moved aside to ``<file>.corrupt`` first, named in a warning -- never silently
+skipped, never silently overwritten.
+
+``census`` is the final count the CLI prints: how many planned runs have a readable record.
+
+The check reads files under the worker's ``--out``: workers on several machines must share that
+folder (a network file system), as they share the storage; a worker that cannot see the others'
+records would re-run them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from harness import records
+from harness import sweep_slots as rules
+from harness.sweep_slots import LOST, MAX_RETRY, MAX_SILENT_DEATHS, SLOT
+from harness.sweep_storage import SweepWarning
+
+if TYPE_CHECKING:
+    from harness.sweep_schema import StudyPlan
+    from harness.sweep_worker import Worker
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, SweepWarning, stacklevel=3)
+
+
+def _where(plan: StudyPlan, phase: str, slot: Any) -> str:
+    return f"{plan.study} {phase} slot {slot}"
+
+
+def set_aside_unreadable(worker: Worker, run_id: str) -> str:
+    """Before a run: an unreadable file where its record belongs is moved aside (with a warning),
+    so the run replaces it instead of crashing on it or skipping itself. Returns the record state."""
+    state, why = records.record_state(worker.out, run_id)
+    if state == "corrupt":
+        path = records.run_path(worker.out, run_id)
+        moved = records.quarantine(path)
+        _warn(f"run record {path} is unreadable ({why}); moved it to {moved.name} and running the run again")
+    return state
+
+
+def verify(worker: Worker, plan: StudyPlan, phase: str, study: Any, slots: Any) -> int:
+    """Check the records of the finished trials of one phase of ``plan`` (those this worker has not
+    read back yet). Marks the trials whose record is missing or unreadable as lost, which opens their
+    slots again. Returns how many were lost."""
+    lost_now = 0
+    done = rules.finished(study.get_trials(deepcopy=False), slots, worker.lost(study))
+    for slot, trial in done.items():
+        if trial is None:
+            continue
+        run_id = trial.user_attrs.get("run_id")
+        if not run_id or run_id in worker.verified:
+            continue
+        state, why = records.record_state(worker.out, run_id)
+        if state == "ok":
+            worker.verified.add(run_id)
+            continue
+        path = records.run_path(worker.out, run_id)
+        if state == "corrupt":
+            moved = records.quarantine(path)
+            what = f"is unreadable ({why}); moved it to {moved.name}"
+        elif state == "failed":
+            what = "holds a failure although the journal says the run finished"
+        else:
+            what = "is missing"
+        study.set_user_attr(f"{LOST}{trial.number}", {"run_id": run_id, "state": state})
+        _warn(f"run record {path} of {_where(plan, phase, slot)} {what}; the run is queued again "
+              "(same configuration, same run_id)")
+        lost_now += 1
+    return lost_now
+
+
+def verify_all(worker: Worker) -> int:
+    """``verify`` every phase of every plan (a worker's start)."""
+    lost = 0
+    for plan in worker.sweep.studies:
+        for phase in ("tune", "eval") if plan.trials else ("eval",):
+            slots = worker.phase_slots(plan, phase)
+            if slots:
+                lost += verify(worker, plan, phase, worker.study(plan, phase), slots)
+    return lost
+
+
+def _environment() -> dict[str, Any]:
+    import platform
+
+    import torch
+
+    from harness import loop
+
+    return {"git_sha": loop.git_sha(), "torch_version": torch.__version__,
+            "python_version": platform.python_version(), "device": loop.device_label(loop.pick_device(None))}
+
+
+def write_failure(worker: Worker, spec: Any, info: Any, detail: str, started_at: str, seconds: float) -> None:
+    """Write the ``failed`` record of a run (it raised, or its worker kept vanishing)."""
+    import datetime as dt
+
+    row = records.failure_row(
+        spec, metric=info.metric, direction=info.direction, penalty=info.penalty, detail=detail,
+        started_at=started_at, finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        wall_seconds=seconds, environment=_environment())
+    records.write_run(worker.out, row, [])
+
+
+def note_silent_death(worker: Worker, study: Any, trial: Any) -> None:
+    """After a vanished worker's trial was re-queued: warn once a slot has lost several workers."""
+    slot = trial.user_attrs.get(SLOT)
+    state = rules.slot_states(study.get_trials(deepcopy=False), [slot], worker.lost(study))[slot]
+    if state.silent > MAX_RETRY:
+        _warn(f"{study.study_name} slot {slot} has lost its worker {state.silent} times without a Python exception "
+              f"(killed from outside, the OOM killer, preemption); re-queued again -- such deaths are not the run's "
+              f"failures, but after {MAX_SILENT_DEATHS} the slot is given up")
+
+
+def settle_given_up(worker: Worker, plan: StudyPlan, phase: str, study: Any, slots: Any) -> None:
+    """A slot given up after ``MAX_SILENT_DEATHS`` vanished workers has no record (nothing could
+    write one): write its ``failed`` record, so the results say what happened. (A slot given up for
+    raising already has the record of its last failure.)"""
+    from harness import optuna_api
+    from harness.sweep_space import hparams_from_params
+    from harness.sweep_worker import _utc_now, resolve_run
+
+    states = rules.slot_states(study.get_trials(deepcopy=False), slots, worker.lost(study))
+    for slot, state in states.items():
+        if not state.given_up or state.errors > MAX_RETRY:
+            continue
+        last = state.trials[-1]
+        run_id = last.user_attrs.get("run_id")
+        if run_id and records.record_state(worker.out, run_id)[0] in ("ok", "failed"):
+            continue
+        params = optuna_api.planned_params(last)
+        if phase == "tune":
+            if not params:
+                _warn(f"{_where(plan, phase, slot)} was given up before its configuration was drawn; no record")
+                continue
+            spec, _ = resolve_run(worker.sweep, plan, hparams_from_params(params, plan.space, plan.fixed),
+                                  plan.seed, "tune", slot)
+        else:
+            import json
+
+            spec, _ = resolve_run(worker.sweep, plan, json.loads(last.user_attrs["hparams"]),
+                                  int(last.user_attrs["seed"]), "eval", last.user_attrs.get("best_trial"))
+        detail = (f"given up: its worker vanished {state.silent} times during this run without a Python exception "
+                  "(killed from outside, the OOM killer, preemption)")
+        write_failure(worker, spec, worker.info(plan), detail, _utc_now(), 0.0)
+        _warn(f"{_where(plan, phase, slot)}: {detail}; wrote its failure record {records.run_path(worker.out, spec.run_id)}")
+
+
+@dataclass
+class Census:
+    """How many planned runs have a readable record (the sweep's final line)."""
+
+    planned: int = 0
+    recorded: int = 0
+    tune: int = 0
+    eval: int = 0
+    diverged: int = 0
+    failed: int = 0
+    given_up: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.recorded == self.planned
+
+
+def census(worker: Worker) -> Census:
+    """Count, for every planned run of the sweep (tune slots 0..trials-1, one eval run per eval seed
+    of the best of them), whether its record is readable, from the records themselves."""
+    out = Census(planned=worker.sweep.planned_runs)
+    for plan in worker.sweep.studies:
+        for phase in ("tune", "eval") if plan.trials else ("eval",):
+            slots = worker.phase_slots(plan, phase)
+            wanted = plan.trials if phase == "tune" else len(plan.eval_seeds)
+            if not slots:
+                why = "not reached (its tuning is unfinished)" if slots is None else "impossible (no complete tune trial)"
+                out.missing += [f"{plan.study} {phase}: {wanted} run(s) {why}"]
+                continue
+            study = worker.study(plan, phase)
+            for slot, state in rules.slot_states(study.get_trials(deepcopy=False), slots, worker.lost(study)).items():
+                trial = state.done if state.done is not None else (state.trials[-1] if state.given_up else None)
+                run_id = trial.user_attrs.get("run_id") if trial is not None else None
+                row = _read(worker.out, run_id) if run_id else None
+                if row is None:
+                    out.missing.append(_where(plan, phase, slot))
+                    continue
+                out.recorded += 1
+                out.tune += row.get("phase") == "tune"
+                out.eval += row.get("phase") == "eval"
+                out.diverged += row.get("status") == "diverged"
+                out.failed += row.get("status") == "failed"
+                if state.given_up:
+                    out.given_up.append(f"{_where(plan, phase, slot)} ({row.get('status_detail') or 'failed'})")
+    return out
+
+
+def _read(out: Any, run_id: str) -> dict | None:
+    try:
+        row = records.read_runs_file(records.run_path(out, run_id))
+    except Exception:
+        return None
+    return row if row.get("run_id") == run_id else None
