@@ -123,8 +123,8 @@ def rms_gain(directions: list[tuple[list[Tensor], float]], switch_scale: float) 
             norms.append(norm / one_minus_beta)
             count += x.numel()
     rms = torch.linalg.vector_norm(torch.stack(norms)) / math.sqrt(count)
-    scale = torch.tensor(switch_scale, dtype=dtype, device=first.device)
-    return torch.where(rms > 0, scale / rms, scale)
+    fallback = torch.full_like(rms, switch_scale)  # a fill on the device, not a host-to-device copy
+    return torch.where(rms > 0, switch_scale / rms, fallback)
 
 
 class HardSwitchSign(torch.optim.Optimizer):
