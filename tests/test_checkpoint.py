@@ -263,3 +263,57 @@ def test_policy_validates():
         CheckpointPolicy(every_seconds=0)
     policy = CheckpointPolicy(at_steps=[3], keep_steps=(7,))
     assert policy.wants(3) and policy.wants(7) and not policy.wants(4)
+
+
+# ------------------------------------------------------------------------------------ branching
+
+def _shared(spec_child, parent_name: str):
+    """The parent's spec: same task, data, seed, budget; the child's hyperparameters that the parent
+    has (the paper's protocol: SoftX starts from X tuned with the same shared hyperparameters)."""
+    import optimizers
+
+    parent_defaults = optimizers.REGISTRY[parent_name].defaults
+    hp = {k: v for k, v in spec_child.hparams.items() if k in parent_defaults}
+    return spec_child.with_(optimizer=parent_name, hparams=optimizers.REGISTRY[parent_name].resolve(hp))
+
+
+@pytest.mark.parametrize("child, task", [("softsignum", "tabular_mlp"), ("softmuon", "llm"),
+                                         ("hardswitchsign", "cifar_resnet")])
+def test_a_branched_run_equals_the_unbranched_run(tmp_path, child, task):
+    import optimizers
+    from optimizers._switch import sign_phase_steps
+
+    spec, _ = resolve(task=task, optimizer=child, size="tiny", steps=STEPS, seed=2,
+                      hparams={"alpha_sign": 0.6, "lr": 3e-3 if child != "softmuon" else 0.02})
+    parent_name = optimizers.REGISTRY[child].branch_from
+    parent = _shared(spec, parent_name)
+    s = sign_phase_steps(0.6, STEPS)
+    run(parent, out_dir=tmp_path, checkpoints=CheckpointPolicy(keep_steps={s}))
+    branch = ckpt.path_for(tmp_path, parent.run_id, s)
+    branched = run(spec, out_dir=tmp_path, branch_from=branch)
+    scratch = run(spec)
+    assert branched.row["branched_from"] == parent.run_id and branched.row["branch_step"] == s
+    assert branched.row["run_id"] == scratch.row["run_id"] == spec.run_id
+    for key in ("status", "steps_done", "val_metric", "test_metric", "best_val_metric", "final_train_loss",
+                "objective", "metrics"):
+        assert branched.row[key] == scratch.row[key], key
+    # Train/val/test curves are identical; before S they are the parent's (its optimizer
+    # diagnostics before S, SoftX's own "opt" samples, are not part of a branch).
+    keep = {"train", "val", "test"}
+    assert [c for c in _curves(branched) if c[0] in keep] == [c for c in _curves(scratch) if c[0] in keep]
+    # The kept parent checkpoint is still there for the next branch; the child left none.
+    assert ckpt.saved_steps(tmp_path, parent.run_id) == [s] and ckpt.saved_steps(tmp_path, spec.run_id) == []
+
+
+def test_branching_refuses_a_parent_with_other_data_or_budget(tmp_path):
+    from harness.errors import UserError
+
+    spec, _ = resolve(task="tabular_mlp", optimizer="softsignum", size="tiny", steps=STEPS, seed=2)
+    parent = _shared(spec, "signum")
+    run(parent.with_(seed=5), out_dir=tmp_path, checkpoints=CheckpointPolicy(keep_steps={10}))
+    with pytest.raises(UserError, match="differs in seed"):
+        run(spec, out_dir=tmp_path, branch_from=ckpt.path_for(tmp_path, parent.with_(seed=5).run_id, 10))
+    # An optimizer that cannot take the parent's state says so (AdamW from a Signum checkpoint).
+    adamw, _ = resolve(task="tabular_mlp", optimizer="adamw", size="tiny", steps=STEPS, seed=5)
+    with pytest.raises(UserError, match="cannot start from a signum checkpoint"):
+        run(adamw, out_dir=tmp_path, branch_from=ckpt.path_for(tmp_path, parent.with_(seed=5).run_id, 10))
