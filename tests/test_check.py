@@ -81,7 +81,8 @@ def test_quick_cpu_check_subprocess(tmp_path):
     for set_name in ("a", "b"):
         assert {r["item"].split()[1] for r in steps if r["item"].startswith(set_name + " ")} == set(optimizers.REGISTRY)
     adamw = [float(r["ratio"]) for r in steps if r["item"].endswith("adamw step")]
-    assert len(adamw) == 2 and all(0.2 < x < 5 for x in adamw)  # AdamW against itself: about 1
+    # AdamW against itself: about 1 (loose: other people's jobs share this machine's two cores).
+    assert len(adamw) == 2 and all(0.05 < x < 20 for x in adamw)
     # Throughput of every task family in its own unit; NS5 in TFLOP/s.
     units = {r["item"].split(":")[0]: r["unit"] for r in by_section["throughput"]}
     assert units == {"cifar_resnet": "images/s", "gnn_graphland": "nodes/s", "llm": "tokens/s",
@@ -90,6 +91,9 @@ def test_quick_cpu_check_subprocess(tmp_path):
 
     report = json.loads((out / "check_cpu.json").read_text())
     assert report["device"] == "cpu" and report["exit_code"] == 0 and report["failures"] == []
+    for r in report["optimizer_step"]:  # each ratio is the step time over its own paired AdamW time
+        assert r["ms"] >= 0 and r["adamw_ms"] > 0  # a build may measure as 0 (clamped at 0 when noise wins)
+        assert r["ratio"] == pytest.approx(r["ms"] / r["adamw_ms"])
     assert report["environment"]["packages"]["torch_geometric"]["status"] == "ok"
     assert set(report["sections"]) == set(check.SECTIONS)
 
