@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness import records
 from harness.errors import UserError
 
 DEFAULT_OUT = Path("results") / "adhoc"
@@ -99,6 +100,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
     )
     out = Path(args.out)
+    if int(os.environ.get("RANK", "0")) == 0:  # the rank that writes the record
+        # Refuse now, not after training: a run whose record cannot be written is thrown away.
+        records.check_writable(out)
+        state, why = records.record_state(out, spec.run_id)
+        if state == "corrupt":
+            moved = records.quarantine(records.run_path(out, spec.run_id))
+            print(f"optbench run: warning: run record {records.run_path(out, spec.run_id)} is unreadable ({why}); "
+                  f"moved it to {moved.name} and running again", file=sys.stderr)
     progress = None if args.progress is None else args.progress
     result = run(spec, out_dir=out, data_dir=args.data_dir, device=args.device, progress=progress, task=task)
     if int(os.environ.get("RANK", "0")) != 0:

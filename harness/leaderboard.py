@@ -148,8 +148,32 @@ def load_runs(results: str | os.PathLike):
         warnings.simplefilter("always")
         frame = records.read_runs(root, skipped=skipped)
     # read_runs names each skipped file in a warning whose text also says why; keep that text.
-    messages = [str(w.message) for w in caught]
-    return frame, messages or [f"skipping unreadable run file {s}" for s in skipped]
+    messages = [str(w.message) for w in caught] or [f"skipping unreadable run file {s}" for s in skipped]
+    frame, note = _within_sweep_budget(frame, root)
+    return frame, messages + ([note] if note else [])
+
+
+def _within_sweep_budget(frame, root: Path):
+    """A sweep's results folder holds ``sweep.yaml``, the last sweep file it accepted: keep only the
+    runs inside that file's budget (``harness.reconcile.within_budget``: the first ``trials`` tune
+    slots, the listed eval seeds of the best of them), so a lowered budget is honoured exactly.
+    Returns the rows and a note on what was left out ("" when nothing)."""
+    budget = root / "sweep.yaml"
+    if not budget.is_file() or len(frame) == 0 or "study" not in frame.columns:
+        return frame, ""
+    from harness import reconcile
+    from harness import sweep as sw
+
+    try:
+        sweep = sw.load(budget)
+    except UserError as exc:
+        raise UserError(f"cannot read the budget of the sweep in {root}: {exc}") from None
+    kept, dropped = reconcile.within_budget(frame, sweep)
+    if not dropped:
+        return frame, ""
+    return kept, (f"{dropped} run record(s) outside the budget of {budget} are left out (tune trials beyond its "
+                  "'trials', eval seeds it does not list, evaluations of a configuration that is not the best of "
+                  "those trials, studies it does not plan)")
 
 
 def check_consistent(frame, *, allow_mixed: bool = False, source: str = "") -> None:
@@ -621,6 +645,9 @@ def write(results, out_dir, formats: Sequence[str] = ("csv", "md"), metric_split
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise UserError(f"unknown leaderboard format(s) {bad or formats}; known: {', '.join(FORMATS)}")
+    from harness.outputs import writable_dir
+
+    writable_dir(out_dir, "leaderboard folder")  # before any work: refuse now, not after computing
     board, skipped = build(results, metric_split=metric_split, allow_mixed=allow_mixed)
     for message in skipped:
         warnings.warn(message, stacklevel=2)
@@ -669,6 +696,10 @@ def _main(args) -> int:
         fmt = suffix if suffix in FORMATS else "md"
     if fmt == "md" and args.table != "benchmarks":
         raise UserError("--table applies to --format csv; the Markdown always holds both tables")
+    if args.out:
+        from harness.outputs import writable_file
+
+        writable_file(args.out, "leaderboard file (--out)")  # before any work: refuse now, not after
     board, skipped = build(args.results, metric_split=args.metric_split, allow_mixed=args.allow_mixed)
     for message in skipped:
         print(f"optbench leaderboard: warning: {message}", file=sys.stderr)

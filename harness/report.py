@@ -365,8 +365,12 @@ def make_report(results, out_dir=None, *, metric_split: str = "test", allow_mixe
 
     if metric_split not in leaderboard.METRIC_SPLITS:
         raise UserError(f"unknown metric split {metric_split!r}; known: {', '.join(leaderboard.METRIC_SPLITS)}")
-    frame, skipped_files = leaderboard.load_runs(results)
+    from harness.outputs import writable_dir
+
     root = records.results_root(results)
+    if root.exists():  # a missing results folder is load_runs' error to name
+        writable_dir(Path(out_dir) if out_dir is not None else root / "report", "report folder (--out)")
+    frame, skipped_files = leaderboard.load_runs(results)
     if len(frame) == 0:
         raise UserError(f"no run records under {root}: run optbench suite or optbench sweep first")
     leaderboard.check_consistent(frame, allow_mixed=allow_mixed, source=str(root))

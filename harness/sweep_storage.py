@@ -102,8 +102,12 @@ def open_storage(url: str, heartbeat: Heartbeat | None = None):
     try:
         return JournalStorage(JournalFileBackend(str(path)))
     except (ValueError, UnicodeDecodeError) as exc:  # damage repair_journal_tail does not cut (mid-file)
-        raise UserError(f"Optuna journal {path} cannot be read ({type(exc).__name__}: {exc}); "
-                        f"{_damaged_hint(path)}") from None
+        lines = path.read_bytes().splitlines(keepends=True)
+        bad = next((i for i, line in enumerate(lines) if not _complete_entry(line)), None)
+        where = f"line {bad + 1} is damaged and {len(lines) - bad - 1} line(s) follow it" if bad is not None \
+            else f"{type(exc).__name__}: {exc}"
+        raise UserError(f"Optuna journal {path} cannot be read ({where}): this is not a torn tail, and cutting it "
+                        f"would drop entries; {_damaged_hint(path)}") from None
     except optuna.exceptions.OptunaError as exc:
         raise UserError(f"cannot open Optuna journal {path}: {exc}") from None
 

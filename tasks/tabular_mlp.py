@@ -349,6 +349,26 @@ def _split(n: int, labels: np.ndarray | None, seed: int) -> dict[str, np.ndarray
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
+def _infinite_as_missing(frame, cols, where: str):
+    """An infinite entry in a numerical feature (``inf`` in a CSV, a division by zero upstream) is
+    treated as missing, like an empty cell, with a warning naming the columns: scaling cannot use
+    it (the quantile transform refuses it outright), and a silent clip would hide a data bug."""
+    import warnings
+
+    counts = {c: int(np.isinf(frame[c].to_numpy(dtype=np.float64, na_value=np.nan)).sum()) for c in cols}
+    counts = {c: n for c, n in counts.items() if n}
+    if not counts:
+        return frame
+    frame = frame.copy()
+    for c in counts:
+        values = frame[c].astype("float64")
+        frame[c] = values.where(~np.isinf(values), np.nan)
+    listing = ", ".join(f"{c!r} ({n})" for c, n in counts.items())
+    warnings.warn(f"{where}: infinite values in numerical column(s) {listing} are treated as missing (like empty "
+                  "cells); replace them in the file to silence this", UserWarning, stacklevel=3)
+    return frame
+
+
 def _numeric_block(frame, cols, split, scaling: str, seed: int) -> np.ndarray:
     if not cols:
         return np.zeros((len(frame), 0), dtype=np.float64)
@@ -428,6 +448,7 @@ def prepare(frame, y, *, kind: str, scaling: str, data_seed: int, n_bins: int | 
 
     categorical = [c for c in frame.columns if _is_categorical(frame[c])]
     numeric = [c for c in frame.columns if c not in categorical]
+    frame = _infinite_as_missing(frame, numeric, where)
     # Binary numerical columns are categorical (PROTOCOL); columns constant on train are dropped.
     train_rows = frame.iloc[split["train"]]
     n_distinct = {c: train_rows[c].nunique(dropna=True) for c in numeric}
