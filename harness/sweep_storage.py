@@ -15,6 +15,7 @@ warns. Damage with complete entries after it is not a torn tail and is refused (
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -100,7 +101,7 @@ def open_storage(url: str, heartbeat: Heartbeat | None = None):
         if message:
             warnings.warn(message, SweepWarning, stacklevel=2)
     try:
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalStorage(JournalFileBackend(str(path), lock_obj=journal_lock(path)))
     except (ValueError, UnicodeDecodeError) as exc:  # damage repair_journal_tail does not cut (mid-file)
         lines = path.read_bytes().splitlines(keepends=True)
         bad = next((i for i, line in enumerate(lines) if not _complete_entry(line)), None)
@@ -126,6 +127,64 @@ def _complete_entry(line: bytes) -> bool:
     except (ValueError, UnicodeDecodeError):
         return False
     return isinstance(entry, dict) and "op_code" in entry
+
+
+def journal_lock(path: str | os.PathLike):
+    """The lock a journal is appended under: ``CrashSafeJournalLock`` where ``fcntl`` exists, else
+    Optuna's own symlink lock."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:  # pragma: no cover - not Linux/macOS
+        return JournalFileSymlinkLock(str(path))
+    return _crash_safe_lock_class()(str(path))
+
+
+@functools.cache
+def _crash_safe_lock_class():
+    """The class is built on first use: its base class is Optuna's, and importing Optuna is not free."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    class CrashSafeJournalLock(JournalFileSymlinkLock):
+        """Optuna's journal lock, safe against a writer killed while holding it.
+
+        Optuna appends to a journal under a symlink lock (``<journal>.lock``); a process killed inside
+        an append leaves the link behind, and every later writer waits Optuna's 30 s grace period
+        before breaking it. Here a writer first takes ``flock`` on ``<journal>.flock`` -- released by
+        the kernel when its holder dies -- then the symlink lock (so plain Optuna clients still
+        exclude us). Holding the flock, no live optbench process can hold the symlink lock, so one
+        that is there is stale (or a plain Optuna client's) and is broken after 3 s. Journal files
+        are for one machine (a cluster uses PostgreSQL), where flock is reliable.
+        """
+
+        def __init__(self, path: str):
+            super().__init__(path, grace_period=3)
+            self._flock_path = path + ".flock"
+            self._fd: int | None = None
+
+        def acquire(self) -> bool:
+            import fcntl
+
+            fd = os.open(self._flock_path, os.O_CREAT | os.O_RDWR, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                super().acquire()
+            except BaseException:
+                os.close(fd)  # closing releases the flock
+                raise
+            self._fd = fd
+            return True
+
+        def release(self) -> None:
+            fd, self._fd = self._fd, None
+            try:
+                super().release()
+            finally:
+                if fd is not None:
+                    os.close(fd)
+
+    return CrashSafeJournalLock
 
 
 def _tail_is_whole(path: Path, chunk: int = 1 << 16) -> bool:
@@ -155,12 +214,10 @@ def repair_journal_tail(path: str | os.PathLike) -> str | None:
     (a torn line that something later appended onto), cutting would drop entries that later ones
     depend on: that raises ``UserError`` naming the line and the way out instead.
     """
-    from optuna.storages.journal import JournalFileSymlinkLock
-
     path = Path(path)
     if _tail_is_whole(path):
         return None  # the common case, checked from the last 64 KiB without the lock
-    lock = JournalFileSymlinkLock(str(path))
+    lock = journal_lock(path)
     lock.acquire()
     try:
         data = path.read_bytes()

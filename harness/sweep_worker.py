@@ -174,6 +174,7 @@ class Worker:
         self._machine = _machine()
         self._retry = optuna_api.retry_callback()
         self.verified: set[str] = set()  # run_ids whose record this worker has read back (reconcile)
+        self._warned: set[str] = set()
         self.runs = 0
 
     # -- studies -------------------------------------------------------------------------------
@@ -295,8 +296,10 @@ class Worker:
             if tuning:
                 return None
             if best is None:
-                warnings.warn(f"study {tuned.study} has no complete trial (all pruned or given up): "
-                              f"nothing to evaluate for {plan.study}", SweepWarning, stacklevel=2)
+                if plan.study not in self._warned:  # once per worker: this is asked on every poll
+                    self._warned.add(plan.study)
+                    warnings.warn(f"study {tuned.study} has no complete trial (all pruned or given up): "
+                                  f"nothing to evaluate for {plan.study}", SweepWarning, stacklevel=2)
                 return {}
             slot, trial = best
             hparams = hparams_from_params(trial.params, tuned.space, tuned.fixed)
