@@ -3,7 +3,16 @@
 write the leaderboard in one command.
 
 Progress: one live line per worker (trials done / total over the sweep and the current best) on a
-terminal; one plain line per finished run otherwise (CI logs), so logs stay readable.
+terminal; one plain line per finished run otherwise (CI logs), so logs stay readable. Warnings of the
+sweep (a repaired journal, a lost record queued again) print as ``optbench sweep: warning: ...``.
+
+The final line counts the planned runs that have a readable record, read from the records::
+
+    optbench sweep: suite demo: 175/175 runs recorded (100 tune, 75 eval; 3 diverged, 1 failed) in 308s; 1 given up (failed on every attempt): demo/llm/pydoc/muon tune slot 2 (4 attempts raised; RuntimeError: ...)
+
+followed, when some planned run has no readable record, by a line naming them and "re-run the same
+command to resume". The exit code is 0 exactly when every planned run has a readable record (a
+given-up run has its ``failed`` record), else 1; bad input is 2, Ctrl-C 130.
 """
 
 from __future__ import annotations

@@ -123,3 +123,35 @@ def test_unreachable_postgres_is_a_clean_user_error(tmp_path):
     with pytest.raises(UserError, match="cannot open storage postgresql://u:\\*\\*\\*@127.0.0.1"):
         sw.prepare(sw.load(sweep_file), out, f"postgresql://u:secret@127.0.0.1:{_free_port()}/x")
     assert not out.exists()
+
+
+def test_postgres_lost_record_and_raising_run_heal(tmp_path, postgres_url, monkeypatch):
+    """Issue 11 on the RDB storage: a run that raises once is retried with the same configuration
+    (its failure not a death), and a record deleted after the sweep is queued again and recreated
+    with the same run_id (the lost-record mark is a study user attribute, as on a journal)."""
+    from harness import loop
+
+    real_run, raised = loop.run, []
+
+    def run(spec, **kwargs):
+        if spec.phase == "tune" and spec.trial == 1 and not raised:
+            raised.append(spec.run_id)
+            raise RuntimeError("transient")
+        return real_run(spec, **kwargs)
+
+    monkeypatch.setattr(loop, "run", run)
+    sweep_file = write_sweep(tmp_path / "s.yaml", suite="pg-heal", optimizers=["adamw"], trials=2, eval_seeds=1)
+    out = tmp_path / "out"
+    sweep, _, _, _ = run_inprocess(sweep_file, out, storage=postgres_url)
+    df = records(out)
+    assert len(df) == sweep.planned_runs == 3 and raised[0] in set(df["run_id"])
+    assert (df["status"] == "ok").all()
+    trials = storage_trials(postgres_url, sweep.studies[0].study)
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert trials[1].user_attrs[sw.ERROR]["detail"] == "RuntimeError: transient"
+    assert trials[2].params == trials[1].params
+    gone = df[df["phase"] == "eval"]["run_id"].iloc[0]
+    (out / "runs" / f"{gone}.parquet").unlink()
+    with pytest.warns(sw.SweepWarning, match="is missing; the run is queued again"):
+        _, _, worker, _ = run_inprocess(sweep_file, out, storage=postgres_url)
+    assert worker.runs == 1 and set(records(out)["run_id"]) == set(df["run_id"])
