@@ -12,7 +12,11 @@ What is compared
   or failed counts in ``n_failed`` and is left out of the statistics. If a seed was evaluated more
   than once (re-tuned and re-evaluated), the latest record (``finished_at``) is used and a note
   says so. Failure rates come from the **tune** rows. The metric's direction (max/min) is read from
-  each row's ``direction`` column.
+  each row's ``direction`` column. In a sweep's results folder (it holds ``sweep.yaml``, the last
+  sweep file the folder accepted) only runs inside that file's budget count: tune trials
+  0..trials-1, and the listed eval seeds of the best of those trials (a lowered budget is honoured
+  exactly; a note says how many records were left out). A run the sweep gave up (it raised on every
+  attempt) has a ``failed`` record and counts in ``n_failed`` or the tune failure rate.
 
 Statistics (see ``harness.stats`` for the exact definitions)
   mean, sample std (ddof=1), 95% bootstrap CI of the mean: seeded (seed 0, 10,000 resamples),
