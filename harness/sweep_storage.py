@@ -129,16 +129,16 @@ def _complete_entry(line: bytes) -> bool:
     return isinstance(entry, dict) and "op_code" in entry
 
 
-def journal_lock(path: str | os.PathLike):
+def journal_lock(path: str | os.PathLike, cut_torn_line: bool = True):
     """The lock a journal is appended under: ``CrashSafeJournalLock`` where ``fcntl`` exists, else
-    Optuna's own symlink lock."""
+    Optuna's own symlink lock. ``cut_torn_line``: cut a partial last line on every acquire."""
     from optuna.storages.journal import JournalFileSymlinkLock
 
     try:
         import fcntl  # noqa: F401
     except ImportError:  # pragma: no cover - not Linux/macOS
         return JournalFileSymlinkLock(str(path))
-    return _crash_safe_lock_class()(str(path))
+    return _crash_safe_lock_class()(str(path), cut_torn_line)
 
 
 @functools.cache
@@ -158,8 +158,10 @@ def _crash_safe_lock_class():
         are for one machine (a cluster uses PostgreSQL), where flock is reliable.
         """
 
-        def __init__(self, path: str):
+        def __init__(self, path: str, cut_torn_line: bool = True):
             super().__init__(path, grace_period=3)
+            self._path = path
+            self._cut = cut_torn_line
             self._flock_path = path + ".flock"
             self._fd: int | None = None
 
@@ -174,7 +176,33 @@ def _crash_safe_lock_class():
                 os.close(fd)  # closing releases the flock
                 raise
             self._fd = fd
+            if not self._cut:
+                return True
+            try:
+                self._cut_partial_line()
+            except BaseException:
+                self.release()
+                raise
             return True
+
+        def _cut_partial_line(self) -> None:
+            """Never append to a partial line: a writer killed inside an append (while others run on)
+            leaves its line without a newline, and the next append would fuse onto it, turning the
+            journal unreadable for everyone. Holding the lock, a last byte that is not a newline can
+            only be such a torn write: cut it back (backup + warning) before appending."""
+            try:
+                with open(self._path, "rb") as fh:
+                    fh.seek(0, os.SEEK_END)
+                    if fh.tell() == 0:
+                        return
+                    fh.seek(-1, os.SEEK_END)
+                    whole = fh.read(1) == b"\n"
+            except FileNotFoundError:
+                return
+            if not whole:
+                message = _repair_locked(Path(self._path))
+                if message:
+                    warnings.warn(message, SweepWarning, stacklevel=2)
 
         def release(self) -> None:
             fd, self._fd = self._fd, None
@@ -217,41 +245,46 @@ def repair_journal_tail(path: str | os.PathLike) -> str | None:
     path = Path(path)
     if _tail_is_whole(path):
         return None  # the common case, checked from the last 64 KiB without the lock
-    lock = journal_lock(path)
+    lock = journal_lock(path, cut_torn_line=False)
     lock.acquire()
     try:
-        data = path.read_bytes()
-        if not data or _tail_is_whole(path):  # a live writer had just not finished its line
-            return None
-        lines = data.splitlines(keepends=True)
-        good = 0
-        offset = 0
-        for line in lines:
-            if not _complete_entry(line):
-                break
-            good += 1
-            offset += len(line)
-        later = [i for i in range(good + 1, len(lines)) if _complete_entry(lines[i])]
-        if later:
-            raise UserError(f"Optuna journal {path}: line {good + 1} is damaged, and {len(later)} complete "
-                            f"entries follow it (first at line {later[0] + 1}): this is not a torn tail, and "
-                            f"cutting it would drop entries; {_damaged_hint(path)}")
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        backup = path.with_name(f"{path.name}.damaged-{stamp}")
-        n = 1
-        while backup.exists():
-            n += 1
-            backup = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
-        shutil.copy2(path, backup)
-        with open(path, "r+b") as fh:
-            fh.truncate(offset)
-            fh.flush()
-            os.fsync(fh.fileno())
-        return (f"Optuna journal {path} ended in {len(data) - offset} byte(s) that are not a complete entry "
-                f"(a write cut short by a crash or power loss); cut back to its last complete entry "
-                f"(line {good}); the damaged file is kept as {backup}")
+        return _repair_locked(path)
     finally:
         lock.release()
+
+
+def _repair_locked(path: Path) -> str | None:
+    """``repair_journal_tail``'s work; the caller holds the journal's lock."""
+    data = path.read_bytes()
+    if not data or _tail_is_whole(path):
+        return None
+    lines = data.splitlines(keepends=True)
+    good = 0
+    offset = 0
+    for line in lines:
+        if not _complete_entry(line):
+            break
+        good += 1
+        offset += len(line)
+    later = [i for i in range(good + 1, len(lines)) if _complete_entry(lines[i])]
+    if later:
+        raise UserError(f"Optuna journal {path}: line {good + 1} is damaged, and {len(later)} complete "
+                        f"entries follow it (first at line {later[0] + 1}): this is not a torn tail, and "
+                        f"cutting it would drop entries; {_damaged_hint(path)}")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    backup = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while backup.exists():
+        n += 1
+        backup = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    shutil.copy2(path, backup)
+    with open(path, "r+b") as fh:
+        fh.truncate(offset)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return (f"Optuna journal {path} ended in {len(data) - offset} byte(s) that are not a complete entry "
+            f"(a write cut short by a crash or power loss); cut back to its last complete entry "
+            f"(line {good}); the damaged file is kept as {backup}")
 
 
 def driver_hint(url: str) -> str:

@@ -659,3 +659,21 @@ def test_lock_left_by_a_writer_killed_mid_append_costs_seconds_not_half_a_minute
     waited = time.monotonic() - started
     assert 2.5 < waited < 15, waited
     assert not Path(f"{journal}.lock").exists()
+
+
+def test_a_live_writer_never_appends_to_a_line_torn_by_a_killed_one(tmp_path):
+    """Two workers share a journal; one is killed inside an append and leaves a partial line. The
+    other, still running, must not fuse its next entry onto it (that made every later read fail):
+    its append first cuts the torn line back, with a warning and a backup."""
+    import optuna
+
+    journal = tmp_path / "optuna.journal"
+    study = optuna.create_study(study_name="s", storage=sw.open_storage(str(journal)))
+    with open(journal, "ab") as fh:  # what the killed worker left
+        fh.write(b'{"op_code":8,"worker_id":"dead","trial_id":0,"user_attr')
+    with pytest.warns(sw.SweepWarning, match="cut back to its last complete entry"):
+        study.set_user_attr("after", 1)  # the live worker appends
+    lines = journal.read_bytes().splitlines(keepends=True)
+    assert all(line.endswith(b"\n") and json.loads(line) for line in lines)
+    assert optuna.load_study(study_name="s", storage=sw.open_storage(str(journal))).user_attrs == {"after": 1}
+    assert len(list(tmp_path.glob("optuna.journal.damaged-*"))) == 1
