@@ -77,6 +77,7 @@ def resolve(
     amp: str | None = None,
     compile: bool = False,
     data_dir: str | os.PathLike | None = None,
+    replicate: int = 0,
 ) -> tuple[RunSpec, Task]:
     """Build the task and a fully resolved ``RunSpec`` (defaults merged, steps filled in).
 
@@ -122,6 +123,7 @@ def resolve(
         amp=amp,
         compile=compile,
         trial=trial,
+        replicate=replicate,
     )
     return spec, built
 
@@ -733,6 +735,7 @@ def _assemble(spec: RunSpec, task: Task, session: _Session, state: _LoopState, s
         "optimizer": spec.optimizer,
         "phase": spec.phase,
         "trial": spec.trial,
+        "replicate": spec.replicate,
         "seed": spec.seed,
         "steps": total,
         "steps_done": steps_done,

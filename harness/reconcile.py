@@ -147,8 +147,13 @@ def settle_given_up(worker: Worker, plan: StudyPlan, phase: str, study: Any, slo
             if not params:
                 _warn(f"{_where(plan, phase, slot)} was given up before its configuration was drawn; no record")
                 continue
-            spec, _ = resolve_run(worker.sweep, plan, hparams_from_params(params, plan.space, plan.fixed),
-                                  plan.seed, "tune", slot)
+            hparams = hparams_from_params(params, plan.space, plan.fixed)
+            if plan.branch_from is not None:  # a branch's tune run also ran its parent's shared values
+                from harness import sweep_branch
+
+                parent_hp, _, _ = sweep_branch.parent_configuration(worker, plan)
+                hparams.update(sweep_branch.shared_part(plan, parent_hp or {}))
+            spec, _ = resolve_run(worker.sweep, plan, hparams, plan.seed, "tune", slot)
         else:
             import json
 
@@ -253,6 +258,8 @@ def within_budget(frame: Any, sweep: Any) -> tuple[Any, int]:
     for name, plan in plans.items():
         evals = (study == name) & (phase == "eval") & seed.isin(plan.eval_seeds)
         donor = plans.get(plan.transfer_from) if plan.transfer_from else plan
+        if plan.branch_from is not None and plan.trials == 0:  # an untuned branch evaluates its parent's best
+            donor = plans.get(plan.branch_from)
         if donor is not None and donor.trials > 0:
             evals &= trial == (best[donor.study] if best[donor.study] is not None else -1)
         keep |= evals

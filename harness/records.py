@@ -39,6 +39,7 @@ COLUMNS: dict[str, str] = {
     "phase": "run | tune | eval",
     "trial": "tune: the trial's slot k (0-based: the k-th planned trial of its study, stable across "
              "crashes and re-runs); eval: the slot whose configuration it evaluates; null otherwise",
+    "replicate": "tuning replicate (independent study) the run belongs to, 0..R-1 (0 without replicates)",
     "seed": "run seed (model init, data order, dropout)",
     "steps": "planned optimizer steps (K)",
     "steps_done": "optimizer steps actually taken (< steps when diverged)",
@@ -77,6 +78,9 @@ COLUMNS: dict[str, str] = {
     "world_size": "number of DDP processes",
     "started_at": "UTC ISO timestamp",
     "finished_at": "UTC ISO timestamp",
+    "resumed_at_step": "step of the checkpoint this run's last process resumed from (0: ran from scratch)",
+    "branched_from": "run_id of the parent run whose checkpoint this run started from ('' if none)",
+    "branch_step": "step of that checkpoint (S = floor(alpha_sign K)); the curves before it are the parent's",
 }
 CURVE_COLUMNS = ("run_id", "step", "split", "name", "value")
 
@@ -150,7 +154,8 @@ def failure_row(spec: Any, *, metric: str, direction: str, penalty: float, detai
     row.update({
         "run_id": spec.run_id, "schema_version": SCHEMA_VERSION, "suite": spec.suite, "study": spec.study,
         "task": spec.task, "dataset": spec.dataset, "size": spec.size, "optimizer": spec.optimizer,
-        "phase": spec.phase, "trial": spec.trial, "seed": spec.seed, "steps": spec.steps, "steps_done": 0,
+        "phase": spec.phase, "trial": spec.trial, "replicate": spec.replicate, "seed": spec.seed,
+        "steps": spec.steps, "steps_done": 0, "resumed_at_step": 0, "branched_from": "", "branch_step": 0,
         "hparams": json.dumps(json_ready(spec.hparams), sort_keys=True),
         "task_options": json.dumps(json_ready(spec.task_options), sort_keys=True),
         "spec": spec.to_json(), "amp": spec.amp or "", "compile": bool(spec.compile),
@@ -169,10 +174,13 @@ def failure_row(spec: Any, *, metric: str, direction: str, penalty: float, detai
 
 def hp_columns(hparams: Mapping[str, Any]) -> dict[str, Any]:
     """Flatten hyperparameters into ``hp_<name>`` columns: numbers stay numbers (as float, so a
-    column has one type across files), tuples/lists become JSON strings, None stays null."""
+    column has one type across files), strings stay strings (``hp_schedule_source = gradient``),
+    tuples/lists become JSON strings, None stays null."""
     out: dict[str, Any] = {}
     for key, value in hparams.items():
-        if isinstance(value, bool):
+        if isinstance(value, str):
+            out[f"hp_{key}"] = value
+        elif isinstance(value, bool):
             out[f"hp_{key}"] = value
         elif isinstance(value, (int, float)):
             out[f"hp_{key}"] = float(value)

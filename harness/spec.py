@@ -53,6 +53,7 @@ class RunSpec:
     amp: str | None = None  # None (fp32) or "bf16" (autocast; CUDA only)
     compile: bool = False
     trial: int | None = None
+    replicate: int = 0  # tuning replicate (independent study) this run belongs to; 0 without replicates
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -63,13 +64,20 @@ class RunSpec:
             raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.replicate, int) or self.replicate < 0:
+            raise ValueError(f"replicate must be a non-negative integer, got {self.replicate!r}")
         # Freeze the mappings' contents into plain dicts so asdict/json are stable.
         object.__setattr__(self, "hparams", dict(self.hparams))
         object.__setattr__(self, "task_options", dict(self.task_options))
 
     def identity(self) -> dict[str, Any]:
+        """What the run_id hashes: everything but the trial number. The replicate index counts only
+        when it is not 0, so the runs of a sweep without replicates keep the run_ids they always had
+        (and a sweep whose replicates are raised from 1 keeps replicate 0's records)."""
         d = asdict(self)
         d.pop("trial")
+        if not d["replicate"]:
+            d.pop("replicate")
         return d
 
     @functools.cached_property

@@ -49,6 +49,11 @@ SCHEMA: dict[str, str] = {
     "pruner": "off (default) or {name: median, fractions: [0.25, 0.5, 0.75], n_startup_trials: N}",
     "data_dir": "data directory (default $OPTBENCH_DATA_DIR or ~/.cache/optbench)",
     "heartbeat": "{interval: seconds, grace: seconds}: when a silent worker's trial is re-run (default 30/120)",
+    "replicates": "independent tuning studies per (task, dataset, optimizer), default 1. Replicate r has its own "
+                  "sampler seed and tune seed (seed + 1000 r) and evaluates its best configuration on the same "
+                  "eval seeds; the leaderboard's intervals then include tuning luck. Trials are per replicate",
+    "checkpoint_every": "seconds between training checkpoints of a run (default 600; off: none), so a killed "
+                        "worker's retry resumes instead of restarting",
 }
 TASK_SCHEMA: dict[str, str] = {
     "task": "registered task name",
@@ -62,13 +67,21 @@ TASK_SCHEMA: dict[str, str] = {
     "hparams": "per-optimizer overrides for this entry: {optimizer: {fixed: {...}, search: {...}}}",
     "transfer_from": "name of an earlier entry: evaluate its best configuration per optimizer here, untuned "
                      "(e.g. tune a 130M LLM, evaluate at 360M); implies trials: 0",
+    "optimizers": "the sweep optimizers this entry runs (default: all of them), e.g. a baseline only some tasks use",
+    "replicates": "overrides the sweep's replicates for this entry",
 }
 OPTIMIZER_SCHEMA: dict[str, str] = {
     "name": "registered optimizer name",
     "fixed": "hyperparameters held fixed (removed from the search space)",
     "search": "hyperparameter -> [low, high] (same kind as the registry's) or {log|uniform|one_minus_log: "
               "[low, high]} or {choices: [...]}; ranges are in the hyperparameter's own units",
+    "branch_from": "the optimizer this one is before its switch (softsignum: signum, softmuon: muon, hardswitchsign: "
+                   "signum), also in the sweep: this optimizer takes that one's tuned configuration for the "
+                   "hyperparameters they share, and every run of it starts from that optimizer's checkpoint at "
+                   "S = floor(alpha_sign K) (same seed and configuration) and runs only S+1..K. Its own "
+                   "hyperparameters (e.g. alpha_sign as {choices: [...]}) are tuned over those branches",
 }
+REPLICATE_SEED_STRIDE = 1000  # replicate r tunes with seed + 1000 r
 SAMPLERS = ("tpe", "qmc")
 PRUNERS = ("median",)
 SIZES = ("tiny", "small", "paper")  # harness.task.SIZES, repeated to keep YAML errors torch-free
@@ -238,10 +251,16 @@ class StudyPlan:
     fixed: Mapping[str, Any]
     line: int                  # line of the task entry in the sweep file (for error messages)
     transfer_from: str | None = None  # study whose best configuration this plan evaluates (trials 0)
+    replicate: int = 0         # tuning replicate; ``seed`` is this replicate's tune seed
+    branch_from: str | None = None  # study of the plan whose checkpoints this plan's runs start from
+    shared: tuple[str, ...] = ()    # hyperparameters taken from that plan's tuned configuration
 
     @property
     def study(self) -> str:
-        return f"{self.suite}/{self.entry}/{self.dataset}/{self.optimizer}"
+        """``<suite>/<entry>/<dataset>/<optimizer>``, plus ``/r<k>`` for replicate k > 0 (replicate 0
+        keeps the plain name, so raising ``replicates`` on an existing sweep keeps its studies)."""
+        base = f"{self.suite}/{self.entry}/{self.dataset}/{self.optimizer}"
+        return f"{base}/r{self.replicate}" if self.replicate else base
 
     @property
     def eval_study(self) -> str:
@@ -259,6 +278,9 @@ class StudyPlan:
             "space": {k: dist_json(v) for k, v in sorted(self.space.items())},
             "fixed": {k: jsonable(v) for k, v in sorted(self.fixed.items())},
             "transfer_from": self.transfer_from,
+            # Only when set: studies created before these keys existed resume unchanged.
+            **({"replicate": self.replicate} if self.replicate else {}),
+            **({"branch_from": self.branch_from, "shared": list(self.shared)} if self.branch_from else {}),
         }
 
 
@@ -276,6 +298,14 @@ class Sweep:
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     data_dir: str | None = None
     notes: tuple[str, ...] = ()  # things worth knowing that are not errors (printed by the CLI)
+    checkpoint_every: float | None = 600.0  # seconds between a run's checkpoints (None: off)
+
+    def plan(self, study: str) -> StudyPlan:
+        return next(p for p in self.studies if p.study == study)
+
+    def children(self, plan: StudyPlan) -> tuple[StudyPlan, ...]:
+        """The plans whose runs branch from ``plan``'s checkpoints."""
+        return tuple(p for p in self.studies if p.branch_from == plan.study)
 
     @property
     def planned_runs(self) -> int:
@@ -318,6 +348,8 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
     sampler = _sampler_config(chk, data.get("sampler", "tpe"))
     pruner = _pruner_config(chk, data.get("pruner"))
     heartbeat = _heartbeat_config(chk, data.get("heartbeat"))
+    replicates = chk.integer(data.get("replicates", 1), ("replicates",), 1)
+    checkpoint_every = _checkpoint_every(chk, data.get("checkpoint_every", 600))
 
     # The registries import torch: only now, so plain typos are reported instantly.
     import optimizers
@@ -327,6 +359,7 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
     opt_list = chk.name_list(data["optimizers"], ("optimizers",), "optimizers")
     opt_overrides: dict[str, tuple[dict, dict]] = {}
     opt_index: dict[str, int] = {}
+    branches: dict[str, str] = {}  # optimizer -> the optimizer it branches from
     for i, item in enumerate(opt_list):
         p = ("optimizers", i)
         if isinstance(item, str):
@@ -340,6 +373,9 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
             raise chk.error(p, f"optimizer {name!r} is listed twice in 'optimizers'")
         opt_overrides[name] = _overrides(chk, optimizers.REGISTRY[name], item, p)
         opt_index[name] = i
+        if "branch_from" in item:
+            branches[name] = item["branch_from"]
+    _check_branches(chk, branches, opt_index, optimizers.REGISTRY)
 
     # Task entries.
     entries = chk.name_list(data["tasks"], ("tasks",), "tasks")
@@ -385,6 +421,9 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
                 raise chk.error(p + ("options", key), f"unknown option '{key}' for task {task_name}; valid: {known}")
         entry_steps = steps if entry.get("steps") is None else chk.integer(entry["steps"], p + ("steps",), 1)
         entry_trials = trials if "trials" not in entry else chk.integer(entry["trials"], p + ("trials",), 0)
+        entry_replicates = replicates if "replicates" not in entry else \
+            chk.integer(entry["replicates"], p + ("replicates",), 1)
+        entry_optimizers = _entry_optimizers(chk, entry, p, opt_index, branches)
         donor = entry.get("transfer_from")
         if donor is not None:
             tp = p + ("transfer_from",)
@@ -424,17 +463,40 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
                 raise chk.error(p, f"task entry '{_where(p)}' repeats {entry_name}/{ds} of '{_where(seen[key])}'; "
                                    "give one of them a different 'name'")
             seen[key] = p
-            for opt_name, (fixed, search) in opt_overrides.items():
+            for replicate, opt_name in ((r, o) for r in range(entry_replicates) for o in entry_optimizers):
+                fixed, search = opt_overrides[opt_name]
                 lfixed, lsearch = local_overrides.get(opt_name, ({}, {}))
                 fixed_all = {**{k: v for k, v in fixed.items() if k not in lsearch}, **lfixed}
                 search_all = {**{k: v for k, v in search.items() if k not in lfixed}, **lsearch}
                 space = {k: v for k, v in optimizers.REGISTRY[opt_name].search_space.items() if k not in fixed_all}
                 space.update(search_all)
+                tune_seed = seed + REPLICATE_SEED_STRIDE * replicate
+                if tune_seed in entry_seeds:
+                    raise chk.error(p, f"replicate {replicate} tunes with seed {tune_seed}, which is also an eval seed "
+                                       f"of {entry_name}; eval seeds must be fresh (pick other eval seeds)")
+                plan_trials, shared, parent = entry_trials, (), None
+                transfer_study = None if transfer is None else f"{transfer}/{opt_name}"
+                if replicate and transfer_study:
+                    transfer_study += f"/r{replicate}"
+                if transfer_study and transfer_study not in {q.study for q in plans}:
+                    raise chk.error(p + ("transfer_from",), f"'{_where(p)}' transfers from {donor!r}, which has no study "
+                                                            f"{transfer_study} (fewer replicates or optimizers than this entry)")
+                if opt_name in branches:
+                    parent_name = branches[opt_name]
+                    shared = tuple(sorted(set(optimizers.REGISTRY[parent_name].defaults)
+                                          & set(optimizers.REGISTRY[opt_name].defaults)))
+                    _check_branch_overrides(chk, opt_name, parent_name, shared, fixed_all, search_all,
+                                            p, opt_index)
+                    space = {k: v for k, v in space.items() if k not in shared}
+                    n_own = space_size(space) if space else 0
+                    plan_trials = 0 if not space else (min(entry_trials, n_own) if n_own else entry_trials)
+                    base = f"{suite}/{entry_name}/{ds}/{parent_name}"
+                    parent = f"{base}/r{replicate}" if replicate else base
                 plan = StudyPlan(
                     suite=suite, entry=entry_name, task=task_name, dataset=ds, size=entry_size,
-                    optimizer=opt_name, options=dict(options), steps=entry_steps, trials=entry_trials,
-                    eval_seeds=entry_seeds, seed=seed, space=space, fixed=fixed_all, line=chk.line(p),
-                    transfer_from=None if transfer is None else f"{transfer}/{opt_name}",
+                    optimizer=opt_name, options=dict(options), steps=entry_steps, trials=plan_trials,
+                    eval_seeds=entry_seeds, seed=tune_seed, space=space, fixed=fixed_all, line=chk.line(p),
+                    transfer_from=transfer_study, replicate=replicate, branch_from=parent, shared=shared,
                 )
                 origins = {hp: (p + ("hparams", opt_name, "search", hp)) if hp in lsearch
                            else ("optimizers", opt_index[opt_name], "search", hp) for hp in search_all}
@@ -454,7 +516,71 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
         if outside and note not in notes:
             notes.append(note)
     return Sweep(path=source, suite=suite, description=description, studies=tuple(plans), seed=seed,
-                 sampler=sampler, pruner=pruner, heartbeat=heartbeat, data_dir=data_dir, notes=tuple(notes))
+                 sampler=sampler, pruner=pruner, heartbeat=heartbeat, data_dir=data_dir, notes=tuple(notes),
+                 checkpoint_every=checkpoint_every)
+
+
+def _checkpoint_every(chk: _Checker, value: Any) -> float | None:
+    if value in (None, False, "off"):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise chk.error(("checkpoint_every",), f"'checkpoint_every' must be a number of seconds > 0 or off, got {value!r}")
+    return float(value)
+
+
+def _check_branches(chk: _Checker, branches: Mapping[str, str], opt_index: Mapping[str, int], registry) -> None:
+    """``branch_from`` names an optimizer of the sweep that the branching optimizer *is* before its
+    switch (a fact of its registry spec), and that does not branch itself."""
+    for name, parent in branches.items():
+        where = ("optimizers", opt_index[name], "branch_from")
+        declared = registry[name].branch_from
+        if declared is None:
+            raise chk.error(where, f"optimizer {name!r} cannot branch: it is not another optimizer for its first steps "
+                                   f"(optimizers that can: {', '.join(sorted(k for k, v in registry.items() if v.branch_from))})")
+        if parent != declared:
+            raise chk.error(where, f"'{_where(where)}': {name} can branch only from {declared!r} (it is {declared} "
+                                   f"before its switch), not from {parent!r}")
+        if parent not in opt_index:
+            raise chk.error(where, f"'{_where(where)}': {name} branches from {parent!r}, which the sweep does not run; "
+                                   f"add {parent} to 'optimizers'")
+        if parent in branches:
+            raise chk.error(where, f"'{_where(where)}': {parent} branches itself; a branch needs a parent that runs whole")
+
+
+def _check_branch_overrides(chk: _Checker, name: str, parent: str, shared: tuple[str, ...], fixed: Mapping[str, Any],
+                            search: Mapping[str, Any], entry_path: tuple, opt_index: Mapping[str, int]) -> None:
+    """A branch takes the shared hyperparameters from its parent's tuned configuration: setting or
+    searching them on the branch would run a configuration its parent's checkpoint does not hold.
+    Its own ``alpha_sign`` must be fixed or a list of choices: the parent keeps one checkpoint per S."""
+    from optimizers._base import Categorical
+
+    clash = sorted((set(fixed) | set(search)) & set(shared))
+    if clash:
+        raise chk.error(("optimizers", opt_index[name]), f"{name} branches from {parent} and takes {', '.join(clash)} from "
+                                                         f"its tuned configuration; set or search them on {parent} instead")
+    alpha = search.get("alpha_sign")
+    if alpha is not None and not isinstance(alpha, Categorical):
+        raise chk.error(("optimizers", opt_index[name], "search", "alpha_sign"),
+                        f"{name} branches from {parent}: search alpha_sign as {{choices: [...]}} (the parent keeps "
+                        "one checkpoint per S = floor(alpha_sign K)), not as a range")
+
+
+def _entry_optimizers(chk: _Checker, entry: Mapping[str, Any], path: tuple, opt_index: Mapping[str, int],
+                      branches: Mapping[str, str]) -> list[str]:
+    """The entry's ``optimizers`` (default: every sweep optimizer), in the sweep's order."""
+    if "optimizers" not in entry:
+        return list(opt_index)
+    where = path + ("optimizers",)
+    names = chk.name_list(entry["optimizers"], where, "optimizers")
+    for j, name in enumerate(names):
+        if name not in opt_index:
+            raise chk.error(where + (j,), f"'{_where(where + (j,))}' names {name!r}, which the sweep does not run; "
+                                          f"sweep optimizers: {', '.join(opt_index)}")
+    for name in names:
+        if name in branches and branches[name] not in names:
+            raise chk.error(where, f"'{_where(where)}' runs {name}, which branches from {branches[name]}: "
+                                   f"list {branches[name]} too")
+    return [name for name in opt_index if name in names]
 
 
 def _probe_ranges(chk: _Checker, plan: StudyPlan, origins: Mapping[str, tuple], probed: set[str]) -> None:

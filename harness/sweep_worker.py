@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import optuna_api, reconcile
+from harness import sweep_branch as branching
 from harness import sweep_slots as slots_rules
 from harness.errors import UserError
 from harness.sweep_schema import StudyPlan, Sweep
@@ -69,7 +70,8 @@ def resolve_run(sweep: Sweep, plan: StudyPlan, hparams: Mapping[str, Any], seed:
     try:
         return resolve(task=plan.task, optimizer=plan.optimizer, dataset=plan.dataset, size=plan.size,
                        hparams=dict(hparams), task_options=dict(plan.options), seed=seed, steps=plan.steps,
-                       phase=phase, suite=plan.suite, study=plan.study, trial=trial, data_dir=sweep.data_dir)
+                       phase=phase, suite=plan.suite, study=plan.study, trial=trial, data_dir=sweep.data_dir,
+                       replicate=plan.replicate)
     except (UserError, ValueError, KeyError) as exc:
         msg = exc.args[0] if exc.args else str(exc)
         raise UserError(f"{sweep.path}: line {plan.line}: {plan.entry}/{plan.dataset} with {plan.optimizer}: {msg}") from None
@@ -291,7 +293,13 @@ class Worker:
         import hashlib
 
         tuned = plan if plan.transfer_from is None else self._plans[plan.transfer_from]
-        if tuned.trials > 0:
+        if plan.branch_from is not None:
+            hparams, best_number, waiting = branching.child_eval_config(self, plan)
+            if waiting:
+                return None
+            if hparams is None:
+                return {}
+        elif tuned.trials > 0:
             best, tuning = self.best_slot(tuned)
             if tuning:
                 return None
@@ -319,6 +327,8 @@ class Worker:
     def _advance(self, plan: StudyPlan) -> str:
         """Do one run of ``plan`` if one is free: 'worked', 'blocked' (others hold it) or 'done'."""
         for phase in ("tune", "eval") if plan.trials > 0 else ("eval",):
+            if plan.branch_from is not None and not branching.child_ready(self, plan, phase):
+                return "blocked"  # a branch waits for its parent's tuning / evaluation
             study = self.study(plan, phase)
             slots = self.phase_slots(plan, phase)
             if slots is None:  # transferred from an entry that is still being tuned
@@ -418,6 +428,9 @@ class Worker:
             if self.sweep.sampler.name == "tpe":
                 study.sampler = self._sampler(plan, slot)
             hparams = {**plan.fixed, **suggest(trial, plan.space)}
+            if plan.branch_from is not None:
+                parent_hp, parent_slot, _ = branching.parent_configuration(self, plan)
+                hparams.update(branching.shared_part(plan, parent_hp))
             if self._draw_again_if_taken(plan, study, trial, slot):
                 return None
             spec, task = resolve_run(self.sweep, plan, hparams, plan.seed, "tune", slot)
@@ -429,7 +442,10 @@ class Worker:
         reconcile.set_aside_unreadable(self, spec.run_id)
         pruned = False
         kwargs: dict[str, Any] = {"out_dir": str(self.out), "data_dir": self.sweep.data_dir, "task": task,
-                                  "progress": False}
+                                  "progress": False, "checkpoints": self._checkpoints(plan, phase, spec)}
+        if plan.branch_from is not None:
+            parent_hp, parent_slot, _ = branching.parent_configuration(self, plan)
+            kwargs["branch_from"] = branching.checkpoint_for(self, plan, spec, parent_hp, parent_slot)
         if phase == "tune" and self.sweep.pruner is not None:
             fractions = list(self.sweep.pruner.fractions)
             steps = spec.steps or task.steps
@@ -474,6 +490,14 @@ class Worker:
         self.runs += 1
         return self._run_event(plan, study, phase, trial, slot, status or ("pruned" if pruned else ""), value,
                                seconds, bool(result.skipped))
+
+    def _checkpoints(self, plan: StudyPlan, phase: str, spec: Any):
+        """The run's checkpoint policy: the sweep's wall-clock cadence, plus the branch points its
+        children start from when ``plan`` is a parent (``harness.sweep_branch``)."""
+        from harness.checkpoint import CheckpointPolicy
+
+        keep = branching.keep_steps(self, plan, phase, int(spec.steps)) if self.sweep.children(plan) else frozenset()
+        return CheckpointPolicy(every_seconds=self.sweep.checkpoint_every, keep_steps=keep)
 
     def _run_event(self, plan, study, phase, trial, slot, status, value, seconds, skipped, detail="") -> Event:
         from optuna.trial import TrialState
@@ -599,6 +623,8 @@ class Worker:
                 if state == "worked":
                     break
             if all(s == "done" for s in states) and len(states) == len(plans):
+                if any(p.branch_from for p in plans):
+                    branching.cleanup(self.out)  # nothing will branch any more
                 self._emit(Event("done", self.worker_id, *self.progress()))
                 return self.runs
             if "worked" not in states:

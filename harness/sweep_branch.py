@@ -1,0 +1,147 @@
+"""SoftX branched from X inside a sweep (the Softsign paper's protocol: warm-start SoftSignum / SoftMuon
+from a Signum / Muon checkpoint and relax only the tail).
+
+A sweep optimizer entry ``{name: softsignum, branch_from: signum}`` makes, per (entry, dataset,
+replicate), the softsignum plan a *child* of the signum plan (its *parent*):
+
+- The child takes the parent's tuned configuration for the hyperparameters they share
+  (``StudyPlan.shared``: lr, weight decay, momentum, ...); it tunes only its own (``alpha_sign`` as
+  a list of choices, HardSwitchSign's ``switch_scale``), or nothing (then ``trials`` is 0).
+- Every parent run keeps its checkpoint at each branch point ``S = floor(alpha_sign K)`` the children
+  can ask for (``keep_steps``): its tune runs only when a child tunes, its eval runs always.
+- A child's tune run starts from the parent's best tune run (same tune seed, same shared
+  configuration) at its S; a child's eval run on seed s from the parent's eval run on seed s. It
+  runs only steps S+1..K: SoftX costs about ``1 - alpha_sign`` of a run. Its record names the parent
+  run (``branched_from``) and S (``branch_step``); on CPU it equals the unbranched run exactly.
+- A checkpoint that is missing (deleted by hand, or the parent ran before the branch was configured)
+  is not an error: the child runs from scratch, which gives the same result, with a warning.
+- The child waits for the parent: its tuning until the parent's tuning is complete (the shared
+  configuration is then known), its evaluation until the parent's evaluation is complete.
+- When the whole sweep is complete, the kept checkpoints are deleted.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.sweep_schema import StudyPlan
+from harness.sweep_space import default_hparams, hparams_from_params
+from harness.sweep_storage import SweepWarning
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.sweep_worker import Worker
+
+
+def parent_configuration(worker: Worker, plan: StudyPlan) -> tuple[dict[str, Any] | None, int | None, bool]:
+    """The parent's evaluated configuration (all its hyperparameters), its best slot, and whether the
+    parent is still being tuned. ``(None, None, False)`` when the parent has no complete trial."""
+    parent = worker.sweep.plan(plan.branch_from)
+    if parent.trials == 0:
+        return default_hparams(parent), None, False
+    best, tuning = worker.best_slot(parent)
+    if tuning:
+        return None, None, True
+    if best is None:
+        return None, None, False
+    slot, trial = best
+    return hparams_from_params(trial.params, parent.space, parent.fixed), slot, False
+
+
+def shared_part(plan: StudyPlan, parent_hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """The hyperparameters a child takes from its parent: the shared keys, resolved over the parent's
+    defaults (so a default the parent did not search is passed on explicitly)."""
+    import optimizers
+
+    parent = optimizers.REGISTRY[plan.branch_from.split("/")[3]]
+    resolved = parent.resolve(dict(parent_hparams))
+    return {k: resolved[k] for k in plan.shared}
+
+
+def _alphas(plan: StudyPlan) -> set[float]:
+    """Every alpha_sign a child plan can run with: its choices when searched, else its fixed value or
+    its optimizer's default."""
+    import optimizers
+    from optimizers._base import Categorical
+
+    dist = plan.space.get("alpha_sign")
+    if isinstance(dist, Categorical):
+        return {float(a) for a in dist.choices}
+    return {float(plan.fixed.get("alpha_sign", optimizers.REGISTRY[plan.optimizer].defaults["alpha_sign"]))}
+
+
+def keep_steps(worker: Worker, plan: StudyPlan, phase: str, total_steps: int) -> frozenset[int]:
+    """Branch points a run of ``plan`` (a parent) keeps its checkpoints at: every S its children can
+    start from. Tune runs keep them only for children that tune (they branch from the best tune run)."""
+    from optimizers._switch import sign_phase_steps
+
+    steps: set[int] = set()
+    for child in worker.sweep.children(plan):
+        if phase == "tune" and child.trials == 0:
+            continue
+        steps |= {sign_phase_steps(a, total_steps) for a in _alphas(child)}
+    return frozenset(s for s in steps if 0 < s <= total_steps)
+
+
+def checkpoint_for(worker: Worker, plan: StudyPlan, spec: Any, parent_hparams: Mapping[str, Any],
+                   parent_slot: int | None) -> Path | None:
+    """The parent checkpoint the run ``spec`` of child ``plan`` starts from, or None (with a warning
+    when it should exist but does not: the run then goes from scratch, with the same result)."""
+    from harness import checkpoint as ckpt  # torch: imported only when a run is about to start
+    from harness.sweep_worker import resolve_run
+    from optimizers._switch import sign_phase_steps
+
+    parent = worker.sweep.plan(plan.branch_from)
+    if spec.phase == "tune" and parent.trials == 0:
+        return None  # an untuned parent has no tune runs to branch from
+    parent_spec, _ = resolve_run(worker.sweep, parent, parent_hparams, spec.seed, spec.phase, parent_slot)
+    step = sign_phase_steps(float(spec.hparams["alpha_sign"]), int(spec.steps))
+    path = ckpt.path_for(worker.out, parent_spec.run_id, step)
+    if path.is_file():
+        return path
+    warnings.warn(f"{plan.study}: the checkpoint of {parent.optimizer} run {parent_spec.run_id} at step {step} is missing "
+                  f"({path}); running {spec.optimizer} seed {spec.seed} from scratch instead (same result, full cost)",
+                  SweepWarning, stacklevel=2)
+    return None
+
+
+def child_ready(worker: Worker, plan: StudyPlan, phase: str) -> bool:
+    """A child's tuning waits for its parent's tuning, its evaluation for its parent's evaluation."""
+    parent = worker.sweep.plan(plan.branch_from)
+    if phase == "tune":
+        _, _, tuning = parent_configuration(worker, plan)
+        return not tuning
+    slots = worker.eval_slots(parent)
+    if slots is None:
+        return False
+    study = worker.study(parent, "eval")
+    return len(worker._finished(study.get_trials(deepcopy=False), slots, worker.lost(study))) >= len(slots)
+
+
+def child_eval_config(worker: Worker, plan: StudyPlan) -> tuple[dict[str, Any] | None, int | None, bool]:
+    """What a child evaluates: (hyperparameters, the slot they come from, still waiting). Tuned
+    children: their own best trial (which already holds the parent's shared values); untuned: the
+    parent's shared values over the child's fixed ones, from the parent's best slot."""
+    parent_hp, parent_slot, tuning = parent_configuration(worker, plan)
+    if tuning:
+        return None, None, True
+    if parent_hp is None:
+        return None, None, False
+    if plan.trials == 0:
+        return {**dict(plan.fixed), **shared_part(plan, parent_hp)}, parent_slot, False
+    best, tuning = worker.best_slot(plan)
+    if tuning:
+        return None, None, True
+    if best is None:
+        return None, None, False
+    slot, trial = best
+    own = hparams_from_params(trial.params, plan.space, plan.fixed)
+    return {**own, **shared_part(plan, parent_hp)}, slot, False
+
+
+def cleanup(out: str | Path) -> None:
+    """The sweep is complete: no run will branch any more; delete the kept checkpoints."""
+    shutil.rmtree(Path(out) / "checkpoints", ignore_errors=True)
