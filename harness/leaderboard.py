@@ -33,10 +33,17 @@ CSV columns (``leaderboard.csv``, one row per benchmark and optimizer; empty cel
   metric, direction       metric name; "max" or "min" (which way is better)
   split                   "test" or "val": which final metric the statistics use
   optimizer               registered optimizer name
-  n_seeds                 eval seeds with a finite value (the statistics' n)
-  n_failed                eval seeds that diverged or failed (excluded from the statistics)
-  mean, std               mean and sample std (ddof=1) over the n_seeds values
-  ci_lo, ci_hi            95% bootstrap CI of the mean (expanded percentile, seeded)
+  n_seeds                 eval runs with a finite value (the statistics' n; over all replicates)
+  n_failed                eval runs that diverged or failed (excluded from the statistics)
+  n_replicates            tuning replicates (independent studies) with a finite eval value
+  mean, std               mean (of the replicate means, with replicates) and sample std (ddof=1)
+                          over the n_seeds values
+  ci_lo, ci_hi            95% CI of the mean: one replicate, a seeded bootstrap over eval seeds
+                          (expanded percentile), which ignores tuning luck; several, the two-level
+                          interval over replicates and seeds (``harness.stats.two_level_ci``)
+  replicate_spread        max - min of the replicate means (empty with one replicate)
+  rank_stable             false when the optimizer's rank by mean differs between replicates
+                          (empty with one replicate)
   rank                    tie-aware competition rank on this benchmark (1 = best)
   rank_tied               true when another optimizer shares this rank (CIs overlap)
   mean_rank               rank by mean alone (exact ties averaged): what avg_rank averages
@@ -45,9 +52,13 @@ CSV columns (``leaderboard.csv``, one row per benchmark and optimizer; empty cel
   vs_adamw_lo, vs_adamw_hi  95% bootstrap CI of that difference
   vs_adamw                win | tie | loss (win: CI excludes 0 on the better side; tie: CI holds 0
                           or a single shared seed); empty for adamw itself or without shared seeds
-  soft_ref                the baseline a Soft* optimizer is paired with (softsignum -> signum,
-                          softmuon -> muon); empty for other optimizers
+  soft_ref                the optimizer a switching optimizer is before its switch, which it is
+                          paired with (softsignum, hardswitchsign -> signum; softmuon -> muon;
+                          from the registry); empty for other optimizers
   soft_n, soft_diff, soft_lo, soft_hi, soft_outcome   the same paired statistics against soft_ref
+  soft_shared             true when every paired run was branched from soft_ref's run of the same
+                          seed (and replicate): the pair shares its trajectory up to S, and the
+                          difference is the tail's alone
   tune_trials             tune rows for this benchmark and optimizer
   tune_failure_rate       fraction of them with status diverged or failed (pruned trials are
                           the tuner's decision, not failures, and are not counted)
@@ -89,9 +100,20 @@ from harness import stats
 from harness.errors import UserError
 
 BASELINE = "adamw"
-SOFT_PAIRS = {"softsignum": "signum", "softmuon": "muon"}
 # Display order for tables; optimizers not listed follow alphabetically.
-DISPLAY_ORDER = ("adamw", "sgd", "signum", "softsignum", "muon", "softmuon")
+DISPLAY_ORDER = ("adamw", "sgd", "signum", "softsignum", "hardswitchsign", "muon", "softmuon")
+
+
+def soft_ref(optimizer: str) -> str | None:
+    """The optimizer ``optimizer`` *is* before its switch (SoftSignum -> Signum, SoftMuon -> Muon,
+    HardSwitchSign -> Signum): a fact of its registry spec (``OptimizerSpec.branch_from``), and the
+    baseline its SoftX-vs-X comparison is made against. None for every other optimizer."""
+    try:
+        import optimizers
+    except ImportError:  # pragma: no cover
+        return None
+    spec = optimizers.REGISTRY.get(optimizer)
+    return getattr(spec, "branch_from", None) if spec is not None else None
 METRIC_SPLITS = ("test", "val")
 FORMATS = ("csv", "md")
 TABLES = ("benchmarks", "aggregate")
@@ -103,9 +125,10 @@ REQUIRED = ("run_id", "schema_version", "suite", "task", "dataset", "size", "opt
 
 COLUMNS = (
     "task", "dataset", "size", "variant", "metric", "direction", "split", "optimizer",
-    "n_seeds", "n_failed", "mean", "std", "ci_lo", "ci_hi", "rank", "rank_tied", "mean_rank",
+    "n_seeds", "n_failed", "n_replicates", "mean", "std", "ci_lo", "ci_hi", "replicate_spread", "rank_stable",
+    "rank", "rank_tied", "mean_rank",
     "vs_adamw_n", "vs_adamw_diff", "vs_adamw_lo", "vs_adamw_hi", "vs_adamw",
-    "soft_ref", "soft_n", "soft_diff", "soft_lo", "soft_hi", "soft_outcome",
+    "soft_ref", "soft_n", "soft_diff", "soft_lo", "soft_hi", "soft_outcome", "soft_shared",
     "tune_trials", "tune_failure_rate", "target", "reached_target", "median_steps_to_target",
     "hparams",
 )
@@ -245,7 +268,7 @@ def latest_evals(evals):
     evals = evals.assign(_finished=finished.astype(str) if finished is not None else "",
                          _rid=evals["run_id"].astype(str))
     evals = evals.sort_values(["_finished", "_rid"], kind="stable")
-    kept = evals.drop_duplicates(subset=[*BENCH_KEYS, "optimizer", "seed"], keep="last")
+    kept = evals.drop_duplicates(subset=[*BENCH_KEYS, "optimizer", "replicate", "seed"], keep="last")
     return kept.drop(columns=["_finished", "_rid"]), len(evals) - len(kept)
 
 
@@ -273,9 +296,12 @@ def compute(frame, *, metric_split: str = "test", allow_mixed: bool = False, sou
     for column in ("task", "dataset", "size", "optimizer", "phase", "status"):
         frame[column] = frame[column].fillna("").astype(str)  # a null key must not drop rows
     frame["variant"] = _variants(frame)
-    for column in ("finished_at", "steps_to_target", "target", "hparams"):
+    for column in ("finished_at", "steps_to_target", "target", "hparams", "branched_from"):
         if column not in frame.columns:
             frame[column] = None
+    if "replicate" not in frame.columns:
+        frame["replicate"] = 0
+    frame["replicate"] = frame["replicate"].fillna(0).astype(int)
     phases = frame["phase"].astype(str)
     evals = frame[phases == "eval"]
     tunes = frame[phases == "tune"]
@@ -294,6 +320,7 @@ def compute(frame, *, metric_split: str = "test", allow_mixed: bool = False, sou
 
     value_column = f"{metric_split}_metric"
     rows: list[dict] = []
+    replicated = False
     for bench, group in sorted(evals.groupby(list(BENCH_KEYS), sort=False), key=lambda kv: kv[0]):
         task, dataset, size, variant = bench
         metrics = sorted(group["metric"].astype(str).unique())
@@ -307,42 +334,42 @@ def compute(frame, *, metric_split: str = "test", allow_mixed: bool = False, sou
         per_opt: dict[str, dict] = {}
         for optimizer, runs in group.groupby("optimizer", sort=False):
             ok = runs["status"].astype(str) == "ok"
-            values = {int(s): (_float(v) if good else math.nan)
-                      for s, v, good in zip(runs["seed"], runs[value_column], ok)}
-            values = {s: v if math.isfinite(v) else math.nan for s, v in values.items()}
+            values = {(int(r), int(s)): (_float(v) if good else math.nan)
+                      for r, s, v, good in zip(runs["replicate"], runs["seed"], runs[value_column], ok)}
+            values = {k: v if math.isfinite(v) else math.nan for k, v in values.items()}
             per_opt[str(optimizer)] = {"values": values, "runs": runs}
         names = sorted(per_opt, key=_display_key)
-        summary = {}
-        for name in names:
-            values = per_opt[name]["values"]
-            mean, std = stats.mean_std(values.values())
-            lo, hi = stats.bootstrap_ci(list(values.values()))
-            summary[name] = (mean, std, lo, hi)
-        means = [summary[n][0] for n in names]
-        ranks = stats.tie_ranks(means, [summary[n][2] for n in names], [summary[n][3] for n in names],
-                                direction)
+        summary = {name: _summarise(per_opt[name]["values"]) for name in names}
+        if any(s.n_replicates > 1 for s in summary.values()):
+            replicated = True
+        means = [summary[n].mean for n in names]
+        ranks = stats.tie_ranks(means, [summary[n].lo for n in names], [summary[n].hi for n in names], direction)
         by_mean = stats.mean_ranks(means, direction)
+        stable = _rank_stability(names, per_opt, direction)
         for j, name in enumerate(names):
             values, runs = per_opt[name]["values"], per_opt[name]["runs"]
-            mean, std, lo, hi = summary[name]
+            summ = summary[name]
             row = {
                 "task": task, "dataset": dataset, "size": size, "variant": variant,
                 "metric": metric, "direction": direction, "split": metric_split, "optimizer": name,
                 "n_seeds": sum(math.isfinite(v) for v in values.values()),
                 "n_failed": sum(not math.isfinite(v) for v in values.values()),
-                "mean": mean, "std": std, "ci_lo": lo, "ci_hi": hi,
+                "n_replicates": summ.n_replicates,
+                "mean": summ.mean, "std": summ.std, "ci_lo": summ.lo, "ci_hi": summ.hi,
+                "replicate_spread": summ.spread, "rank_stable": stable.get(name),
                 "rank": int(ranks[j]),
                 "rank_tied": bool(np.sum(ranks == ranks[j]) > 1),
                 "mean_rank": float(by_mean[j]),
             }
             row.update(_paired("vs_adamw", values, per_opt.get(BASELINE), direction,
                                skip=name == BASELINE))
-            ref = SOFT_PAIRS.get(name)
+            ref = soft_ref(name)
             soft = _paired("soft", values, per_opt.get(ref) if ref else None, direction, skip=ref is None)
             row["soft_ref"] = ref or ""
             row.update({"soft_n": soft["soft_n"], "soft_diff": soft["soft_diff"],
                         "soft_lo": soft["soft_lo"], "soft_hi": soft["soft_hi"],
-                        "soft_outcome": soft["soft"]})
+                        "soft_outcome": soft["soft"],
+                        "soft_shared": _shared_trajectory(runs, per_opt.get(ref)) if ref else None})
             row.update(_tune_stats(bench_tunes[bench_tunes["optimizer"] == name]))
             row.update(_target_stats(runs))
             configs = sorted(set(runs["hparams"].astype(str)))
@@ -358,6 +385,18 @@ def compute(frame, *, metric_split: str = "test", allow_mixed: bool = False, sou
             f"their range (for n = 3 and symmetric noise it misses the true mean at least 25% of the time), so read win/loss "
             f"and rank there as indicative; more eval seeds tighten them"
         )
+    if not replicated:
+        notes.append(
+            "one tuning study per optimizer: the intervals cover eval-seed noise around the one configuration "
+            "each study found, not tuning luck (which configuration a study happens to find, often the larger "
+            "effect); run the sweep with replicates: R > 1 for intervals that include it"
+        )
+    else:
+        notes.append(
+            "with tuning replicates the mean is the mean of the replicate means and the interval is two-level "
+            "(replicates, then seeds within each; see harness.stats.two_level_ci); paired differences pair "
+            "replicate r with replicate r and, within them, the runs that share an eval seed"
+        )
     suites = tuple(sorted(frame["suite"].dropna().astype(str).unique()))
     versions = tuple(sorted({int(v) for v in frame["schema_version"].dropna()}))
     return Leaderboard(rows=tuple(rows), aggregate=tuple(_aggregate(rows)), split=metric_split,
@@ -365,13 +404,78 @@ def compute(frame, *, metric_split: str = "test", allow_mixed: bool = False, sou
                        notes=tuple(notes))
 
 
+@dataclass(frozen=True)
+class _Summary:
+    n_replicates: int
+    mean: float
+    std: float
+    lo: float
+    hi: float
+    spread: float
+
+
+def _summarise(values: dict[tuple[int, int], float]) -> _Summary:
+    """Mean, std and CI of eval values keyed by (replicate, seed): with one replicate the seed
+    bootstrap (``stats.bootstrap_ci``); with several the two-level interval (``stats.two_level_ci``)."""
+    groups: dict[int, list[float]] = {}
+    for (rep, _), v in sorted(values.items()):
+        groups.setdefault(rep, []).append(v)
+    finite = {r: [v for v in g if math.isfinite(v)] for r, g in groups.items()}
+    finite = {r: g for r, g in finite.items() if g}
+    _, std = stats.mean_std(values.values())
+    if len(finite) <= 1:
+        flat = [v for g in finite.values() for v in g]
+        mean, _ = stats.mean_std(flat)
+        lo, hi = stats.bootstrap_ci(flat)
+        return _Summary(len(finite), mean, std, lo, hi, math.nan)
+    two = stats.two_level_ci([finite[r] for r in sorted(finite)])
+    return _Summary(len(finite), two.mean, std, two.lo, two.hi, two.spread)
+
+
+def _rank_stability(names: Sequence[str], per_opt: dict, direction: str) -> dict[str, bool]:
+    """Per optimizer: does its rank by mean stay the same in every replicate (the optimizers compared
+    within replicate r on r's seeds)? Empty when the benchmark has one replicate."""
+    reps = sorted({r for name in names for r, _ in per_opt[name]["values"]})
+    if len(reps) < 2:
+        return {}
+    ranks: dict[str, set[float]] = {name: set() for name in names}
+    for rep in reps:
+        means = []
+        for name in names:
+            vals = [v for (r, _), v in per_opt[name]["values"].items() if r == rep and math.isfinite(v)]
+            means.append(float(np.mean(vals)) if vals else math.nan)
+        for name, rank in zip(names, stats.mean_ranks(means, direction)):
+            ranks[name].add(float(rank))
+    return {name: len(r) == 1 for name, r in ranks.items()}
+
+
+def _shared_trajectory(runs, other: dict | None) -> bool | None:
+    """True when every run of ``runs`` started from the checkpoint of ``other``'s run with the same
+    replicate and seed (a branch: the pair is identical up to S). None without a partner."""
+    if other is None:
+        return None
+    parents = {(int(r), int(s)): str(rid) for r, s, rid in
+               zip(other["runs"]["replicate"], other["runs"]["seed"], other["runs"]["run_id"])}
+    pairs = [(parents.get((int(r), int(s))), str(b or "")) for r, s, b in
+             zip(runs["replicate"], runs["seed"], runs["branched_from"])]
+    pairs = [(p, b) for p, b in pairs if p is not None]
+    return bool(pairs) and all(p == b for p, b in pairs)
+
+
 def _paired(prefix: str, values: dict, other: dict | None, direction: str, *, skip: bool) -> dict:
+    """``values - other`` over the (replicate, seed) pairs both have: the seed-paired bootstrap with
+    one replicate, the two-level interval (replicate r with r) with several."""
     keys = (f"{prefix}_n", f"{prefix}_diff", f"{prefix}_lo", f"{prefix}_hi", prefix)
     if skip:
         return dict(zip(keys, (None, math.nan, math.nan, math.nan, "")))
     if other is None:
         return dict(zip(keys, (0, math.nan, math.nan, math.nan, "")))
-    d = stats.paired_difference(values, other["values"])
+    reps = {r for r, _ in values} | {r for r, _ in other["values"]}
+    if len(reps) > 1:
+        n, d = stats.two_level_paired(values, other["values"])
+        return dict(zip(keys, (n, d.mean, d.lo, d.hi, stats.outcome(d.lo, d.hi, direction, n))))
+    d = stats.paired_difference({s: v for (_, s), v in values.items()},
+                                {s: v for (_, s), v in other["values"].items()})
     return dict(zip(keys, (d.n, d.mean, d.lo, d.hi, stats.outcome(d.lo, d.hi, direction, d.n))))
 
 
@@ -404,7 +508,7 @@ def _aggregate(rows: Sequence[dict]) -> list[dict]:
             ranks = [r["mean_rank"] for r in mine]
             vs = [r["vs_adamw"] for r in mine]
             soft = [r["soft_outcome"] for r in mine]
-            is_soft = name in SOFT_PAIRS
+            is_soft = soft_ref(name) is not None
             out.append({
                 "scope": scope, "optimizer": name, "n_benchmarks": len(mine),
                 "avg_rank": float(np.mean(ranks)),
@@ -494,9 +598,11 @@ def render_markdown(board: Leaderboard, title: str | None = None) -> str:
         f"From {board.n_eval} eval runs and {board.n_tune} tune runs (suite {suites}; schema version "
         f"{', '.join(map(str, board.schema_versions))}); metric on the **{board.split}** split. "
         "Cells: mean ± std over the eval seeds (same seeds for every optimizer). **Bold**: best "
-        "mean. ≈: shares rank 1 with it (95% bootstrap CIs overlap). †: some eval seeds diverged "
-        "and are left out. Δ: seed-paired difference optimizer − reference, mean [95% CI]; "
-        "win/loss only when the CI excludes 0."
+        "mean. ≈: shares rank 1 with it (95% CIs overlap). †: some eval runs diverged or failed "
+        "and are left out. ‡: its rank differs between tuning replicates. Δ: seed-paired difference "
+        "optimizer − reference, mean [95% CI]; win/loss only when the CI excludes 0. \"branched\": "
+        "the SoftX runs started from the X run of the same seed at S, so the pair is the same run up to S "
+        "and Δ measures the tail alone."
     )
     for note in board.notes:
         lines += ["", f"Note: {note}."]
@@ -526,11 +632,12 @@ def render_markdown(board: Leaderboard, title: str | None = None) -> str:
         lines += ["", f"Eval seeds per entry: {', '.join(map(str, n_counts))}."]
 
         comparisons = [(n, BASELINE) for n in names if n != BASELINE] + [
-            (soft, base) for soft, base in SOFT_PAIRS.items() if soft in names]
+            (n, soft_ref(n)) for n in names if soft_ref(n) in names]
         diff_body = []
         for name, ref in comparisons:
             prefix = "vs_adamw" if ref == BASELINE else "soft"
-            cells = [f"{name} − {ref}"]
+            shared = prefix == "soft" and any(cell.get((b, name), {}).get("soft_shared") for b in labels)
+            cells = [f"{name} − {ref}" + (" (branched: same run to S)" if shared else "")]
             for b in labels:
                 r = cell.get((b, name))
                 n = r.get(f"{prefix}_n") if r else None
@@ -547,6 +654,7 @@ def render_markdown(board: Leaderboard, title: str | None = None) -> str:
             lines += _md_table(["Δ"] + labels, diff_body, ["---"] + ["--:"] * len(labels))
 
         lines += ["", "Details:", ""]
+        replicated = any((r.get("n_replicates") or 0) > 1 for r in rows)
         detail = []
         for b in labels:
             d = decimals[b]
@@ -554,11 +662,15 @@ def render_markdown(board: Leaderboard, title: str | None = None) -> str:
                 rank = f"{r['rank']}=" if r["rank_tied"] else str(r["rank"])
                 fail = "n/a" if not math.isfinite(r["tune_failure_rate"]) else \
                     f"{r['tune_failure_rate']:.0%} of {r['tune_trials']}"
-                detail.append([b, r["optimizer"], rank, f"{r['n_seeds']}/{r['n_seeds'] + r['n_failed']}",
-                               f"[{_num(r['ci_lo'], d)}, {_num(r['ci_hi'], d)}]", fail, _steps_cell(r)])
-        lines += _md_table(["dataset", "optimizer", "rank", "seeds ok", "95% CI", "tune failures",
-                            "median steps to target"], detail,
-                           ["---", "---", "--:", "--:", "--:", "--:", "--:"])
+                cells = [b, r["optimizer"], rank, f"{r['n_seeds']}/{r['n_seeds'] + r['n_failed']}",
+                         f"[{_num(r['ci_lo'], d)}, {_num(r['ci_hi'], d)}]"]
+                if replicated:
+                    spread = r["replicate_spread"]
+                    cells.append(f"{r['n_replicates']}: {_num(spread, d)}" + (" ‡" if r["rank_stable"] is False else ""))
+                detail.append(cells + [fail, _steps_cell(r)])
+        header = ["dataset", "optimizer", "rank", "seeds ok", "95% CI"] + \
+            (["replicates: spread of means"] if replicated else []) + ["tune failures", "median steps to target"]
+        lines += _md_table(header, detail, ["---", "---"] + ["--:"] * (len(header) - 2))
 
     lines += ["", "## Aggregate", "",
               "Average rank (rank by mean on each benchmark, averaged; ± std over benchmarks), "
@@ -581,8 +693,8 @@ def render_markdown(board: Leaderboard, title: str | None = None) -> str:
         cells.append(f"{a['n_best']}/{a['n_benchmarks']}")
         cells.append("—" if name == BASELINE else
                      f"{a['wins_vs_adamw']}/{a['ties_vs_adamw']}/{a['losses_vs_adamw']}")
-        cells.append(f"{a['soft_wins']}/{a['soft_ties']}/{a['soft_losses']} vs {SOFT_PAIRS[name]}"
-                     if name in SOFT_PAIRS else "—")
+        cells.append(f"{a['soft_wins']}/{a['soft_ties']}/{a['soft_losses']} vs {soft_ref(name)}"
+                     if soft_ref(name) else "—")
         body.append(cells)
     header = (["optimizer"] + [f"avg rank: {s} (n)" for s in scopes]
               + ["best or tied", "W/T/L vs adamw", "W/T/L SoftX vs X"])
@@ -604,6 +716,8 @@ def _main_cell(row: dict, bench_rows: Sequence[dict], decimals: int) -> str:
         text += " ≈"
     if row["n_failed"]:
         text += " †"
+    if row.get("rank_stable") is False:
+        text += " ‡"
     return text
 
 

@@ -32,11 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from harness import leaderboard, stats
 from harness.errors import UserError
 
-SOFT_OPTIMIZERS = tuple(leaderboard.SOFT_PAIRS)
+# Optimizers with a temperature schedule (their runs log "tau"): the switching optimizers but the hard one.
+SOFT_OPTIMIZERS = ("softsignum", "softmuon")
 PANEL_SIZE = (4.2, 3.2)  # inches per benchmark panel
 MAX_COLUMNS = 3
 
@@ -208,8 +210,8 @@ def plot_lr_sensitivity(tunes, out_dir: Path) -> list[tuple[Path, str, str]]:
         _save(fig, path)
         made.append((path, f"LR sensitivity: {task}",
                      "Every tune trial's objective (validation metric at the end of the budget) "
-                     "against its learning rate; other hyperparameters vary too. x marks diverged "
-                     "trials (drawn at the worst edge, not at their penalty)."))
+                     "against its learning rate, from every tuning replicate; other hyperparameters vary "
+                     "too. x marks diverged trials (drawn at the worst edge, not at their penalty)."))
     return made
 
 
@@ -235,11 +237,16 @@ def plot_best_after_k(tunes, out_dir: Path) -> list[tuple[Path, str, str]]:
                 color = _color(optimizer)
                 ax.plot(k, mean, color=color, label=f"{optimizer} ({values.size} trials)")
                 ax.fill_between(k, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
-                trial = mine["trial"].astype(float).to_numpy() if "trial" in mine else np.arange(len(mine))
-                in_order = mine["objective"].astype(float).to_numpy()[np.argsort(trial, kind="stable")]
-                in_order = in_order[np.isfinite(in_order)]
-                observed = sign * np.maximum.accumulate(sign * in_order)
-                ax.step(k, observed, where="post", color=color, linestyle="--", linewidth=0.8, alpha=0.8)
+                replicate = mine["replicate"].fillna(0).astype(int) if "replicate" in mine else pd.Series(0, mine.index)
+                for rep in sorted(set(replicate)):  # the order each replicate's tuner actually ran
+                    own = mine[replicate == rep]
+                    trial = own["trial"].astype(float).to_numpy() if "trial" in own else np.arange(len(own))
+                    in_order = own["objective"].astype(float).to_numpy()[np.argsort(trial, kind="stable")]
+                    in_order = in_order[np.isfinite(in_order)]
+                    if in_order.size:
+                        observed = sign * np.maximum.accumulate(sign * in_order)
+                        ax.step(np.arange(1, in_order.size + 1), observed, where="post", color=color,
+                                linestyle="--", linewidth=0.8, alpha=0.8)
                 ok_values += list(mine.loc[mine["status"] == "ok", "objective"].astype(float))
             ok_values = [v for v in ok_values if math.isfinite(v)]
             if ok_values:  # keep the view on real results; penalties would squash it
@@ -256,8 +263,9 @@ def plot_best_after_k(tunes, out_dir: Path) -> list[tuple[Path, str, str]]:
         _save(fig, path)
         made.append((path, f"Best after k trials: {task}",
                      "Solid: expected best objective among k trials taken in a uniformly random order "
-                     "(exact, by order statistics; diverged trials count at their penalty), band ± one "
-                     "std over orderings. Dashed: best-so-far in the order the tuner actually ran."))
+                     "from every tuning replicate's trials pooled (exact, by order statistics; diverged trials "
+                     "count at their penalty), band ± one std over orderings. Dashed: best-so-far in the order "
+                     "the tuner actually ran, one line per replicate."))
     return made
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -291,3 +292,72 @@ def test_cli_names_a_corrupt_file_on_stderr_and_goes_on(frame, tmp_path):
     text = target.read_text()
     assert text.startswith("# Leaderboard: fixture") and "## gnn_graphland (small)" in text
     assert "## Aggregate" in text
+
+
+# ------------------------------------------------------------------------------ tuning replicates
+
+def _replicate_frame(means: dict, seeds=(1, 2, 3), noise=0.001, branched: dict | None = None):
+    """Eval rows of one benchmark: ``means[optimizer][replicate]`` is that replicate's level; each
+    seed adds a small shared effect, so the data are two-level with known structure."""
+    rows = []
+    for opt, per_rep in means.items():
+        for rep, level in enumerate(per_rep):
+            for s in seeds:
+                rid = f"{opt}-{rep}-{s}"
+                rows.append({
+                    "run_id": rid, "schema_version": records.SCHEMA_VERSION, "suite": "r", "task": "tabular_mlp",
+                    "dataset": "digits", "size": "small", "optimizer": opt, "phase": "eval", "seed": s,
+                    "replicate": rep, "status": "ok", "metric": "accuracy", "direction": "max",
+                    "val_metric": level + noise * s, "test_metric": level + noise * s, "hparams": "{}",
+                    "branched_from": (branched or {}).get((opt, rep, s), ""),
+                })
+    return pd.DataFrame(rows)
+
+
+def test_replicates_give_two_level_intervals_spread_and_rank_flags():
+    # signum's replicates disagree (tuning luck), adamw's agree: signum's interval must be wide,
+    # its spread 0.2, and since its replicate means straddle adamw's, its rank flips between replicates.
+    frame = _replicate_frame({"adamw": [0.80, 0.80, 0.80], "signum": [0.70, 0.90, 0.75]})
+    board = leaderboard.compute(frame)
+    adamw, signum = (_row(board, "digits", n) for n in ("adamw", "signum"))
+    assert adamw["n_replicates"] == signum["n_replicates"] == 3 and signum["n_seeds"] == 9
+    assert signum["mean"] == pytest.approx(np.mean([0.70, 0.90, 0.75]) + 0.002)
+    assert signum["replicate_spread"] == pytest.approx(0.2)
+    assert signum["ci_hi"] - signum["ci_lo"] > 0.2 > 10 * (adamw["ci_hi"] - adamw["ci_lo"])
+    assert signum["rank_stable"] is False and adamw["rank_stable"] is False  # they swap places
+    assert signum["vs_adamw"] == "tie"  # one lucky replicate does not make a win
+    md = leaderboard.render_markdown(board)
+    assert "‡" in md and "replicates: spread of means" in md and "two-level" in md
+    assert "one tuning study per optimizer" not in md
+
+
+def test_one_replicate_says_the_interval_ignores_tuning_luck():
+    board = leaderboard.compute(_replicate_frame({"adamw": [0.8], "signum": [0.7]}))
+    md = leaderboard.render_markdown(board)
+    assert "one tuning study per optimizer" in md and "not tuning luck" in md
+    assert _row(board, "digits", "signum")["rank_stable"] is None
+    assert math.isnan(_row(board, "digits", "signum")["replicate_spread"])
+
+
+def test_replicates_pair_by_index_and_seed():
+    # A constant +0.05 over adamw in every replicate and seed: a clear win, paired over 3 x 3 runs.
+    frame = _replicate_frame({"adamw": [0.70, 0.80, 0.75], "signum": [0.75, 0.85, 0.80]})
+    signum = _row(leaderboard.compute(frame), "digits", "signum")
+    assert signum["vs_adamw_n"] == 9 and signum["vs_adamw_diff"] == pytest.approx(0.05)
+    assert signum["vs_adamw"] == "win"
+
+
+def test_softx_rows_say_when_they_share_the_parent_trajectory():
+    branched = {("softsignum", 0, s): f"signum-0-{s}" for s in (1, 2, 3)}
+    frame = _replicate_frame({"signum": [0.7], "softsignum": [0.71]}, branched=branched)
+    board = leaderboard.compute(frame)
+    soft = _row(board, "digits", "softsignum")
+    assert soft["soft_ref"] == "signum" and soft["soft_shared"] is True and soft["soft_outcome"] == "win"
+    assert "softsignum − signum (branched: same run to S)" in leaderboard.render_markdown(board)
+    unbranched = _row(leaderboard.compute(_replicate_frame({"signum": [0.7], "softsignum": [0.71]})),
+                      "digits", "softsignum")
+    assert unbranched["soft_shared"] is False
+    # HardSwitchSign pairs with Signum too (a fact of its registry spec, not a leaderboard table).
+    hard = _row(leaderboard.compute(_replicate_frame({"signum": [0.7], "hardswitchsign": [0.69]})),
+                "digits", "hardswitchsign")
+    assert hard["soft_ref"] == "signum" and hard["soft_outcome"] == "loss"
