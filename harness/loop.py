@@ -32,7 +32,7 @@ from harness import checkpoint as ckpt
 from harness import records
 from harness.checkpoint import CheckpointPolicy
 from harness.errors import UserError, unknown
-from harness.spec import RunSpec
+from harness.spec import RunSpec, dataset_id
 from harness.task import SIZES, Task
 
 # How often (in steps) the loop looks at the loss on the host to detect divergence. Between checks the
@@ -730,7 +730,8 @@ def _assemble(spec: RunSpec, task: Task, session: _Session, state: _LoopState, s
         "suite": spec.suite,
         "study": spec.study,
         "task": spec.task,
-        "dataset": spec.dataset,
+        "dataset": dataset_id(spec.dataset),
+        "dataset_source": spec.dataset,
         "size": spec.size,
         "optimizer": spec.optimizer,
         "phase": spec.phase,

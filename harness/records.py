@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.spec import dataset_id
+
 SCHEMA_VERSION = 1
 
 # Column -> meaning. Hyperparameters are also flattened into ``hp_<name>`` columns (tuples as JSON).
@@ -33,7 +35,8 @@ COLUMNS: dict[str, str] = {
     "suite": "suite name ('adhoc' for optbench run)",
     "study": "Optuna study name for tune/eval runs, '' otherwise",
     "task": "task family",
-    "dataset": "dataset name",
+    "dataset": "dataset name; a user's file (path:<file>) as path@<content hash>, the same wherever the file sits",
+    "dataset_source": "the dataset as the run was given it (for path@...: the file's path then)",
     "size": "tiny | small | paper",
     "optimizer": "registered optimizer name",
     "phase": "run | tune | eval",
@@ -153,7 +156,8 @@ def failure_row(spec: Any, *, metric: str, direction: str, penalty: float, detai
     row: dict[str, Any] = {column: None for column in COLUMNS}
     row.update({
         "run_id": spec.run_id, "schema_version": SCHEMA_VERSION, "suite": spec.suite, "study": spec.study,
-        "task": spec.task, "dataset": spec.dataset, "size": spec.size, "optimizer": spec.optimizer,
+        "task": spec.task, "dataset": dataset_id(spec.dataset), "dataset_source": spec.dataset, "size": spec.size,
+        "optimizer": spec.optimizer,
         "phase": spec.phase, "trial": spec.trial, "replicate": spec.replicate, "seed": spec.seed,
         "steps": spec.steps, "steps_done": 0, "resumed_at_step": 0, "branched_from": "", "branch_step": 0,
         "hparams": json.dumps(json_ready(spec.hparams), sort_keys=True),

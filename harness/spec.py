@@ -12,6 +12,35 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 PHASES = ("run", "tune", "eval")
+PATH_PREFIX = "path:"  # a dataset read from a user's file: ``path:<file>``
+
+
+def dataset_id(dataset: str) -> str:
+    """The name a dataset is known by in run_ids, study names (so sampler seeds) and leaderboards.
+
+    Registered datasets are their own name. A user's file (``path:<file>``) is known by its content,
+    ``path@<first 16 hex digits of its SHA-256>``, not by where it sits: moving the file changes no
+    run_id and re-runs nothing. A file that cannot be read keeps its given name (the task reports
+    the missing file before anything runs)."""
+    if not isinstance(dataset, str) or not dataset.startswith(PATH_PREFIX):
+        return dataset
+    from pathlib import Path
+
+    path = Path(dataset[len(PATH_PREFIX):]).expanduser()
+    try:
+        stat = path.stat()
+        return _content_id(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        return dataset
+
+
+@functools.lru_cache(maxsize=64)
+def _content_id(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return f"path@{digest.hexdigest()[:16]}"
 
 
 def _canonical(value: Any) -> Any:
@@ -73,11 +102,13 @@ class RunSpec:
     def identity(self) -> dict[str, Any]:
         """What the run_id hashes: everything but the trial number. The replicate index counts only
         when it is not 0, so the runs of a sweep without replicates keep the run_ids they always had
-        (and a sweep whose replicates are raised from 1 keeps replicate 0's records)."""
+        (and a sweep whose replicates are raised from 1 keeps replicate 0's records). A user's file
+        counts by its content (``dataset_id``), not its location."""
         d = asdict(self)
         d.pop("trial")
         if not d["replicate"]:
             d.pop("replicate")
+        d["dataset"] = dataset_id(d["dataset"])
         return d
 
     @functools.cached_property

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.spec import dataset_id
 from harness.sweep_space import (
     defaults_outside,
     dist_json,
@@ -258,8 +259,10 @@ class StudyPlan:
     @property
     def study(self) -> str:
         """``<suite>/<entry>/<dataset>/<optimizer>``, plus ``/r<k>`` for replicate k > 0 (replicate 0
-        keeps the plain name, so raising ``replicates`` on an existing sweep keeps its studies)."""
-        base = f"{self.suite}/{self.entry}/{self.dataset}/{self.optimizer}"
+        keeps the plain name, so raising ``replicates`` on an existing sweep keeps its studies). A
+        user's file is named by its content (``harness.spec.dataset_id``), so the sampler seed, which
+        derives from the study name, does not depend on where the file sits."""
+        base = f"{self.suite}/{self.entry}/{dataset_id(self.dataset)}/{self.optimizer}"
         return f"{base}/r{self.replicate}" if self.replicate else base
 
     @property
@@ -273,7 +276,7 @@ class StudyPlan:
     def config(self) -> dict[str, Any]:
         """What must not change between a study's creation and a resume (trial counts may grow)."""
         return {
-            "task": self.task, "dataset": self.dataset, "size": self.size, "optimizer": self.optimizer,
+            "task": self.task, "dataset": dataset_id(self.dataset), "size": self.size, "optimizer": self.optimizer,
             "options": dict(self.options), "steps": self.steps, "seed": self.seed,
             "space": {k: dist_json(v) for k, v in sorted(self.space.items())},
             "fixed": {k: jsonable(v) for k, v in sorted(self.fixed.items())},
@@ -457,7 +460,7 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
                 if src_ds is None:
                     raise chk.error(p + ("transfer_from",), f"'{_where(p)}': dataset {ds!r} is not in entry {donor!r} "
                                                             f"({', '.join(source_datasets)}), which has several to pick from")
-                transfer = f"{suite}/{donor}/{src_ds}"
+                transfer = f"{suite}/{donor}/{dataset_id(src_ds)}"
             key = (entry_name, ds)
             if key in seen:
                 raise chk.error(p, f"task entry '{_where(p)}' repeats {entry_name}/{ds} of '{_where(seen[key])}'; "
@@ -490,7 +493,7 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
                     space = {k: v for k, v in space.items() if k not in shared}
                     n_own = space_size(space) if space else 0
                     plan_trials = 0 if not space else (min(entry_trials, n_own) if n_own else entry_trials)
-                    base = f"{suite}/{entry_name}/{ds}/{parent_name}"
+                    base = f"{suite}/{entry_name}/{dataset_id(ds)}/{parent_name}"
                     parent = f"{base}/r{replicate}" if replicate else base
                 plan = StudyPlan(
                     suite=suite, entry=entry_name, task=task_name, dataset=ds, size=entry_size,
