@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.sweep_schema import StudyPlan
-from harness.sweep_space import default_hparams, hparams_from_params
+from harness.sweep_space import hparams_from_params
 from harness.sweep_storage import SweepWarning
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,16 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
 def parent_configuration(worker: Worker, plan: StudyPlan) -> tuple[dict[str, Any] | None, int | None, bool]:
     """The parent's evaluated configuration (all its hyperparameters), its best slot, and whether the
     parent is still being tuned. ``(None, None, False)`` when the parent has no complete trial."""
-    parent = worker.sweep.plan(plan.branch_from)
-    if parent.trials == 0:
-        return default_hparams(parent), None, False
-    best, tuning = worker.best_slot(parent)
-    if tuning:
-        return None, None, True
-    if best is None:
-        return None, None, False
-    slot, trial = best
-    return hparams_from_params(trial.params, parent.space, parent.fixed), slot, False
+    return worker.evaluated_config(worker.sweep.plan(plan.branch_from))
 
 
 def shared_part(plan: StudyPlan, parent_hparams: Mapping[str, Any]) -> dict[str, Any]:

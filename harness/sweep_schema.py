@@ -394,34 +394,39 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
         if task_name not in tasks.REGISTRY:
             raise chk.error(p + ("task",) if (p + ("task",)) in lines else p,
                             f"unknown task {task_name!r} at '{_where(p)}'; known: {', '.join(sorted(tasks.REGISTRY))}")
-        module = tasks.REGISTRY[task_name]
+        record = tasks.REGISTRY[task_name]  # the task's TaskSpec
         entry_name = entry.get("name", task_name)
         if not isinstance(entry_name, str) or not SUITE_NAME.match(entry_name):
             raise chk.error(p + ("name",), f"'{_where(p + ('name',))}' must be a name of letters, digits, '.', '_' or '-'")
         entry_size = entry.get("size", size)
         if entry_size is None:
             raise chk.error(p, f"task entry '{_where(p)}' ({task_name}) has no 'size' and the sweep sets no default 'size'; "
-                               f"known sizes: {', '.join(module.SIZES)}")
-        if entry_size not in module.SIZES:
+                               f"known sizes: {', '.join(record.sizes)}")
+        if entry_size not in record.sizes:
             raise chk.error(p + ("size",) if "size" in entry else ("size",),
-                            f"unknown size {entry_size!r} for task {task_name}; known: {', '.join(module.SIZES)}")
+                            f"unknown size {entry_size!r} for task {task_name}; known: {', '.join(record.sizes)}")
         if "datasets" in entry:
             datasets = chk.name_list(entry["datasets"], p + ("datasets",), "datasets")
         else:
-            datasets = [module.DEFAULT_DATASET[entry_size]]
+            datasets = [record.default_dataset[entry_size]]
         for j, ds in enumerate(datasets):
-            if not _known_dataset(ds, module.DATASETS):
+            if not _known_dataset(ds, record):
+                known = ", ".join(sorted(d.name for d in record.datasets))
                 raise chk.error(p + ("datasets", j), f"unknown dataset {ds!r} for task {task_name} at "
-                                                     f"'{_where(p + ('datasets', j))}'; known: {', '.join(sorted(module.DATASETS))}")
+                                                     f"'{_where(p + ('datasets', j))}'; known: {known}")
             if datasets.index(ds) != j:
                 raise chk.error(p + ("datasets", j), f"dataset {ds!r} is listed twice in '{_where(p + ('datasets',))}'")
         options = entry.get("options", {}) or {}
         if not isinstance(options, dict):
             raise chk.error(p + ("options",), f"'{_where(p + ('options',))}' must be a mapping of task options")
-        for key in options:
-            if key not in module.OPTIONS:
-                known = ", ".join(sorted(module.OPTIONS)) or "(none)"
+        for key, value in options.items():
+            if key not in {o.name for o in record.options}:
+                known = ", ".join(sorted(o.name for o in record.options)) or "(none)"
                 raise chk.error(p + ("options", key), f"unknown option '{key}' for task {task_name}; valid: {known}")
+            try:  # the task record's one validator: type, choices, bounds (rules between options: at run time)
+                record.option(key).check(value, task_name)
+            except UserError as exc:
+                raise chk.error(p + ("options", key), f"'{_where(p + ('options', key))}': {exc}") from None
         entry_steps = steps if entry.get("steps") is None else chk.integer(entry["steps"], p + ("steps",), 1)
         entry_trials = trials if "trials" not in entry else chk.integer(entry["trials"], p + ("trials",), 0)
         entry_replicates = replicates if "replicates" not in entry else \
@@ -430,11 +435,11 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
         donor = entry.get("transfer_from")
         if donor is not None:
             tp = p + ("transfer_from",)
-            earlier = {plan.entry: plan for plan in plans}
+            earlier = {plan.entry for plan in plans}
             if donor not in earlier:
                 raise chk.error(tp, f"'{_where(tp)}' names {donor!r}, which is not an earlier task entry; "
-                                    f"earlier entries: {', '.join(earlier) or '(none)'}")
-            if earlier[donor].trials == 0:
+                                    f"earlier entries: {', '.join(sorted(earlier)) or '(none)'}")
+            if not any(plan.trials for plan in plans if plan.entry == donor):
                 raise chk.error(tp, f"'{_where(tp)}': entry {donor!r} is not tuned (trials 0); nothing to transfer")
             if entry.get("trials", 0) != 0:
                 raise chk.error(p + ("trials",), f"'{_where(p + ('trials',))}' must be 0 (or absent) with transfer_from")
@@ -635,14 +640,11 @@ def _probe_ranges(chk: _Checker, plan: StudyPlan, origins: Mapping[str, tuple], 
                                       f"{plan.optimizer!r} refuses it ({problem}); give a range whose every value is valid")
 
 
-def _known_dataset(name: Any, known: Mapping[str, str]) -> bool:
-    """``name`` is listed, or matches a parametric entry such as ``path:<file>`` / ``nli:<split>``."""
-    if not isinstance(name, str):
-        return False
-    if name in known:
-        return True
-    prefixes = {k.split(":", 1)[0] + ":" for k in known if ":" in k}
-    return any(name.startswith(p) and len(name) > len(p) for p in prefixes)
+def _known_dataset(name: Any, record: Any) -> bool:
+    """``name`` is one of the task record's datasets, or belongs to a parametric family such as
+    ``path:<file>`` / ``nli:<split>`` with something after the prefix (the task checks the rest)."""
+    found = record.find_dataset(name)
+    return found is not None and (found.family is None or len(name) > len(found.family))
 
 
 def _eval_seeds(chk: _Checker, value: Any, path: tuple, tune_seed: int) -> tuple[int, ...]:

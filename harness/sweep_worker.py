@@ -286,36 +286,42 @@ class Worker:
                 best = (slot, t)
         return best, False
 
+    def evaluated_config(self, plan: StudyPlan) -> tuple[dict[str, Any] | None, int | None, bool]:
+        """What ``plan`` evaluates: (hyperparameters, the tune slot they come from, still waiting).
+        ``(None, None, False)`` when its study has no complete trial (nothing to evaluate). A branch
+        evaluates its own best over its parent's shared values; a ``transfer_from`` plan the donor's
+        best under its own fixed values; an untuned plan its fixed values over the defaults."""
+        if plan.branch_from is not None:
+            return branching.child_eval_config(self, plan)
+        tuned = plan if plan.transfer_from is None else self._plans[plan.transfer_from]
+        if tuned.trials == 0:
+            return default_hparams(plan), None, False
+        best, tuning = self.best_slot(tuned)
+        if tuning:
+            return None, None, True
+        if best is None:
+            if plan.study not in self._warned:  # once per worker: this is asked on every poll
+                self._warned.add(plan.study)
+                warnings.warn(f"study {tuned.study} has no complete trial (all pruned or given up): "
+                              f"nothing to evaluate for {plan.study}", SweepWarning, stacklevel=2)
+            return None, None, False
+        slot, trial = best
+        hparams = hparams_from_params(trial.params, tuned.space, tuned.fixed)
+        if tuned is not plan:
+            hparams.update(plan.fixed)  # the target entry's own fixed values win
+        return hparams, slot, False
+
     def eval_slots(self, plan: StudyPlan) -> dict[str, tuple[dict, dict]] | None:
         """Eval slots, one per seed, keyed by seed and configuration: if the best configuration
         changes (the trial budget was changed after an evaluation), its eval runs are new slots.
         None while the plan is still being tuned."""
         import hashlib
 
-        tuned = plan if plan.transfer_from is None else self._plans[plan.transfer_from]
-        if plan.branch_from is not None:
-            hparams, best_number, waiting = branching.child_eval_config(self, plan)
-            if waiting:
-                return None
-            if hparams is None:
-                return {}
-        elif tuned.trials > 0:
-            best, tuning = self.best_slot(tuned)
-            if tuning:
-                return None
-            if best is None:
-                if plan.study not in self._warned:  # once per worker: this is asked on every poll
-                    self._warned.add(plan.study)
-                    warnings.warn(f"study {tuned.study} has no complete trial (all pruned or given up): "
-                                  f"nothing to evaluate for {plan.study}", SweepWarning, stacklevel=2)
-                return {}
-            slot, trial = best
-            hparams = hparams_from_params(trial.params, tuned.space, tuned.fixed)
-            if tuned is not plan:
-                hparams.update(plan.fixed)  # the target entry's own fixed values win
-            best_number = slot
-        else:
-            hparams, best_number = default_hparams(plan), None
+        hparams, best_number, waiting = self.evaluated_config(plan)
+        if waiting:
+            return None
+        if hparams is None:
+            return {}
         text = json.dumps(jsonable(hparams), sort_keys=True)
         config = hashlib.sha256(text.encode()).hexdigest()[:10]
         return {f"seed={s} config={config}": ({}, {"seed": s, "hparams": text, "best_trial": best_number})

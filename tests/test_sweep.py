@@ -145,7 +145,21 @@ def test_demo_covers_every_task_and_optimizer_at_small_size():
 def test_paper_sweep_uses_paper_sizes():
     sweep = sw.load(ROOT / "sweeps" / "paper.yaml")
     assert {p.size for p in sweep.studies} == {"paper"}
-    assert max(p.trials for p in sweep.studies) >= 50
+    # AlgoPerf-like: 3 tuning replicates everywhere; the trials are per replicate, each source
+    # protocol's budget split in three (tabular: 100 trials -> 3 x 34).
+    assert {p.replicate for p in sweep.studies} == {0, 1, 2}
+    total: dict[tuple, int] = {}
+    for p in sweep.studies:
+        key = (p.entry, p.dataset, p.optimizer)
+        total[key] = total.get(key, 0) + p.trials
+    assert max(total.values()) >= 100
+    assert min(total[k] for k in total if k[2] in ("adamw", "signum", "muon") and not k[0].startswith("llm")) >= 50
+    # The paper's protocol: SoftX branched from X; HardSwitchSign only where the paper uses it.
+    branched = {p.optimizer: p.branch_from.split("/")[3] for p in sweep.studies if p.branch_from}
+    assert branched == {"softsignum": "signum", "softmuon": "muon", "hardswitchsign": "signum"}
+    assert {p.task for p in sweep.studies if p.optimizer == "hardswitchsign"} == {"lstm_lm", "cifar_resnet"}
+    assert {p.space["alpha_sign"].choices for p in sweep.studies
+            if p.task == "cifar_resnet" and p.branch_from} == {(0.5, 0.7, 0.8, 0.9, 0.95)}
 
 
 def test_sizes_constant_matches_harness():
