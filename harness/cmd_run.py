@@ -109,7 +109,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"optbench run: warning: run record {records.run_path(out, spec.run_id)} is unreadable ({why}); "
                   f"moved it to {moved.name} and running again", file=sys.stderr)
     progress = None if args.progress is None else args.progress
-    result = run(spec, out_dir=out, data_dir=args.data_dir, device=args.device, progress=progress, task=task)
+    policy, branch = _checkpointing(args, spec)
+    if branch is not None:
+        print(f"optbench run: starting from {branch} (steps after it only)", file=sys.stderr)
+    result = run(spec, out_dir=out, data_dir=args.data_dir, device=args.device, progress=progress, task=task,
+                 checkpoints=policy, branch_from=branch)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only rank 0 reports (and writes)
     row = result.row
@@ -127,6 +131,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not result.skipped:
         print(f"wrote {where}")
     return 0
+
+
+def _checkpointing(args: argparse.Namespace, spec: Any):
+    """The run's ``CheckpointPolicy`` (``--checkpoint-every``, ``--keep-checkpoint``) and the parent
+    checkpoint it branches from (``--branch-from``), checked before anything runs."""
+    from harness.checkpoint import CheckpointPolicy
+
+    every = args.checkpoint_every
+    if every is not None and every < 0:
+        raise UserError(f"--checkpoint-every must be >= 0 seconds (0: off), got {every}")
+    keep = set()
+    for text in args.keep_checkpoint or []:
+        for part in text.split(","):
+            try:
+                step = int(part)
+            except ValueError:
+                raise UserError(f"--keep-checkpoint takes step numbers, got {part!r}") from None
+            if not 1 <= step <= int(spec.steps):
+                raise UserError(f"--keep-checkpoint {step}: the run has steps 1..{spec.steps}")
+            keep.add(step)
+    branch = None
+    if args.branch_from:
+        branch = Path(args.branch_from)
+        if not branch.is_file():
+            raise UserError(f"--branch-from {branch}: no such checkpoint file (they are under "
+                            "<out>/checkpoints/<run_id>/step-<S>.pt of the parent run, kept with --keep-checkpoint S)")
+    return CheckpointPolicy(every_seconds=every or None, keep_steps=keep), branch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -150,6 +181,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when stderr is a terminal)")
+    p.add_argument("--checkpoint-every", type=float, default=600.0, metavar="SECONDS",
+                   help="save a resumable checkpoint this often (default 600; 0: never); re-running a killed "
+                        "run resumes from its newest checkpoint")
+    p.add_argument("--keep-checkpoint", action="append", metavar="STEP[,STEP]",
+                   help="also save the checkpoint after these steps and keep it when the run finishes "
+                        "(a branch point: e.g. S = floor(0.9 K) of a Signum run, for --branch-from)")
+    p.add_argument("--branch-from", metavar="CHECKPOINT",
+                   help="start from another run's checkpoint (same task, data, seed and --steps), e.g. "
+                        "SoftSignum from a Signum checkpoint at S: only the steps after it run")
     p.set_defaults(func=cmd_run)
 
 

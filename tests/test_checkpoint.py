@@ -317,3 +317,28 @@ def test_branching_refuses_a_parent_with_other_data_or_budget(tmp_path):
     adamw, _ = resolve(task="tabular_mlp", optimizer="adamw", size="tiny", steps=STEPS, seed=5)
     with pytest.raises(UserError, match="cannot start from a signum checkpoint"):
         run(adamw, out_dir=tmp_path, branch_from=ckpt.path_for(tmp_path, parent.with_(seed=5).run_id, 10))
+
+
+def _cli(*args: str, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=str(ROOT), env=env or _env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_branch_through_the_cli(tmp_path):
+    out = str(tmp_path / "out")
+    common = ["--task", "tabular_mlp", "--size", "tiny", "--steps", "30", "--seed", "4", "--out", out,
+              "--set", "lr=3e-3"]
+    parent = _cli("run", "--optimizer", "signum", "--keep-checkpoint", "27", *common)
+    assert parent.returncode == 0, parent.stderr
+    (folder,) = (tmp_path / "out" / "checkpoints").iterdir()
+    point = folder / "step-27.pt"
+    assert point.is_file()
+    child = _cli("run", "--optimizer", "softsignum", "--branch-from", str(point), *common)
+    assert child.returncode == 0, child.stderr
+    df = records.read_runs(out)
+    soft = df[df["optimizer"] == "softsignum"].iloc[0]
+    assert soft["branched_from"] == folder.name and soft["branch_step"] == 27
+    # (That a branch equals the run from scratch is tested in-process above.)
+    bad = _cli("run", "--optimizer", "signum", "--keep-checkpoint", "31", "--branch-from", str(tmp_path / "no.pt"),
+               *common)
+    assert bad.returncode == 2 and "steps 1..30" in bad.stderr
