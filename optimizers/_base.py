@@ -15,13 +15,7 @@ from typing import Any
 
 import torch
 
-# Parameter roles a task may declare. Optimizers route by role, never by parameter name.
-#   matrix      hidden 2-D weights and conv kernels (Muon-family targets)
-#   conv_first  the stem convolution (kept out of Muon, as in the Muon reference)
-#   embedding   token / feature embeddings
-#   head        the output layer
-#   vector      1-D parameters: biases, norm gains (never weight-decayed)
-ROLES = ("matrix", "conv_first", "embedding", "head", "vector")
+from harness.vocab import ROLES  # the parameter roles tasks declare (one vocabulary, torch-free)
 
 
 @dataclass(frozen=True)

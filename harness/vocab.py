@@ -1,0 +1,75 @@
+"""The shared vocabulary of optbench, in one torch-free module: task sizes, parameter roles, and
+``Metric`` (a metric name with its direction) through which every "is this better" goes.
+
+Torch-free on purpose: sweep-file validation, leaderboards and reports read these names without
+paying for ``import torch`` (a test imports this module in a fresh interpreter and checks that).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+# Every task has these sizes (SPEC "The tasks"): tiny (tests, seconds), small (offline demo, CPU
+# minutes), paper (the published setup, GPU).
+SIZES = ("tiny", "small", "paper")
+
+# Parameter roles a task may declare. Optimizers route by role, never by parameter name.
+#   matrix      hidden 2-D weights and conv kernels (Muon-family targets)
+#   conv_first  the stem convolution (kept out of Muon, as in the Muon reference)
+#   embedding   token / feature embeddings
+#   head        the output layer
+#   vector      1-D parameters: biases, norm gains (never weight-decayed)
+ROLES = ("matrix", "conv_first", "embedding", "head", "vector")
+
+DIRECTIONS = ("max", "min")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric and its direction, declared once; every comparison goes through it.
+
+    NaN (a diverged or missing value) is never better than anything and never reaches a target.
+    """
+
+    name: str
+    direction: Literal["max", "min"]
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"metric direction must be 'max' or 'min', got {self.direction!r}")
+
+    def better(self, a: float, b: float) -> bool:
+        """True when ``a`` is strictly better than ``b``; NaN is never better, anything beats NaN."""
+        if math.isnan(a):
+            return False
+        if math.isnan(b):
+            return True
+        return a > b if self.direction == "max" else a < b
+
+    def reached(self, value: float, target: float | None) -> bool:
+        """True when ``value`` is at least as good as ``target`` (steps-to-target); never for NaN or
+        when there is no target."""
+        if target is None or math.isnan(value):
+            return False
+        return value == target or self.better(value, target)
+
+    @property
+    def sign(self) -> float:
+        """+1 when larger is better, -1 otherwise (to turn any metric into 'larger is better')."""
+        return 1.0 if self.direction == "max" else -1.0
+
+    @property
+    def optuna_direction(self) -> str:
+        """The same direction in Optuna's words: ``maximize`` or ``minimize``."""
+        return "maximize" if self.direction == "max" else "minimize"
+
+    def best(self, values: Iterable[float]) -> float:
+        """The best of ``values`` (NaN ignored); NaN when there is no number among them."""
+        best = math.nan
+        for value in values:
+            if self.better(float(value), best):
+                best = float(value)
+        return best
