@@ -2,8 +2,8 @@
 which datasets are present offline, and the Optuna storage a sweep would use.
 
 Nothing here downloads or writes: optional packages are imported one by one (a missing or broken one is
-a line of the report, never a crash), and dataset presence is asked of each task module by building the
-task (``tasks.make``) with downloads forbidden, so a task's own file checks decide.
+a line of the report, never a crash), and dataset presence is asked of each task record's ``locate`` step
+(``harness.task.TaskSpec``) with downloads forbidden, so a task's own file checks decide, without loading.
 """
 
 from __future__ import annotations
@@ -139,19 +139,18 @@ def bf16_autocast(device: torch.device) -> tuple[bool, str]:
 
 def dataset_presence(data_dir: Path) -> list[dict[str, Any]]:
     """One row per (task, named dataset): available offline or missing (with the task's own message,
-    which names the file to fetch). Pattern entries such as ``path:FILE`` are not datasets to probe."""
+    which names the file to fetch). Parametric families such as ``path:<file>`` are not datasets to
+    probe. Only the task's ``locate`` step runs (the files are there), nothing is loaded."""
     import tasks
     from harness.errors import UserError
 
     rows = []
     with forced_offline():
-        for task_name, module in tasks.REGISTRY.items():
-            for dataset in getattr(module, "DATASETS", {}):
-                if "<" in dataset or ":" in dataset:
-                    continue
+        for task_name, record in tasks.REGISTRY.items():
+            for dataset in (d.name for d in record.datasets if d.family is None):
                 t0 = time.perf_counter()
                 try:
-                    tasks.make(task_name, size="tiny", dataset=dataset, data_dir=str(data_dir))
+                    record.locate(record.request("tiny", dataset), Path(data_dir))
                     status, detail = "available", ""
                 except UserError as exc:
                     status, detail = "missing", str(exc).splitlines()[0][:300]

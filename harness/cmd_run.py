@@ -62,26 +62,46 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _type_name(option) -> str:
+    return "|".join(t.__name__ for t in option.types)
+
+
+def _metrics(metrics) -> str:
+    return ", ".join(f"{m.name} ({m.direction})" for m in metrics)
+
+
+def print_task(record) -> None:
+    """A task record as ``optbench list --task NAME`` shows it: sizes, metrics, datasets (offline or
+    where the download comes from), and every option with its type, default and valid values."""
+    print(f"{record.name}: {record.description}")
+    print(f"  sizes: {', '.join(record.sizes)}  (default dataset per size: "
+          + ", ".join(f"{s}={d}" for s, d in record.default_dataset.items()) + ")")
+    print(f"  metrics: {_metrics(record.metrics)}")
+    print("  datasets:")
+    for d in record.datasets:
+        print(f"    {d.name:<28} {d.about}")
+        where = "offline" if d.offline else f"download: {d.fetch}"
+        metric = f"; metric {_metrics([d.metric])}" if d.metric is not None and len(record.metrics) > 1 else ""
+        print(f"    {'':<28} [{where}{metric}]")
+    for group, members in record.groups.items():
+        print(f"    group {group}: {', '.join(members)}")
+    print("  options (--set task.<name>=value):")
+    for o in record.options:
+        print(f"    {o.name:<16} {_type_name(o):<8} {o.description}")
+        print(f"    {'':<16} {'':<8} default {o.shown_default()}; must {o.requirement()}")
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     import optimizers
     import tasks
 
     if args.task:
-        module = tasks.get(args.task)
-        print(f"{args.task}: {module.DESCRIPTION}")
-        print(f"  sizes: {', '.join(module.SIZES)}  (default dataset per size: "
-              + ", ".join(f"{s}={d}" for s, d in module.DEFAULT_DATASET.items()) + ")")
-        print("  datasets:")
-        for name, about in module.DATASETS.items():
-            print(f"    {name:<24} {about}")
-        print("  options (--set task.<name>=value):")
-        for name, default in module.OPTIONS.items():
-            shown = "chosen by size / dataset (see the task's docstring)" if default is None else repr(default)
-            print(f"    {name:<24} default {shown}")
+        print_task(tasks.get(args.task))
         return 0
     print("tasks:")
-    for name, module in tasks.REGISTRY.items():
-        print(f"  {name:<16} {module.DESCRIPTION}")
+    for name, record in tasks.REGISTRY.items():
+        print(f"  {name:<16} {record.description}")
+        print(f"  {'':<16} metrics: {_metrics(record.metrics)}; options: {', '.join(o.name for o in record.options)}")
     print("optimizers:")
     for name, spec in optimizers.REGISTRY.items():
         print(f"  {name:<16} {spec.summary}")

@@ -1,46 +1,44 @@
-"""What a task is: plain data (a frozen record of builders and numbers), not a class tower.
+"""What a task is: a typed, frozen record per task family (``TaskSpec``), and what it builds for one
+run (``Task``, a frozen record of builders and numbers). Plain data, not a class tower.
 
-A task module ``tasks/<name>.py`` exposes ``make(size, dataset=None, data_dir=None, **options) -> Task``
-plus the module-level constants ``DESCRIPTION``, ``SIZES``, ``DATASETS`` (name -> one line),
-``DEFAULT_DATASET`` (size -> dataset name) and ``OPTIONS`` (task option name -> default).
+A task module ``tasks/<name>.py`` exports one ``TASK = TaskSpec(...)``: its name, sizes, datasets
+(``Dataset`` records, parametric families such as ``path:<file>`` included), typed options (``Option``
+records, checked by the one validator here), metrics with their directions, and three steps:
+
+  locate(request, data_dir) -> key   the files are there (or are downloaded when allowed), else a
+                                     UserError naming the file to fetch; returns what to load (hashable)
+  load(key) -> data                  read and preprocess; cached here, once per process (one cache
+                                     for every task: ``load_data``)
+  build(request, data) -> Task       cheap and pure: model builder, data stream, loss, metric, budget
+
+``TaskSpec.make(size, dataset, data_dir, **options)`` runs them in that order after checking the
+request (``TaskSpec.request``: sizes, dataset names, options; no file is touched). The loaders
+themselves live in ``tasks/data/`` (images, text, tokens, graphs, tables), shared between tasks.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
 
-SIZES = ("tiny", "small", "paper")
+from harness import paths
+from harness.errors import UserError, unknown
+from harness.vocab import ROLES, SIZES, Metric
 
-
-@dataclass(frozen=True)
-class Metric:
-    """A metric and its direction, declared once; every comparison goes through it."""
-
-    name: str
-    direction: Literal["max", "min"]
-
-    def __post_init__(self) -> None:
-        if self.direction not in ("max", "min"):
-            raise ValueError(f"metric direction must be 'max' or 'min', got {self.direction!r}")
-
-    def better(self, a: float, b: float) -> bool:
-        """True when ``a`` is strictly better than ``b``; NaN is never better."""
-        if math.isnan(a):
-            return False
-        if math.isnan(b):
-            return True
-        return a > b if self.direction == "max" else a < b
-
-    @property
-    def sign(self) -> float:
-        """+1 when larger is better, -1 otherwise (to turn any metric into 'larger is better')."""
-        return 1.0 if self.direction == "max" else -1.0
+__all__ = [
+    "SIZES", "ROLES", "Metric", "Task", "TaskData", "TaskSpec", "TaskRequest", "Option", "Dataset", "TinyRun",
+    "load_data", "clear_data_cache", "device_generator", "epoch_indices", "check_roles", "roles_by_module",
+    "is_lr_key",
+]
 
 
 class TaskData(Protocol):
@@ -51,6 +49,9 @@ class TaskData(Protocol):
     """
 
     def batches(self, generator: torch.Generator, rank: int = 0, world_size: int = 1) -> Iterator[Any]: ...
+
+    # A stream may also take ``start=k`` (skip k batches by replaying their random draws only): the
+    # loop then resumes a checkpointed run cheaply; without it the loop draws and drops k batches.
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,6 @@ def epoch_indices(n: int, batch_size: int, generator: torch.Generator, rank: int
 
 def check_roles(model: nn.Module, roles: Mapping[str, list[nn.Parameter]]) -> None:
     """Raise ``AssertionError`` unless every trainable parameter has exactly one role."""
-    from optimizers import ROLES
-
     bad = sorted(set(roles) - set(ROLES))
     assert not bad, f"unknown roles {bad}; known: {ROLES}"
     counts: dict[int, int] = {}
@@ -180,3 +179,318 @@ def roles_by_module(
     for p in model.parameters():
         put("matrix" if p.ndim >= 2 else "vector", p)
     return {k: v for k, v in out.items() if v}
+
+
+# --------------------------------------------------------------------------------------------------
+# The task record: options, datasets, the tiny-run rule, and the spec itself
+
+
+@dataclass(frozen=True)
+class Option:
+    """One task option (``--set task.<name>=value``, a sweep entry's ``options:``).
+
+    ``type``: ``int``, ``float``, ``bool``, ``str``, or a tuple of them (the value must be one).
+    ``default``: the value when the option is not given. ``None`` means "none" unless ``auto`` says
+    who picks it (e.g. ``auto="size"``): the task fills it in when it resolves the request, and the
+    run record holds the resolved value. ``choices``, ``minimum`` and ``below`` (an exclusive upper
+    bound) constrain the value; cross-option rules (hidden a multiple of heads) are the task's.
+    """
+
+    name: str
+    type: type | tuple[type, ...]
+    default: Any = None
+    description: str = ""
+    auto: str = ""
+    choices: tuple = ()
+    minimum: float | None = None
+    below: float | None = None
+
+    @property
+    def types(self) -> tuple[type, ...]:
+        return self.type if isinstance(self.type, tuple) else (self.type,)
+
+    def requirement(self) -> str:
+        """What a valid value is, in words (the tail of every error message)."""
+        types = self.types
+        if self.choices:
+            return "be one of " + ", ".join(map(str, self.choices))
+        if types == (bool,):
+            return "be true or false"
+        if types == (str,):
+            return "be non-empty text"
+        if len(types) > 1:
+            return "be " + " or ".join({int: "an integer", float: "a number", str: "text", bool: "true/false"}[t]
+                                       for t in types)
+        noun = "an integer" if types == (int,) else "a number"
+        if self.minimum is not None and self.below is not None:
+            return f"lie in [{self.minimum:g}, {self.below:g})"
+        if self.minimum is not None:
+            return f"be {noun} >= {self.minimum:g}"
+        return f"be {noun}"
+
+    def shown_default(self) -> str:
+        if self.default is None:
+            return f"chosen by {self.auto}" if self.auto else "none"
+        return repr(self.default)
+
+    def check(self, value: Any, task: str) -> Any:
+        """``value`` coerced to the option's type and validated; ``UserError`` naming the option, the
+        task and what would be valid. Strings from the command line are coerced ("3" -> 3, "1e6" ->
+        1000000 for an integer, "true" -> True); integral floats pass as integers."""
+        if value is None and self.default is None:
+            return None
+        coerced = self._coerce(value)
+        if coerced is _INVALID:
+            raise UserError(f"invalid option {self.name}={value!r} for task {task} (must {self.requirement()})")
+        if self.choices and coerced not in self.choices:
+            raise unknown(self.name, coerced, self.choices)
+        number = isinstance(coerced, (int, float)) and not isinstance(coerced, bool)
+        if number and ((self.minimum is not None and coerced < self.minimum)
+                       or (self.below is not None and coerced >= self.below)):
+            raise UserError(f"invalid option {self.name}={value!r} for task {task} (must {self.requirement()})")
+        return coerced
+
+    def _coerce(self, value: Any) -> Any:
+        if isinstance(value, bool):
+            return value if bool in self.types else _INVALID
+        for kind in self.types:
+            if isinstance(value, kind) and not (kind is str and not value):
+                if kind is float and not math.isfinite(value):
+                    return _INVALID  # inf / nan are never a setting
+                return float(value) if kind is float else value
+        for kind in self.types:
+            converted = _convert(value, kind)
+            if converted is not _INVALID:
+                return converted
+        return _INVALID
+
+
+_INVALID = object()
+
+
+def _convert(value: Any, kind: type) -> Any:
+    """``value`` as ``kind`` when that is lossless (text from the command line, 3.0 for an int)."""
+    if kind is bool:
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        return _INVALID
+    if kind is str:
+        return _INVALID  # numbers are not silently turned into names
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return _INVALID
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return _INVALID
+    if kind is float:
+        return float(value)
+    return int(value) if float(value).is_integer() else _INVALID
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset a task accepts, as ``optbench list --task`` shows it.
+
+    ``name`` is a dataset name, or a parametric family written with a placeholder
+    (``path:<file>``, ``nli:<split>[,<split>...]``): any name starting with the part before ``<``
+    belongs to it, and the task's own parser checks the rest. ``offline``: usable without network
+    (generated, bundled with a library, or the user's own file). ``fetch``: where a download comes
+    from and goes to. ``metric``: the metric under the default options when it is not the task's
+    first one (GraphLand regression sets report R2, OpenML regressions RMSE).
+    """
+
+    name: str
+    about: str
+    offline: bool = False
+    fetch: str = ""
+    metric: Metric | None = None
+
+    @property
+    def family(self) -> str | None:
+        """``"path:"`` for ``path:<file>``; None for a plain name."""
+        return self.name.split("<", 1)[0] if "<" in self.name else None
+
+    def matches(self, name: str) -> bool:
+        return name.startswith(self.family) if self.family is not None else name == self.name
+
+
+_LR_KEY = re.compile(r"(?:.*_)?lr(?:_.*)?")
+
+
+def is_lr_key(name: str) -> bool:
+    """A learning-rate hyperparameter by name: ``lr``, ``aux_lr``, ``sgd_lr``, ``lr_head`` ..."""
+    return bool(_LR_KEY.fullmatch(name))
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    """How this task's ``tiny`` size trains with *any* optimizer in a few steps (the contract tests;
+    a new optimizer needs no edits there). Every learning-rate hyperparameter (``is_lr_key``) with a
+    positive search range is set ``lr_position`` of the way up that range on a log scale (0: the low
+    end, 1: the high end): the defaults are tuned for full-size runs and barely move a tiny model in
+    20 steps, while the search ranges say, per optimizer, what a sensible step size is. The run
+    passes when the mean training loss of the last ``window`` steps lies ``min_drop`` below that of
+    the first ``window`` steps."""
+
+    steps: int = 20
+    lr_position: float = 0.9
+    window: int = 3
+    min_drop: float = 0.05
+    dataset: str | None = None  # None: the task's tiny default
+
+    def hparams(self, defaults: Mapping[str, Any], search_space: Mapping[str, Any]) -> dict[str, Any]:
+        """The learning rates to set for an optimizer with these ``defaults`` and ``search_space``
+        (distributions with ``low``/``high``); other hyperparameters keep their defaults."""
+        out = {}
+        for key in defaults:
+            dist = search_space.get(key)
+            low, high = getattr(dist, "low", None), getattr(dist, "high", None)
+            if is_lr_key(key) and isinstance(low, (int, float)) and isinstance(high, (int, float)) and 0 < low <= high:
+                out[key] = math.exp((1 - self.lr_position) * math.log(low) + self.lr_position * math.log(high))
+        return out
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """One checked request: size, dataset (a concrete name) and the options with every default
+    resolved. ``dataset_given`` is False when the dataset is the size's default (the llm task then
+    follows the chosen model's own corpus)."""
+
+    task: str
+    size: str
+    dataset: str
+    options: Mapping[str, Any]
+    dataset_given: bool = True
+
+    def with_options(self, **changes: Any) -> TaskRequest:
+        return replace(self, options={**self.options, **changes})
+
+
+@dataclass(frozen=True, eq=False)
+class TaskSpec:
+    """A task family as one typed record (see the module docstring for the three steps).
+
+    ``resolve(request) -> request`` (optional, pure) fills the options left to size / dataset
+    (``Option.auto``), checks rules between options and parses parametric dataset names.
+    ``groups`` names sets of datasets run together (``gnn_graphland``'s ``graphland7``): asking for
+    one as a dataset is an error that lists its members.
+    """
+
+    name: str
+    description: str
+    datasets: tuple[Dataset, ...]
+    default_dataset: Mapping[str, str]
+    options: tuple[Option, ...]
+    metrics: tuple[Metric, ...]
+    locate: Callable[[TaskRequest, Path], Hashable]
+    load: Callable[[Any], Any]
+    build: Callable[[TaskRequest, Any], Task]
+    tiny: TinyRun = TinyRun()
+    resolve: Callable[[TaskRequest], TaskRequest] | None = None
+    sizes: tuple[str, ...] = SIZES
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [o.name for o in self.options]
+        problems = [f"sizes {self.sizes} not within {SIZES}"] if not set(self.sizes) <= set(SIZES) else []
+        problems += [f"option {n!r} declared twice" for n in sorted({n for n in names if names.count(n) > 1})]
+        problems += [f"no default dataset for size {s!r}" for s in self.sizes if s not in self.default_dataset]
+        problems += [f"default dataset {d!r} is not declared" for d in self.default_dataset.values()
+                     if self.find_dataset(d) is None]
+        problems += ["no metric declared"] if not self.metrics else []
+        problems += [f"dataset {d.name!r} reports {d.metric}, not among the task's metrics"
+                     for d in self.datasets if d.metric is not None and d.metric not in self.metrics]
+        if problems:
+            raise ValueError(f"task {self.name!r}: " + "; ".join(problems))
+
+    # --- lookups ---------------------------------------------------------------------------------
+
+    def option(self, name: str) -> Option:
+        for opt in self.options:
+            if opt.name == name:
+                return opt
+        raise self._unknown_options([name])
+
+    def find_dataset(self, name: str) -> Dataset | None:
+        """The record for ``name``: its own entry, or the parametric family it belongs to."""
+        if not isinstance(name, str):
+            return None
+        exact = [d for d in self.datasets if d.family is None and d.name == name]
+        return (exact or [d for d in self.datasets if d.matches(name)] or [None])[0]
+
+    def metric_for(self, dataset: str) -> Metric:
+        """The metric ``dataset`` reports under the default options."""
+        found = self.find_dataset(dataset)
+        return found.metric if found is not None and found.metric is not None else self.metrics[0]
+
+    # --- the one validator -------------------------------------------------------------------------
+
+    def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Every declared option, given values checked and coerced (``Option.check``), others at
+        their defaults; unknown names raise ``UserError`` listing the valid ones."""
+        bad = sorted(set(options) - {o.name for o in self.options})
+        if bad:
+            raise self._unknown_options(bad)
+        return {o.name: o.check(options[o.name], self.name) if o.name in options else o.default
+                for o in self.options}
+
+    def _unknown_options(self, bad: list[str]) -> UserError:
+        known = ", ".join(sorted(o.name for o in self.options)) or "(none)"
+        return UserError(f"unknown option(s) {', '.join(map(repr, bad))} for task {self.name}; known: {known}")
+
+    def request(self, size: str = "tiny", dataset: str | None = None, **options: Any) -> TaskRequest:
+        """Check a request without touching any file: the size, the dataset name (the size's default
+        when None), every option; then the task's own ``resolve``. Raises ``UserError``."""
+        if size not in self.sizes:
+            raise unknown("size", size, self.sizes)
+        given = dataset is not None
+        dataset = self.default_dataset[size] if dataset is None else dataset
+        if isinstance(dataset, str) and dataset in self.groups:
+            raise UserError(f"{dataset!r} is a group of datasets, not one; run each of: "
+                            f"{', '.join(self.groups[dataset])}")
+        if self.find_dataset(dataset) is None:
+            raise unknown("dataset", dataset, [d.name for d in self.datasets])
+        request = TaskRequest(self.name, size, dataset, self.check_options(options), given)
+        return self.resolve(request) if self.resolve is not None else request
+
+    def make(self, size: str = "tiny", dataset: str | None = None, data_dir: str | Path | None = None,
+             **options: Any) -> Task:
+        """Check the request, locate the data (downloading when allowed), load it (cached per
+        process) and build the ``Task``. Raises ``UserError`` for bad input and missing files."""
+        request = self.request(size, dataset, **options)
+        key = self.locate(request, paths.data_dir(data_dir))
+        return self.build(request, load_data(self.load, key))
+
+
+# --------------------------------------------------------------------------------------------------
+# The data cache: one per process, shared by every task
+
+DATA_CACHE_ENTRIES = 4  # loaded datasets kept (a CIFAR split set is ~150 MB; a sweep reuses one)
+_DATA_CACHE: OrderedDict[tuple, Any] = OrderedDict()
+_DATA_LOCK = threading.Lock()
+
+
+def load_data(load: Callable[[Any], Any], key: Hashable) -> Any:
+    """``load(key)``, computed once per process while among the last ``DATA_CACHE_ENTRIES`` loads.
+
+    Keyed by the loader and its key, not by the task: two tasks on the same data (a ResNet and a ViT
+    on CIFAR-10) share one entry. Loaded data is shared between runs, so it must never be mutated.
+    """
+    full = (load, key)
+    with _DATA_LOCK:
+        if full in _DATA_CACHE:
+            _DATA_CACHE.move_to_end(full)
+            return _DATA_CACHE[full]
+    value = load(key)  # outside the lock: loading can take minutes
+    with _DATA_LOCK:
+        _DATA_CACHE[full] = value
+        while len(_DATA_CACHE) > DATA_CACHE_ENTRIES:
+            _DATA_CACHE.popitem(last=False)
+    return value
+
+
+def clear_data_cache() -> None:
+    """Forget every loaded dataset (tests; a long-lived process that wants its memory back)."""
+    with _DATA_LOCK:
+        _DATA_CACHE.clear()

@@ -1,5 +1,5 @@
 """The llm task: model, roles, parameter counts, data streams (offline corpus, streamed fixtures in the
-hub's on-disk layout), errors, training through the loop with every optimizer, and DDP vs one process."""
+hub's on-disk layout), errors, a tiny run's margin over a uniform guess, and DDP vs one process."""
 
 from __future__ import annotations
 
@@ -15,26 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-import optimizers
 from harness.errors import UserError
 from harness.loop import run
 from harness.spec import RunSpec
 from harness.task import check_roles
 from tasks import llm
+from tasks.data import text, tokens
 
 REPO = Path(__file__).resolve().parents[1]
-
-# Learning rates that move a 20-step tiny run clearly (defaults are tuned for long runs).
-TINY_HPARAMS = {
-    "adamw": {"lr": 1e-2},
-    "signum": {"lr": 3e-3},
-    "softsignum": {"lr": 3e-3},
-    "hardswitchsign": {"lr": 3e-3},
-    "muon": {"lr": 0.05, "aux_lr": 1e-2},
-    "softmuon": {"lr": 0.05, "aux_lr": 1e-2},
-    "sgd": {"lr": 0.5},
-}
-
 
 def _train_losses(result) -> list[float]:
     return result.curve("train", "loss")
@@ -46,20 +34,14 @@ def _curve(curves, split: str, name: str) -> dict[int, float]:
 
 # ---------------------------------------------------------------------------------------------- training
 
-@pytest.mark.parametrize("name", sorted(optimizers.REGISTRY))
-def test_tiny_trains_with_every_optimizer(name):
-    result = run(RunSpec(task="llm", optimizer=name, dataset="", size="tiny", steps=20, seed=0,
-                         hparams=TINY_HPARAMS.get(name, {})))
+def test_tiny_run_beats_the_uniform_guess_and_reports_perplexity():
+    """What the contract suite does not check for every optimizer: the margin over a uniform byte guess
+    and the perplexity next to the loss."""
+    result = run(RunSpec(task="llm", optimizer="adamw", dataset="", size="tiny", steps=20, seed=0,
+                         hparams={"lr": 1e-2}))
     row = result.row
     assert row["status"] == "ok", row["status_detail"]
-    assert row["metric"] == "val_loss" and row["direction"] == "min"
-    losses = _train_losses(result)
-    assert len(losses) == 20
-    first, last = np.mean(losses[:3]), np.mean(losses[-3:])
-    assert last < first - 0.1, (name, first, last)
     val = _curve(result.curves, "val", "val_loss")
-    assert sorted(val) == [10, 20]
-    assert row["val_metric"] == pytest.approx(val[20])
     assert row["val_metric"] < math.log(257) - 0.1  # better than predicting uniformly
     ppl = _curve(result.curves, "val", "ppl")[20]
     assert ppl == pytest.approx(math.exp(val[20]), rel=1e-6)
@@ -67,7 +49,7 @@ def test_tiny_trains_with_every_optimizer(name):
 
 
 def test_evaluate_is_exact_token_mean():
-    task = llm.make("tiny")
+    task = llm.TASK.make("tiny")
     model = task.make_model(torch.Generator().manual_seed(0))
     data = task.make_data(torch.device("cpu"))
     rows = data.heldout["val"]
@@ -113,7 +95,7 @@ def test_model_is_causal_and_gqa_matches_repeated_heads():
 
 
 def test_bf16_autocast_forward_backward():
-    task = llm.make("tiny")
+    task = llm.TASK.make("tiny")
     model = task.make_model(torch.Generator().manual_seed(0))
     data = task.make_data(torch.device("cpu"))
     batch = next(data.batches(torch.Generator().manual_seed(0)))
@@ -127,14 +109,14 @@ def test_bf16_autocast_forward_backward():
 
 
 def test_init_is_deterministic_and_tied_option():
-    task = llm.make("tiny", tied=True)
+    task = llm.TASK.make("tiny", tied=True)
     a = task.make_model(torch.Generator().manual_seed(3))
     b = task.make_model(torch.Generator().manual_seed(3))
     c = task.make_model(torch.Generator().manual_seed(4))
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert not torch.equal(a.embed.weight, c.embed.weight)
     assert a.lm_head.weight is a.embed.weight
-    untied = llm.make("tiny").make_model(torch.Generator().manual_seed(3))
+    untied = llm.TASK.make("tiny").make_model(torch.Generator().manual_seed(3))
     assert untied.lm_head.weight is not untied.embed.weight
     assert llm.count_parameters(untied) - llm.count_parameters(a) == 257 * 32
 
@@ -165,7 +147,7 @@ def test_paper_parameter_counts_match_protocol(model_name, millions):
 
 
 def test_paper_size_resolves_galore_recipe():
-    task = llm.make("paper", dataset="pydoc")  # offline corpus: model and budget of the paper size
+    task = llm.TASK.make("paper", dataset="pydoc")  # offline corpus: model and budget of the paper size
     assert task.options["model"] == "130M" and task.steps == 20_000 and task.batch_size == 512
     assert task.warmup_fraction == pytest.approx(0.1) and task.min_lr_ratio == pytest.approx(0.1)
     assert task.schedule == "cosine" and task.grad_clip == 1.0
@@ -176,7 +158,7 @@ def test_paper_size_resolves_galore_recipe():
 # ---------------------------------------------------------------------------------------------- data
 
 def test_in_memory_stream_is_deterministic_and_shards_the_global_batch():
-    data = llm.make("tiny").make_data(torch.device("cpu"))
+    data = llm.TASK.make("tiny").make_data(torch.device("cpu"))
 
     def take(seed, n=3, rank=0, world=1):
         it = data.batches(torch.Generator().manual_seed(seed), rank, world)
@@ -195,13 +177,13 @@ def test_in_memory_stream_is_deterministic_and_shards_the_global_batch():
 
 
 def test_offline_corpus_split_is_disjoint():
-    tokens = llm.corpus_tokens(llm.pydoc_documents(), llm.ByteTokenizer(), 257)
-    assert tokens.size > 400_000 and tokens.max() == 256  # bytes plus end-of-document ids
-    train, held = llm.split_corpus(tokens, 32, 10**9)
-    n = tokens.size
+    ids = tokens.corpus_tokens(text.pydoc_documents(), tokens.ByteTokenizer(), 257)
+    assert ids.size > 400_000 and ids.max() == 256  # bytes plus end-of-document ids
+    train, held = tokens.split_corpus(ids, 32, 10**9)
+    n = ids.size
     assert train.size == int(0.9 * n)
-    assert np.array_equal(held["val"][0], tokens[train.size:train.size + 33])
-    assert held["test"][0, 0] == tokens[train.size + (n - train.size) // 2]
+    assert np.array_equal(held["val"][0], ids[train.size:train.size + 33])
+    assert held["test"][0, 0] == ids[train.size + (n - train.size) // 2]
 
 
 def test_local_text_file(tmp_path):
@@ -213,15 +195,14 @@ def test_local_text_file(tmp_path):
     assert result.row["val_metric"] < 2.5  # a repeated sentence: far below pydoc prose after 20 steps
     short = tmp_path / "short.txt"
     short.write_text("too short")
-    task = llm.make("tiny", dataset=f"path:{short}")
-    with pytest.raises(UserError, match="too short"):
-        task.make_data(torch.device("cpu"))
+    with pytest.raises(UserError, match="too short"):  # found when the corpus is loaded, before any run
+        llm.TASK.make("tiny", dataset=f"path:{short}")
 
 
 # Streamed corpora: fixtures in the hub's own layout, read through HF datasets (streaming=True).
 
 def _docs() -> list[str]:
-    paras = [p.strip() for d in llm.pydoc_documents() for p in d.split("\n\n")]
+    paras = [p.strip() for d in text.pydoc_documents() for p in d.split("\n\n")]
     return [p for p in paras if len(p) > 80]
 
 
@@ -264,7 +245,7 @@ def corpora(tmp_path_factory):
 def test_streamed_corpus_trains_from_local_copy(corpora, dataset):
     root, tok_path = corpora
     opts = {"tokenizer": str(tok_path), "val_tokens": 1024}
-    task = llm.make("tiny", dataset=dataset, data_dir=str(root), **opts)
+    task = llm.TASK.make("tiny", dataset=dataset, data_dir=str(root), **opts)
     assert "vocab 320" in task.description
     result = run(RunSpec(task="llm", optimizer="adamw", dataset=dataset, size="tiny", steps=20,
                          hparams={"lr": 1e-2}, task_options=opts), data_dir=root)
@@ -280,8 +261,8 @@ def test_streamed_corpus_trains_from_local_copy(corpora, dataset):
         assert data.skip == frozenset()
     else:  # FineWeb-Edu: the head of the stream is held out and skipped in training
         docs = _docs()
-        head = [llm._hash(docs[0]), llm._hash(docs[2])]  # the first documents of file 000
-        assert all(h in data.skip for h in head) and llm._hash(docs[1]) not in data.skip
+        head = [tokens._hash(docs[0]), tokens._hash(docs[2])]  # the first documents of file 000
+        assert all(h in data.skip for h in head) and tokens._hash(docs[1]) not in data.skip
 
 
 def test_streamed_batches_deterministic_and_disjoint_across_ranks(tmp_path):
@@ -295,9 +276,9 @@ def test_streamed_batches_deterministic_and_disjoint_across_ranks(tmp_path):
     for f in range(2):  # big enough that the rows below come from the first epoch
         texts = [f"[id {i:04d}] " + "lorem ipsum dolor " * 5 for i in range(f * 1500, (f + 1) * 1500)]
         pq.write_table(pa.table({"text": texts}), folder / f"00{f}_00000.parquet")
-    corpus = llm.HUB_CORPORA["fineweb-edu"]
-    source = llm.hub_source(corpus, llm._local_files(corpus, tmp_path))
-    data = llm.StreamedTokens(source, llm.ByteTokenizer(), 257, ctx=32, batch_size=8, val_tokens=64,
+    corpus = tokens.HUB_CORPORA["fineweb-edu"]
+    source = tokens.hub_source(corpus, tokens._local_files(corpus, tmp_path))
+    data = tokens.StreamedTokens(source, tokens.ByteTokenizer(), 257, ctx=32, batch_size=8, val_tokens=64,
                               device="cpu")
 
     def rows(seed, rank=0, world=1, n=40):
@@ -322,11 +303,11 @@ def test_streamed_batches_deterministic_and_disjoint_across_ranks(tmp_path):
 
     # The same data object feeds the loop through batches(); with a list of records as the source.
     records = [{"text": f"record {i:03d} " + "lorem ipsum " * 10} for i in range(300)]
-    listed = llm.StreamSource(lambda: records, lambda: records, carve=True, name="list")
-    data2 = llm.StreamedTokens(listed, llm.ByteTokenizer(), 257, ctx=32, batch_size=8, val_tokens=64, device="cpu")
+    listed = tokens.StreamSource(lambda: records, lambda: records, carve=True, name="list")
+    data2 = tokens.StreamedTokens(listed, tokens.ByteTokenizer(), 257, ctx=32, batch_size=8, val_tokens=64, device="cpu")
     x, y = next(data2.batches(torch.Generator().manual_seed(0)))
     assert x.shape == (8, 32) and torch.equal(x[:, 1:], y[:, :-1])
-    assert data2.skip == frozenset({llm._hash(records[0]["text"])})  # exactly the document held out
+    assert data2.skip == frozenset({tokens._hash(records[0]["text"])})  # exactly the document held out
     trained = set()
     it = data2.batches(torch.Generator().manual_seed(0))
     for _ in range(40):
@@ -339,7 +320,7 @@ def test_streamed_batches_deterministic_and_disjoint_across_ranks(tmp_path):
 def test_missing_streamed_data_offline_names_dataset(tmp_path):
     for dataset, repo in (("fineweb-edu", "HuggingFaceFW/fineweb-edu"), ("c4", "allenai/c4")):
         with pytest.raises(UserError) as err:
-            llm.make("tiny", dataset=dataset, data_dir=str(tmp_path))
+            llm.TASK.make("tiny", dataset=dataset, data_dir=str(tmp_path))
         msg = str(err.value)
         assert repo in msg and str(tmp_path) in msg and "hf download" in msg
 
@@ -347,9 +328,9 @@ def test_missing_streamed_data_offline_names_dataset(tmp_path):
 def test_tokenizer_errors(corpora, tmp_path):
     root, _ = corpora
     with pytest.raises(UserError, match="nope.json"):
-        llm.make("tiny", dataset="c4", data_dir=str(root), tokenizer=str(tmp_path / "nope.json"))
+        llm.TASK.make("tiny", dataset="c4", data_dir=str(root), tokenizer=str(tmp_path / "nope.json"))
     with pytest.raises(UserError, match="optbench-test/no-such-tokenizer"):
-        llm.make("tiny", dataset="c4", data_dir=str(root), tokenizer="optbench-test/no-such-tokenizer")
+        llm.TASK.make("tiny", dataset="c4", data_dir=str(root), tokenizer="optbench-test/no-such-tokenizer")
 
 
 class _FakeTok:
@@ -365,7 +346,7 @@ def test_vocab_rules():
     assert llm.model_vocab(cfg130, _FakeTok(40001, 40001, 0)) == 40064
     assert llm.model_vocab(tiny, _FakeTok(300, 300, 1)) == 300
     ids = np.array([5, 31999, 32000, 32099], dtype=np.int32)
-    assert llm._remap(ids, 32000, 2).tolist() == [5, 31999, 2, 2]
+    assert tokens._remap(ids, 32000, 2).tolist() == [5, 31999, 2, 2]
 
 
 def test_added_tokens_beyond_config_vocab_are_remapped(corpora):
@@ -378,22 +359,22 @@ def test_added_tokens_beyond_config_vocab_are_remapped(corpora):
     _, tok_path = corpora
     raw = Tokenizer.from_file(str(tok_path))
     raw.add_special_tokens([f"<extra_id_{i}>" for i in range(100)])
-    tok = llm.HFTokenizer(raw, "t5-like")
+    tok = tokens.HFTokenizer(raw, "t5-like")
     assert tok.vocab_size == 420 and tok.text_vocab_size == 320 and tok.eos_id == 1 and tok.unk_id == 0
     cfg = dataclasses.replace(llm.MODEL_CONFIGS["tiny"], vocab=320)
     assert llm.model_vocab(cfg, tok) == 320
-    (ids,) = llm._tokenized([{"text": "the object <extra_id_7> is"}], tok, 320)
+    (ids,) = tokens._tokenized([{"text": "the object <extra_id_7> is"}], tok, 320)
     assert ids.max() < 320 and 0 in ids.tolist()
 
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"size": "huge"}, "unknown size 'huge'"),
-    ({"dataset": "wikitext"}, "c4, fineweb-edu, path:FILE, pydoc"),
+    ({"dataset": "wikitext"}, "c4, fineweb-edu, path:<file>, pydoc"),
     ({"model": "7B"}, "130M, 20M, 360M, 720M, small, tiny"),
-    ({"width": 3}, "unknown llm option"),
+    ({"width": 3}, "unknown option(s) 'width' for task llm"),
     ({"tokens": 100}, "less than one step"),
-    ({"tokens": -5}, "positive integer"),
-    ({"batch_size": 2.5}, "positive integer"),
+    ({"tokens": -5}, "(must be an integer >= 1)"),
+    ({"batch_size": 2.5}, "(must be an integer >= 1)"),
     ({"tied": "yes"}, "true or false"),
     ({"dataset": "path:/no/such/file.txt"}, "/no/such/file.txt"),
 ])
@@ -402,13 +383,13 @@ def test_bad_options_raise_user_error(kwargs, match):
     size = kwargs.pop("size", "tiny")
     dataset = kwargs.pop("dataset", None)
     with pytest.raises(UserError, match=re.escape(match)):
-        llm.make(size, dataset=dataset, **kwargs)
+        llm.TASK.make(size, dataset=dataset, **kwargs)
 
 
 def test_token_budget_sets_steps():
-    task = llm.make("tiny", tokens=8 * 32 * 7 + 5, batch_size=8)
+    task = llm.TASK.make("tiny", tokens=8 * 32 * 7 + 5, batch_size=8)
     assert task.steps == 7 and task.options["tokens"] == 8 * 32 * 7 + 5
-    assert llm.make("small").steps == 150
+    assert llm.TASK.make("small").steps == 150
 
 
 # ---------------------------------------------------------------------------------------------- slow

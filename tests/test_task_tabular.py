@@ -1,4 +1,4 @@
-"""tabular_mlp: training with every optimizer, roles, data stream, preprocessing, and the real loaders
+"""tabular_mlp: a real-data run, roles, data stream, preprocessing, and the real loaders
 (CSV / parquet files, scikit-learn's OpenML cache layout) offline on fixtures written here."""
 
 from __future__ import annotations
@@ -13,41 +13,17 @@ import pandas as pd
 import pytest
 import torch
 
-import optimizers
 from harness.errors import UserError
 from harness.loop import run
 from harness.spec import RunSpec
 from harness.task import check_roles
 from tasks import tabular_mlp as tab
-
-# Learning rates large enough to move a tiny model in 24 steps (the defaults are tuned for long runs).
-FAST = {
-    "adamw": {"lr": 1e-2},
-    "signum": {"lr": 3e-3},
-    "softsignum": {"lr": 3e-3},
-    "hardswitchsign": {"lr": 3e-3},
-    "muon": {"lr": 0.05, "aux_lr": 1e-2},
-    "softmuon": {"lr": 0.05, "aux_lr": 1e-2},
-    "sgd": {"lr": 0.2},
-}
+from tasks.data import tables
 
 
-def _train_losses(result) -> list[float]:
-    return result.curve("train", "loss")
-
-
-@pytest.mark.parametrize("optimizer", sorted(optimizers.REGISTRY))
-def test_tiny_trains_with_every_optimizer(optimizer):
-    hparams = {k: v for k, v in FAST.get(optimizer, {}).items() if k in optimizers.REGISTRY[optimizer].defaults}
-    result = run(RunSpec(task="tabular_mlp", optimizer=optimizer, dataset="synthetic", size="tiny", steps=24,
-                         seed=0, hparams=hparams))
-    row = result.row
-    assert row["status"] == "ok", row["status_detail"]
-    assert row["metric"] == "accuracy" and row["direction"] == "max"
-    assert 0.0 <= row["val_metric"] <= 1.0 and 0.0 <= row["test_metric"] <= 1.0
-    losses = _train_losses(result)
-    assert len(losses) == 24
-    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.05, losses
+def _load(*key) -> tables.Prepared:
+    """A table loaded through the data module (the positional fields of ``tables.TableKey``)."""
+    return tables.load(tables.TableKey(*key))
 
 
 def test_small_learns_digits_quickly():
@@ -56,6 +32,8 @@ def test_small_learns_digits_quickly():
                          seed=0, hparams={"lr": 3e-3}))
     assert result.row["status"] == "ok"
     assert result.row["val_metric"] > 0.85
+    # Accuracies are fractions (the contract suite checks the tiny runs of every optimizer).
+    assert 0.0 <= result.row["val_metric"] <= 1.0 and 0.0 <= result.row["test_metric"] <= 1.0
 
 
 @pytest.mark.parametrize("size,dataset,options", [
@@ -66,7 +44,7 @@ def test_small_learns_digits_quickly():
     ("paper", "diabetes", {"num_embeddings": "piecewise"}),
 ])
 def test_roles_cover_every_parameter(size, dataset, options):
-    task = tab.make(size, dataset=dataset, **options)
+    task = tab.TASK.make(size, dataset=dataset, **options)
     model = task.make_model(torch.Generator().manual_seed(0))
     roles = task.roles(model)
     check_roles(model, roles)
@@ -82,7 +60,7 @@ def test_roles_cover_every_parameter(size, dataset, options):
 
 
 def test_paper_size_follows_protocol():
-    task = tab.make("paper", dataset="diabetes")
+    task = tab.TASK.make("paper", dataset="diabetes")
     assert task.schedule == "constant" and task.warmup_fraction == 0.0 and task.grad_clip == 1.0
     assert task.batch_size == 256  # PROTOCOL's batch for small training sets
     # 442 rows -> 89 test (20 %), 71 val (20 % of the rest), 282 train; one epoch = 282 // 256 steps
@@ -92,7 +70,7 @@ def test_paper_size_follows_protocol():
 
 
 def test_model_init_is_deterministic_and_from_the_generator():
-    task = tab.make("tiny", num_embeddings="piecewise")
+    task = tab.TASK.make("tiny", num_embeddings="piecewise")
     a = task.make_model(torch.Generator().manual_seed(3))
     state = torch.get_rng_state()
     b = task.make_model(torch.Generator().manual_seed(3))
@@ -104,7 +82,7 @@ def test_model_init_is_deterministic_and_from_the_generator():
 
 
 def test_data_stream_is_deterministic_and_covers_each_epoch():
-    task = tab.make("tiny")
+    task = tab.TASK.make("tiny")
     data = task.make_data(torch.device("cpu"))
     n_train = data.x["train"].shape[0]
 
@@ -127,15 +105,15 @@ def test_data_stream_is_deterministic_and_covers_each_epoch():
 
 
 def test_splits_are_64_16_20_stratified_and_seeded():
-    a = tab.make("tiny", dataset="wine")
-    prep = tab._load("wine", "", None, "auto", "quantile", 0, None, ())
+    a = tab.TASK.make("tiny", dataset="wine")
+    prep = _load("wine", "", None, "auto", "quantile", 0, None, ())
     sizes = {k: len(v) for k, v in prep.y.items()}
     assert sum(sizes.values()) == 178
     assert sizes["test"] == math.ceil(0.2 * 178) and sizes["val"] == math.ceil(0.2 * (178 - sizes["test"]))
     for split in ("val", "test"):  # stratified: class shares within 5 points of the training split
         share = np.bincount(prep.y[split], minlength=3) / sizes[split]
         assert np.abs(share - np.bincount(prep.y["train"], minlength=3) / sizes["train"]).max() < 0.05
-    other = tab._load("wine", "", None, "auto", "quantile", 1, None, ())
+    other = _load("wine", "", None, "auto", "quantile", 1, None, ())
     assert not np.array_equal(prep.x["test"], other.x["test"])
     assert a.metric.name == "accuracy" and a.penalty == pytest.approx(1 / 3)
 
@@ -151,7 +129,7 @@ def test_preprocessing_quantile_nan_and_constant_columns():
         "city": rng.choice(["a", "b", "c"], n).astype(object),
     })
     y = pd.Series(rng.integers(0, 2, n))
-    prep = tab.prepare(frame, y, kind="binary", scaling="quantile", data_seed=0, n_bins=None, where="t")
+    prep = tables.prepare(frame, y, kind="binary", scaling="quantile", data_seed=0, n_bins=None, where="t")
     assert prep.n_num == 2  # skewed, with_nan; constant dropped, flag is categorical
     x = np.concatenate([prep.x[s] for s in ("train", "val", "test")])
     assert np.isfinite(x).all()  # NaN -> 0
@@ -159,7 +137,7 @@ def test_preprocessing_quantile_nan_and_constant_columns():
     assert (x[:, 2:].sum(axis=1) == 2).all()  # exactly one hot bit per categorical column
     skewed = prep.x["train"][:, 0]
     assert abs(np.mean(skewed)) < 0.1 and abs(np.std(skewed) - 1) < 0.15  # ~ N(0, 1) after the transform
-    std = tab.prepare(frame, y, kind="binary", scaling="standard", data_seed=0, n_bins=None, where="t")
+    std = tables.prepare(frame, y, kind="binary", scaling="standard", data_seed=0, n_bins=None, where="t")
     col = std.x["train"][:, 0]
     assert abs(col.std() - 1) < 0.05 and col.min() > -1.5 and col.max() > 3  # standardised, skew kept
 
@@ -167,7 +145,7 @@ def test_preprocessing_quantile_nan_and_constant_columns():
 def test_one_hot_uses_training_levels_only():
     frame = pd.DataFrame({"city": ["a", "b", None, "a", "z", "b"]})
     split = {"train": np.array([0, 1, 2, 3]), "val": np.array([4]), "test": np.array([5])}
-    block = tab._onehot_block(frame, ["city"], split)
+    block = tables._onehot_block(frame, ["city"], split)
     # levels from train only, sorted: "<NA>", "a", "b"; the unseen "z" encodes as all zeros
     np.testing.assert_array_equal(block, [[0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 1, 0], [0, 0, 0], [0, 0, 1]])
 
@@ -187,7 +165,7 @@ def test_piecewise_linear_encoding_matches_the_paper():
 
 
 def test_regression_rmse_is_in_original_units():
-    task = tab.make("tiny", dataset="diabetes")
+    task = tab.TASK.make("tiny", dataset="diabetes")
     assert task.metric.name == "rmse" and task.metric.direction == "min"
     data = task.make_data(torch.device("cpu"))
 
@@ -198,7 +176,7 @@ def test_regression_rmse_is_in_original_units():
     out = task.evaluate(Mean(), data, "val")
     assert out["rmse"] > 50  # diabetes targets are in the 25..346 range, std ~77
     assert task.penalty == pytest.approx(2 * out["rmse"], rel=1e-5)
-    assert out["loss"] == pytest.approx((out["rmse"] / tab._load("diabetes", "", None, "auto", "quantile", 0,
+    assert out["loss"] == pytest.approx((out["rmse"] / _load("diabetes", "", None, "auto", "quantile", 0,
                                                                  None, ()).y_std) ** 2, rel=1e-5)
 
 
@@ -222,14 +200,14 @@ def test_csv_and_parquet_files(tmp_path):
     csv, parquet = tmp_path / "t.csv", tmp_path / "t.parquet"
     frame.to_csv(csv, index=False)
     frame.to_parquet(parquet)
-    reg = tab.make("tiny", dataset=f"path:{csv}", target="price")
+    reg = tab.TASK.make("tiny", dataset=f"path:{csv}", target="price")
     assert reg.metric.name == "rmse" and reg.target is None
-    binary = tab.make("tiny", dataset=f"path:{parquet}", target="label")
+    binary = tab.TASK.make("tiny", dataset=f"path:{parquet}", target="label")
     assert binary.metric.name == "accuracy" and binary.penalty == 0.5
     assert binary.make_model(torch.Generator()).head.out_features == 1  # binary: one logit, BCE
-    multi = tab.make("tiny", dataset=f"path:{csv}", target="grade")
+    multi = tab.TASK.make("tiny", dataset=f"path:{csv}", target="grade")
     assert multi.make_model(torch.Generator()).head.out_features == 4
-    forced = tab.make("tiny", dataset=f"path:{csv}", target="grade", task_type="regression")
+    forced = tab.TASK.make("tiny", dataset=f"path:{csv}", target="grade", task_type="regression")
     assert forced.metric.name == "rmse"
     # the price is a near-linear function of x1: a short run beats the mean predictor clearly
     result = run(RunSpec(task="tabular_mlp", optimizer="adamw", dataset=f"path:{csv}", size="tiny", steps=60,
@@ -242,17 +220,17 @@ def test_file_errors_name_the_problem(tmp_path):
     csv = tmp_path / "t.csv"
     frame.to_csv(csv, index=False)
     with pytest.raises(UserError, match="target=<column>"):
-        tab.make("tiny", dataset=f"path:{csv}")
+        tab.TASK.make("tiny", dataset=f"path:{csv}")
     with pytest.raises(UserError, match="no column 'nope'.*x1"):
-        tab.make("tiny", dataset=f"path:{csv}", target="nope")
+        tab.TASK.make("tiny", dataset=f"path:{csv}", target="nope")
     with pytest.raises(UserError, match="missing table.*absent.csv"):
-        tab.make("tiny", dataset=f"path:{tmp_path / 'absent.csv'}", target="y")
+        tab.TASK.make("tiny", dataset=f"path:{tmp_path / 'absent.csv'}", target="y")
     with pytest.raises(UserError, match=".csv or .parquet"):
-        tab.make("tiny", dataset=f"path:{tmp_path / 't.xlsx'}", target="y")
+        tab.TASK.make("tiny", dataset=f"path:{tmp_path / 't.xlsx'}", target="y")
     with pytest.raises(UserError, match="exactly 2"):
-        tab.make("tiny", dataset=f"path:{csv}", target="grade", task_type="binary")
+        tab.TASK.make("tiny", dataset=f"path:{csv}", target="grade", task_type="binary")
     with pytest.raises(UserError, match="numeric target"):
-        tab.make("tiny", dataset=f"path:{csv}", target="label", task_type="regression")
+        tab.TASK.make("tiny", dataset=f"path:{csv}", target="label", task_type="regression")
 
 
 # ---- OpenML cache layout -------------------------------------------------------------------------
@@ -304,9 +282,9 @@ def _write_openml_cache(root, data_id: int, n=80, seed=0):
 
 def test_openml_named_dataset_loads_offline_from_the_cache(tmp_path):
     _write_openml_cache(tmp_path, data_id=1590)  # 'adult' maps to OpenML 1590
-    task = tab.make("tiny", dataset="adult", data_dir=tmp_path)
+    task = tab.TASK.make("tiny", dataset="adult", data_dir=tmp_path)
     assert task.metric.name == "accuracy" and task.target == 0.85
-    prep = tab._load("adult", str(tmp_path), None, "auto", "quantile", 0, None, ())
+    prep = _load("adult", str(tmp_path), None, "auto", "quantile", 0, None, ())
     assert prep.kind == "binary" and prep.n_num == 2  # age, hours (NaN -> 0); workclass one-hot (3)
     assert prep.x["train"].shape[1] == 2 + 3
     assert sum(len(v) for v in prep.y.values()) == 80
@@ -318,12 +296,12 @@ def test_openml_named_dataset_loads_offline_from_the_cache(tmp_path):
 
 def test_openml_missing_files_name_the_cache_path(tmp_path):
     with pytest.raises(UserError, match=r"missing OpenML dataset 1590 \(adult\).*openml\.org/api/v1/json/data/1590\.gz"):
-        tab.make("tiny", dataset="adult", data_dir=tmp_path)
+        tab.TASK.make("tiny", dataset="adult", data_dir=tmp_path)
     _write_openml_cache(tmp_path, data_id=4242)
     arff = next((tmp_path / "openml").rglob("adult.arff.gz"))
     arff.unlink()
     with pytest.raises(UserError, match="adult.arff.gz"):
-        tab.make("tiny", dataset="openml:4242", data_dir=tmp_path)
+        tab.TASK.make("tiny", dataset="openml:4242", data_dir=tmp_path)
 
 
 # ---- bad input -------------------------------------------------------------------------------------
@@ -348,4 +326,4 @@ def test_bad_input_raises_user_error(kwargs, message):
     kwargs = dict(kwargs)
     size = kwargs.pop("size", "tiny")
     with pytest.raises(UserError, match=message):
-        tab.make(size, **kwargs)
+        tab.TASK.make(size, **kwargs)

@@ -1,0 +1,18 @@
+"""Data apart from workloads: loaders per data kind, shared by the tasks that train on that data.
+
+  images   CIFAR-10/100 (torchvision), scikit-learn's digits, synthetic images; long-tailed subsets;
+           crop + flip on the device; top-1 scoring
+  text     raw text corpora (CPython's pydoc prose, ``path:`` files, HF datasets: WikiText, the
+           multilingual NLI corpus, any ``hf:`` set); character / word vocabularies; the batchify
+           stream of truncated-BPTT language models
+  tokens   tokenizers (bytes, ``tokenizers`` files, hub ids), streamed hub corpora (FineWeb-Edu, C4),
+           packed token rows for decoder language models
+  graphs   GraphLand and the heterophilous graphs (PyG), the synthetic stochastic block model;
+           full-batch graph data
+  tables   OpenML (scikit-learn's cache), scikit-learn's bundled sets, ``path:`` CSV / parquet,
+           the preprocessing of the tabular-DL literature; row batches
+
+Each module declares its ``DATASETS`` (``harness.task.Dataset`` records) and a ``locate`` / ``load``
+pair that a task's ``TaskSpec`` can use as they are. Heavy libraries (torchvision, torch_geometric,
+datasets, tokenizers, scikit-learn, pandas) are imported inside the functions that need them.
+"""
