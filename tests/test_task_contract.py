@@ -253,14 +253,28 @@ def test_loaded_data_is_cached_once_per_process_and_bounded(monkeypatch):
     clear_data_cache()
 
 
-def test_make_locates_every_time_but_loads_once():
+def test_make_checks_and_locates_every_time_but_loads_once():
+    import dataclasses
+
     clear_data_cache()
     record = tasks.REGISTRY["tabular_mlp"]
-    first, second = record.make("tiny", "wine"), record.make("tiny", "wine")
+    located, loaded = [], []
+
+    def locate(request, root):
+        located.append(request.dataset)
+        return record.locate(request, root)
+
+    def load(key):
+        loaded.append(key)
+        return record.load(key)
+
+    counted = dataclasses.replace(record, locate=locate, load=load)
+    first, second = counted.make("tiny", "wine"), counted.make("tiny", "wine")
+    assert located == ["wine", "wine"] and len(loaded) == 1
     a, b = first.make_data(torch.device("cpu")), second.make_data(torch.device("cpu"))
     assert torch.equal(a.x["train"], b.x["train"])
-    key = record.locate(record.request("tiny", "wine"), Path("unused"))
-    assert load_data(record.load, key) is load_data(record.load, key)
+    counted.make("tiny", "wine", data_seed=1)  # another split is another load
+    assert len(loaded) == 2 and loaded[1].data_seed == 1
     clear_data_cache()
 
 
