@@ -330,3 +330,16 @@ def test_every_shipped_sweep_validates_against_the_task_records(path):
         request = record.request(plan.size, plan.dataset, **dict(plan.options))  # pure: no file touched
         assert request.size == plan.size and record.find_dataset(plan.dataset) is not None
         assert plan.optimizer in optimizers.REGISTRY
+
+
+def test_a_sweep_option_value_is_checked_by_the_task_record_at_load_time():
+    text = ("suite: x\ntasks:\n  - task: tabular_mlp\n    size: tiny\n    options:\n      dropout: 1.5\n"
+            "optimizers: [adamw]\ntrials: 2\neval_seeds: 2\n")
+    with pytest.raises(UserError, match=r"bad.yaml: line 6: 'tasks\[0\]\.options\.dropout': invalid option "
+                                        r"dropout=1.5 for task tabular_mlp \(must lie in \[0, 1\)\)"):
+        sw.loads(text, source="bad.yaml")
+    with pytest.raises(UserError, match="unknown dataset 'path:' for task llm"):  # a family needs a name
+        sw.loads(text.replace("tabular_mlp", "llm").replace("      dropout: 1.5\n", "      tied: true\n")
+                 .replace("    size: tiny\n", "    size: tiny\n    datasets: ['path:']\n"), source="bad.yaml")
+    sweep = sw.loads(text.replace("1.5", "0.25"), source="ok.yaml")
+    assert {p.options["dropout"] for p in sweep.studies} == {0.25}
