@@ -29,9 +29,10 @@ import torch
 from torch import nn
 
 from harness import checkpoint as ckpt
-from harness import records
+from harness import plugins, records
 from harness.checkpoint import CheckpointPolicy
 from harness.errors import UserError, unknown
+from harness.run_record import RunRecord
 from harness.spec import RunSpec, dataset_id
 from harness.task import SIZES, Task
 
@@ -83,13 +84,8 @@ def resolve(
 
     Raises :class:`UserError` for unknown names and impossible values, before anything is written.
     """
-    import optimizers
-    import tasks
-
-    if task not in tasks.REGISTRY:
-        raise unknown("task", task, tasks.REGISTRY)
-    if optimizer not in optimizers.REGISTRY:
-        raise unknown("optimizer", optimizer, optimizers.REGISTRY)
+    task_spec = plugins.task(task)  # a built-in, an entry point or pkg.module:ATTR; else UserError
+    opt_spec = plugins.optimizer(optimizer)
     if steps is not None and (not isinstance(steps, int) or steps < 1):
         raise UserError(f"invalid steps: {steps!r} (must be a positive integer)")
     if not isinstance(seed, int) or seed < 0:
@@ -98,15 +94,14 @@ def resolve(
         raise UserError(f"invalid amp: {amp!r}; known: bf16 (or none)")
     if size not in SIZES:
         raise unknown("size", size, SIZES)
-    built = tasks.make(task, size=size, dataset=dataset, data_dir=data_dir, **dict(task_options or {}))
-    opt_spec = optimizers.REGISTRY[optimizer]
+    built = task_spec.make(size, dataset=dataset, data_dir=data_dir, **dict(task_options or {}))
     try:
         resolved_hp = opt_spec.resolve(hparams)
         # Validate values now (the optimizer constructor checks them) on a throwaway parameter, so a
         # bad value is a clean error before anything runs or is written.
         probe = {"matrix": [nn.Parameter(torch.zeros(2, 2))], "vector": [nn.Parameter(torch.zeros(2))]}
         opt_spec.build(probe, resolved_hp, steps or built.steps)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # TypeError: a plugin class refusing an argument
         raise UserError(str(exc)) from None
     spec = RunSpec(
         task=task,
@@ -311,9 +306,7 @@ def _complete_spec(spec: RunSpec, task: Task | None, data_dir, out_dir) -> tuple
     merged over the optimizer's defaults; dataset, steps and task options from the task. Returns
     ``(spec, None)`` when the completed spec already has a record under ``out_dir`` and no task was
     built (building a task can load a dataset: not worth it for a run that is skipped)."""
-    import optimizers
-
-    hparams = optimizers.get(spec.optimizer).resolve(spec.hparams)
+    hparams = plugins.optimizer(spec.optimizer).resolve(spec.hparams)
     if hparams != spec.hparams:
         spec = spec.with_(hparams=hparams)
     if task is not None and spec.dataset and spec.steps is not None:
@@ -383,8 +376,8 @@ def run(
 
     status, detail = train(spec, task, session, state, policy=policy, on_eval=on_eval, progress=progress,
                            save_checkpoint=save_checkpoint if out_dir is not None else None)
-    row, curves = _assemble(spec, task, session, state, status, detail, started, parent)
-    row["wall_seconds"] = time.perf_counter() - t_wall
+    row, curves = _assemble(spec, task, session, state, status, detail, started, parent,
+                            wall_seconds=time.perf_counter() - t_wall)
     if out_dir is not None and session.dist.main:
         records.write_run(out_dir, row, curves)
         ckpt.prune(out_dir, spec.run_id, keep=policy.keep_steps)
@@ -423,8 +416,6 @@ class _Session:
 
     @classmethod
     def open(cls, spec: RunSpec, task: Task, device: str | None) -> _Session:
-        import optimizers
-
         total = spec.steps or task.steps
         dev = pick_device(device)
         dist = _init_distributed(dev)
@@ -440,7 +431,7 @@ class _Session:
         data_gen = torch.Generator().manual_seed(derive_seed(spec.seed, "data"))
         model = task.make_model(init_gen).to(dev)
         data = task.make_data(dev)
-        opt_spec = optimizers.get(spec.optimizer)
+        opt_spec = plugins.optimizer(spec.optimizer)
         optimizer = opt_spec.build(task.roles(model), spec.hparams, total)
         train_model: nn.Module = model
         if dist.world_size > 1:
@@ -712,8 +703,10 @@ def _forward_backward(task: Task, session: _Session, batch: Any) -> torch.Tensor
 
 
 def _assemble(spec: RunSpec, task: Task, session: _Session, state: _LoopState, status: str, detail: str,
-              started: str, parent: Mapping[str, Any] | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The run's record row (columns: ``harness.records.COLUMNS``) and its long curve table."""
+              started: str, parent: Mapping[str, Any] | None,
+              wall_seconds: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The run's record row (a ``harness.run_record.RunRecord``: its fields are the columns) and its
+    long curve table."""
     total = state.total
     steps_done = state.done
     loss_values = state.losses[:max(steps_done, 0)].tolist()
@@ -724,62 +717,35 @@ def _assemble(spec: RunSpec, task: Task, session: _Session, state: _LoopState, s
     val_metric = state.val_metrics.get(metric, math.nan) if status in ("ok", "pruned") else math.nan
     test_metric = state.test_metrics.get(metric, math.nan) if status == "ok" else math.nan
     objective = val_metric if status in ("ok", "pruned") else task.penalty
-    row: dict[str, Any] = {
-        "run_id": spec.run_id,
-        "schema_version": records.SCHEMA_VERSION,
-        "suite": spec.suite,
-        "study": spec.study,
-        "task": spec.task,
-        "dataset": dataset_id(spec.dataset),
-        "dataset_source": spec.dataset,
-        "size": spec.size,
-        "optimizer": spec.optimizer,
-        "phase": spec.phase,
-        "trial": spec.trial,
-        "replicate": spec.replicate,
-        "seed": spec.seed,
-        "steps": total,
-        "steps_done": steps_done,
-        "hparams": json.dumps(records.json_ready(spec.hparams), sort_keys=True),
-        "task_options": json.dumps(records.json_ready(spec.task_options), sort_keys=True),
-        "spec": spec.to_json(),
-        "amp": spec.amp or "",
-        "compile": spec.compile,
-        "status": status,
-        "status_detail": detail,
-        "metric": metric,
-        "direction": task.metric.direction,
-        "val_metric": records.finite_or_nan(val_metric),
-        "test_metric": records.finite_or_nan(test_metric),
-        "best_val_metric": records.finite_or_nan(state.best_val),
-        "best_val_step": state.best_step,
-        "objective": float(objective) if _finite(objective) else float(task.penalty),
-        "penalty": float(task.penalty),
-        "target": float(task.target) if task.target is not None else math.nan,
-        "steps_to_target": state.steps_to_target,
-        "final_train_loss": sum(tail) / len(tail) if tail else math.nan,
-        "metrics": json.dumps({"val": state.val_metrics, "test": state.test_metrics}, sort_keys=True,
-                              default=records.finite_or_nan),
-        "train_seconds": state.train_seconds,
-        "eval_seconds": state.eval_seconds,
-        "optimizer_seconds": state.optimizer_seconds,
-        "wall_seconds": 0.0,  # filled by the caller
-        "peak_memory_bytes": _peak_memory(session.device),
-        "optimizer_state_bytes": state_bytes(session.optimizer),
-        "param_count": sum(p.numel() for p in session.params),
-        "implementation": session.opt_spec.implementation,
-        "git_sha": git_sha(),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "device": device_label(session.device),
-        "world_size": session.dist.world_size,
-        "started_at": started,
-        "finished_at": _now(),
-        "resumed_at_step": state.resumed_at,
-        "branched_from": parent["run_id"] if parent else "",
-        "branch_step": int(parent["step"]) if parent else 0,
-    }
-    row.update(records.hp_columns(spec.hparams))
+    opt_origin, task_origin = plugins.origin("optimizer", spec.optimizer), plugins.origin("task", spec.task)
+    record = RunRecord(
+        run_id=spec.run_id, schema_version=records.SCHEMA_VERSION, suite=spec.suite, study=spec.study,
+        task=spec.task, dataset=dataset_id(spec.dataset), dataset_source=spec.dataset, size=spec.size,
+        optimizer=spec.optimizer, phase=spec.phase, trial=spec.trial, replicate=spec.replicate, seed=spec.seed,
+        steps=total, steps_done=steps_done,
+        hparams=json.dumps(records.json_ready(spec.hparams), sort_keys=True),
+        task_options=json.dumps(records.json_ready(spec.task_options), sort_keys=True),
+        spec=spec.to_json(), amp=spec.amp or "", compile=spec.compile, status=status, status_detail=detail,
+        metric=metric, direction=task.metric.direction,
+        val_metric=records.finite_or_nan(val_metric), test_metric=records.finite_or_nan(test_metric),
+        best_val_metric=records.finite_or_nan(state.best_val), best_val_step=state.best_step,
+        objective=float(objective) if _finite(objective) else float(task.penalty), penalty=float(task.penalty),
+        target=float(task.target) if task.target is not None else math.nan, steps_to_target=state.steps_to_target,
+        final_train_loss=sum(tail) / len(tail) if tail else math.nan,
+        metrics=json.dumps({"val": state.val_metrics, "test": state.test_metrics}, sort_keys=True,
+                           default=records.finite_or_nan),
+        train_seconds=state.train_seconds, eval_seconds=state.eval_seconds,
+        optimizer_seconds=state.optimizer_seconds, wall_seconds=wall_seconds,
+        peak_memory_bytes=_peak_memory(session.device), optimizer_state_bytes=state_bytes(session.optimizer),
+        param_count=sum(p.numel() for p in session.params), implementation=session.opt_spec.implementation,
+        optimizer_origin=opt_origin.label(), optimizer_version=opt_origin.version,
+        task_origin=task_origin.label(), task_version=task_origin.version,
+        git_sha=git_sha(), torch_version=torch.__version__, python_version=platform.python_version(),
+        device=device_label(session.device), world_size=session.dist.world_size,
+        started_at=started, finished_at=_now(), resumed_at_step=state.resumed_at,
+        branched_from=parent["run_id"] if parent else "", branch_step=int(parent["step"]) if parent else 0,
+    )
+    row = record.row()
     for c in curves:
         c["run_id"] = spec.run_id
     return row, curves

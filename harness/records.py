@@ -24,67 +24,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.run_record import RunRecord, columns
 from harness.spec import dataset_id
 
 SCHEMA_VERSION = 1
 
-# Column -> meaning. Hyperparameters are also flattened into ``hp_<name>`` columns (tuples as JSON).
-COLUMNS: dict[str, str] = {
-    "run_id": "hash of the run's canonical spec (RunSpec.identity)",
-    "schema_version": "version of this schema",
-    "suite": "suite name ('adhoc' for optbench run)",
-    "study": "Optuna study name for tune/eval runs, '' otherwise",
-    "task": "task family",
-    "dataset": "dataset name; a user's file (path:<file>) as path@<content hash>, the same wherever the file sits",
-    "dataset_source": "the dataset as the run was given it (for path@...: the file's path then)",
-    "size": "tiny | small | paper",
-    "optimizer": "registered optimizer name",
-    "phase": "run | tune | eval",
-    "trial": "tune: the trial's slot k (0-based: the k-th planned trial of its study, stable across "
-             "crashes and re-runs); eval: the slot whose configuration it evaluates; null otherwise",
-    "replicate": "tuning replicate (independent study) the run belongs to, 0..R-1 (0 without replicates)",
-    "seed": "run seed (model init, data order, dropout)",
-    "steps": "planned optimizer steps (K)",
-    "steps_done": "optimizer steps actually taken (< steps when diverged)",
-    "hparams": "resolved optimizer hyperparameters, JSON",
-    "task_options": "resolved task options, JSON",
-    "spec": "the full RunSpec, JSON",
-    "amp": "'' (fp32) or 'bf16'",
-    "compile": "torch.compile used",
-    "status": "ok | diverged | pruned (stopped early by the tuner) | failed (the run raised an exception, or "
-              "its worker died every time; written by the sweep, see status_detail)",
-    "status_detail": "why a run diverged or failed, '' if ok",
-    "metric": "the task's metric name",
-    "direction": "max | min",
-    "val_metric": "validation metric at the end of the budget (NaN if diverged)",
-    "test_metric": "test metric at the end of the budget (NaN if diverged)",
-    "best_val_metric": "best validation metric over the eval schedule",
-    "best_val_step": "step of best_val_metric",
-    "objective": "value told to the tuner: val_metric, or the task's penalty when diverged",
-    "penalty": "the task's penalty value for diverged runs",
-    "target": "the task's steps-to-target threshold (NaN if none)",
-    "steps_to_target": "first eval step whose val metric reached target (null if never)",
-    "final_train_loss": "mean train loss over the last 10% of steps",
-    "metrics": "all final val/test metrics, JSON {split: {name: value}}",
-    "train_seconds": "wall seconds in training steps (forward, backward, optimizer)",
-    "eval_seconds": "wall seconds in evaluation",
-    "optimizer_seconds": "seconds inside optimizer.step() (CUDA: device time from events)",
-    "wall_seconds": "total wall seconds incl. setup",
-    "peak_memory_bytes": "CUDA: max allocated; CPU: process max RSS",
-    "optimizer_state_bytes": "bytes of tensors in optimizer.state",
-    "param_count": "trainable parameters",
-    "implementation": "optimizer implementation path (e.g. foreach, fused)",
-    "git_sha": "optbench commit (or 'unknown')",
-    "torch_version": "torch.__version__",
-    "python_version": "platform.python_version()",
-    "device": "e.g. cpu, cuda:0 (NVIDIA H100)",
-    "world_size": "number of DDP processes",
-    "started_at": "UTC ISO timestamp",
-    "finished_at": "UTC ISO timestamp",
-    "resumed_at_step": "step of the checkpoint this run's last process resumed from (0: ran from scratch)",
-    "branched_from": "run_id of the parent run whose checkpoint this run started from ('' if none)",
-    "branch_step": "step of that checkpoint (S = floor(alpha_sign K)); the curves before it are the parent's",
-}
+# Column -> meaning, read off ``harness.run_record.RunRecord`` (the record type *is* the column list).
+# Hyperparameters are also flattened into ``hp_<name>`` columns (tuples as JSON).
+COLUMNS: dict[str, str] = columns()
 CURVE_COLUMNS = ("run_id", "step", "split", "name", "value")
 
 
@@ -153,27 +100,28 @@ def failure_row(spec: Any, *, metric: str, direction: str, penalty: float, detai
     exception, or its worker died every time. ``spec`` is its ``RunSpec``; ``environment`` gives
     git_sha, torch_version, python_version and device. Metrics are NaN and the objective is the
     penalty, so a leaderboard counts it in ``n_failed`` / ``tune_failure_rate``."""
-    row: dict[str, Any] = {column: None for column in COLUMNS}
-    row.update({
-        "run_id": spec.run_id, "schema_version": SCHEMA_VERSION, "suite": spec.suite, "study": spec.study,
-        "task": spec.task, "dataset": dataset_id(spec.dataset), "dataset_source": spec.dataset, "size": spec.size,
-        "optimizer": spec.optimizer,
-        "phase": spec.phase, "trial": spec.trial, "replicate": spec.replicate, "seed": spec.seed,
-        "steps": spec.steps, "steps_done": 0, "resumed_at_step": 0, "branched_from": "", "branch_step": 0,
-        "hparams": json.dumps(json_ready(spec.hparams), sort_keys=True),
-        "task_options": json.dumps(json_ready(spec.task_options), sort_keys=True),
-        "spec": spec.to_json(), "amp": spec.amp or "", "compile": bool(spec.compile),
-        "status": "failed", "status_detail": detail, "metric": metric, "direction": direction,
-        "val_metric": math.nan, "test_metric": math.nan, "best_val_metric": math.nan, "best_val_step": 0,
-        "objective": float(penalty), "penalty": float(penalty), "target": math.nan, "steps_to_target": None,
-        "final_train_loss": math.nan, "metrics": json.dumps({"val": {}, "test": {}}),
-        "train_seconds": 0.0, "eval_seconds": 0.0, "optimizer_seconds": 0.0, "wall_seconds": float(wall_seconds),
-        "peak_memory_bytes": 0, "optimizer_state_bytes": 0, "param_count": 0, "implementation": "",
-        "world_size": 1, "started_at": started_at, "finished_at": finished_at,
-    })
-    row.update({k: environment.get(k, "unknown") for k in ("git_sha", "torch_version", "python_version", "device")})
-    row.update(hp_columns(spec.hparams))
-    return row
+    from harness import plugins
+
+    opt_origin, task_origin = plugins.origin("optimizer", spec.optimizer), plugins.origin("task", spec.task)
+    record = RunRecord(
+        run_id=spec.run_id, schema_version=SCHEMA_VERSION, suite=spec.suite, study=spec.study, task=spec.task,
+        dataset=dataset_id(spec.dataset), dataset_source=spec.dataset, size=spec.size, optimizer=spec.optimizer,
+        phase=spec.phase, trial=spec.trial, replicate=spec.replicate, seed=spec.seed, steps=spec.steps,
+        steps_done=0, hparams=json.dumps(json_ready(spec.hparams), sort_keys=True),
+        task_options=json.dumps(json_ready(spec.task_options), sort_keys=True), spec=spec.to_json(),
+        amp=spec.amp or "", compile=bool(spec.compile), status="failed", status_detail=detail, metric=metric,
+        direction=direction, val_metric=math.nan, test_metric=math.nan, best_val_metric=math.nan, best_val_step=0,
+        objective=float(penalty), penalty=float(penalty), target=math.nan, steps_to_target=None,
+        final_train_loss=math.nan, metrics=json.dumps({"val": {}, "test": {}}), train_seconds=0.0,
+        eval_seconds=0.0, optimizer_seconds=0.0, wall_seconds=float(wall_seconds), peak_memory_bytes=0,
+        optimizer_state_bytes=0, param_count=0, implementation="",
+        optimizer_origin=opt_origin.label(), optimizer_version=opt_origin.version,
+        task_origin=task_origin.label(), task_version=task_origin.version,
+        **{k: str(environment.get(k, "unknown")) for k in ("git_sha", "torch_version", "python_version", "device")},
+        world_size=1, started_at=started_at, finished_at=finished_at, resumed_at_step=0, branched_from="",
+        branch_step=0,
+    )
+    return record.row()
 
 
 def hp_columns(hparams: Mapping[str, Any]) -> dict[str, Any]:
