@@ -141,12 +141,18 @@ def dataset_presence(data_dir: Path) -> list[dict[str, Any]]:
     """One row per (task, named dataset): available offline or missing (with the task's own message,
     which names the file to fetch). Parametric families such as ``path:<file>`` are not datasets to
     probe. Only the task's ``locate`` step runs (the files are there), nothing is loaded."""
-    import tasks
+    from harness import plugins
     from harness.errors import UserError
 
     rows = []
     with forced_offline():
-        for task_name, record in tasks.REGISTRY.items():
+        for task_name in plugins.available("task"):
+            try:
+                record = plugins.task(task_name)
+            except UserError as exc:  # a broken plugin: reported, the others still probed
+                rows.append({"task": task_name, "dataset": "", "status": "error", "detail": first_line(exc),
+                             "seconds": 0.0})
+                continue
             for dataset in (d.name for d in record.datasets if d.family is None):
                 t0 = time.perf_counter()
                 try:

@@ -43,11 +43,12 @@ class Cell:
 
 
 def cells(amp_modes: tuple[str | None, ...]) -> list[Cell]:
-    """Every (task, optimizer, amp) of the registries as they are now (plugins and new optimizers included)."""
-    import optimizers
-    import tasks
+    """Every (task, optimizer, amp) optbench knows here: the built-ins and the installed plugins
+    (entry points ``optbench.tasks`` / ``optbench.optimizers``), as they are now."""
+    from harness import plugins
 
-    return [Cell(t, o, amp) for amp in amp_modes for t in tasks.REGISTRY for o in optimizers.REGISTRY]
+    task_names, opt_names = plugins.available("task"), plugins.available("optimizer")
+    return [Cell(t, o, amp) for amp in amp_modes for t in task_names for o in opt_names]
 
 
 def scaled_lrs(hparams: dict[str, Any], factor: float) -> dict[str, Any]:
@@ -75,9 +76,9 @@ def run_cell(cell: Cell, device: torch.device, steps: int,
         row = run_fn(cell, device, steps, None)
         status, detail = (PASS, "") if row["status"] == "ok" else (FAIL, f"{row['status']}: {row['status_detail']}")
         if row["status"] == "diverged":
-            import optimizers
+            from harness import plugins
 
-            defaults = optimizers.REGISTRY[cell.optimizer].defaults
+            defaults = plugins.optimizer(cell.optimizer).defaults
             lower = scaled_lrs(dict(defaults), LR_RETRY_FACTOR)
             retry = run_fn(cell, device, steps, lower) if lower else row
             if retry["status"] == "ok":

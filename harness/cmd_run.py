@@ -92,21 +92,46 @@ def print_task(record) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    import optimizers
-    import tasks
+    """Every task and optimizer optbench can run here, with where it comes from: built-in, or an
+    entry point of an installed package (a plugin named by import path, ``pkg.module:ATTR``, is not
+    discoverable: ``optbench list --task pkg.module:ATTR`` / ``--optimizer ...`` shows one)."""
+    from harness import plugins
 
     if args.task:
-        print_task(tasks.get(args.task))
+        print_task(plugins.task(args.task))
+        print(f"  origin: {plugins.origin('task', args.task).label()}")
+        return 0
+    if args.optimizer:
+        spec = plugins.optimizer(args.optimizer)
+        print(f"{args.optimizer}: {spec.summary}")
+        print(f"  origin: {plugins.origin('optimizer', args.optimizer).label()}")
+        print("  defaults: " + ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items()))
+        print("  search space: " + (", ".join(f"{k} {v}" for k, v in spec.search_space.items()) or "(none)"))
+        if spec.branch_from:
+            print(f"  is {spec.branch_from} before its switch: can branch from a {spec.branch_from} checkpoint")
         return 0
     print("tasks:")
-    for name, record in tasks.REGISTRY.items():
-        print(f"  {name:<16} {record.description}")
+    for name, where in plugins.available("task").items():
+        print(f"  {name:<16} [{where.label()}]")
+        try:
+            record = plugins.task(name)
+        except UserError as exc:
+            print(f"  {'':<16} cannot load: {exc}")
+            continue
+        print(f"  {'':<16} {record.description}")
         print(f"  {'':<16} metrics: {_metrics(record.metrics)}; options: {', '.join(o.name for o in record.options)}")
     print("optimizers:")
-    for name, spec in optimizers.REGISTRY.items():
-        print(f"  {name:<16} {spec.summary}")
+    for name, where in plugins.available("optimizer").items():
+        print(f"  {name:<16} [{where.label()}]")
+        try:
+            spec = plugins.optimizer(name)
+        except UserError as exc:
+            print(f"  {'':<16} cannot load: {exc}")
+            continue
+        print(f"  {'':<16} {spec.summary}")
         print(f"  {'':<16} defaults: " + ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items()))
-    print("\n`optbench list --task NAME` shows a task's datasets and options.")
+    print("\n`optbench list --task NAME` shows a task's datasets and options. Plugins: pkg.module:ATTR,\n"
+          "torch:NAME (a torch.optim class) or a package's entry points optbench.optimizers / optbench.tasks.")
     return 0
 
 
@@ -181,13 +206,17 @@ def _checkpointing(args: argparse.Namespace, spec: Any):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list tasks and optimizers (or one task's datasets and options)")
-    p.add_argument("--task", help="show this task's datasets, sizes and options")
+    p = sub.add_parser("list", help="list tasks and optimizers with their origin (or one task's or optimizer's details)")
+    p.add_argument("--task", help="show this task's datasets, sizes and options (a name or pkg.module:ATTR)")
+    p.add_argument("--optimizer", help="show this optimizer's defaults and search space (a name, pkg.module:ATTR "
+                                       "or torch:NAME)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("run", help="run one task with one optimizer and write its record")
-    p.add_argument("--task", required=True, help="task family (see `optbench list`)")
-    p.add_argument("--optimizer", required=True, help="registered optimizer (see `optbench list`)")
+    p.add_argument("--task", required=True, help="task family (see `optbench list`), or a plugin pkg.module:ATTR")
+    p.add_argument("--optimizer", required=True,
+                   help="optimizer (see `optbench list`), or a plugin: pkg.module:ATTR (an OptimizerSpec or a "
+                        "torch.optim.Optimizer subclass), torch:NAME")
     p.add_argument("--dataset", help="dataset name (default: the size's default dataset)")
     p.add_argument("--size", default="tiny", help="tiny | small | paper (default: tiny)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",

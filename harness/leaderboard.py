@@ -108,12 +108,14 @@ def soft_ref(optimizer: str) -> str | None:
     """The optimizer ``optimizer`` *is* before its switch (SoftSignum -> Signum, SoftMuon -> Muon,
     HardSwitchSign -> Signum): a fact of its registry spec (``OptimizerSpec.branch_from``), and the
     baseline its SoftX-vs-X comparison is made against. None for every other optimizer."""
+    from harness import plugins
+    from harness.errors import UserError
+
     try:
-        import optimizers
-    except ImportError:  # pragma: no cover
+        spec = plugins.optimizer(optimizer)
+    except UserError:  # a record of a plugin that is not installed here: no pairing known
         return None
-    spec = optimizers.REGISTRY.get(optimizer)
-    return getattr(spec, "branch_from", None) if spec is not None else None
+    return getattr(spec, "branch_from", None)
 METRIC_SPLITS = ("test", "val")
 FORMATS = ("csv", "md")
 TABLES = ("benchmarks", "aggregate")

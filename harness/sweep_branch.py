@@ -45,9 +45,9 @@ def parent_configuration(worker: Worker, plan: StudyPlan) -> tuple[dict[str, Any
 def shared_part(plan: StudyPlan, parent_hparams: Mapping[str, Any]) -> dict[str, Any]:
     """The hyperparameters a child takes from its parent: the shared keys, resolved over the parent's
     defaults (so a default the parent did not search is passed on explicitly)."""
-    import optimizers
+    from harness import plugins
 
-    parent = optimizers.REGISTRY[plan.branch_from.split("/")[3]]
+    parent = plugins.optimizer(plan.branch_from.split("/")[3])
     resolved = parent.resolve(dict(parent_hparams))
     return {k: resolved[k] for k in plan.shared}
 
@@ -55,13 +55,13 @@ def shared_part(plan: StudyPlan, parent_hparams: Mapping[str, Any]) -> dict[str,
 def _alphas(plan: StudyPlan) -> set[float]:
     """Every alpha_sign a child plan can run with: its choices when searched, else its fixed value or
     its optimizer's default."""
-    import optimizers
+    from harness import plugins
     from optimizers._base import Categorical
 
     dist = plan.space.get("alpha_sign")
     if isinstance(dist, Categorical):
         return {float(a) for a in dist.choices}
-    return {float(plan.fixed.get("alpha_sign", optimizers.REGISTRY[plan.optimizer].defaults["alpha_sign"]))}
+    return {float(plan.fixed.get("alpha_sign", plugins.optimizer(plan.optimizer).defaults["alpha_sign"]))}
 
 
 def keep_steps(worker: Worker, plan: StudyPlan, phase: str, total_steps: int) -> frozenset[int]:

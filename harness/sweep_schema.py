@@ -27,6 +27,7 @@ from harness.sweep_space import (
     projected_defaults,
     space_size,
 )
+from harness.vocab import SIZES as VOCAB_SIZES
 
 # Sweep-file schema: key -> one line of meaning. Unknown keys are errors (typos never pass silently).
 SCHEMA: dict[str, str] = {
@@ -58,10 +59,10 @@ SCHEMA: dict[str, str] = {
 }
 TASK_SCHEMA: dict[str, str] = {
     "task": "registered task name",
-    "name": "entry name used in study names (default: the task name); must be unique",
+    "name": "entry name used in study names (default: the task's name); must be unique",
     "datasets": "list of dataset names (default: the size's default dataset)",
     "size": "tiny | small | paper",
-    "options": "task options (see the task's OPTIONS)",
+    "options": "task options (see `optbench list --task NAME`)",
     "steps": "step budget override for this entry",
     "trials": "overrides the sweep's trials for this entry",
     "eval_seeds": "overrides the sweep's eval_seeds for this entry",
@@ -85,7 +86,7 @@ OPTIMIZER_SCHEMA: dict[str, str] = {
 REPLICATE_SEED_STRIDE = 1000  # replicate r tunes with seed + 1000 r
 SAMPLERS = ("tpe", "qmc")
 PRUNERS = ("median",)
-SIZES = ("tiny", "small", "paper")  # harness.task.SIZES, repeated to keep YAML errors torch-free
+SIZES = VOCAB_SIZES  # torch-free, so a YAML typo is reported before torch loads
 SUITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -354,31 +355,32 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
     replicates = chk.integer(data.get("replicates", 1), ("replicates",), 1)
     checkpoint_every = _checkpoint_every(chk, data.get("checkpoint_every", 600))
 
-    # The registries import torch: only now, so plain typos are reported instantly.
-    import optimizers
-    import tasks
+    # The registries (and plugins) import torch: only now, so plain typos are reported instantly.
+    from harness import plugins
 
     # Optimizers (sweep-wide overrides).
     opt_list = chk.name_list(data["optimizers"], ("optimizers",), "optimizers")
     opt_overrides: dict[str, tuple[dict, dict]] = {}
     opt_index: dict[str, int] = {}
     branches: dict[str, str] = {}  # optimizer -> the optimizer it branches from
+    opt_specs: dict[str, Any] = {}  # optimizer -> its OptimizerSpec (built-in or plugin)
     for i, item in enumerate(opt_list):
         p = ("optimizers", i)
         if isinstance(item, str):
             item = {"name": item}
         chk.keys(item, p, OPTIMIZER_SCHEMA, "an optimizer entry", required=("name",))
         name = item["name"]
-        if name not in optimizers.REGISTRY:
-            raise chk.error(p + ("name",) if (p + ("name",)) in lines else p,
-                            f"unknown optimizer {name!r} at '{_where(p)}'; known: {', '.join(sorted(optimizers.REGISTRY))}")
+        try:
+            opt_specs[name] = plugins.optimizer(name) if isinstance(name, str) else plugins.optimizer(str(name))
+        except UserError as exc:
+            raise chk.error(p + ("name",) if (p + ("name",)) in lines else p, f"'{_where(p)}': {exc}") from None
         if name in opt_overrides:
             raise chk.error(p, f"optimizer {name!r} is listed twice in 'optimizers'")
-        opt_overrides[name] = _overrides(chk, optimizers.REGISTRY[name], item, p)
+        opt_overrides[name] = _overrides(chk, opt_specs[name], item, p)
         opt_index[name] = i
         if "branch_from" in item:
             branches[name] = item["branch_from"]
-    _check_branches(chk, branches, opt_index, optimizers.REGISTRY)
+    _check_branches(chk, branches, opt_index, opt_specs)
 
     # Task entries.
     entries = chk.name_list(data["tasks"], ("tasks",), "tasks")
@@ -391,11 +393,11 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
             entry = {"task": entry}
         chk.keys(entry, p, TASK_SCHEMA, "a task entry", required=("task",))
         task_name = entry["task"]
-        if task_name not in tasks.REGISTRY:
-            raise chk.error(p + ("task",) if (p + ("task",)) in lines else p,
-                            f"unknown task {task_name!r} at '{_where(p)}'; known: {', '.join(sorted(tasks.REGISTRY))}")
-        record = tasks.REGISTRY[task_name]  # the task's TaskSpec
-        entry_name = entry.get("name", task_name)
+        try:
+            record = plugins.task(str(task_name))  # the task's TaskSpec: built-in, entry point or import path
+        except UserError as exc:
+            raise chk.error(p + ("task",) if (p + ("task",)) in lines else p, f"'{_where(p)}': {exc}") from None
+        entry_name = entry.get("name", record.name)  # a plugin path (pkg.mod:TASK) names its entry by its record
         if not isinstance(entry_name, str) or not SUITE_NAME.match(entry_name):
             raise chk.error(p + ("name",), f"'{_where(p + ('name',))}' must be a name of letters, digits, '.', '_' or '-'")
         entry_size = entry.get("size", size)
@@ -456,7 +458,7 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
                 raise chk.error(hp, f"'{_where(hp)}' names optimizer {opt_name!r}, which the sweep does not run; "
                                     f"sweep optimizers: {', '.join(opt_overrides)}")
             chk.keys(override, hp, {k: v for k, v in OPTIMIZER_SCHEMA.items() if k != "name"}, "an hparams override")
-            local_overrides[opt_name] = _overrides(chk, optimizers.REGISTRY[opt_name], override, hp)
+            local_overrides[opt_name] = _overrides(chk, opt_specs[opt_name], override, hp)
 
         for ds in datasets:
             transfer = None
@@ -476,7 +478,7 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
                 lfixed, lsearch = local_overrides.get(opt_name, ({}, {}))
                 fixed_all = {**{k: v for k, v in fixed.items() if k not in lsearch}, **lfixed}
                 search_all = {**{k: v for k, v in search.items() if k not in lfixed}, **lsearch}
-                space = {k: v for k, v in optimizers.REGISTRY[opt_name].search_space.items() if k not in fixed_all}
+                space = {k: v for k, v in opt_specs[opt_name].search_space.items() if k not in fixed_all}
                 space.update(search_all)
                 tune_seed = seed + REPLICATE_SEED_STRIDE * replicate
                 if tune_seed in entry_seeds:
@@ -491,8 +493,7 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
                                                             f"{transfer_study} (fewer replicates or optimizers than this entry)")
                 if opt_name in branches:
                     parent_name = branches[opt_name]
-                    shared = tuple(sorted(set(optimizers.REGISTRY[parent_name].defaults)
-                                          & set(optimizers.REGISTRY[opt_name].defaults)))
+                    shared = tuple(sorted(set(opt_specs[parent_name].defaults) & set(opt_specs[opt_name].defaults)))
                     _check_branch_overrides(chk, opt_name, parent_name, shared, fixed_all, search_all,
                                             p, opt_index)
                     space = {k: v for k, v in space.items() if k not in shared}
@@ -518,7 +519,7 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
                 plans.append(plan)
     notes: list[str] = []
     for plan in plans:
-        outside = defaults_outside(plan.space, optimizers.REGISTRY[plan.optimizer].defaults) if plan.trials else []
+        outside = defaults_outside(plan.space, opt_specs[plan.optimizer].defaults) if plan.trials else []
         note = (f"{source}: line {plan.line}: {plan.entry} with {plan.optimizer}: the default "
                 f"{'; '.join(outside)}, so trial 0 is sampled like the others (not the defaults)")
         if outside and note not in notes:
@@ -543,8 +544,11 @@ def _check_branches(chk: _Checker, branches: Mapping[str, str], opt_index: Mappi
         where = ("optimizers", opt_index[name], "branch_from")
         declared = registry[name].branch_from
         if declared is None:
+            import optimizers
+
+            can = ", ".join(sorted(k for k, v in optimizers.REGISTRY.items() if v.branch_from))
             raise chk.error(where, f"optimizer {name!r} cannot branch: it is not another optimizer for its first steps "
-                                   f"(optimizers that can: {', '.join(sorted(k for k, v in registry.items() if v.branch_from))})")
+                                   f"(optimizers that can: {can})")
         if parent != declared:
             raise chk.error(where, f"'{_where(where)}': {name} can branch only from {declared!r} (it is {declared} "
                                    f"before its switch), not from {parent!r}")
@@ -600,12 +604,12 @@ def _probe_ranges(chk: _Checker, plan: StudyPlan, origins: Mapping[str, tuple], 
     Registry ranges are trusted (the optimizer contract tests cover them)."""
     import torch
 
-    import optimizers
+    from harness import plugins
     from optimizers._base import Categorical, OneMinusLogUniform
 
     if not origins or not plan.trials:
         return
-    spec = optimizers.REGISTRY[plan.optimizer]
+    spec = plugins.optimizer(plan.optimizer)
     key = repr((plan.optimizer, sorted((k, dist_json(v)) for k, v in plan.space.items()),
                 sorted((k, repr(v)) for k, v in plan.fixed.items())))
     if key in probed:

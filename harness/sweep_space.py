@@ -144,9 +144,9 @@ def default_hparams(plan: StudyPlan) -> dict[str, Any]:
     """Hyperparameters of an untuned plan (the fixed values over the defaults), and the point every
     tuned plan is validated with before it runs: its defaults projected into the space, plus fixed
     values. (Trial 0 runs exactly the defaults only when they lie in the space: ``default_params``.)"""
-    import optimizers
+    from harness import plugins
 
-    spec = optimizers.REGISTRY[plan.optimizer]
+    spec = plugins.optimizer(plan.optimizer)
     if plan.trials == 0:
         return dict(plan.fixed)
     return hparams_from_params(projected_defaults(plan.space, spec.defaults), plan.space, plan.fixed)

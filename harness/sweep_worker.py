@@ -255,9 +255,9 @@ class Worker:
         """Tune slots 0..trials-1. Slot 0 carries the optimizer's defaults as fixed parameters, unless
         one of them lies outside the plan's space (then slot 0 is drawn too; see ``default_params``).
         With QMC every slot carries its Sobol point, a function of the slot index alone."""
-        import optimizers
+        from harness import plugins
 
-        defaults = default_params(plan.space, optimizers.REGISTRY[plan.optimizer].defaults)
+        defaults = default_params(plan.space, plugins.optimizer(plan.optimizer).defaults)
         out = {}
         for k in range(plan.trials):
             if k == 0 and defaults is not None:
