@@ -27,6 +27,7 @@ from harness import records
 from harness import sweep_slots as rules
 from harness.sweep_slots import LOST, MAX_RETRY, MAX_SILENT_DEATHS, SLOT
 from harness.sweep_storage import SweepWarning
+from harness.vocab import Metric
 
 if TYPE_CHECKING:
     from harness.sweep_schema import StudyPlan
@@ -252,7 +253,7 @@ def within_budget(frame: Any, sweep: Any) -> tuple[Any, int]:
             value = float(value) if value is not None else math.nan
             if math.isnan(value):
                 continue
-            if pick is None or (value > pick[1] if direction == "max" else value < pick[1]):
+            if pick is None or Metric("objective", direction).better(value, pick[1]):
                 pick = (int(slot), value)
         best[name] = None if pick is None else pick[0]
     for name, plan in plans.items():

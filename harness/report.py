@@ -36,6 +36,7 @@ import pandas as pd
 
 from harness import leaderboard, stats
 from harness.errors import UserError
+from harness.vocab import Metric
 
 # Optimizers with a temperature schedule (their runs log "tau"): the switching optimizers but the hard one.
 SOFT_OPTIMIZERS = ("softsignum", "softmuon")
@@ -59,7 +60,9 @@ def _color(optimizer: str) -> str:
     """A fixed colour per optimizer, so every figure agrees (others: by a stable hash of the name)."""
     palette = ("tab:blue", "tab:gray", "tab:orange", "tab:red", "tab:green", "tab:purple",
                "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
-    order = leaderboard.DISPLAY_ORDER
+    import optimizers
+
+    order = list(optimizers.REGISTRY)
     index = order.index(optimizer) if optimizer in order else len(order) + sum(map(ord, optimizer))
     return palette[index % len(palette)]
 
@@ -187,7 +190,8 @@ def plot_lr_sensitivity(tunes, out_dir: Path) -> list[tuple[Path, str, str]]:
             direction = rows["direction"].iloc[0]
             if len(finite):
                 span = float(finite.max() - finite.min()) or abs(float(finite.max())) * 0.05 or 1.0
-                worst = float(finite.min() - 0.08 * span) if direction == "max" else float(finite.max() + 0.08 * span)
+                worst = float(finite.max() + 0.08 * span) if Metric("", direction).sign < 0 \
+                    else float(finite.min() - 0.08 * span)
             else:
                 worst = 0.0
             for optimizer in _optimizers(rows):
@@ -224,7 +228,7 @@ def plot_best_after_k(tunes, out_dir: Path) -> list[tuple[Path, str, str]]:
         fig, axes = _grid(len(benches))
         for ax, (key, rows) in zip(axes, benches.items()):
             direction = rows["direction"].iloc[0]
-            sign = 1.0 if direction == "max" else -1.0
+            sign = Metric("", direction).sign
             ok_values = []
             for optimizer in _optimizers(rows):
                 mine = rows[rows["optimizer"] == optimizer].copy()

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.vocab import Metric
+
 CONFIDENCE = 0.95
 N_RESAMPLES = 10_000
 SEED = 0
@@ -53,11 +55,8 @@ CI_METHODS = ("expanded", "percentile")
 
 
 def _sign(direction: str) -> float:
-    if direction == "max":
-        return 1.0
-    if direction == "min":
-        return -1.0
-    raise ValueError(f"unknown metric direction {direction!r}; known: max, min")
+    """+1 / -1: the one ``Metric`` of ``harness.vocab`` decides (a bad direction is a ValueError)."""
+    return Metric("", direction).sign
 
 
 def _finite(values: Iterable[float]) -> np.ndarray:

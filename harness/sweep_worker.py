@@ -38,6 +38,7 @@ from harness.sweep_space import (
     unused_params,
 )
 from harness.sweep_storage import SweepWarning, open_storage, redact_url, storage_kind
+from harness.vocab import Metric
 
 # ---------------------------------------------------------------------------------------------
 # Resolving runs (every plan once before anything is written, then every run)
@@ -193,7 +194,7 @@ class Worker:
         name = plan.study if phase == "tune" else plan.eval_study
         if name in self._studies:
             return self._studies[name]
-        direction = "maximize" if self.info(plan).direction == "max" else "minimize"
+        direction = Metric(self.info(plan).metric, self.info(plan).direction).optuna_direction
         pruner = optuna.pruners.NopPruner()
         if phase == "tune" and self.sweep.pruner is not None:
             pruner = optuna.pruners.MedianPruner(n_startup_trials=self.sweep.pruner.n_startup_trials, n_warmup_steps=0)
@@ -282,7 +283,7 @@ class Worker:
             t = done[slot]
             if t is None or t.state.name != "COMPLETE" or t.value is None:
                 continue
-            if best is None or (t.value > best[1].value if direction == "max" else t.value < best[1].value):
+            if best is None or Metric("objective", direction).better(t.value, best[1].value):
                 best = (slot, t)
         return best, False
 
@@ -515,7 +516,7 @@ class Worker:
         if phase == "tune":
             values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
             if values:
-                best = max(values) if info.direction == "max" else min(values)
+                best = Metric(info.metric, info.direction).best(values)
         wanted = range(plan.trials) if phase == "tune" else (self.eval_slots(plan) or {})
         return Event("run", self.worker_id, done, total, study=plan.study, phase=phase, slot=slot,
                      trial=trial.number, status=status, value=value, best=best, metric=info.metric, seconds=seconds,
