@@ -181,9 +181,14 @@ def test_a_name_clash_between_a_built_in_and_an_entry_point_is_refused(tmp_path,
 def installed(tmp_path_factory):
     """examples/plugins installed for real (pip, no network: no build isolation, no dependencies)
     into a folder that the subprocesses put on their path."""
+    import shutil
+
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / "plugins"
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    # (a copy: building in place would leave build/ and *.egg-info in the checkout)
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                           "--disable-pip-version-check", "--target", str(target), str(EXAMPLE)],
+                           "--disable-pip-version-check", "--target", str(target), str(source)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (target / "optbench_example" / "lion.py").is_file()
