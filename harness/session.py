@@ -238,7 +238,10 @@ class Session:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base
         ckpt.restore_rng(loaded["rng"])
-        return LoopState.from_dict(loaded["loop"], spec.steps, self.device)
+        state = LoopState.from_dict(loaded["loop"], spec.steps, self.device)
+        if not own:  # another optimizer: whether *this* one has diagnostics (SoftX's tau) is not known yet
+            state.has_diagnostics = None
+        return state
 
 
 

@@ -301,6 +301,11 @@ def test_a_branched_run_equals_the_unbranched_run(tmp_path, child, task):
     # diagnostics before S, SoftX's own "opt" samples, are not part of a branch).
     keep = {"train", "val", "test"}
     assert [c for c in _curves(branched) if c[0] in keep] == [c for c in _curves(scratch) if c[0] in keep]
+    # The branch samples its own diagnostics after S (the parent, a sign method, had none to log).
+    if child != "hardswitchsign":
+        taus = [c for c in branched.curves if c["split"] == "opt" and c["name"] == "tau"]
+        # (~100 samples per run: here every step after S, not only the two eval steps)
+        assert len({c["step"] for c in taus if c["step"] > s}) == STEPS - s, taus
     # The kept parent checkpoint is still there for the next branch; the child left none.
     assert ckpt.saved_steps(tmp_path, parent.run_id) == [s] and ckpt.saved_steps(tmp_path, spec.run_id) == []
 
