@@ -91,6 +91,22 @@ def print_task(record) -> None:
         print(f"    {'':<16} {'':<8} default {o.shown_default()}; must {o.requirement()}")
 
 
+def _listing(kind: str, describe) -> None:
+    """Every available ``kind`` (built-ins and entry points) with its origin and ``describe(spec)``'s
+    lines; one that fails to load says why and the listing goes on."""
+    from harness import plugins
+
+    print(f"{kind}s:")
+    for name, where in plugins.available(kind).items():
+        print(f"  {name:<16} [{where.label()}]")
+        try:
+            lines = describe(plugins.resolve(kind, name)[0])
+        except UserError as exc:
+            lines = [f"cannot load: {exc}"]
+        for line in lines:
+            print(f"  {'':<16} {line}")
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """Every task and optimizer optbench can run here, with where it comes from: built-in, or an
     entry point of an installed package (a plugin named by import path, ``pkg.module:ATTR``, is not
@@ -110,26 +126,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         if spec.branch_from:
             print(f"  is {spec.branch_from} before its switch: can branch from a {spec.branch_from} checkpoint")
         return 0
-    print("tasks:")
-    for name, where in plugins.available("task").items():
-        print(f"  {name:<16} [{where.label()}]")
-        try:
-            record = plugins.task(name)
-        except UserError as exc:
-            print(f"  {'':<16} cannot load: {exc}")
-            continue
-        print(f"  {'':<16} {record.description}")
-        print(f"  {'':<16} metrics: {_metrics(record.metrics)}; options: {', '.join(o.name for o in record.options)}")
-    print("optimizers:")
-    for name, where in plugins.available("optimizer").items():
-        print(f"  {name:<16} [{where.label()}]")
-        try:
-            spec = plugins.optimizer(name)
-        except UserError as exc:
-            print(f"  {'':<16} cannot load: {exc}")
-            continue
-        print(f"  {'':<16} {spec.summary}")
-        print(f"  {'':<16} defaults: " + ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items()))
+    _listing("task", lambda r: [r.description, f"metrics: {_metrics(r.metrics)}; options: "
+                                                + ", ".join(o.name for o in r.options)])
+    _listing("optimizer", lambda s: [s.summary, "defaults: " + ", ".join(f"{k}={v!r}" for k, v in s.defaults.items())])
     print("\n`optbench list --task NAME` shows a task's datasets and options. Plugins: pkg.module:ATTR,\n"
           "torch:NAME (a torch.optim class) or a package's entry points optbench.optimizers / optbench.tasks.")
     return 0

@@ -308,9 +308,13 @@ class RoutedOptimizer:
 
     def step(self, closure=None):
         loss = None
+        if closure is not None:  # evaluate once, then step both parts on those gradients
+            import torch
+
+            with torch.enable_grad():
+                loss = closure()
         for o in self._parts:
-            out = o.step(closure) if closure is not None and loss is None else o.step()
-            loss = out if loss is None else loss
+            o.step()
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:

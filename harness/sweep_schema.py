@@ -254,7 +254,7 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
         chk.keys(item, p, OPTIMIZER_SCHEMA, "an optimizer entry", required=("name",))
         name = item["name"]
         try:
-            opt_specs[name] = plugins.optimizer(name) if isinstance(name, str) else plugins.optimizer(str(name))
+            opt_specs[name] = plugins.optimizer(str(name))
         except UserError as exc:
             raise chk.error(p + ("name",) if (p + ("name",)) in lines else p, f"'{_where(p)}': {exc}") from None
         if name in opt_overrides:

@@ -431,12 +431,13 @@ class Worker:
         from harness import loop
 
         info = self.info(plan)
+        # A branch's parent configuration (read from the storage once per run, used twice below).
+        parent_hp, parent_slot, _ = branching.parent_configuration(self, plan) if plan.branch_from else (None, None, 0)
         if phase == "tune":
             if self.sweep.sampler.name == "tpe":
                 study.sampler = self._sampler(plan, slot)
             hparams = {**plan.fixed, **suggest(trial, plan.space)}
             if plan.branch_from is not None:
-                parent_hp, parent_slot, _ = branching.parent_configuration(self, plan)
                 hparams.update(branching.shared_part(plan, parent_hp))
             if self._draw_again_if_taken(plan, study, trial, slot):
                 return None
@@ -451,7 +452,6 @@ class Worker:
         kwargs: dict[str, Any] = {"out_dir": str(self.out), "data_dir": self.sweep.data_dir, "task": task,
                                   "progress": False, "checkpoints": self._checkpoints(plan, phase, spec)}
         if plan.branch_from is not None:
-            parent_hp, parent_slot, _ = branching.parent_configuration(self, plan)
             kwargs["branch_from"] = branching.checkpoint_for(self, plan, spec, parent_hp, parent_slot)
         if phase == "tune" and self.sweep.pruner is not None:
             fractions = list(self.sweep.pruner.fractions)
