@@ -11,6 +11,7 @@
 # started directly. Exit code 0 only when `sinfo` shows the node idle; otherwise it prints the
 # daemon logs and exits 1 (2 for bad arguments).
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"   # the daemons live in sbin, not always on a user's PATH
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 TEMPLATE="$HERE/slurm.conf.in"
