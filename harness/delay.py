@@ -29,7 +29,8 @@ Conventions (each one tested):
 
   - SGD (heavy ball, ``m <- beta m + g``) and Signum / Muon (sign / orthogonalisation of the
     momentum): ``m`` stays 0, the update is 0 (``sign(0) = 0``, Newton-Schulz of 0 is 0), only
-    decoupled weight decay shrinks the weights. From the first real gradient on, ``m`` equals what
+    decoupled weight decay shrinks the weights (with weight decay 0, no registered optimizer moves a
+    weight during the start-up zeros: tested). From the first real gradient on, ``m`` equals what
     a skipped start would give, since momentum started from zero either way.
   - Adam(W): ``m`` and ``v`` stay 0 and the update is 0, but the bias-correction clock advances: the
     first real gradient is corrected as the ``(d+1)``-th step, so (per coordinate, eps aside) the

@@ -185,6 +185,24 @@ def test_step_one_applies_g0_under_sgd():
     assert all(torch.equal(p, e) for p, e in zip(model.parameters(), expected)), "step 1 did not apply g0"
 
 
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_start_up_zeros_move_no_weight_without_decay(name):
+    """The first d steps apply zero gradients: with weight_decay = 0 no registered optimizer moves a
+    weight (sign(0) = 0, Newton-Schulz of 0 is 0, Adam's m = 0), and real gradients do move them."""
+    data, d = problem(), 2
+    model = Net()
+    defaults = REGISTRY[name].defaults
+    hparams = {key: 0.0 for key in ("weight_decay", "aux_weight_decay") if key in defaults}  # Muon's AdamW too
+    hparams.update({"alpha_sign": 0.5} if "alpha_sign" in defaults else {})
+    opt, delay = REGISTRY[name].build(model.roles(), hparams, TOTAL), GradientDelay(model.parameters(), d)
+    before = [p.detach().clone() for p in model.parameters()]
+    for _ in range(d):
+        step(model, opt, data, delay)
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before)), name
+    step(model, opt, data, delay)
+    assert not torch.equal(model.inp.weight, before[0]), name
+
+
 def test_a_missing_gradient_stays_missing_d_steps_later():
     """``.grad is None`` (parameter unused at that step) is handed out as None d steps later, so the
     optimizer skips the parameter exactly when the synchronous run did; the zero start is a zero for
