@@ -67,10 +67,10 @@ before it is stored, since its owner overwrites the buffer on the next backward.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where it is used: spec and sweep-file checks call check_delay torch-free
+    from torch import Tensor
 
 FORMAT = 1  # version of the state_dict layout below
 
@@ -93,6 +93,8 @@ class GradientDelay:
     """
 
     def __init__(self, params: Iterable[Tensor], delay: int):
+        from torch import Tensor
+
         self.delay = check_delay(delay)
         unique: dict[int, Tensor] = {}
         for p in params:
@@ -118,6 +120,8 @@ class GradientDelay:
         return self.steps < self.delay
 
     def _allocate(self) -> list[list[Tensor | None]]:
+        import torch
+
         with torch.no_grad():
             return [[torch.zeros_like(p.grad if p.grad is not None else p, requires_grad=False)
                      for p in self.params] for _ in range(self.delay)]
@@ -209,6 +213,8 @@ class GradientDelay:
 
     @staticmethod
     def _place(g: Any, p: Tensor, k: int, i: int) -> Tensor | None:
+        from torch import Tensor
+
         if g is None:
             return None
         if not isinstance(g, Tensor) or list(g.shape) != list(p.shape):

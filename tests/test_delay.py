@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -108,6 +111,15 @@ def test_invalid_delay_is_refused_with_the_valid_choices(bad):
         GradientDelay([nn.Parameter(torch.zeros(2))], bad)
     with pytest.raises(ValueError, match="invalid delay"):
         check_delay(bad)
+
+
+def test_check_delay_is_importable_without_torch():
+    """Sweep-file and RunSpec validation (torch-free modules) can check a delay with harness.delay."""
+    code = ("import sys; from harness.delay import check_delay; assert check_delay(2) == 2; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_params_must_be_tensors_and_are_deduplicated():
