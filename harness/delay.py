@@ -61,7 +61,8 @@ Cost: the swap moves no data. It exchanges tensor references (one Python assignm
 no kernel, no host sync): the ring takes the tensor autograd just wrote, ``.grad`` gets the stale
 one. Memory: ``d`` gradients per parameter (:meth:`GradientDelay.nbytes`). A gradient that is a view
 of a larger buffer (DDP's ``gradient_as_bucket_view=True``, flat-gradient optimizers) is cloned
-before it is stored, since its owner overwrites the buffer on the next backward.
+before it is stored, since its owner overwrites the buffer on the next backward (tested with a
+hand-made view; DDP in that mode is untested: the loop uses DDP's default, no bucket views).
 """
 
 from __future__ import annotations
