@@ -1,6 +1,6 @@
-"""The one place that touches Optuna beyond its documented user API (STYLE: "use Optuna as a client;
-if a private attribute is unavoidable, it lives behind one adapter with a test that fails loudly when
-Optuna changes" -- tests/test_sweep_healing.py::test_optuna_adapter_against_the_installed_optuna).
+"""The one place that touches Optuna beyond its documented user API. optbench uses Optuna as a client;
+where a private attribute is unavoidable it lives here, behind one adapter whose test fails loudly when
+Optuna changes (tests/test_sweep_healing.py::test_optuna_adapter_against_the_installed_optuna).
 
 Why each is needed: ask/tell gives no public trial id, but the storage API (state changes without
 ``tell``, attributes of a trial we did not ``ask`` for, heartbeats) is keyed by it; ``enqueue_trial``

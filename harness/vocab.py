@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-# Every task has these sizes (SPEC "The tasks"): tiny (tests, seconds), small (offline demo, CPU
-# minutes), paper (the published setup, GPU).
+# Every task has these sizes: tiny (tests, seconds), small (offline demo, CPU minutes), paper (the
+# published setup, GPU); see docs/protocol.md#budgets-schedules-and-what-is-measured.
 SIZES = ("tiny", "small", "paper")
 
 # Parameter roles a task may declare. Optimizers route by role, never by parameter name.

@@ -1,4 +1,4 @@
-"""CIFAR ResNets on plain and long-tailed CIFAR (shared/PROTOCOL.md section 5).
+"""CIFAR ResNets on plain and long-tailed CIFAR (paper-scale setup in docs/protocol.md#cifar-resnet).
 
 Models:
   * ``resnet8`` / ``resnet20`` / ``resnet32``: the CIFAR ResNets of He, Zhang, Ren, Sun, "Deep Residual
@@ -41,8 +41,8 @@ SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": {"model": "resnet8", "batch_size": 32, "steps": 30, "eval_every": 15},
     # The demo size: one run with its evals takes a few seconds on one CPU thread.
     "small": {"model": "resnet8", "batch_size": 64, "steps": 300, "eval_every": 75},
-    # PROTOCOL section 5: LDAM-DRW ResNet-32 recipe (200 epochs, batch 128, 5 warmup epochs) with the
-    # harness's warmup + cosine schedule; kuangliu's ResNet-18 uses the same epochs and batch.
+    # docs/protocol.md#cifar-resnet: LDAM-DRW ResNet-32 recipe (200 epochs, batch 128, 5 warmup epochs)
+    # with the harness's warmup + cosine schedule; kuangliu's ResNet-18 uses the same epochs and batch.
     "paper": {"model": "resnet32", "batch_size": 128, "epochs": 200, "warmup_epochs": 5, "eval_epochs": 5},
 }
 

@@ -4,7 +4,7 @@ Sources: GraphLand (Bazhenov, Platonov, Prokhorenkova, NeurIPS 2025 D&B, arXiv 2
 https://github.com/yandex-research/graphland: ``model.py``, ``dataset.py``) and the heterophilous
 graphs of Platonov et al. (ICLR 2023, https://github.com/yandex-research/heterophilous-graphs:
 ``modules.py``). The Softsign paper (arXiv 2605.31371) reports "graph transformers on 7 GraphLand
-datasets"; see ../shared/PROTOCOL.md section 2 for what is and is not known about its setup.
+datasets"; docs/protocol.md#graphland-gnn says what is and is not known about its setup.
 
 Model (GraphLand defaults, one code path for every dataset):
   input     Linear(d_in -> h) -> Dropout -> GELU -> Linear(h -> h)
@@ -39,8 +39,9 @@ diverged run is told to Optuna as ``penalty = -1`` (twice the squared error of p
 an accuracy / AP / ROC-AUC run as ``0``. At small size the GT with AdamW defaults reaches about 90 %
 validation accuracy on ``sbm`` (a logistic regression on the node features alone about 42 %).
 
-``TASK.groups["graphland7"]`` is PROTOCOL's candidate (a) for the Softsign paper's unnamed 7
-datasets: the four multi-million-node graphs dropped, one task per shared graph, all three task types.
+``TASK.groups["graphland7"]`` is candidate (a) of docs/protocol.md#graphland-gnn for the Softsign
+paper's unnamed 7 datasets: the four multi-million-node graphs dropped, one task per shared graph,
+all three task types.
 
 Options (None = the size's / dataset's default, resolved into ``Task.options``):
   model     "gt" (graph transformer, as in the Softsign paper) or "sage"

@@ -6,7 +6,7 @@ no biases, optional grouped-query attention (``n_kv_heads < n_heads``) and optio
 embeddings. Init: N(0, 0.02) everywhere (GaLore / HF Llama ``initializer_range``), residual output
 projections scaled by 1/sqrt(2 * layers) (GPT-2, nanoGPT, epfml llm-baselines), RMSNorm gains 1.
 
-Named model configs (``MODEL_CONFIGS``, option ``model``; see PROTOCOL.md section 4):
+Named model configs (``MODEL_CONFIGS``, option ``model``; sources in docs/protocol.md#llm-pretraining):
 
   name   d     layers heads(kv) FFN   vocab / tied    ctx  params  source
   tiny   32    2      4 (2)     64    tokenizer/no    32   --      CPU tests (GQA on purpose)
@@ -65,7 +65,7 @@ _PYDOC = "pydoc"
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture plus the training recipe that goes with it (PROTOCOL.md section 4)."""
+    """Architecture plus the training recipe that goes with it (docs/protocol.md#llm-pretraining)."""
 
     name: str
     d_model: int

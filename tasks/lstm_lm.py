@@ -27,8 +27,9 @@ embedding, in which case the shared tensor appears once, as ``embedding``; all b
 Sizes: ``tiny`` (the first 36k / 2k / 2k characters of the train / val / test text, 32 hidden units,
 20 steps; tests), ``small`` (full pydoc, char level, hidden 128, batch 16 x bptt 64, 120 steps: about
 3.5-4.5 s of CPU time on one thread, val char_acc ~0.53 with AdamW lr 1e-2 against 0.23 for the best
-constant guess), ``paper`` (inferred; PROTOCOL.md section 3 knows no Softsign sizes): hidden 1024,
-tied embeddings, bptt 256 and batch 64 (the nanoGPT shakespeare-char context/batch), 5,000 steps
+constant guess), ``paper`` (inferred: no Softsign sizes are public, see
+docs/protocol.md#lstm-language-model): hidden 1024, tied embeddings, bptt 256 and batch 64 (the nanoGPT
+shakespeare-char context/batch), 5,000 steps
 (82M characters: about one pass over the ~1e8 characters estimated for the 26 ``*_mnli`` splits,
 650k pairs, so nothing is seen twice and dropout is 0), a
 4,096-character vocabulary cap (the CJK scripts alone bring thousands of rare symbols), gradient

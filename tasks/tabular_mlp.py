@@ -1,7 +1,8 @@
 """Tabular MLP: the plain MLP of "Revisiting Deep Learning Models for Tabular Data" (Gorishniy, Rubachev,
 Khrulkov, Babenko, NeurIPS 2021, arXiv 2106.11959) as benchmarked for optimizers in "Benchmarking
 Optimizers for Tabular MLPs" (Gorishniy, Rubachev, Feoktistov, Babenko, arXiv 2604.15297;
-yandex-research/tabular-dl-optimizers), see shared/PROTOCOL.md section 1.
+yandex-research/tabular-dl-optimizers). Paper-scale setup and reference numbers:
+docs/protocol.md#tabular-mlp.
 
 Model: ``n_blocks`` x [Linear -> ReLU -> Dropout] of width ``d_block``, then a Linear head. With
 ``num_embeddings="piecewise"`` every numerical feature first goes through a piecewise-linear encoding
@@ -11,9 +12,9 @@ and section 3.2.1; the MLP-dagger variant of the optimizer benchmark uses piecew
 
 Data and preprocessing: ``tasks.data.tables`` (scikit-learn's bundled sets, OpenML, CSV / parquet files).
 
-Parameter roles (PROTOCOL: Muon gets every backbone Linear weight, the first layer included): backbone
-Linear weights -> ``matrix``, the output Linear -> ``head``, embedding weights -> ``embedding``, every
-bias -> ``vector``.
+Parameter roles (as in the reference: Muon gets every backbone Linear weight, the first layer
+included): backbone Linear weights -> ``matrix``, the output Linear -> ``head``, embedding weights ->
+``embedding``, every bias -> ``vector``.
 """
 
 from __future__ import annotations
@@ -57,18 +58,20 @@ SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": {"d_block": 32, "n_blocks": 2, "dropout": 0.0, "batch_size": 64, "steps": 40, "eval_every": 20},
     "small": {"d_block": 128, "n_blocks": 3, "dropout": 0.0, "batch_size": 128, "steps": 800,
               "eval_every": 200},
-    # PROTOCOL: the reference tunes n_blocks in [1, 6], d_block in [64, 1024] and dropout jointly; these
+    # The reference tunes n_blocks in [1, 6], d_block in [64, 1024] and dropout jointly; these
     # fixed defaults are a middle point of that space [I]; set them as task options in a sweep.
     "paper": {"d_block": 512, "n_blocks": 3, "dropout": 0.1, "batch_size": None, "epochs": 100},
 }
 
-# PROTOCOL section 1 batch sizes for the named sets; the rest follow the same rule by training-set size.
+# The reference's batch sizes for the named sets (docs/protocol.md#tabular-mlp); the rest follow the same
+# rule by training-set size.
 PAPER_BATCH = {"adult": 256, "california": 256, "house": 256, "higgs-small": 512, "black-friday": 512,
                "diamonds": 512, "covertype": 1024}
 
-# Steps-to-target thresholds: a little below the tuned MLP's test score (PROTOCOL table, AdamW column,
-# converted to original units where needed) for the named sets [I]; from our own small runs for the
-# bundled ones. None where no reference exists (user files, raw-price regressions).
+# Steps-to-target thresholds: a little below the tuned MLP's test score (reference table in
+# docs/protocol.md#tabular-mlp, AdamW column, converted to original units where needed) for the named
+# sets [I]; from our own small runs for the bundled ones. None where no reference exists (user files,
+# raw-price regressions).
 TARGETS: dict[str, tuple[str, float]] = {
     "synthetic": ("accuracy", 0.80), "breast_cancer": ("accuracy", 0.95), "wine": ("accuracy", 0.95),
     "digits": ("accuracy", 0.95), "diabetes": ("rmse", 60.0), "adult": ("accuracy", 0.85),
@@ -207,12 +210,12 @@ def build(request: TaskRequest, prep: tables.Prepared) -> Task:
     budget follow from the table."""
     size, dataset, opts = request.size, request.dataset, dict(request.options)
     n_train = prep.x["train"].shape[0]
-    if opts["batch_size"] is None:  # paper: PROTOCOL's per-dataset batch, else the same rule by size
+    if opts["batch_size"] is None:  # paper: the reference's per-dataset batch, else the same rule by size
         opts["batch_size"] = PAPER_BATCH.get(dataset) or (256 if n_train <= 30_000 else 512 if n_train <= 120_000
                                                           else 1024)
     if size == "paper":
-        # PROTOCOL: no epoch cap with early stopping (patience 16) and constant LR; the harness has a fixed
-        # step budget, so we give a fixed number of epochs [I] and evaluate once per epoch.
+        # The reference: no epoch cap with early stopping (patience 16) and constant LR; the harness has
+        # a fixed step budget, so we give a fixed number of epochs [I] and evaluate once per epoch.
         per_epoch = max(1, n_train // opts["batch_size"])
         steps, eval_every = SIZE_DEFAULTS["paper"]["epochs"] * per_epoch, per_epoch
         schedule, warmup = "constant", 0.0

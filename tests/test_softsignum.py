@@ -419,7 +419,8 @@ def test_learning_rate_is_read_at_step_time(cls):
 
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_signum_follows_the_heavy_ball_rule(nesterov):
-    """Signum stores exp_avg = (1 - beta) m; its steps equal the SPEC's literal heavy-ball rule."""
+    """Signum stores exp_avg = (1 - beta) m; its steps equal the literal heavy-ball rule of
+    docs/optimizers.md#signum."""
     params = _params()
     lr, beta = 1e-2, 0.9
     opt = Signum(_groups(params), lr=lr, momentum=beta, nesterov=nesterov)

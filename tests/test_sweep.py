@@ -727,7 +727,8 @@ def test_ctrl_c_releases_the_trial_and_rerun_resumes(tmp_path):
 
 
 def test_transfer_from_evaluates_the_donor_best_without_tuning(tmp_path):
-    # PROTOCOL's LLM row: tune at one size, evaluate the tuned configurations at another.
+    # As the paper-scale LLM entries (docs/protocol.md#llm-pretraining): tune at one size, evaluate the
+    # tuned configurations at another.
     base = {"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], "steps": 12}
     sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], trials=3, eval_seeds=1, tasks=[
         {**base, "name": "narrow"},

@@ -119,7 +119,7 @@ def test_data_stream_is_deterministic_and_augments_on_device():
 
 
 def test_long_tail_counts_match_the_ldam_profile():
-    # PROTOCOL section 5 table (n_max = 5000 / 500 as in LDAM-DRW)
+    # Training-set sizes of docs/protocol.md#cifar-resnet (n_max = 5000 / 500 as in LDAM-DRW)
     assert sum(images.long_tail_counts(5000, 10, 100.0)) == 12_406
     assert sum(images.long_tail_counts(5000, 10, 10.0)) == 20_431
     assert sum(images.long_tail_counts(500, 100, 100.0)) == 10_847

@@ -122,7 +122,7 @@ def test_record_is_complete_and_describes_what_it_builds(task_name):
     assert record.sizes == SIZES and record.description
     assert all(d.about for d in record.datasets) and all(o.description for o in record.options)
     assert all(d.fetch == "" if d.offline else d.fetch for d in record.datasets)  # a download says from where
-    for size in ("tiny", "small"):  # SPEC: tiny and small run offline
+    for size in ("tiny", "small"):  # tiny and small must run offline (tests, demo)
         assert record.find_dataset(record.default_dataset[size]).offline, size
     task = tasks.make(task_name, size="tiny")
     assert isinstance(task, Task) and (task.name, task.size) == (task_name, "tiny")

@@ -139,7 +139,7 @@ def test_roles_cover_every_parameter_once(model_name, tied):
     assert len(roles["vector"]) == 2 * cfg.n_layers + 1  # RMSNorm gains
 
 
-# PROTOCOL.md section 4, "params" column (computed from the published configs).
+# The "params" column of docs/protocol.md#llm-pretraining (computed from the published configs).
 @pytest.mark.parametrize("model_name,millions", [("130M", 134), ("360M", 362), ("720M", 720)])
 def test_paper_parameter_counts_match_protocol(model_name, millions):
     model = llm.build_model(llm.MODEL_CONFIGS[model_name], device="meta")

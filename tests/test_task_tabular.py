@@ -48,7 +48,8 @@ def test_roles_cover_every_parameter(size, dataset, options):
     model = task.make_model(torch.Generator().manual_seed(0))
     roles = task.roles(model)
     check_roles(model, roles)
-    # PROTOCOL: every backbone Linear weight (the first included) is a matrix; head and embeddings are not.
+    # As the reference: every backbone Linear weight (the first included) is a matrix; head and embeddings
+    # are not.
     assert len(roles["matrix"]) == task.options["n_blocks"]
     assert roles["head"] == [model.head.weight]
     if options.get("num_embeddings") == "piecewise":
@@ -62,7 +63,7 @@ def test_roles_cover_every_parameter(size, dataset, options):
 def test_paper_size_follows_protocol():
     task = tab.TASK.make("paper", dataset="diabetes")
     assert task.schedule == "constant" and task.warmup_fraction == 0.0 and task.grad_clip == 1.0
-    assert task.batch_size == 256  # PROTOCOL's batch for small training sets
+    assert task.batch_size == 256  # the reference's batch for small training sets
     # 442 rows -> 89 test (20 %), 71 val (20 % of the rest), 282 train; one epoch = 282 // 256 steps
     assert "282 training rows" in task.description
     assert task.eval_every == 282 // 256 and task.steps == 100 * task.eval_every
@@ -125,7 +126,7 @@ def test_preprocessing_quantile_nan_and_constant_columns():
         "skewed": rng.lognormal(size=n),
         "with_nan": np.where(rng.random(n) < 0.2, np.nan, rng.standard_normal(n)),
         "constant": np.ones(n),
-        "flag": rng.integers(0, 2, n),                      # binary numeric -> one-hot (PROTOCOL)
+        "flag": rng.integers(0, 2, n),                      # binary numeric -> one-hot (as the reference)
         "city": rng.choice(["a", "b", "c"], n).astype(object),
     })
     y = pd.Series(rng.integers(0, 2, n))

@@ -112,7 +112,8 @@ DATASETS = (
 )
 
 DATASET_GROUPS: dict[str, tuple[str, ...]] = {
-    # PROTOCOL.md section 2, candidate (a): the Softsign paper's 7 GraphLand datasets are not named.
+    # Candidate (a) of docs/protocol.md#graphland-gnn: the Softsign paper does not name its 7 GraphLand
+    # datasets.
     "graphland7": ("hm-categories", "artnet-exp", "city-roads-M", "tolokers-2", "city-reviews",
                    "avazu-ctr", "twitch-views"),
     "graphland": tuple(GRAPHLAND),
@@ -420,7 +421,7 @@ def resolve_split(dataset: str, split: Any) -> str | int:
                             f"0..{HETEROPHILOUS_SPLITS - 1}")
         return split
     if split is None:
-        # GraphLand's default is RL (PROTOCOL); the synthetic graph uses RH so that validation and
+        # RL is GraphLand's default split; the synthetic graph uses RH so that validation and
         # training sets are large enough for a low-noise demo comparison.
         return "RL" if family == "graphland" else "RH"
     known = GRAPHLAND_SPLITS if family == "graphland" else ("RL", "RH")

@@ -2,7 +2,7 @@
 own CSV / parquet files (``path:``) and a generated mixed-type table; the preprocessing of the tabular-DL
 literature; row batches on the device.
 
-Preprocessing (PROTOCOL section 1, after ``lib/data.py`` of yandex-research/tabular-dl-optimizers):
+Preprocessing (docs/protocol.md#tabular-mlp, after ``lib/data.py`` of yandex-research/tabular-dl-optimizers):
 numerical features are quantile-transformed to a normal distribution (fit on the training split plus
 N(0, 1e-5/std) noise that breaks ties, n_quantiles = max(min(n_train // 30, 1000), 10)) or standardised
 (``scaling``); NaN -> 0 afterwards (the training mean); features constant on the training split are
@@ -35,7 +35,7 @@ from harness.task import Dataset, Metric, device_generator, epoch_indices
 # Named OpenML datasets: name -> (OpenML data_id, task kind, one line). Ids checked against public
 # benchmark tables (Grinsztajn et al. 2022 tabular benchmark, ExcelFormer appendix A, skrub dataset ids).
 # Targets are the OpenML default target columns, in their original units (so RMSE values are not the
-# standardised / log-scale numbers of PROTOCOL's table).
+# standardised / log-scale numbers of the reference table in docs/protocol.md#tabular-mlp).
 OPENML: dict[str, tuple[int, str]] = {
     "adult": (1590, "OpenML 1590 'adult': income > 50K, 48,842 rows, 14 features (8 categorical); binary"),
     "california": (537, "OpenML 537 'houses' = California housing 1990, 20,640 rows, 8 features; "
@@ -381,7 +381,7 @@ def _quantile_bins(train: np.ndarray, n_bins: int) -> tuple[np.ndarray, ...]:
 
 
 def prepare(frame, y, *, kind: str, scaling: str, data_seed: int, n_bins: int | None, where: str) -> Prepared:
-    """Split and preprocess a raw table (PROTOCOL section 1); see the module docstring."""
+    """Split and preprocess a raw table (docs/protocol.md#tabular-mlp); see the module docstring."""
     import pandas as pd
 
     frame = frame.reset_index(drop=True)
@@ -404,7 +404,8 @@ def prepare(frame, y, *, kind: str, scaling: str, data_seed: int, n_bins: int | 
     categorical = [c for c in frame.columns if _is_categorical(frame[c])]
     numeric = [c for c in frame.columns if c not in categorical]
     frame = _infinite_as_missing(frame, numeric, where)
-    # Binary numerical columns are categorical (PROTOCOL); columns constant on train are dropped.
+    # Binary numerical columns are categorical (as in the reference preprocessing); columns constant on
+    # train are dropped.
     train_rows = frame.iloc[split["train"]]
     n_distinct = {c: train_rows[c].nunique(dropna=True) for c in numeric}
     categorical += [c for c in numeric if n_distinct[c] == 2]

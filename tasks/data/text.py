@@ -11,7 +11,7 @@ Corpora (``dataset``):
                      ``<lang>_mnli`` splits (one per language). ``nli:<split>[,<split>...]`` picks
                      splits, e.g. ``nli:de_mnli,fr_anli``. Text of a row = premise + "\\n" + hypothesis
                      + "\\n"; val/test (1 % each) are carved by a hash of the premise, so rows sharing
-                     a premise never straddle splits (PROTOCOL.md section 3).
+                     a premise never straddle splits (docs/protocol.md#lstm-language-model).
   ``hf:<id>[:<config>]``  any HF dataset (or local dataset folder) with a ``text`` column or
                      ``premise``/``hypothesis`` columns; its ``validation``/``test`` splits when both
                      exist, else a 98/1/1 row-hash carve of ``train``.
