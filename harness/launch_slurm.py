@@ -222,6 +222,8 @@ def submit_commands(commands: Sequence[Sequence[str]], resources: SlurmResources
     work_dir = str(Path(cwd).resolve()) if cwd is not None else os.getcwd()
     job_env = {"PYTHONUNBUFFERED": "1", **dict(env or {})}
     jobs_to_submit = [CommandJob(list(c), env=job_env, cwd=work_dir) for c in commands]
+    existed = folder.exists()
+    before = set(folder.iterdir()) if existed else set()
     folder.mkdir(parents=True, exist_ok=True)
     executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=resources.max_requeues)
     executor.update_parameters(**resources.executor_parameters(array_parallelism=len(commands)))
@@ -229,7 +231,16 @@ def submit_commands(commands: Sequence[Sequence[str]], resources: SlurmResources
         with executor.batch():
             jobs = [executor.submit(job) for job in jobs_to_submit]
     except (subprocess.SubprocessError, OSError, RuntimeError) as exc:
-        # sbatch's own refusal (resources the cluster cannot give, an unknown account or QOS ...).
+        # sbatch's own refusal (resources the cluster cannot give, an unknown account or QOS ...):
+        # remove what submitit wrote for it (pickles, the batch script), then say why.
+        if not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            for path in set(folder.iterdir()) - before:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
         message = str(exc).strip().splitlines()
         detail = next((line for line in message if "error" in line.lower()), message[-1] if message else "")
         raise UserError(f"sbatch refused the job array: {detail.strip()}") from None

@@ -215,6 +215,22 @@ def slurm():
     return ls.SlurmResources(time_min=10, signal_delay_s=30, mem_gb=0.5)
 
 
+def test_what_the_cluster_cannot_give_is_refused_before_anything_runs(tmp_path, slurm):
+    folder = tmp_path / "jobs"
+    known = ls.partitions()
+    assert known  # sinfo answers
+    with pytest.raises(UserError, match=f"unknown SLURM partition 'no-such-partition'; known: {known[0]}"):
+        ls.submit_commands([["true"]], dataclasses.replace(slurm, partition="no-such-partition"), folder)
+    with pytest.raises(UserError, match="sbatch refused the job array: .*error"):
+        ls.submit_commands([["true"]] * 2, dataclasses.replace(slurm, cpus_per_worker=100_000), folder)
+    assert not folder.exists()
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    with pytest.raises(UserError, match="sbatch refused"):
+        ls.submit_commands([["true"]], dataclasses.replace(slurm, mem_gb=1_000_000), folder)
+    assert [p.name for p in folder.iterdir()] == ["keep.txt"]
+
+
 def wait_until(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
