@@ -275,60 +275,23 @@ def _build_wrapped(cls: type, groups: Mapping[str, list], hparams: Mapping[str, 
         params = all_params(groups)
         param_groups = decay_groups(params, own["weight_decay"]) if "weight_decay" in own else [{"params": params}]
         return cls(param_groups, **own)
+    from optimizers.routed import RoutedOptimizer
+
     matrices = [p for p in groups.get("matrix", ()) if p.ndim >= 2]
     taken = {id(p) for p in matrices}
     rest = [p for p in all_params(groups) if id(p) not in taken]
-    main = cls(decay_groups(matrices, own["weight_decay"]) if "weight_decay" in own else [{"params": matrices}], **own)
-    import torch
+    main = decay_groups(matrices, own["weight_decay"]) if "weight_decay" in own else [{"params": matrices}]
+    param_groups = [{**g, "route": "main"} for g in main if g["params"]]
+    param_groups += [{**g, "route": "aux"} for g in decay_groups(rest, hparams["aux_weight_decay"])]
+    return RoutedOptimizer(param_groups, cls, aux_lr=hparams["aux_lr"], aux_betas=tuple(hparams["aux_betas"]),
+                           aux_eps=hparams["aux_eps"], aux_weight_decay=hparams["aux_weight_decay"], **own)
 
-    aux = torch.optim.AdamW(decay_groups(rest, hparams["aux_weight_decay"]), lr=hparams["aux_lr"],
-                            betas=tuple(hparams["aux_betas"]), eps=hparams["aux_eps"]) if rest else None
-    return RoutedOptimizer(main, aux)
 
+def __getattr__(name: str) -> Any:
+    """``RoutedOptimizer`` still imports from here, where it used to live (loaded lazily: this
+    module does not import torch until an optimizer is built)."""
+    if name == "RoutedOptimizer":
+        from optimizers.routed import RoutedOptimizer
 
-class RoutedOptimizer:
-    """Two optimizers stepped as one (a Muon-like plugin on the hidden matrices, AdamW on the rest):
-    one ``step()``, one ``zero_grad()``, one ``state_dict()``; ``param_groups`` lists both's groups,
-    so the training loop's LR schedule reaches every group."""
-
-    def __init__(self, main: Any, aux: Any | None):
-        self.main, self.aux = main, aux
-        self._parts = [o for o in (main, aux) if o is not None]
-
-    @property
-    def param_groups(self) -> list[dict]:
-        return [g for o in self._parts for g in o.param_groups]
-
-    @property
-    def state(self) -> dict:
-        merged: dict = {}
-        for o in self._parts:
-            merged.update(o.state)
-        return merged
-
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:  # evaluate once, then step both parts on those gradients
-            import torch
-
-            with torch.enable_grad():
-                loss = closure()
-        for o in self._parts:
-            o.step()
-        return loss
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for o in self._parts:
-            o.zero_grad(set_to_none=set_to_none)
-
-    def state_dict(self) -> dict:
-        return {"main": self.main.state_dict(), "aux": self.aux.state_dict() if self.aux is not None else None}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.main.load_state_dict(state["main"])
-        if self.aux is not None:
-            self.aux.load_state_dict(state["aux"])
-
-    def diagnostics(self) -> dict[str, float]:
-        fn = getattr(self.main, "diagnostics", None)
-        return fn() if fn is not None else {}
+        return RoutedOptimizer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -122,6 +122,36 @@ def check_nonneg(name: str, value: Any) -> None:
         raise ValueError(f"invalid {name}: {value!r} (must be a finite number >= 0)")
 
 
+def check_lr(name: str, value: Any) -> None:
+    """A learning rate: a finite number >= 0, or a 1-element real tensor holding one (as torch.optim:
+    LR schedulers write into it in place and compiled steps read it without recompiling).
+    A multi-element tensor is refused with torch's own words."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"Tensor lr must be 1-element (invalid {name}: a tensor of shape {tuple(value.shape)})")
+        if value.is_complex():
+            raise ValueError(f"invalid {name}: {value!r} (must be real)")
+        value = value.item()
+    check_nonneg(name, value)
+
+
+def check_real(optimizer: str, params: Iterable[Any]) -> None:
+    """``ValueError`` naming the optimizer for a complex parameter (optbench's update rules are
+    defined on real coordinates; a complex parameter can be optimised as ``torch.view_as_real(p)``)."""
+    for p in params:
+        tensor = p[1] if isinstance(p, tuple) else p
+        if isinstance(tensor, torch.Tensor) and tensor.is_complex():
+            raise ValueError(
+                f"{optimizer} does not support complex parameters (got a {tensor.dtype} tensor of shape "
+                f"{tuple(tensor.shape)}); optimize a real view instead, e.g. torch.view_as_real(p)"
+            )
+
+
+def scalar_dtype() -> torch.dtype:
+    """The dtype of tensor step counters: float32, or float64 when that is the default dtype (as torch.optim)."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
 def check_positive(name: str, value: Any) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"invalid {name}: {value!r} (must be a finite number > 0)")
@@ -150,6 +180,32 @@ def check_bool(name: str, value: Any) -> None:
 def check_int(name: str, value: Any, minimum: int = 0) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"invalid {name}: {value!r} (must be an integer >= {minimum})")
+
+
+def add_param_group_unfilled(optimizer: torch.optim.Optimizer, param_group: dict[str, Any]) -> dict[str, Any]:
+    """torch's ``Optimizer.add_param_group`` (its checks and normalisation: a tensor or generator of
+    params, named parameters, leaf tensors, duplicates, with/without names) without filling in
+    ``optimizer.defaults``: for optimizers whose groups are of two kinds with different keys (a
+    Muon group and an auxiliary AdamW group), each filled by the caller. Returns the appended group."""
+    defaults, optimizer.defaults = optimizer.defaults, {}
+    try:
+        torch.optim.Optimizer.add_param_group(optimizer, param_group)
+    finally:
+        optimizer.defaults = defaults
+    return optimizer.param_groups[-1]
+
+
+def checked_group(optimizer: torch.optim.Optimizer, check: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Run ``check`` on the group just appended; if it raises, take the group out again (an invalid
+    group never stays half-added) and re-raise."""
+    group = optimizer.param_groups[-1]
+    try:
+        check_real(type(optimizer).__name__, group["params"])
+        check(group)
+    except Exception:
+        optimizer.param_groups.pop()
+        raise
+    return group
 
 
 # --- weight-decay grouping ---------------------------------------------------------------------

@@ -49,12 +49,33 @@ def sign_phase_steps(alpha_sign: float, total_steps: int) -> int:
     return min(total_steps, int(math.floor(alpha_sign * total_steps + 1e-9)))
 
 
-def init_switch_state(group: dict[str, Any], alpha_sign: float, total_steps: int, key: str) -> None:
-    """Write the phase bookkeeping into a fresh param group; ``key`` is the switch state (None for now)."""
-    group["step"] = 0
+def run_clock(groups: Sequence[Mapping[str, Any]]) -> int:
+    """Where a run stands: the largest ``step`` of its param groups (0 for none). A group added to a
+    running optimizer (``add_param_group`` after some steps: progressive unfreezing) starts there,
+    so it is in the same phase as the others."""
+    return max((g["step"] for g in groups if "step" in g), default=0)
+
+
+def init_switch_state(group: dict[str, Any], alpha_sign: float, total_steps: int, key: str, step: int = 0) -> None:
+    """Write the phase bookkeeping into a new param group at the run's clock ``step``; ``key`` is the
+    switch state (None: fitted at the group's first step past the switch, or shared, see
+    ``share_switch_state``)."""
+    group["step"] = int(step)
     group["total_steps"] = int(total_steps)
     group["sign_steps"] = sign_phase_steps(alpha_sign, total_steps)
     group[key] = None
+
+
+def share_switch_state(groups: Sequence[dict[str, Any]], new: dict[str, Any], key: str,
+                       derive: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None) -> None:
+    """A group added after the switch to an ``"optimizer"``-scoped pool takes the pool's switch state
+    (``derive(source, new)`` if given, else the same object): one schedule stays one schedule."""
+    if new.get("schedule_scope", "optimizer") != "optimizer":
+        return
+    for group in groups:
+        if group is not new and group.get(key) is not None and group.get("schedule_scope", "optimizer") == "optimizer":
+            new[key] = derive(group, new) if derive is not None else group[key]
+            return
 
 
 def soft_index(group: Mapping[str, Any], step: int | None = None) -> int | None:
@@ -112,6 +133,7 @@ def load_keeping_own_keys(
                     f"has no {key!r} (it was saved by an optimizer that does not count its steps)"
                 )
     load(state_dict)
-    for group, mine in zip(optimizer.param_groups, own):
+    for group, mine, saved in zip(optimizer.param_groups, own, saved_groups):
         for key, value in mine.items():
-            group.setdefault(key, value)
+            if key not in saved:  # also over a default that __setstate__ filled in
+                group[key] = value

@@ -18,6 +18,7 @@ from optimizers._base import (
     OptimizerSpec,
     all_params,
     check_betas,
+    check_lr,
     check_nonneg,
     decay_groups,
 )
@@ -37,12 +38,19 @@ SEARCH_SPACE = {
 
 
 class AdamW(torch.optim.AdamW):
-    """``torch.optim.AdamW`` (foreach) with hyperparameter errors that name the parameter."""
+    """``torch.optim.AdamW`` (foreach) with hyperparameter errors that name the parameter.
 
-    def __init__(self, params, lr: float = DEFAULTS["lr"], betas: tuple[float, float] = DEFAULTS["betas"],
-                 eps: float = DEFAULTS["eps"], weight_decay: float = DEFAULTS["weight_decay"], *,
-                 foreach: bool = True):
-        check_nonneg("lr", lr)
+    ``foreach=None`` (default) is the multi-tensor path, except with a tensor ``lr``, which torch's
+    foreach AdamW takes only with ``capturable=True`` (CUDA): then the for-loop path, as
+    torch.optim.AdamW's own default on CPUs. ``foreach=True`` with a tensor lr is torch's refusal.
+    """
+
+    def __init__(self, params, lr: float | torch.Tensor = DEFAULTS["lr"],
+                 betas: tuple[float, float] = DEFAULTS["betas"], eps: float = DEFAULTS["eps"],
+                 weight_decay: float = DEFAULTS["weight_decay"], *, foreach: bool | None = None):
+        check_lr("lr", lr)
+        if foreach is None:
+            foreach = not isinstance(lr, torch.Tensor)
         check_betas("betas", betas)
         check_nonneg("eps", eps)
         check_nonneg("weight_decay", weight_decay)

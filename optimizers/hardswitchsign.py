@@ -55,9 +55,16 @@ from optimizers._base import (
     check_int,
     check_positive,
     check_unit_interval,
+    checked_group,
     decay_groups,
 )
-from optimizers._switch import init_switch_state, load_keeping_own_keys, soft_index
+from optimizers._switch import (
+    init_switch_state,
+    load_keeping_own_keys,
+    run_clock,
+    share_switch_state,
+    soft_index,
+)
 from optimizers.signum import (
     by_device_and_dtype,
     collect,
@@ -89,6 +96,7 @@ SEARCH_SPACE = {
 def validate(group: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` naming the first invalid hyperparameter of a param group."""
     validate_signum(group)
+    check_int("total_steps", group["total_steps"], minimum=1)
     check_unit_interval("alpha_sign", group["alpha_sign"], closed_right=True)
     check_positive("switch_scale", group["switch_scale"])
 
@@ -149,18 +157,26 @@ class HardSwitchSign(torch.optim.Optimizer):
         *,
         foreach: bool = True,
     ):
-        check_int("total_steps", total_steps, minimum=1)
         defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov,
-                    "alpha_sign": alpha_sign, "switch_scale": switch_scale, "foreach": foreach}
+                    "alpha_sign": alpha_sign, "switch_scale": switch_scale, "foreach": foreach,
+                    "total_steps": total_steps}
         validate(defaults)
-        self.total_steps = total_steps
         super().__init__(params, defaults)
 
+    @property
+    def total_steps(self) -> int:
+        """``K`` of new param groups (kept in ``defaults``, so a deepcopy or pickle keeps it)."""
+        return self.defaults["total_steps"]
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's ``add_param_group``, validated; the group joins the run's clock and, past the
+        switch, the pooled gain (scaled by its own ``switch_scale``)."""
+        clock = run_clock(self.param_groups)
         super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        validate(group)
-        init_switch_state(group, group["alpha_sign"], self.total_steps, "sgd_gain")
+        group = checked_group(self, validate)
+        init_switch_state(group, group["alpha_sign"], group["total_steps"], "sgd_gain", step=clock)
+        share_switch_state(self.param_groups, group, "sgd_gain",
+                           derive=lambda src, new: src["sgd_gain"] / src["switch_scale"] * new["switch_scale"])
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """torch's ``load_state_dict``, keeping the keys a Signum checkpoint lacks (branching)."""

@@ -76,14 +76,19 @@ from optimizers._base import (
     LogUniform,
     OneMinusLogUniform,
     OptimizerSpec,
+    add_param_group_unfilled,
     check_betas,
     check_bool,
+    check_lr,
     check_nonneg,
     check_positive,
     check_unit_interval,
+    checked_group,
     decay_groups,
+    scalar_dtype,
 )
-from optimizers._switch import check_choice, load_keeping_own_keys
+from optimizers._switch import check_choice, load_keeping_own_keys, run_clock
+from optimizers.signum import decay_and_step, step_lr
 
 DEFAULTS: dict[str, Any] = {
     "lr": 0.02,
@@ -238,11 +243,11 @@ AUX_KEYS = {"lr": "aux_lr", "betas": "aux_betas", "eps": "aux_eps", "weight_deca
 
 def validate(hparams: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` naming the first invalid Muon hyperparameter."""
-    check_nonneg("lr", hparams["lr"])
+    check_lr("lr", hparams["lr"])
     check_nonneg("weight_decay", hparams["weight_decay"])
     check_unit_interval("momentum", hparams["momentum"])
     check_bool("nesterov", hparams["nesterov"])
-    check_nonneg("aux_lr", hparams["aux_lr"])
+    check_lr("aux_lr", hparams["aux_lr"])
     check_betas("aux_betas", hparams["aux_betas"])
     check_positive("aux_eps", hparams["aux_eps"])
     check_nonneg("aux_weight_decay", hparams["aux_weight_decay"])
@@ -251,35 +256,104 @@ def validate(hparams: Mapping[str, Any]) -> None:
 
 
 class Muon(torch.optim.Optimizer):
-    """Muon on param groups with ``use_muon=True``, AdamW on the others, in one optimizer.
+    """Muon on the matrices, an auxiliary AdamW on every other parameter, in one optimizer.
 
-    Muon groups carry ``lr, weight_decay, momentum, nesterov, shape_scale, ns_dtype``; AdamW groups carry
-    ``lr, betas, eps, weight_decay`` (missing keys take the module ``DEFAULTS``). Muon groups also
-    keep ``step`` (optimizer steps taken), so subclasses can run schedules that travel with
-    ``state_dict()``. Per-parameter state: ``momentum_buffer`` (Muon) or ``exp_avg``,
-    ``exp_avg_sq``, ``step`` (AdamW, as torch.optim.AdamW).
+    Built like any ``torch.optim`` optimizer: ``Muon(model.parameters(), lr=0.02)``, named
+    parameters, param-group dicts, ``add_param_group`` mid-run. A param group without a ``use_muon``
+    flag is split: its parameters with ``ndim >= 2`` form a Muon group (with the group's own keys),
+    the rest an AdamW group, which takes the ``aux_*`` values (the group's ``aux_lr`` ... if given,
+    else the constructor's): 1-D parameters follow the auxiliary AdamW's lr, by design. A group with
+    ``use_muon`` is taken as it is (``build`` routes by role: embeddings, the head and the stem
+    convolution go to the AdamW although they are matrices).
+
+    Muon groups carry ``lr, weight_decay, momentum, nesterov, shape_scale, ns_dtype`` and ``step``
+    (optimizer steps taken, so subclasses run schedules that travel with ``state_dict()``); AdamW
+    groups carry ``lr, betas, eps, weight_decay``. Per-parameter state: ``momentum_buffer`` (Muon) or
+    ``exp_avg``, ``exp_avg_sq``, ``step`` (AdamW, as torch.optim.AdamW). Complex parameters are
+    refused (a ``ValueError`` naming the optimizer); zero-size matrices are left alone.
     """
 
-    def __init__(self, param_groups: list[dict[str, Any]]):
-        groups = []
-        for group in param_groups:
-            if "use_muon" not in group:
-                raise ValueError("every Muon param group needs a 'use_muon' flag (True or False)")
-            group = dict(group)
-            params = group["params"]
-            group["params"] = [params] if isinstance(params, Tensor) else list(params)  # may be a generator
-            keys = MUON_KEYS if group["use_muon"] else AUX_KEYS
-            for key, hp_name in keys.items():
-                group.setdefault(key, DEFAULTS[hp_name])
-            hp = {name: group[key] for key, name in keys.items()}
-            validate({**DEFAULTS, **hp})
+    # group key -> hyperparameter (constructor argument) it defaults to, per kind of group
+    _muon_keys: Mapping[str, str] = MUON_KEYS
+    _aux_keys: Mapping[str, str] = AUX_KEYS
+    _extra_keys: tuple[str, ...] = ()  # constructor keywords a subclass adds
+
+    def __init__(self, params, lr: float | Tensor = DEFAULTS["lr"], weight_decay: float = DEFAULTS["weight_decay"],
+                 momentum: float = DEFAULTS["momentum"], nesterov: bool = DEFAULTS["nesterov"],
+                 aux_lr: float | Tensor = DEFAULTS["aux_lr"], aux_betas: tuple[float, float] = DEFAULTS["aux_betas"],
+                 aux_eps: float = DEFAULTS["aux_eps"], aux_weight_decay: float = DEFAULTS["aux_weight_decay"],
+                 shape_scale: str = DEFAULTS["shape_scale"], ns_dtype: str = DEFAULTS["ns_dtype"], **extra: Any):
+        defaults = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov,
+                    "aux_lr": aux_lr, "aux_betas": tuple(aux_betas), "aux_eps": aux_eps,
+                    "aux_weight_decay": aux_weight_decay, "shape_scale": shape_scale, "ns_dtype": ns_dtype}
+        unknown = sorted(set(extra) - set(self._extra_keys))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.__init__() got unexpected keyword argument(s) {unknown}")
+        defaults.update(extra)
+        self._validate(defaults)
+        super().__init__(params, defaults)
+
+    @staticmethod
+    def _validate(hparams: Mapping[str, Any]) -> None:
+        validate(hparams)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Route (``use_muon`` given, or split by ``ndim``), fill each kind's keys, validate, and
+        append with torch's checks; a Muon group joins the run's clock."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
+        for part in self._route(param_group):
+            keys = self._muon_keys if part["use_muon"] else self._aux_keys
+            for key, name in keys.items():
+                part.setdefault(key, self.defaults[name])
+            clock = run_clock(self.param_groups)
+            add_param_group_unfilled(self, part)
+            group = checked_group(self, self._check_group)
             if group["use_muon"]:
-                group.setdefault("step", 0)
-                for p in group["params"]:
-                    if p.ndim < 2:
-                        raise ValueError(f"Muon groups take matrices only; got a parameter of shape {tuple(p.shape)}")
-            groups.append(group)
-        super().__init__(groups, {})
+                self._join(group, clock)
+
+    def _route(self, group: dict[str, Any]) -> list[dict[str, Any]]:
+        if "use_muon" in group:
+            return [group]
+        params = group["params"]
+        if isinstance(params, set):  # torch refuses unordered collections: let it say so
+            return [{**group, "use_muon": True}]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        is_matrix = [(p[1] if isinstance(p, tuple) else p).ndim >= 2 for p in params]
+        keys = {k: v for k, v in group.items() if k != "params" and not k.startswith("aux_")}
+        parts = []
+        if any(is_matrix) or all(is_matrix):
+            parts.append({**keys, "params": [p for p, m in zip(params, is_matrix) if m], "use_muon": True})
+        if not all(is_matrix):
+            aux = {key: group[name] for key, name in self._aux_keys.items() if name in group}
+            parts.append({**aux, "params": [p for p, m in zip(params, is_matrix) if not m], "use_muon": False})
+        return parts
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        keys = self._muon_keys if group["use_muon"] else self._aux_keys
+        self._validate({**self.defaults, **{name: group[key] for key, name in keys.items()}})
+        if group["use_muon"]:
+            for p in group["params"]:
+                if p.ndim < 2:
+                    raise ValueError(f"Muon groups take matrices only; got a parameter of shape {tuple(p.shape)}")
+
+    def _join(self, group: dict[str, Any], clock: int) -> None:
+        """A new Muon group starts at the run's clock (SoftMuon adds its switch bookkeeping)."""
+        group["step"] = clock
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """torch's, then older forms: a non-tensor AdamW ``step`` becomes a tensor (as torch.optim.AdamW
+        does), a Muon group pickled before ``shape_scale`` / ``ns_dtype`` existed gets the defaults."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            if group.get("use_muon"):
+                for key in ("shape_scale", "ns_dtype"):
+                    group.setdefault(key, DEFAULTS[key])
+                continue
+            for p in group["params"]:
+                p_state = self.state.get(p)
+                if p_state and "step" in p_state and not torch.is_tensor(p_state["step"]):
+                    p_state["step"] = torch.tensor(float(p_state["step"]), dtype=scalar_dtype())
 
     # Hook for SoftMuon: map the Nesterov inputs of one group to their update directions.
     def _directions(self, group: dict[str, Any], updates: list[Tensor]) -> list[Tensor]:
@@ -298,21 +372,26 @@ class Muon(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._step_groups()
+        return loss
+
+    def _step_groups(self) -> None:
+        """The update of every group (subclasses call this, never ``super().step()``: torch wraps
+        each class's ``step`` with the step hooks, which must run once per step)."""
         for group in self.param_groups:
             if group["use_muon"]:
                 self._muon_step(group)
             else:
                 self._adamw_step(group)
-        return loss
 
     def _muon_step(self, group: dict[str, Any]) -> None:
         group["step"] += 1  # counts optimizer steps (the run's clock), with or without gradients
-        params = [p for p in group["params"] if p.grad is not None]
+        params = [p for p in group["params"] if p.grad is not None and p.numel() > 0]
         if not params:
             return
         grads = [p.grad for p in params]
         if any(g.is_sparse for g in grads):
-            raise RuntimeError("Muon does not support sparse gradients")
+            raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
         bufs = []
         for p in params:
             state = self.state[p]
@@ -323,9 +402,7 @@ class Muon(torch.optim.Optimizer):
         torch._foreach_lerp_(bufs, grads, 1 - beta)
         updates = torch._foreach_lerp(grads, bufs, beta) if group["nesterov"] else bufs
         directions = self._directions(group, list(updates))
-        lr, wd = group["lr"], group["weight_decay"]
-        if lr * wd != 0:
-            torch._foreach_mul_(params, 1 - lr * wd)
+        lr, wd = step_lr(group["lr"]), group["weight_decay"]
         # One foreach add per distinct shape scale (usually one or two).
         by_scale: dict[float, tuple[list[Tensor], list[Tensor]]] = {}
         for p, d in zip(params, directions):
@@ -333,7 +410,7 @@ class Muon(torch.optim.Optimizer):
             ps.append(p)
             ds.append(d)
         for scale, (ps, ds) in by_scale.items():
-            torch._foreach_add_(ps, ds, alpha=-lr * scale)
+            decay_and_step(ps, ds, lr, wd, foreach=True, scale=scale)
 
     def _adamw_step(self, group: dict[str, Any]) -> None:
         params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
@@ -341,10 +418,10 @@ class Muon(torch.optim.Optimizer):
             if p.grad is None:
                 continue
             if p.grad.is_sparse:
-                raise RuntimeError("the auxiliary AdamW does not support sparse gradients")
+                raise RuntimeError(f"the auxiliary AdamW of {type(self).__name__} does not support sparse gradients")
             state = self.state[p]
             if not state:
-                state["step"] = torch.tensor(0.0)
+                state["step"] = torch.tensor(0.0, dtype=scalar_dtype())
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             params.append(p)
@@ -353,7 +430,7 @@ class Muon(torch.optim.Optimizer):
             exp_avg_sqs.append(state["exp_avg_sq"])
             steps.append(state["step"])
         beta1, beta2 = group["betas"]
-        adamw_foreach(params, grads, exp_avgs, exp_avg_sqs, steps, lr=group["lr"], beta1=beta1, beta2=beta2,
+        adamw_foreach(params, grads, exp_avgs, exp_avg_sqs, steps, lr=step_lr(group["lr"]), beta1=beta1, beta2=beta2,
                       eps=group["eps"], weight_decay=group["weight_decay"])
 
     def diagnostics(self) -> dict[str, float]:

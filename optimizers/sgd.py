@@ -17,7 +17,15 @@ from typing import Any
 
 import torch
 
-from optimizers._base import LogUniform, OneMinusLogUniform, OptimizerSpec, all_params, decay_groups
+from optimizers._base import (
+    LogUniform,
+    OneMinusLogUniform,
+    OptimizerSpec,
+    all_params,
+    checked_group,
+    decay_groups,
+)
+from optimizers._switch import load_keeping_own_keys
 from optimizers.signum import by_device_and_dtype, collect, decay_and_step, momentum_directions, validate
 
 DEFAULTS: dict[str, Any] = {
@@ -58,7 +66,16 @@ class SGD(torch.optim.Optimizer):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
-        validate(self.param_groups[-1])
+        checked_group(self, validate)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """torch's ``load_state_dict``; a group key the checkpoint lacks keeps this optimizer's value."""
+        load_keeping_own_keys(self, state_dict, super().load_state_dict, required=())
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", True)
 
     @torch.no_grad()
     def step(self, closure=None):

@@ -34,10 +34,13 @@ from optimizers._base import (
     OptimizerSpec,
     all_params,
     check_bool,
+    check_lr,
     check_nonneg,
     check_unit_interval,
+    checked_group,
     decay_groups,
 )
+from optimizers._switch import load_keeping_own_keys, run_clock
 
 # Lion-style defaults for a sign method (Chen et al. 2023, "Symbolic Discovery of Optimization
 # Algorithms"): lr about 3x below AdamW's 1e-3 and weight decay 3x above its 0.01, so the decay per
@@ -58,7 +61,7 @@ SEARCH_SPACE = {
 
 def validate(group: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` naming the first invalid shared hyperparameter of a param group."""
-    check_nonneg("lr", group["lr"])
+    check_lr("lr", group["lr"])
     check_nonneg("weight_decay", group["weight_decay"])
     check_unit_interval("momentum", group["momentum"])
     check_bool("nesterov", group["nesterov"])
@@ -103,13 +106,36 @@ def scaled_momentum_directions(
     return out
 
 
+def step_lr(lr: float | Tensor) -> float | Tensor:
+    """The learning rate a step uses: a float, also for a 1-element tensor lr in eager mode (a CPU
+    tensor costs no device sync; a GPU one costs one, as torch.optim's eager foreach path), and the
+    tensor itself while ``torch.compile`` traces the step (no graph break, no recompile when an LR
+    scheduler changes it)."""
+    if isinstance(lr, Tensor) and not torch.compiler.is_compiling():
+        return lr.item()
+    return lr
+
+
 def decay_and_step(
-    params: list[Tensor], updates: list[Tensor], lr: float, weight_decay: float, *, foreach: bool, scale: float = 1.0
+    params: list[Tensor], updates: list[Tensor], lr: float | Tensor, weight_decay: float, *, foreach: bool,
+    scale: float = 1.0,
 ) -> None:
     """``p <- p * (1 - lr * wd)`` then ``p <- p - lr * scale * u`` (decay uses the current lr)."""
-    if foreach:
+    lr = step_lr(lr)
+    if isinstance(lr, Tensor):  # traced by torch.compile: tensor arithmetic only
+        lr = lr.reshape(())
         if weight_decay != 0:
             torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+        torch._foreach_add_(params, torch._foreach_mul(updates, lr * -scale))
+        return
+    if foreach:
+        if weight_decay != 0:
+            factor = 1.0 - lr * weight_decay
+            if params[0].dtype == torch.float16 and params[0].device.type == "cpu":
+                # CPU float16 foreach kernels round a Python scalar to float16 first (0.9997 -> 0.99951, a
+                # 1.6x too strong decay); a 0-d float32 tensor is applied in float32, as the per-tensor path.
+                factor = torch.tensor(factor)
+            torch._foreach_mul_(params, factor)
         torch._foreach_add_(params, updates, alpha=-lr * scale)
         return
     for p, u in zip(params, updates):
@@ -186,12 +212,24 @@ class Signum(torch.optim.Optimizer):
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        clock = run_clock(self.param_groups)
         super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        validate(group)
+        group = checked_group(self, validate)
         # The run's clock, kept as SoftSignum and HardSwitchSign keep it, so that a Signum checkpoint
-        # at step S can start either of them (optimizers/_switch.py).
-        group.setdefault("step", 0)
+        # at step S can start either of them (optimizers/_switch.py). A group added to a running
+        # optimizer joins the clock where it stands.
+        group["step"] = clock
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """torch's ``load_state_dict``; a group key the checkpoint lacks (``step`` and ``foreach`` in
+        a Signum checkpoint from before either existed) keeps this optimizer's value."""
+        load_keeping_own_keys(self, state_dict, super().load_state_dict, required=())
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:  # an optimizer pickled before the keys existed
+            group.setdefault("step", 0)
+            group.setdefault("foreach", True)
 
     @torch.no_grad()
     def step(self, closure=None):

@@ -86,6 +86,7 @@ from optimizers._switch import (
     check_shared_schedule,
     init_switch_state,
     pools,
+    share_switch_state,
     soft_index,
 )
 from optimizers.muon import Muon, as_matrix, map_matrices, ns_compute_dtype
@@ -223,7 +224,7 @@ def validate(hparams: Mapping[str, Any]) -> None:
 
 SOFT_KEYS = ("alpha_sign", "eps", "tmax", "newton_iters", "soft_ns_steps", "schedule_source", "schedule_scope")
 # Settings that define a schedule: Muon groups sharing one schedule must agree on them.
-SCHEDULE_KEYS = ("alpha_sign", "eps", "tmax", "newton_iters", "schedule_source")
+SCHEDULE_KEYS = ("total_steps", "alpha_sign", "eps", "tmax", "newton_iters", "schedule_source")
 
 
 class SoftMuon(Muon):
@@ -234,19 +235,43 @@ class SoftMuon(Muon):
     with ``state_dict()``; with ``schedule_scope="optimizer"`` every Muon group holds the same schedule.
     """
 
-    def __init__(self, param_groups: list[dict[str, Any]], total_steps: int):
-        check_int("total_steps", total_steps, minimum=1)
-        groups = []
-        for group in param_groups:
-            group = dict(group)
-            if group.get("use_muon"):
-                for key in SOFT_KEYS:
-                    group.setdefault(key, DEFAULTS[key])
-                validate({**DEFAULTS, **{k: group[k] for k in SOFT_KEYS}})
-                init_switch_state(group, group["alpha_sign"], total_steps, "tau_schedule")
-            groups.append(group)
-        check_shared_schedule([g for g in groups if g.get("use_muon")], SCHEDULE_KEYS)
-        super().__init__(groups)
+    _muon_keys = {**muon.MUON_KEYS, **{key: key for key in (*SOFT_KEYS, "total_steps")}}
+    _extra_keys = (*SOFT_KEYS, "total_steps")
+
+    def __init__(self, params, total_steps: int, lr: float | Tensor = DEFAULTS["lr"],
+                 weight_decay: float = DEFAULTS["weight_decay"], momentum: float = DEFAULTS["momentum"],
+                 nesterov: bool = DEFAULTS["nesterov"], aux_lr: float | Tensor = DEFAULTS["aux_lr"],
+                 aux_betas: tuple[float, float] = DEFAULTS["aux_betas"], aux_eps: float = DEFAULTS["aux_eps"],
+                 aux_weight_decay: float = DEFAULTS["aux_weight_decay"], shape_scale: str = DEFAULTS["shape_scale"],
+                 ns_dtype: str = DEFAULTS["ns_dtype"], alpha_sign: float = DEFAULTS["alpha_sign"],
+                 eps: float = DEFAULTS["eps"], tmax: float = DEFAULTS["tmax"],
+                 newton_iters: int = DEFAULTS["newton_iters"], soft_ns_steps: int | None = DEFAULTS["soft_ns_steps"],
+                 schedule_source: str = DEFAULTS["schedule_source"], schedule_scope: str = DEFAULTS["schedule_scope"]):
+        super().__init__(params, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov, aux_lr=aux_lr,
+                         aux_betas=aux_betas, aux_eps=aux_eps, aux_weight_decay=aux_weight_decay,
+                         shape_scale=shape_scale, ns_dtype=ns_dtype, total_steps=total_steps, alpha_sign=alpha_sign,
+                         eps=eps, tmax=tmax, newton_iters=newton_iters, soft_ns_steps=soft_ns_steps,
+                         schedule_source=schedule_source, schedule_scope=schedule_scope)
+
+    @staticmethod
+    def _validate(hparams: Mapping[str, Any]) -> None:
+        check_int("total_steps", hparams["total_steps"], minimum=1)
+        validate(hparams)
+
+    @property
+    def total_steps(self) -> int:
+        """``K`` of new Muon groups (kept in ``defaults``, so a deepcopy or pickle keeps it)."""
+        return self.defaults["total_steps"]
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        super()._check_group(group)
+        if group["use_muon"]:
+            check_shared_schedule([g for g in self.param_groups if g["use_muon"]], SCHEDULE_KEYS)
+
+    def _join(self, group: dict[str, Any], clock: int) -> None:
+        """A new Muon group: the phase bookkeeping at the run's clock and, past the switch, the pooled schedule."""
+        init_switch_state(group, group["alpha_sign"], group["total_steps"], "tau_schedule", step=clock)
+        share_switch_state([g for g in self.param_groups if g["use_muon"]], group, "tau_schedule")
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -255,7 +280,7 @@ class SoftMuon(Muon):
             with torch.enable_grad():
                 loss = closure()
         self._build_due_schedules()  # before any update: the official code fits the step's raw g
-        super().step()
+        self._step_groups()
         return loss
 
     def _schedule_source(self, group: dict[str, Any], p: Tensor) -> Tensor:
@@ -274,8 +299,9 @@ class SoftMuon(Muon):
                if g["use_muon"] and g["tau_schedule"] is None and soft_index(g, g["step"] + 1) is not None]
         for pool in pools(due):
             members = [due[i] for i in pool]
-            mats = [self._schedule_source(g, p) for g in members for p in g["params"] if p.grad is not None]
-            if not mats:  # no gradients this step: the step skips these groups; build at the next one
+            mats = [self._schedule_source(g, p) for g in members for p in g["params"]
+                    if p.grad is not None and p.numel() > 0]
+            if not mats:  # no gradients (or zero-size matrices only): the step skips these; fit at the next one
                 continue
             first = members[0]
             schedule = fit_schedule([singular_values(mats)], first["total_steps"] - first["sign_steps"],
@@ -326,7 +352,7 @@ def build(groups: Mapping[str, list[torch.nn.Parameter]], hparams: dict[str, Any
     """SoftMuon over the ``matrix`` role (schedule over ``total_steps``), auxiliary AdamW on the rest."""
     validate(hparams)
     extra = {key: hparams[key] for key in SOFT_KEYS}
-    return SoftMuon(muon.param_groups(groups, hparams, **extra), total_steps)
+    return SoftMuon(muon.param_groups(groups, hparams, **extra), total_steps, **extra)
 
 
 SPEC = OptimizerSpec(

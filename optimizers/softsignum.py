@@ -60,7 +60,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -72,6 +71,7 @@ from optimizers._base import (
     check_int,
     check_positive,
     check_unit_interval,
+    checked_group,
     decay_groups,
 )
 from optimizers._switch import (
@@ -81,6 +81,8 @@ from optimizers._switch import (
     init_switch_state,
     load_keeping_own_keys,
     pools,
+    run_clock,
+    share_switch_state,
     soft_index,
 )
 from optimizers.signum import (
@@ -113,12 +115,13 @@ SEARCH_SPACE = {
 }
 
 # Settings that define a schedule: groups sharing one schedule must agree on them.
-SCHEDULE_KEYS = ("alpha_sign", "eps", "tmax", "newton_iters")
+SCHEDULE_KEYS = ("total_steps", "alpha_sign", "eps", "tmax", "newton_iters")
 
 
 def validate(group: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` naming the first invalid hyperparameter of a param group."""
     validate_signum(group)
+    check_int("total_steps", group["total_steps"], minimum=1)
     check_unit_interval("alpha_sign", group["alpha_sign"], closed_right=True)
     check_positive("eps", group["eps"])
     if group["eps"] >= 1:
@@ -140,43 +143,28 @@ def fit_cauchy(values: Tensor, *, overwrite: bool = False) -> tuple[Tensor, Tens
     deviation, and if that is zero too (all entries equal) to ``max(1e-6 * |mu|, tiny)``: the scale
     is always finite and > 0. Returns float64 0-d tensors on ``values``' device.
 
-    CPU: two in-place selections (``numpy.partition``, ~1.7x faster than ``torch.median``, which
-    copies) on one float32 copy of ``values``, or on ``values`` itself with ``overwrite=True``
-    (its contents are then scrambled). Other devices: ``torch.median``, without host syncs.
+    Torch only, on every device: two selections (``torch.median``) and the fallbacks through
+    ``torch.where``, so no host sync and nothing ``torch.compile`` cannot trace (optbench fitted on
+    CPUs with ``numpy.partition`` before, ~1.7x faster, but a compiled step could not cross the
+    switch; the fit runs once per run). ``overwrite=True`` lets it reuse ``values``' memory for the
+    absolute deviations (a caller's own copy).
     """
     v = values.detach().reshape(-1)
     if v.numel() == 0:
         raise ValueError("cannot fit a temperature schedule to an empty tensor")
-    if v.device.type != "cpu":
-        return _fit_cauchy_torch(v)
     if v.dtype not in (torch.float32, torch.float64):
         v, overwrite = v.float(), True
-    return _fit_cauchy_numpy(v.numpy() if overwrite and v.is_contiguous() else v.numpy().copy())
+    return _fit_cauchy_torch(v, overwrite=overwrite)
 
 
 _TINY = torch.finfo(torch.float32).tiny
 
 
-def _fit_cauchy_numpy(a: np.ndarray) -> tuple[Tensor, Tensor]:
-    """``fit_cauchy`` in place on a 1-D array (scrambles it)."""
-    k = (a.size - 1) // 2  # lower median, as torch.median
-    a.partition(k)
-    mu = float(a[k])
-    np.subtract(a, a.dtype.type(mu), out=a)
-    np.abs(a, out=a)
-    a.partition(k)
-    sigma = float(a[k])
-    if not sigma > 0:
-        sigma = float(a.mean(dtype=np.float64))
-    if not sigma > 0:
-        sigma = max(1e-6 * abs(mu), _TINY)
-    return torch.tensor(mu, dtype=torch.float64), torch.tensor(sigma, dtype=torch.float64)
-
-
-def _fit_cauchy_torch(v: Tensor) -> tuple[Tensor, Tensor]:
-    """``fit_cauchy`` with device-side fallbacks (``torch.where``), so no host sync on GPUs."""
+def _fit_cauchy_torch(v: Tensor, *, overwrite: bool = False) -> tuple[Tensor, Tensor]:
+    """``fit_cauchy`` of a flat tensor with device-side fallbacks (``torch.where``): no host sync."""
     mu = v.median()
-    dev = (v - mu).abs_()
+    dev = v.sub_(mu) if overwrite else v - mu
+    dev = dev.abs_()
     sigma = dev.median().double()
     mean_dev = dev.mean(dtype=torch.float64)
     mu = mu.double()
@@ -363,20 +351,25 @@ class SoftSignum(torch.optim.Optimizer):
         *,
         foreach: bool = True,
     ):
-        check_int("total_steps", total_steps, minimum=1)
         defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov,
                     "alpha_sign": alpha_sign, "eps": eps, "tmax": tmax, "newton_iters": newton_iters,
-                    "schedule_scope": schedule_scope, "foreach": foreach}
+                    "schedule_scope": schedule_scope, "foreach": foreach, "total_steps": total_steps}
         validate(defaults)
-        self.total_steps = total_steps
         super().__init__(params, defaults)
 
+    @property
+    def total_steps(self) -> int:
+        """``K`` of new param groups (kept in ``defaults``, so a deepcopy or pickle keeps it)."""
+        return self.defaults["total_steps"]
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's ``add_param_group``, validated; the group joins the run's clock and, past the
+        switch, the schedule it pools with (``optimizers/_switch.py``)."""
+        clock = run_clock(self.param_groups)
         super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        validate(group)
-        check_shared_schedule(self.param_groups, SCHEDULE_KEYS)
-        init_switch_state(group, group["alpha_sign"], self.total_steps, "tau_schedule")
+        group = checked_group(self, lambda g: (validate(g), check_shared_schedule(self.param_groups, SCHEDULE_KEYS)))
+        init_switch_state(group, group["alpha_sign"], group["total_steps"], "tau_schedule", step=clock)
+        share_switch_state(self.param_groups, group, "tau_schedule")
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """torch's ``load_state_dict``, keeping the keys a Signum checkpoint lacks (branching)."""
@@ -408,6 +401,8 @@ class SoftSignum(torch.optim.Optimizer):
                                              for _, g, e in buckets]))
         self._build_due_schedules(soft)
         for group, j, buckets, directions in soft:
+            if group["tau_schedule"] is None:  # only zero-size tensors so far: nothing to update
+                continue
             for (p, _, _), d in zip(buckets, directions):
                 soft_step(p, d, _bucket_tau(group, j, p[0]), lr=group["lr"], weight_decay=group["weight_decay"],
                           foreach=group["foreach"], directions_are_scratch=group["nesterov"])
@@ -422,8 +417,10 @@ class SoftSignum(torch.optim.Optimizer):
             values, scales = [], []
             for group, directions in members:
                 for bucket in directions:
-                    values += bucket
-                    scales += [1.0 / (1.0 - group["momentum"])] * len(bucket)  # (1 - beta) d -> d
+                    values += [d for d in bucket if d.numel()]
+                    scales += [1.0 / (1.0 - group["momentum"])] * sum(1 for d in bucket if d.numel())  # (1-beta) d -> d
+            if not values:  # zero-size tensors only: fit at the first step that has entries
+                continue
             first = members[0][0]
             schedule = fit_schedule(values, first["total_steps"] - first["sign_steps"], eps=first["eps"],
                                     newton_iters=first["newton_iters"], tmax=first["tmax"], scales=scales)

@@ -122,11 +122,40 @@ def test_wrapping_reads_the_signature_and_routes_matrices(user_module):
     for p in (w, emb, b):
         p.grad = torch.ones_like(p)
     opt.step()
+    assert isinstance(opt, torch.optim.Optimizer)  # one optimizer: hooks, schedulers, add_param_group
+    assert [g["route"] for g in opt.param_groups] == ["main", "aux", "aux"]
     state = opt.state_dict()
-    assert set(state) == {"main", "aux"} and len(opt.state) == 3
+    assert set(state) == {"state", "param_groups"} and len(opt.state) == 3  # torch's one format
     again = routed.build({"matrix": [w], "embedding": [emb], "vector": [b]}, {}, 10)
     again.load_state_dict(state)
     assert torch.equal(again.main.state[w]["buf"], opt.main.state[w]["buf"])
+    assert again.state is again.main.state is again.aux.state  # one state, shared with both parts
+
+
+def test_a_two_part_routed_state_dict_from_before_still_loads(user_module):
+    """optbench wrote a routed optimizer's state as {"main": ..., "aux": ...}; such checkpoints load."""
+    routed = plugins.optimizer("my_opt:Routed")
+    w, emb, b = (torch.nn.Parameter(torch.ones(*s)) for s in ((3, 4), (5, 4), (3,)))
+    roles = {"matrix": [w], "embedding": [emb], "vector": [b]}
+    opt = routed.build(roles, {}, 10)
+    for p in (w, emb, b):
+        p.grad = torch.full_like(p, 0.5)
+    opt.step()
+    whole = opt.state_dict()  # split into the old two-part form: main's groups, then aux's re-indexed from 0
+    n_main = sum(len(g["params"]) for g in whole["param_groups"] if g["route"] == "main")
+
+    def part(route, shift):
+        groups = [{**{k: v for k, v in g.items() if k != "route"}, "params": [i - shift for i in g["params"]]}
+                  for g in whole["param_groups"] if g["route"] == route]
+        ids = {i + shift for g in groups for i in g["params"]}
+        return {"state": {i - shift: s for i, s in whole["state"].items() if i in ids}, "param_groups": groups}
+
+    old = {"main": part("main", 0), "aux": part("aux", n_main)}
+    again = routed.build({k: [torch.nn.Parameter(p.detach().clone()) for p in v] for k, v in roles.items()}, {}, 10)
+    again.load_state_dict(old)
+    assert torch.equal(again.state[again.main.param_groups[0]["params"][0]]["buf"], opt.state[w]["buf"])
+    emb_again = again.aux.param_groups[0]["params"][0]
+    assert torch.equal(again.state[emb_again]["exp_avg"], opt.state[emb]["exp_avg"])
 
 
 def test_torch_optim_classes_by_short_name(tmp_path):
