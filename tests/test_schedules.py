@@ -253,3 +253,51 @@ def test_the_new_modules_import_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0.0"]
+
+
+def test_torch_adamw_branch_is_a_from_scratch_run_bit_for_bit():
+    """The same with a real optimizer on CPU (a template for the loop-level test): AdamW on a small
+    regression, the LR set per step from ``lr_factor``; the full run's model, optimizer and data
+    generator are saved after D(T) steps, a branch continues them with the factors of a T-step run."""
+    import torch
+
+    sched = Schedule("wsd", 3, 0.0, decay_fraction=0.3, decay_shape="sqrt")
+    full, base_lr = 40, 0.05
+
+    def fresh():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+        return model, torch.optim.AdamW(model.parameters(), lr=base_lr), torch.Generator().manual_seed(1)
+
+    def train(model, opt, gen, start, stop, total, keep=()):
+        saved = {}
+        for s in range(start, stop):
+            if s in keep:
+                saved[s] = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()), gen.get_state())
+            for group in opt.param_groups:
+                group["lr"] = base_lr * lr_factor(s, total, sched)
+            x = torch.randn(32, 6, generator=gen)
+            loss = torch.nn.functional.mse_loss(model(x), x.sum(dim=1, keepdim=True).sin())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return saved
+
+    points = branch_points(full, [0.5, 0.75], sched)
+    model, opt, gen = fresh()
+    saved = train(model, opt, gen, 0, full, full, keep={p.decay_start for p in points})
+    for p in points:
+        m_state, o_state, g_state = saved[p.decay_start]
+        branch, b_opt, b_gen = fresh()
+        branch.load_state_dict(m_state)
+        b_opt.load_state_dict(o_state)
+        b_gen.set_state(g_state)
+        train(branch, b_opt, b_gen, p.decay_start, p.steps, p.steps)
+        scratch, s_opt, s_gen = fresh()
+        train(scratch, s_opt, s_gen, 0, p.steps, p.steps)
+        for a, b in zip(branch.parameters(), scratch.parameters()):
+            assert torch.equal(a, b), p
+        # and the branch really differs from the full run at the same step count (its LR decayed)
+        other, o_opt, o_gen = fresh()
+        train(other, o_opt, o_gen, 0, p.steps, full)
+        assert not all(torch.equal(a, b) for a, b in zip(branch.parameters(), other.parameters()))
