@@ -279,9 +279,10 @@ def test_array_of_two_one_scancelled_the_other_finishes(tmp_path, slurm):
     assert {s.state for s in states.values()} == {"RUNNING"} and all(s.node for s in states.values())
 
     ls.cancel([ids[1]])
-    wait_until(lambda: ls.job_states(ids)[ids[1]].state == "CANCELLED", 30, "task 1 to be cancelled")
+    wait_until(lambda: "sigterm" in _log(base, 1), 30, "task 1's command to get the cancel's SIGTERM")
     go.write_text("go")
-    wait_until(lambda: ls.job_states(ids)[ids[0]].state == "COMPLETED", 60, "task 0 to complete")
+    wait_until(lambda: [s.state for s in ls.job_states(ids).values()] == ["COMPLETED", "CANCELLED"], 60,
+               "task 0 to complete and task 1 to end cancelled")
     first, second = _log(base, 0).splitlines(), _log(base, 1).splitlines()
     assert len(first) == 2 and first[0].startswith("start restart=0 job=") and first[1] == "done 7"
     # The cancel reached the command itself (optbench worker releases its trial on it); no result.
@@ -334,3 +335,18 @@ def test_submit_workers_runs_optbench_workers_to_a_complete_sweep(tmp_path, slur
     logs = "".join((tmp_path / "jobs" / i / f"{i}_0_log.err").read_text() for i in ids)
     assert logs.count("optbench slurm job: running") == 2 and " worker " in logs
     print(f"2 SLURM workers: {sweep.planned_runs} runs in {time.monotonic() - t0:.1f}s")
+
+
+def test_a_multi_task_worker_gets_torch_distributed_variables(tmp_path, slurm):
+    """tasks_per_node=2: both tasks run the command, each with its RANK and one rendezvous
+    (MASTER_ADDR = the job's first node, MASTER_PORT from the job id)."""
+    script = ("import os; keys = 'RANK LOCAL_RANK WORLD_SIZE LOCAL_WORLD_SIZE MASTER_ADDR MASTER_PORT'.split(); "
+              f"open(os.path.join({str(tmp_path)!r}, 'rank' + os.environ['RANK']), 'w')"
+              ".write(' '.join(os.environ[k] for k in keys))")
+    resources = dataclasses.replace(slurm, tasks_per_node=2, mem_gb=None)
+    (job_id,) = ls.submit_commands([[sys.executable, "-c", script]], resources, tmp_path / "jobs")
+    wait_until(lambda: ls.job_states([job_id])[job_id].state == "COMPLETED", 60, "the 2-task job to complete")
+    node = ls.job_states([job_id])[job_id].node
+    got = sorted((tmp_path / f"rank{r}").read_text().split() for r in (0, 1))
+    port = str(20000 + int(job_id) % 20000)
+    assert got == [["0", "0", "2", "2", node, port], ["1", "1", "2", "2", node, port]]

@@ -119,10 +119,21 @@ fi
 MEM_MB=${MEM_MB:-$HW_MEM}
 [[ "$CPUS" =~ ^[1-9][0-9]*$ && "$MEM_MB" =~ ^[1-9][0-9]*$ ]] \
   || die "could not read CPUs/RealMemory from slurmd -C: $DETECTED"
-NODE_LINE="NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$NODE $NODE_HW RealMemory=$MEM_MB State=UNKNOWN"
+# The daemons bind to the address this host's name resolves to: loopback only when it is a
+# loopback address (Debian's /etc/hosts: 127.0.1.1 or 127.0.0.1); otherwise they listen on all
+# interfaces (every message is still authenticated by MUNGE) and are reached on 127.0.0.1.
+ADDR=$(getent ahostsv4 "$NODE" 2>/dev/null | awk 'NR == 1 { print $1 }' || true)
+if [[ "$ADDR" == 127.* ]]; then
+  COMM_LINE="CommunicationParameters=NoCtldInAddrAny,NoInAddrAny"
+else
+  say "note: $NODE resolves to '${ADDR:-nothing}', not a loopback address: the SLURM daemons listen on all interfaces (MUNGE-authenticated)"
+  ADDR=127.0.0.1
+  COMM_LINE="# ($NODE does not resolve to a loopback address: the daemons listen on all interfaces)"
+fi
+NODE_LINE="NodeName=$NODE NodeAddr=$ADDR NodeHostname=$NODE $NODE_HW RealMemory=$MEM_MB State=UNKNOWN"
 DEF_MEM_PER_CPU=$((MEM_MB / CPUS))
 
-NEW_CONF=$(sed -e "s|@NODE@|$NODE|g" -e "s|@NODE_LINE@|$NODE_LINE|" -e "s|@CRED_EXPIRE@|$CRED_EXPIRE|" \
+NEW_CONF=$(sed -e "s|@NODE@|$NODE|g" -e "s|@NODE_LINE@|$NODE_LINE|" -e "s|@ADDR@|$ADDR|" -e "s|@COMM_LINE@|$COMM_LINE|" -e "s|@CRED_EXPIRE@|$CRED_EXPIRE|" \
   -e "s|@MIN_JOB_AGE@|$MIN_JOB_AGE|" -e "s|@KILL_WAIT@|$KILL_WAIT|" -e "s|@GRACE_TIME@|$GRACE_TIME|" \
   -e "s|@DEF_MEM_PER_CPU@|$DEF_MEM_PER_CPU|" "$TEMPLATE")
 grep -q '@[A-Z_]*@' <<<"$NEW_CONF" && die "unfilled placeholder in $TEMPLATE: $(grep -o '@[A-Z_]*@' <<<"$NEW_CONF" | head -1)"
