@@ -12,9 +12,14 @@ Layout, next to the run records (``--out DIR``)::
     DIR/checkpoints/<run_id>/step-<n>.pt
 
 Each file is written atomically (temporary file + ``os.replace``), so a kill mid-write leaves the previous
-checkpoint intact. When the run finishes its checkpoints are deleted, except the steps it was asked to
-keep (``CheckpointPolicy.keep_steps``): a Signum run keeps its checkpoint at ``S = floor(alpha_sign K)``
-so that SoftSignum runs can branch from it (``harness.loop.run(..., branch_from=path)``).
+checkpoint intact; a full disk leaves no partial file and raises ``harness.outputs.DiskFull`` naming the
+path and the space needed. Checkpoints do not pile up: once a new one is written, the older ones are
+deleted (``prune_older``), except the steps the run was asked to keep (``CheckpointPolicy.keep_steps``):
+a Signum run keeps its checkpoint at ``S = floor(alpha_sign K)`` so that SoftSignum runs can branch from
+it (``harness.loop.run(..., branch_from=path)``). When the run finishes the rest are deleted too.
+
+Each checkpoint says whose it is (run_id, identity, spec: ``harness.lineage.stamp``). A run resumes
+only from its own (``load_latest``): any other file in its folder is moved aside with a warning.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any
 
 import torch
 
-FORMAT = 1  # version of the checkpoint dictionary below
+FORMAT = 2  # version of the checkpoint dictionary (2: with the run's identity, harness.lineage.stamp)
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 
 
@@ -80,17 +85,36 @@ def latest(out: str | os.PathLike, run_id: str) -> Path | None:
 
 
 def save(path: Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    """Write ``state`` to ``path`` atomically. A full disk raises ``DiskFull`` (no partial file)."""
+    from harness.outputs import raise_if_disk_full
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise_if_disk_full(exc, path, _tensor_bytes(state))
+        raise
     os.close(fd)
     try:
         torch.save(dict(state, format=FORMAT), tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, Exception):  # torch reports a full disk as OSError or as a RuntimeError
+            raise_if_disk_full(exc, path, _tensor_bytes(state))
         raise
     return path
+
+
+def _tensor_bytes(value: Any) -> int:
+    """Bytes of the tensors in a (nested) checkpoint dict: about the size of its file."""
+    if torch.is_tensor(value):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 8
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
@@ -99,27 +123,59 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # truncated or foreign file: torch raises several kinds
-        raise ValueError(f"{path}: not an optbench checkpoint ({type(exc).__name__}: {exc})") from None
+        why = str(exc).strip().split(". ")[0].splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(f"{path}: not an optbench checkpoint ({type(exc).__name__}: {why})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an optbench checkpoint of format {FORMAT}")
+        found = state.get("format") if isinstance(state, dict) else None
+        older = f" (it is of format {found}: an older optbench)" if isinstance(found, int) else ""
+        raise ValueError(f"{path}: not an optbench checkpoint of format {FORMAT}{older}")
     return state
 
 
-def load_latest(out: str | os.PathLike, run_id: str) -> dict[str, Any] | None:
-    """The newest readable checkpoint of ``run_id`` (None if there is none). An unreadable one (a disk
-    that filled up, a file cut short) is renamed ``*.corrupt`` with a warning, and the one before it is
-    tried: a damaged checkpoint costs the steps since the previous one, never the run."""
+def load_latest(out: str | os.PathLike, spec: Any) -> dict[str, Any] | None:
+    """The newest readable checkpoint of ``spec``'s own run (None if there is none). An unreadable
+    one (a disk that filled up, a file cut short) is renamed ``*.corrupt``, one of another run (another
+    seed's copied in, another optimizer's) ``*.foreign``, each with a warning, and the one before it is
+    tried: a damaged or stray checkpoint costs the steps since the previous one, never the run."""
     import warnings
 
+    from harness.lineage import own_problem
+
+    run_id = spec.run_id
     for step in reversed(saved_steps(out, run_id)):
         path = path_for(out, run_id, step)
         try:
-            return load(path)
+            state = load(path)
         except ValueError as exc:
-            aside = path.with_name(path.name + ".corrupt")
-            os.replace(path, aside)
+            aside = _aside(path, ".corrupt")
             warnings.warn(f"unreadable checkpoint moved aside to {aside}: {exc}", stacklevel=2)
+            continue
+        problem = own_problem(spec, state)
+        if problem is None and state["step"] != step:
+            problem = f"it holds step {state['step']}, not the step {step} its name says"
+        if problem is None:
+            return state
+        aside = _aside(path, ".foreign")
+        warnings.warn(f"checkpoint {path} is not this run's: {problem}; moved it aside to {aside.name}",
+                      stacklevel=2)
     return None
+
+
+def _aside(path: Path, suffix: str) -> Path:
+    target = path.with_name(path.name + suffix)
+    os.replace(path, target)
+    return target
+
+
+def prune_older(out: str | os.PathLike, run_id: str, newest: int, keep: Iterable[int] = ()) -> None:
+    """A checkpoint after step ``newest`` was just written: delete ``run_id``'s older ones, except
+    the steps in ``keep`` (branch points). Files moved aside stay until the run finishes."""
+    keep = set(keep) | {newest}
+    folder = run_dir(out, run_id)
+    for p in folder.iterdir() if folder.is_dir() else ():
+        m = _NAME.match(p.name)
+        if m and int(m.group(1)) < newest and int(m.group(1)) not in keep:
+            p.unlink(missing_ok=True)
 
 
 def prune(out: str | os.PathLike, run_id: str, keep: Iterable[int] = ()) -> None:
@@ -130,7 +186,7 @@ def prune(out: str | os.PathLike, run_id: str, keep: Iterable[int] = ()) -> None
         return
     for p in folder.iterdir():
         m = _NAME.match(p.name)
-        if (m and int(m.group(1)) not in keep) or p.name.endswith((".tmp", ".corrupt")):
+        if (m and int(m.group(1)) not in keep) or p.name.endswith((".tmp", ".corrupt", ".foreign")):
             p.unlink(missing_ok=True)
     try:
         folder.rmdir()

@@ -2,7 +2,9 @@
 
 Each command lives in its own module exposing ``register(subparsers)``, which adds its sub-command(s)
 and sets ``func(args) -> int`` on them. This file only assembles them and turns
-``harness.errors.UserError`` into one clean message and exit code 2.
+``harness.errors.UserError`` into one clean message and exit code 2, a full disk
+(``harness.outputs.DiskFull``) into one message and exit code 1, and a reader that closed our output
+pipe (``optbench list | head -1``) into a quiet end.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import importlib
 import sys
 
 from harness.errors import UserError
+from harness.outputs import DiskFull, is_disk_full, say, silence
 
 # Command modules, in the order `optbench --help` lists them.
 COMMAND_MODULES = (
@@ -49,13 +52,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush at exit
+        return code
     except UserError as exc:
-        print(f"optbench {args.command}: error: {exc}", file=sys.stderr)
+        say(f"optbench {args.command}: error: {exc}")
         return 2
+    except DiskFull as exc:
+        say(f"optbench {args.command}: error: {exc}")
+        return 1
+    except BrokenPipeError:
+        # The reader went away (`| head -1`): drop the rest of the output quietly. Exit 1 as Python's
+        # own recipe does: the output was cut, whatever the reader wanted from it.
+        silence(sys.stdout)
+        silence(sys.stderr)
+        return 1
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        where = f" writing {exc.filename}" if getattr(exc, "filename", None) else ""
+        say(f"optbench {args.command}: error: no space left on the device{where}; free some space and re-run the "
+            "same command (finished runs are kept)")
+        return 1
     except KeyboardInterrupt:
-        print(f"optbench {args.command}: interrupted; finished runs are kept, re-run the same command to resume",
-              file=sys.stderr)
+        say(f"optbench {args.command}: interrupted; finished runs are kept, re-run the same command to resume")
         return 130
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 from harness import records
 from harness.errors import UserError
+from harness.outputs import say
 
 DEFAULT_OUT = Path("results") / "adhoc"
 
@@ -143,6 +146,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         task_options=options, seed=args.seed, steps=args.steps, amp=args.amp, compile=args.compile,
         data_dir=args.data_dir,
     )
+    # Everything that can be refused is checked before anything is written (a record moved aside too).
+    policy, parent = _checkpointing(args, spec)
+    if parent is not None:
+        from harness.lineage import branch_spec
+
+        spec = branch_spec(spec, parent, args.branch_from)  # BranchRefused (exit 2) names what differs
     out = Path(args.out)
     if int(os.environ.get("RANK", "0")) == 0:  # the rank that writes the record
         # Refuse now, not after training: a run whose record cannot be written is thrown away.
@@ -150,14 +159,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         state, why = records.record_state(out, spec.run_id)
         if state == "corrupt":
             moved = records.quarantine(records.run_path(out, spec.run_id))
-            print(f"optbench run: warning: run record {records.run_path(out, spec.run_id)} is unreadable ({why}); "
-                  f"moved it to {moved.name} and running again", file=sys.stderr)
-    progress = None if args.progress is None else args.progress
-    policy, branch = _checkpointing(args, spec)
-    if branch is not None:
-        print(f"optbench run: starting from {branch} (steps after it only)", file=sys.stderr)
-    result = run(spec, out_dir=out, data_dir=args.data_dir, device=args.device, progress=progress, task=task,
-                 checkpoints=policy, branch_from=branch)
+            say(f"optbench run: warning: run record {records.run_path(out, spec.run_id)} is unreadable ({why}); "
+                f"moved it to {moved.name} and running again")
+    if parent is not None:
+        say(f"optbench run: starting from {args.branch_from} (run {spec.branched_from}, steps after "
+            f"{spec.branch_step} only)")
+    with _plain_warnings():
+        result = run(spec, out_dir=out, data_dir=args.data_dir, device=args.device, progress=args.progress,
+                     task=task, checkpoints=policy, branch_from=parent)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only rank 0 reports (and writes)
     row = result.row
@@ -177,14 +186,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _plain_warnings():
+    """A checkpoint moved aside (another run's, unreadable) is said as ``optbench run: warning: ...``."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        say(f"optbench run: warning: {message}")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)
+        previous, warnings.showwarning = warnings.showwarning, show
+        try:
+            yield
+        finally:
+            warnings.showwarning = previous
+
+
 def _checkpointing(args: argparse.Namespace, spec: Any):
     """The run's ``CheckpointPolicy`` (``--checkpoint-every``, ``--keep-checkpoint``) and the parent
-    checkpoint it branches from (``--branch-from``), checked before anything runs."""
+    checkpoint it branches from (``--branch-from``, loaded), checked before anything runs."""
     from harness.checkpoint import CheckpointPolicy
 
     every = args.checkpoint_every
-    if every is not None and every < 0:
-        raise UserError(f"--checkpoint-every must be >= 0 seconds (0: off), got {every}")
+    if every is not None and not (math.isfinite(every) and every >= 0):
+        raise UserError(f"--checkpoint-every must be a number of seconds >= 0 (0: off), got {every}")
     keep = set()
     for text in args.keep_checkpoint or []:
         for part in text.split(","):
@@ -195,13 +219,35 @@ def _checkpointing(args: argparse.Namespace, spec: Any):
             if not 1 <= step <= int(spec.steps):
                 raise UserError(f"--keep-checkpoint {step}: the run has steps 1..{spec.steps}")
             keep.add(step)
-    branch = None
+    parent = None
     if args.branch_from:
+        from harness import checkpoint as ckpt
+
         branch = Path(args.branch_from)
         if not branch.is_file():
             raise UserError(f"--branch-from {branch}: no such checkpoint file (they are under "
                             "<out>/checkpoints/<run_id>/step-<S>.pt of the parent run, kept with --keep-checkpoint S)")
-    return CheckpointPolicy(every_seconds=every or None, keep_steps=keep), branch
+        try:
+            parent = ckpt.load(branch)
+        except ValueError as exc:
+            raise UserError(f"--branch-from {branch}: {str(exc).replace(f'{branch}: ', '', 1)} (a checkpoint is a "
+                            "step-<S>.pt file under <out>/checkpoints/<run_id>/ of the parent run)") from None
+    return CheckpointPolicy(every_seconds=every or None, keep_steps=keep), parent
+
+
+def _count(text: str) -> int:
+    """An integer option that may be written ``2000`` or ``2e3``."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not (math.isfinite(value) and value == int(value)):
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    return int(value)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -220,8 +266,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", default="tiny", help="tiny | small | paper (default: tiny)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="optimizer hyperparameter (lr=3e-4, betas=0.9,0.95) or task option (task.width=128); repeatable")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, help="optimizer steps (default: the task's budget)")
+    p.add_argument("--seed", type=int, default=0, help="run seed, 0 .. 2**31 - 1 (default 0)")
+    p.add_argument("--steps", type=_count, help="optimizer steps (default: the task's budget; 2000 or 2e3)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"results folder (default: {DEFAULT_OUT})")
     p.add_argument("--data-dir", help="data folder (default: $OPTBENCH_DATA_DIR or ~/.cache/optbench)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when present)")

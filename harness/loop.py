@@ -9,13 +9,8 @@ reach model init, data order and dropout only through explicit generators derive
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import functools
-import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -28,9 +23,11 @@ from torch import nn
 
 from harness import checkpoint as ckpt
 from harness import plugins, records
+from harness.assemble import assemble, git_sha  # noqa: F401  (git_sha: re-exported)
+from harness.assemble import now as _now
 from harness.checkpoint import CheckpointPolicy
 from harness.errors import UserError, unknown
-from harness.run_record import RunRecord
+from harness.lineage import BranchRefused, branch_spec
 from harness.session import (  # noqa: F401  (re-exported: harness.loop is where people look for them)
     Dist,
     LoopState,
@@ -44,7 +41,7 @@ from harness.session import (  # noqa: F401  (re-exported: harness.loop is where
     pick_device,
     state_bytes,
 )
-from harness.spec import RunSpec, dataset_id
+from harness.spec import DataChanged, RunSpec, dataset_id, seed_problem, steps_problem
 from harness.task import SIZES, Task
 
 _Timer = Timer  # the name tests and older code use
@@ -99,10 +96,10 @@ def resolve(
     """
     task_spec = plugins.task(task)  # a built-in, an entry point or pkg.module:ATTR; else UserError
     opt_spec = plugins.optimizer(optimizer)
-    if steps is not None and (not isinstance(steps, int) or steps < 1):
-        raise UserError(f"invalid steps: {steps!r} (must be a positive integer)")
-    if not isinstance(seed, int) or seed < 0:
-        raise UserError(f"invalid seed: {seed!r} (must be a non-negative integer)")
+    if steps is not None and steps_problem(steps):
+        raise UserError(f"invalid steps: {steps_problem(steps)}")
+    if seed_problem(seed):
+        raise UserError(f"invalid seed: {seed_problem(seed)}")
     if amp not in (None, "bf16"):
         raise UserError(f"invalid amp: {amp!r}; known: bf16 (or none)")
     if size not in SIZES:
@@ -156,25 +153,6 @@ def lr_factor(step: int, total: int, warmup: int, kind: str, min_ratio: float = 
     else:
         raise ValueError(f"unknown schedule {kind!r}; known: constant, cosine, linear")
     return min_ratio + (1.0 - min_ratio) * shape
-
-
-@functools.lru_cache(maxsize=1)
-def git_sha() -> str:
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        sha = out.stdout.strip()
-        if out.returncode != 0 or not sha:
-            return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _finite(x: float) -> bool:
@@ -244,55 +222,84 @@ def run(
     pruned run is recorded with status ``pruned``.
 
     Checkpoints (``harness.checkpoint``; only with ``out_dir``): saved by ``checkpoints`` (wall-clock
-    cadence, chosen steps, steps kept after the run for branching). A run that finds a checkpoint of
-    its own ``run_id`` under ``out_dir`` resumes from the latest one. ``branch_from`` names the
-    checkpoint of *another* run (e.g. Signum at step S) to start from: same task, data, seed and step
-    budget, this spec's optimizer (which must accept the parent's optimizer state, as SoftSignum
-    accepts Signum's); the record names its parent and carries the parent's curves up to S.
+    cadence, chosen steps, steps kept after the run for branching); each new one replaces the older
+    ones but the kept steps. A run that finds a checkpoint of its own run (``harness.lineage``) under
+    ``out_dir`` resumes from the latest one; a stray one of another run is moved aside.
+
+    ``branch_from`` names the checkpoint of *another* run (e.g. Signum at step S; a path, or the dict
+    ``harness.checkpoint.load`` returned) to start from: it must be this run's first S steps
+    (``harness.lineage.branch_spec``: same task, data, seed, budget and shared hyperparameters, S this
+    optimizer's switch step). The spec then gets ``branched_from`` / ``branch_step``, so its own
+    run_id; the record carries the parent's curves up to S. A spec that already names its parent finds
+    the parent's checkpoint under ``out_dir``. Anything wrong with the parent checkpoint (missing,
+    unreadable, another run's) raises ``harness.lineage.BranchRefused`` before a step runs or a file is
+    written: the CLI exits 2, a sweep runs the child from scratch.
+
+    A ``path:`` dataset is held to the content it had when the run started: a file changed while the
+    run trained raises ``harness.spec.DataChanged`` and writes no record.
     """
     t_wall = time.perf_counter()
     started = _now()
-    spec, task = _complete_spec(spec, task, data_dir, out_dir)
+    parent: Mapping[str, Any] | None = None
+    adopt = branch_from is not None and not spec.branched_from  # the run_id is known once the parent is read
+    spec, task = _complete_spec(spec, task, data_dir, None if adopt else out_dir)
+    if adopt:
+        parent = _read_parent(branch_from)
+        spec = branch_spec(spec, parent, branch_from)
+    data_key = spec.dataset_key  # what the data is at the start (a path: file's content)
     if out_dir is not None and records.is_finished(out_dir, spec.run_id):
         return RunResult(row=records.read_runs_file(records.run_path(out_dir, spec.run_id)), skipped=True)
     assert task is not None
     policy = checkpoints or CheckpointPolicy()
 
+    resume = ckpt.load_latest(out_dir, spec) if out_dir is not None else None
+    if resume is None and spec.branched_from and parent is None:
+        where = branch_from if branch_from is not None else (
+            ckpt.path_for(out_dir, spec.branched_from, spec.branch_step) if out_dir is not None else None)
+        parent = _read_parent(where)
+        branch_spec(spec, parent, where if isinstance(where, (str, os.PathLike)) else "the given checkpoint")
     session = Session.open(spec, task, device)
-    resume = ckpt.load_latest(out_dir, spec.run_id) if out_dir is not None else None
-    parent: dict[str, Any] | None = None
     state = LoopState.fresh(spec.steps or task.steps, session.device)
     if resume is not None:
         state = session.restore(resume, spec, own=True)
-    elif branch_from is not None:
-        loaded = ckpt.load(branch_from)
-        _check_branch(spec, loaded, branch_from)
-        state = session.restore(loaded, spec, own=False)
-        parent = {"run_id": loaded["run_id"], "step": loaded["step"], "optimizer": loaded["optimizer_name"]}
+    elif parent is not None:
+        state = session.restore(parent, spec, own=False)
     state.resumed_at = state.done if resume is not None else 0
 
     def save_checkpoint(step: int) -> None:
         if out_dir is not None and session.dist.main:
             ckpt.save(ckpt.path_for(out_dir, spec.run_id, step), session.checkpoint(spec, state))
+            ckpt.prune_older(out_dir, spec.run_id, step, keep=policy.keep_steps)
 
     status, detail = train(spec, task, session, state, policy=policy, on_eval=on_eval, progress=progress,
                            save_checkpoint=save_checkpoint if out_dir is not None else None)
-    row, curves = _assemble(spec, task, session, state, status, detail, started, parent,
-                            wall_seconds=time.perf_counter() - t_wall)
+    if dataset_id(spec.dataset) != data_key:
+        if out_dir is not None and session.dist.main:
+            ckpt.prune(out_dir, spec.run_id, keep=policy.keep_steps)
+        raise DataChanged(f"the data file {spec.dataset[len('path:'):]} changed while the run trained ({data_key} at "
+                          f"the start, {dataset_id(spec.dataset)} now): the run belongs to neither; run it on a file "
+                          "that stays put")
+    row, curves = assemble(spec, task, session, state, status, detail, started,
+                           wall_seconds=time.perf_counter() - t_wall)
     if out_dir is not None and session.dist.main:
         records.write_run(out_dir, row, curves)
         ckpt.prune(out_dir, spec.run_id, keep=policy.keep_steps)
     return RunResult(row=row, curves=curves, skipped=False)
 
 
-def _check_branch(spec: RunSpec, loaded: Mapping[str, Any], where: Any) -> None:
-    """A branch continues the parent's trajectory: everything but the optimizer must match."""
-    parent = RunSpec.from_json(loaded["spec"])
-    same = ("task", "dataset", "size", "task_options", "seed", "steps", "amp")
-    diff = [k for k in same if getattr(parent, k) != getattr(spec, k)]
-    if diff:
-        raise UserError(f"cannot branch {spec.optimizer} from {where}: the parent run differs in "
-                        f"{', '.join(diff)} (a branch shares task, data, seed and step budget with its parent)")
+def _read_parent(where: Any) -> Mapping[str, Any]:
+    """The parent checkpoint ``where`` names (a path, or an already loaded dict); ``BranchRefused``
+    when it is not there or cannot be read."""
+    if isinstance(where, Mapping):
+        return where
+    if where is None:
+        raise BranchRefused("the spec names a parent run, but no parent checkpoint was given (nor out_dir to find it)")
+    if not Path(where).is_file():
+        raise BranchRefused(f"the parent checkpoint {where} is missing")
+    try:
+        return ckpt.load(where)
+    except ValueError as exc:
+        raise BranchRefused(f"the parent checkpoint is unreadable: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -454,56 +461,3 @@ def _forward_backward(task: Task, session: Session, batch: Any) -> torch.Tensor:
             part.backward()
         loss = part.detach() if loss is None else loss + part.detach()
     return loss
-
-
-# --------------------------------------------------------------------------------------------------
-# The record
-
-
-def _assemble(spec: RunSpec, task: Task, session: Session, state: LoopState, status: str, detail: str,
-              started: str, parent: Mapping[str, Any] | None,
-              wall_seconds: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The run's record row (a ``harness.run_record.RunRecord``: its fields are the columns) and its
-    long curve table."""
-    total = state.total
-    steps_done = state.done
-    loss_values = state.losses[:max(steps_done, 0)].tolist()
-    curves = [{"step": i + 1, "split": "train", "name": "loss", "value": v} for i, v in enumerate(loss_values)]
-    curves += state.curves
-    tail = [v for v in loss_values[-max(1, len(loss_values) // 10):] if math.isfinite(v)]
-    metric = task.metric.name
-    val_metric = state.val_metrics.get(metric, math.nan) if status in ("ok", "pruned") else math.nan
-    test_metric = state.test_metrics.get(metric, math.nan) if status == "ok" else math.nan
-    objective = val_metric if status in ("ok", "pruned") else task.penalty
-    opt_origin, task_origin = plugins.origin("optimizer", spec.optimizer), plugins.origin("task", spec.task)
-    record = RunRecord(
-        run_id=spec.run_id, schema_version=records.SCHEMA_VERSION, suite=spec.suite, study=spec.study,
-        task=spec.task, dataset=dataset_id(spec.dataset), dataset_source=spec.dataset, size=spec.size,
-        optimizer=spec.optimizer, phase=spec.phase, trial=spec.trial, replicate=spec.replicate, seed=spec.seed,
-        steps=total, steps_done=steps_done,
-        hparams=json.dumps(records.json_ready(spec.hparams), sort_keys=True),
-        task_options=json.dumps(records.json_ready(spec.task_options), sort_keys=True),
-        spec=spec.to_json(), amp=spec.amp or "", compile=spec.compile, status=status, status_detail=detail,
-        metric=metric, direction=task.metric.direction,
-        val_metric=records.finite_or_nan(val_metric), test_metric=records.finite_or_nan(test_metric),
-        best_val_metric=records.finite_or_nan(state.best_val), best_val_step=state.best_step,
-        objective=float(objective) if _finite(objective) else float(task.penalty), penalty=float(task.penalty),
-        target=float(task.target) if task.target is not None else math.nan, steps_to_target=state.steps_to_target,
-        final_train_loss=sum(tail) / len(tail) if tail else math.nan,
-        metrics=json.dumps({"val": state.val_metrics, "test": state.test_metrics}, sort_keys=True,
-                           default=records.finite_or_nan),
-        train_seconds=state.train_seconds, eval_seconds=state.eval_seconds,
-        optimizer_seconds=state.optimizer_seconds, wall_seconds=wall_seconds,
-        peak_memory_bytes=peak_memory(session.device), optimizer_state_bytes=state_bytes(session.optimizer),
-        param_count=sum(p.numel() for p in session.params), implementation=session.opt_spec.implementation,
-        optimizer_origin=opt_origin.label(), optimizer_version=opt_origin.version,
-        task_origin=task_origin.label(), task_version=task_origin.version,
-        git_sha=git_sha(), torch_version=torch.__version__, python_version=platform.python_version(),
-        device=device_label(session.device), world_size=session.dist.world_size,
-        started_at=started, finished_at=_now(), resumed_at_step=state.resumed_at,
-        branched_from=parent["run_id"] if parent else "", branch_step=int(parent["step"]) if parent else 0,
-    )
-    row = record.row()
-    for c in curves:
-        c["run_id"] = spec.run_id
-    return row, curves

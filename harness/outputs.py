@@ -4,14 +4,22 @@ once (``UserError``, exit 2), instead of training for an hour and then failing i
 A folder counts as writable when a probe file can be created in it (or, for a folder that does not
 exist yet, in its nearest existing parent) and removed again: the one test that also holds for root
 on a read-only mount, where permission bits say "writable" and ``os.access`` agrees.
+
+Two things can still go wrong once work has started, and neither may end in a traceback: the disk
+fills up (``DiskFull``: exit 1 naming the file and the space it needs; every writer is atomic, so
+nothing is half-written), and the reader of our output goes away (``optbench list | head -1``:
+``say`` and ``silence`` drop the rest of the output quietly; the work goes on).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import shutil
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any, TextIO
 
 from harness.errors import UserError
 
@@ -67,3 +75,70 @@ def writable_file(path: str | os.PathLike, what: str) -> Path:
         except OSError as exc:
             raise UserError(f"cannot write the {what} {path}: {_reason(exc)}") from None
     return path
+
+
+class DiskFull(Exception):
+    """No space left for a file optbench writes. The CLI prints it and exits 1 (not 2: the input was
+    fine); the writer removed its temporary file, and a sweep gives the run back (not a failure)."""
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def free_bytes(path: str | os.PathLike) -> int | None:
+    """Free bytes on the file system of ``path`` (its nearest existing folder); None if unknown."""
+    folder = Path(path)
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    errnos = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    return (isinstance(exc, OSError) and exc.errno in errnos) or "No space left on device" in str(exc)
+
+
+def raise_if_disk_full(exc: BaseException, path: str | os.PathLike, needed: int) -> None:
+    """Raise ``DiskFull`` when writing ``path`` (about ``needed`` bytes) failed for want of space:
+    the error says so, or less than ``needed`` is free (some writers, torch.save among them, report a
+    full disk as a generic write failure). Otherwise return, and the caller re-raises ``exc``."""
+    free = free_bytes(path)
+    if not is_disk_full(exc) and (free is None or free >= needed):
+        return
+    have = "" if free is None else f", {_size(free)} free"
+    raise DiskFull(f"no space left on the device to write {path} (it needs about {_size(needed)}{have}); nothing "
+                   "was half-written: free some space and re-run the same command (finished runs are kept)") from None
+
+
+def silence(stream: TextIO) -> None:
+    """The reader of ``stream`` went away (a closed pipe): point its descriptor at /dev/null, so later
+    writes and the flush at exit are dropped quietly instead of raising ``BrokenPipeError`` again."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
+def say(text: str, stream: TextIO | None = None, **print_kwargs: Any) -> bool:
+    """``print(text)`` to ``stream`` (default stderr), flushed; a closed pipe silences the stream
+    instead of raising. Returns whether the line went out."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        print(text, file=stream, flush=True, **print_kwargs)
+        return True
+    except BrokenPipeError:
+        silence(stream)
+        return False

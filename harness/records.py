@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.run_record import RunRecord, columns
-from harness.spec import dataset_id
 
 SCHEMA_VERSION = 1
 
@@ -105,7 +104,7 @@ def failure_row(spec: Any, *, metric: str, direction: str, penalty: float, detai
     opt_origin, task_origin = plugins.origin("optimizer", spec.optimizer), plugins.origin("task", spec.task)
     record = RunRecord(
         run_id=spec.run_id, schema_version=SCHEMA_VERSION, suite=spec.suite, study=spec.study, task=spec.task,
-        dataset=dataset_id(spec.dataset), dataset_source=spec.dataset, size=spec.size, optimizer=spec.optimizer,
+        dataset=spec.dataset_key, dataset_source=spec.dataset, size=spec.size, optimizer=spec.optimizer,
         phase=spec.phase, trial=spec.trial, replicate=spec.replicate, seed=spec.seed, steps=spec.steps,
         steps_done=0, hparams=json.dumps(json_ready(spec.hparams), sort_keys=True),
         task_options=json.dumps(json_ready(spec.task_options), sort_keys=True), spec=spec.to_json(),
@@ -118,8 +117,8 @@ def failure_row(spec: Any, *, metric: str, direction: str, penalty: float, detai
         optimizer_origin=opt_origin.label(), optimizer_version=opt_origin.version,
         task_origin=task_origin.label(), task_version=task_origin.version,
         **{k: str(environment.get(k, "unknown")) for k in ("git_sha", "torch_version", "python_version", "device")},
-        world_size=1, started_at=started_at, finished_at=finished_at, resumed_at_step=0, branched_from="",
-        branch_step=0,
+        world_size=1, started_at=started_at, finished_at=finished_at, resumed_at_step=0,
+        branched_from=spec.branched_from, branch_step=spec.branch_step,
     )
     return record.row()
 
@@ -149,10 +148,19 @@ os.umask(_UMASK)
 
 
 def _atomic_write_table(table, path: Path) -> None:
+    """Write ``table`` to ``path`` atomically; a full disk raises ``harness.outputs.DiskFull`` and
+    leaves no partial file."""
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    from harness.outputs import raise_if_disk_full
+
+    needed = int(table.nbytes) + 4096
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise_if_disk_full(exc, path, needed)
+        raise
     os.close(fd)
     try:
         # mkstemp makes the file 0600; a record is an ordinary result file (readable by the group
@@ -160,8 +168,10 @@ def _atomic_write_table(table, path: Path) -> None:
         os.chmod(tmp, 0o666 & ~_UMASK)
         pq.write_table(table, tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # pyarrow's IO errors are OSErrors
+            raise_if_disk_full(exc, path, needed)
         raise
 
 

@@ -21,7 +21,6 @@ from torch import nn
 
 from harness import checkpoint as ckpt
 from harness import plugins
-from harness.errors import UserError
 from harness.spec import RunSpec
 from harness.task import Task
 
@@ -212,10 +211,10 @@ class Session:
 
     def checkpoint(self, spec: RunSpec, state: LoopState) -> dict[str, Any]:
         """Everything needed to continue after ``state.done`` steps (see ``harness.checkpoint``)."""
+        from harness.lineage import stamp
+
         return {
-            "run_id": spec.run_id,
-            "spec": spec.to_json(),
-            "optimizer_name": spec.optimizer,
+            **stamp(spec),  # whose checkpoint it is: run_id, identity, spec, optimizer_name
             "step": state.done,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -233,8 +232,10 @@ class Session:
         except (KeyError, ValueError) as exc:
             if own:
                 raise
-            raise UserError(f"optimizer {spec.optimizer} cannot start from a {loaded['optimizer_name']} "
-                            f"checkpoint: {type(exc).__name__}: {exc}") from None
+            from harness.lineage import BranchRefused
+
+            raise BranchRefused(f"optimizer {spec.optimizer} cannot start from a {loaded['optimizer_name']} "
+                                f"checkpoint: {type(exc).__name__}: {exc}") from None
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base
         ckpt.restore_rng(loaded["rng"])

@@ -11,8 +11,35 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from harness.errors import UserError
+
 PHASES = ("run", "tune", "eval")
 PATH_PREFIX = "path:"  # a dataset read from a user's file: ``path:<file>``
+# Seeds lie in [0, SEED_LIMIT): every consumer accepts them (numpy's legacy seeding takes < 2**32,
+# parquet's int64 columns < 2**63, Optuna and torch more), with room for the seeds a sweep derives
+# from its seed (tune seed + 1000 r, eval seeds seed + 1 ..), which are checked against it too.
+SEED_LIMIT = 2**31
+# Optimizer steps lie in [1, MAX_STEPS]: the loop keeps one float per step on the device.
+MAX_STEPS = 10**8
+
+
+class DataChanged(UserError):
+    """A ``path:`` data file changed while a run trained on it: the run's result belongs to neither
+    content, so it is not recorded as a result (``harness.loop.run``; a sweep records it as failed)."""
+
+
+def seed_problem(seed: object) -> str | None:
+    """Why ``seed`` is not a valid run seed (None: it is)."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < SEED_LIMIT:
+        return f"{seed!r} (a seed must be an integer in [0, 2**31 - 1] = [0, {SEED_LIMIT - 1}])"
+    return None
+
+
+def steps_problem(steps: object) -> str | None:
+    """Why ``steps`` is not a valid step budget (None: it is)."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS:
+        return f"{steps!r} (steps must be an integer in [1, {MAX_STEPS:,}])"
+    return None
 
 
 def dataset_id(dataset: str) -> str:
@@ -66,6 +93,12 @@ class RunSpec:
     the task's resolved options; both are stored as plain dicts and hashed canonically. ``trial`` is
     bookkeeping (which Optuna trial asked for the run) and is not part of the identity: the same
     configuration asked for twice is the same run.
+
+    ``branched_from`` / ``branch_step``: the run started from the checkpoint of run ``branched_from``
+    after its step ``branch_step`` (SoftX from X at S; see ``harness.lineage``). They are part of the
+    identity only when set, so a branched run and the same spec run from scratch have different
+    run_ids (their results agree on CPU, not bit for bit everywhere), and unbranched runs keep the
+    run_ids they always had.
     """
 
     task: str
@@ -83,16 +116,21 @@ class RunSpec:
     compile: bool = False
     trial: int | None = None
     replicate: int = 0  # tuning replicate (independent study) this run belongs to; 0 without replicates
+    branched_from: str = ""  # run_id of the parent whose checkpoint this run starts from ('' = from scratch)
+    branch_step: int = 0     # the step of that checkpoint (0 when not branched)
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
             raise ValueError(f"unknown phase {self.phase!r}; known: {', '.join(PHASES)}")
         if self.amp not in (None, "bf16"):
             raise ValueError(f"unknown amp {self.amp!r}; known: bf16 (or none)")
-        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
-            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.steps is not None and steps_problem(self.steps):
+            raise ValueError(f"invalid steps {steps_problem(self.steps)}")
+        if seed_problem(self.seed):
+            raise ValueError(f"invalid seed {seed_problem(self.seed)}")
+        if not isinstance(self.branch_step, int) or self.branch_step < 0 or bool(self.branched_from) != (self.branch_step > 0):
+            raise ValueError(f"branched_from and branch_step go together (a run_id and a step >= 1), got "
+                             f"{self.branched_from!r} and {self.branch_step!r}")
         if not isinstance(self.replicate, int) or self.replicate < 0:
             raise ValueError(f"replicate must be a non-negative integer, got {self.replicate!r}")
         # Freeze the mappings' contents into plain dicts so asdict/json are stable.
@@ -103,13 +141,29 @@ class RunSpec:
         """What the run_id hashes: everything but the trial number. The replicate index counts only
         when it is not 0, so the runs of a sweep without replicates keep the run_ids they always had
         (and a sweep whose replicates are raised from 1 keeps replicate 0's records). A user's file
-        counts by its content (``dataset_id``), not its location."""
-        d = asdict(self)
+        counts by its content (``dataset_id``, read once per spec: ``dataset_key``), not its location;
+        the parent of a branched run counts (``branched_from``, ``branch_step``)."""
+        d = self._fields()
         d.pop("trial")
         if not d["replicate"]:
             d.pop("replicate")
-        d["dataset"] = dataset_id(d["dataset"])
+        d["dataset"] = self.dataset_key
         return d
+
+    def _fields(self) -> dict[str, Any]:
+        """The fields, without the branch pair when the run is not branched (so the JSON of an
+        unbranched spec is what it always was)."""
+        d = asdict(self)
+        if not d["branched_from"]:
+            d.pop("branched_from")
+            d.pop("branch_step")
+        return d
+
+    @functools.cached_property
+    def dataset_key(self) -> str:
+        """``dataset_id(self.dataset)`` when first asked (a ``path:`` file's content then): what the
+        run_id, the record and the end-of-run data check (``harness.loop``) hold the run to."""
+        return dataset_id(self.dataset)
 
     @functools.cached_property
     def run_id(self) -> str:
@@ -120,7 +174,7 @@ class RunSpec:
         return replace(self, **changes)
 
     def to_json(self) -> str:
-        return canonical_json(asdict(self))
+        return canonical_json(self._fields())
 
     @classmethod
     def from_json(cls, text: str) -> RunSpec:

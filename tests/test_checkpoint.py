@@ -142,7 +142,7 @@ def test_sigkill_mid_run_then_resume_in_a_new_process(tmp_path):
     proc = subprocess.run([sys.executable, str(script), str(out), spec.to_json(), "20"], env=_env(), cwd=str(ROOT),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    assert ckpt.saved_steps(out, spec.run_id) == [10, 20]  # both kept until the run finishes
+    assert ckpt.saved_steps(out, spec.run_id) == [10, 20]  # killed after step 20's was written, before 10's went
     assert not records.is_finished(out, spec.run_id)
     resumed = run(spec, out_dir=out)
     whole = run(spec, out_dir=tmp_path / "whole")
@@ -293,7 +293,9 @@ def test_a_branched_run_equals_the_unbranched_run(tmp_path, child, task):
     branched = run(spec, out_dir=tmp_path, branch_from=branch)
     scratch = run(spec)
     assert branched.row["branched_from"] == parent.run_id and branched.row["branch_step"] == s
-    assert branched.row["run_id"] == scratch.row["run_id"] == spec.run_id
+    # Its own run_id, naming the parent: the same result may differ in the last bits off CPU.
+    assert scratch.row["run_id"] == spec.run_id != branched.row["run_id"]
+    assert branched.row["run_id"] == spec.with_(branched_from=parent.run_id, branch_step=s).run_id
     for key in ("status", "steps_done", "val_metric", "test_metric", "best_val_metric", "final_train_loss",
                 "objective", "metrics"):
         assert branched.row[key] == scratch.row[key], key
@@ -318,9 +320,9 @@ def test_branching_refuses_a_parent_with_other_data_or_budget(tmp_path):
     run(parent.with_(seed=5), out_dir=tmp_path, checkpoints=CheckpointPolicy(keep_steps={10}))
     with pytest.raises(UserError, match="differs in seed"):
         run(spec, out_dir=tmp_path, branch_from=ckpt.path_for(tmp_path, parent.with_(seed=5).run_id, 10))
-    # An optimizer that cannot take the parent's state says so (AdamW from a Signum checkpoint).
+    # An optimizer that is not the parent before a switch says so (AdamW from a Signum checkpoint).
     adamw, _ = resolve(task="tabular_mlp", optimizer="adamw", size="tiny", steps=STEPS, seed=5)
-    with pytest.raises(UserError, match="cannot start from a signum checkpoint"):
+    with pytest.raises(UserError, match="adamw is no other optimizer before a switch"):
         run(adamw, out_dir=tmp_path, branch_from=ckpt.path_for(tmp_path, parent.with_(seed=5).run_id, 10))
 
 
