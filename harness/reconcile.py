@@ -128,42 +128,86 @@ def note_silent_death(worker: Worker, study: Any, trial: Any) -> None:
 
 
 def settle_given_up(worker: Worker, plan: StudyPlan, phase: str, study: Any, slots: Any) -> None:
-    """A slot given up after ``MAX_SILENT_DEATHS`` vanished workers has no record (nothing could
-    write one): write its ``failed`` record, so the results say what happened. (A slot given up for
-    raising already has the record of its last failure.)"""
-    from harness import optuna_api
-    from harness.sweep_space import hparams_from_params
-    from harness.sweep_worker import _utc_now, resolve_run
-
+    """A given-up slot is settled by its ``failed`` record. When that record is missing or unreadable
+    -- a slot given up after ``MAX_SILENT_DEATHS`` vanished workers never had one; a failure record
+    can be deleted or cut short like any other -- it is written again from the journal: the spec the
+    last attempt ran (the trial's ``spec`` attribute) and the error it raised (``optbench_error``),
+    an unreadable file moved aside first. The run is not tried again: given up stays given up."""
     states = rules.slot_states(study.get_trials(deepcopy=False), slots, worker.lost(study))
     for slot, state in states.items():
-        if not state.given_up or state.errors > MAX_RETRY:
+        if not state.given_up:
             continue
-        last = state.trials[-1]
+        last = _last_attempt(state)
         run_id = last.user_attrs.get("run_id")
-        if run_id and records.record_state(worker.out, run_id)[0] in ("ok", "failed"):
-            continue
-        params = optuna_api.planned_params(last)
-        if phase == "tune":
-            if not params:
-                _warn(f"{_where(plan, phase, slot)} was given up before its configuration was drawn; no record")
+        if run_id:
+            have, why = records.record_state(worker.out, run_id)
+            if have in ("ok", "failed"):
                 continue
-            hparams = hparams_from_params(params, plan.space, plan.fixed)
-            if plan.branch_from is not None:  # a branch's tune run also ran its parent's shared values
-                from harness import sweep_branch
-
-                parent_hp, _, _ = sweep_branch.parent_configuration(worker, plan)
-                hparams.update(sweep_branch.shared_part(plan, parent_hp or {}))
-            spec, _ = resolve_run(worker.sweep, plan, hparams, plan.seed, "tune", slot)
+            if have == "corrupt":
+                moved = records.quarantine(records.run_path(worker.out, run_id))
+                _warn(f"the failure record {records.run_path(worker.out, run_id)} of given-up {_where(plan, phase, slot)} "
+                      f"is unreadable ({why}); moved it to {moved.name}")
+        spec = _given_up_spec(worker, plan, phase, last)
+        if spec is None:
+            _warn(f"{_where(plan, phase, slot)} was given up before its configuration was drawn; no record")
+            continue
+        if state.errors > MAX_RETRY:
+            error = last.user_attrs.get(rules.ERROR) or {}
+            detail = str(error.get("detail") or "failed")
+            why = f"given up after {state.errors} attempts raised"
         else:
-            import json
+            detail = (f"given up: its worker vanished {state.silent} times during this run without a Python exception "
+                      "(killed from outside, the OOM killer, preemption)")
+            why = detail
+        start = last.datetime_start.isoformat(timespec="seconds") if last.datetime_start else _utc_now()
+        write_failure(worker, spec, worker.info(plan), detail, start, 0.0)
+        _warn(f"{_where(plan, phase, slot)} ({why}; {detail}): wrote its failure record "
+              f"{records.run_path(worker.out, spec.run_id)} from the journal")
 
-            spec, _ = resolve_run(worker.sweep, plan, json.loads(last.user_attrs["hparams"]),
-                                  int(last.user_attrs["seed"]), "eval", last.user_attrs.get("best_trial"))
-        detail = (f"given up: its worker vanished {state.silent} times during this run without a Python exception "
-                  "(killed from outside, the OOM killer, preemption)")
-        write_failure(worker, spec, worker.info(plan), detail, _utc_now(), 0.0)
-        _warn(f"{_where(plan, phase, slot)}: {detail}; wrote its failure record {records.run_path(worker.out, spec.run_id)}")
+
+def _last_attempt(state: Any) -> Any:
+    """The given-up slot's last trial that ran (raised, or lost its worker)."""
+    return next((t for t in reversed(state.trials) if rules.is_error(t) or rules.is_silent_death(t)), state.trials[-1])
+
+
+def _utc_now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _given_up_spec(worker: Worker, plan: StudyPlan, phase: str, trial: Any) -> Any:
+    """The ``RunSpec`` a given-up trial ran: stored on the trial when it started, else (journals
+    written before that) rebuilt from its parameters; None when it never had a configuration."""
+    import json
+
+    from harness.spec import RunSpec
+    from harness.sweep_worker import resolve_run
+
+    stored = trial.user_attrs.get("spec")
+    if stored:
+        try:
+            return RunSpec.from_json(stored)
+        except (TypeError, ValueError):
+            pass
+    if phase == "tune":
+        from harness import optuna_api
+        from harness.sweep_space import hparams_from_params
+
+        params = optuna_api.planned_params(trial)
+        if not params:
+            return None
+        hparams = hparams_from_params(params, plan.space, plan.fixed)
+        if plan.branch_from is not None:  # a branch's tune run also ran its parent's shared values
+            from harness import sweep_branch
+
+            parent_hp, _, _ = sweep_branch.parent_configuration(worker, plan)
+            hparams.update(sweep_branch.shared_part(plan, parent_hp or {}))
+        return resolve_run(worker.sweep, plan, hparams, plan.seed, "tune", trial.user_attrs.get(SLOT))[0]
+    if "hparams" not in trial.user_attrs:
+        return None
+    return resolve_run(worker.sweep, plan, json.loads(trial.user_attrs["hparams"]), int(trial.user_attrs["seed"]),
+                       "eval", trial.user_attrs.get("best_trial"))[0]
 
 
 @dataclass
@@ -177,11 +221,12 @@ class Census:
     diverged: int = 0
     failed: int = 0
     given_up: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)        # a re-run makes these
+    unrecorded: list[str] = field(default_factory=list)     # given up with no record a re-run could write
 
     @property
     def complete(self) -> bool:
-        return self.recorded == self.planned
+        return self.recorded == self.planned and not self.unrecorded
 
 
 def census(worker: Worker) -> Census:
@@ -198,9 +243,13 @@ def census(worker: Worker) -> Census:
                 continue
             study = worker.study(plan, phase)
             for slot, state in rules.slot_states(study.get_trials(deepcopy=False), slots, worker.lost(study)).items():
-                trial = state.done if state.done is not None else (state.trials[-1] if state.given_up else None)
+                trial = state.done if state.done is not None else (_last_attempt(state) if state.given_up else None)
                 run_id = trial.user_attrs.get("run_id") if trial is not None else None
                 row = _read(worker.out, run_id) if run_id else None
+                if row is None and state.given_up:
+                    error = (trial.user_attrs.get(rules.ERROR) or {}).get("detail") or "no error recorded"
+                    out.unrecorded.append(f"{_where(plan, phase, slot)} (run {run_id or 'never configured'}: {error})")
+                    continue
                 if row is None:
                     out.missing.append(_where(plan, phase, slot))
                     continue

@@ -13,8 +13,12 @@ replicate), the softsignum plan a *child* of the signum plan (its *parent*):
   configuration) at its S; a child's eval run on seed s from the parent's eval run on seed s. It
   runs only steps S+1..K: SoftX costs about ``1 - alpha_sign`` of a run. Its record names the parent
   run (``branched_from``) and S (``branch_step``); on CPU it equals the unbranched run exactly.
-- A checkpoint that is missing (deleted by hand, or the parent ran before the branch was configured)
-  is not an error: the child runs from scratch, which gives the same result, with a warning.
+- A branched run's spec names its parent run and S (``branched_from``, ``branch_step``), so its run_id
+  is its own: it differs from the run_id of the same run from scratch.
+- Whatever is wrong with the parent's checkpoint -- missing (deleted by hand, or the parent ran before
+  the branch was configured), truncated, unreadable, another run's -- is not the child's failure: the
+  child runs from scratch (its from-scratch run_id, ``branched_from`` empty), which gives the same
+  result, with a warning. Only a failure of the child's own training counts toward giving it up.
 - The child waits for the parent: its tuning until the parent's tuning is complete (the shared
   configuration is then known), its evaluation until the parent's evaluation is complete.
 - When the whole sweep is complete, the kept checkpoints are deleted.
@@ -77,26 +81,38 @@ def keep_steps(worker: Worker, plan: StudyPlan, phase: str, total_steps: int) ->
     return frozenset(s for s in steps if 0 < s <= total_steps)
 
 
-def checkpoint_for(worker: Worker, plan: StudyPlan, spec: Any, parent_hparams: Mapping[str, Any],
-                   parent_slot: int | None) -> Path | None:
-    """The parent checkpoint the run ``spec`` of child ``plan`` starts from, or None (with a warning
-    when it should exist but does not: the run then goes from scratch, with the same result)."""
+def branch_start(worker: Worker, plan: StudyPlan, spec: Any, parent_hparams: Mapping[str, Any],
+                 parent_slot: int | None) -> tuple[Any, Path | None]:
+    """The run ``spec`` of child ``plan`` as it starts: branched from the parent's run of the same
+    seed and shared configuration at the child's switch step S (the spec names that parent, so its
+    run_id is the branched run's), with the checkpoint to start from; or ``(spec, None)``, a run
+    from scratch, when the parent has no tune runs or the checkpoint is missing (with a warning)."""
     from harness import checkpoint as ckpt  # torch: imported only when a run is about to start
+    from harness.lineage import switch_step
     from harness.sweep_worker import resolve_run
-    from optimizers._switch import sign_phase_steps
 
     parent = worker.sweep.plan(plan.branch_from)
     if spec.phase == "tune" and parent.trials == 0:
-        return None  # an untuned parent has no tune runs to branch from
+        return spec, None  # an untuned parent has no tune runs to branch from
     parent_spec, _ = resolve_run(worker.sweep, parent, parent_hparams, spec.seed, spec.phase, parent_slot)
-    step = sign_phase_steps(float(spec.hparams["alpha_sign"]), int(spec.steps))
+    step = switch_step(spec)
     path = ckpt.path_for(worker.out, parent_spec.run_id, step)
     if path.is_file():
-        return path
+        return spec.with_(branched_from=parent_spec.run_id, branch_step=step), path
     warnings.warn(f"{plan.study}: the checkpoint of {parent.optimizer} run {parent_spec.run_id} at step {step} is missing "
                   f"({path}); running {spec.optimizer} seed {spec.seed} from scratch instead (same result, full cost)",
                   SweepWarning, stacklevel=2)
-    return None
+    return spec, None
+
+
+def from_scratch(plan: StudyPlan, spec: Any, why: Exception) -> Any:
+    """The parent checkpoint ``spec`` was to start from cannot start it (``why``: unreadable, of another
+    run, ...): the same run from scratch, with its own run_id, and a warning. Not the child's failure."""
+    from harness.lineage import unbranched
+
+    warnings.warn(f"{plan.study}: {why}; running {spec.optimizer} seed {spec.seed} from scratch instead (same result, "
+                  "full cost)", SweepWarning, stacklevel=2)
+    return unbranched(spec)
 
 
 def child_ready(worker: Worker, plan: StudyPlan, phase: str) -> bool:

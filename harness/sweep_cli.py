@@ -27,6 +27,8 @@ import warnings
 from pathlib import Path
 from typing import Any, TextIO
 
+from harness.outputs import say, silence
+
 DEFAULT_RESULTS = Path("results")
 PROGRESS_MODES = ("auto", "bar", "plain", "json", "none")
 
@@ -67,12 +69,17 @@ class Progress:
         self.started = time.monotonic()
 
     def __call__(self, event) -> None:
-        if self.mode == "json":
-            print(event.to_json(), file=sys.stdout, flush=True)
-        elif self.mode == "plain":
-            self._plain(event)
-        elif self.mode == "bar":
-            self._bar(event)
+        try:
+            if self.mode == "json":
+                print(event.to_json(), file=sys.stdout, flush=True)
+            elif self.mode == "plain":
+                self._plain(event)
+            elif self.mode == "bar":
+                self._bar(event)
+        except BrokenPipeError:
+            # Whoever read the progress went away (`| head -1`): stop showing it, never stop the sweep.
+            silence(sys.stdout if self.mode == "json" else self.stream)
+            self.mode = "none"
 
     def _describe(self, event) -> str:
         if event.kind == "done":
@@ -107,7 +114,10 @@ class Progress:
 
     def close(self) -> None:
         for bar in self.bars.values():
-            bar.close()
+            try:
+                bar.close()
+            except BrokenPipeError:
+                silence(self.stream)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,7 +170,7 @@ def _plain_warnings(command: str):
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, SweepWarning):
-            print(f"optbench {command}: warning: {message}", file=sys.stderr, flush=True)
+            say(f"optbench {command}: warning: {message}")
         else:
             previous(message, category, filename, lineno, file, line)
 
@@ -180,6 +190,10 @@ def final_line(command: str, suite: str, counts, seconds: float) -> list[str]:
     if counts.given_up:
         lines[0] += (f"; {len(counts.given_up)} given up (failed on every attempt): "
                      + "; ".join(counts.given_up[:5]) + (" ..." if len(counts.given_up) > 5 else ""))
+    if counts.unrecorded:  # a re-run cannot help these: say what they are, not "re-run"
+        shown = "; ".join(counts.unrecorded[:5]) + (" ..." if len(counts.unrecorded) > 5 else "")
+        lines.append(f"optbench {command}: {len(counts.unrecorded)} given-up run(s) have no record and none can be "
+                     f"written: {shown}")
     if counts.missing:
         shown = ", ".join(counts.missing[:5]) + (" ..." if len(counts.missing) > 5 else "")
         lines.append(f"optbench {command}: {len(counts.missing)} planned run(s) have no readable record ({shown}); "
@@ -198,24 +212,23 @@ def run_sweep(args: argparse.Namespace) -> tuple[int, Any, Path]:
     with _plain_warnings(args.command):
         url, info = sw.prepare(sweep, out, args.storage)
         for note in sweep.notes:
-            print(f"optbench {args.command}: note: {note}", file=sys.stderr, flush=True)
+            say(f"optbench {args.command}: note: {note}")
         started = time.monotonic()
         progress = Progress(args.progress, args.workers)
-        print(f"optbench {args.command}: suite {sweep.suite}: {len(sweep.studies)} studies, {sweep.planned_runs} runs "
-              f"planned, {args.workers} worker(s); results in {out}, storage {sw.redact_url(url)}", file=sys.stderr,
-              flush=True)
+        say(f"optbench {args.command}: suite {sweep.suite}: {len(sweep.studies)} studies, {sweep.planned_runs} runs "
+            f"planned, {args.workers} worker(s); results in {out}, storage {sw.redact_url(url)}")
         try:
             with _sigterm_as_interrupt():
                 code = sw.run_local_workers(sweep, url, out, args.workers, progress, info=info,
-                                            on_line=lambda i, line: print(f"[w{i}] {line}", file=sys.stderr, flush=True))
+                                            on_line=lambda i, line: say(f"[w{i}] {line}"))
         finally:
             progress.close()
         counts = sw.census(sweep, url, out, info=info)
     for line in final_line(args.command, sweep.suite, counts, time.monotonic() - started):
-        print(line, file=sys.stderr, flush=True)
+        say(line)
     if code != 0:
         what = "the others finished its runs" if counts.complete else "see above"
-        print(f"optbench {args.command}: a worker process exited with code {code}; {what}", file=sys.stderr)
+        say(f"optbench {args.command}: a worker process exited with code {code}; {what}")
     return (0 if counts.complete else 1), sweep, out
 
 
@@ -256,10 +269,10 @@ def cmd_suite(args: argparse.Namespace) -> int:
 
     paths = leaderboard.write(out, out, formats=("csv", "md"), metric_split="test")
     for path in paths:
-        print(f"optbench suite: wrote {path}", file=sys.stderr)
+        say(f"optbench suite: wrote {path}")
     md = next((p for p in paths if str(p).endswith(".md")), None)
     if md is not None:
-        print(Path(md).read_text())
+        say(Path(md).read_text(), sys.stdout)  # a closed pipe drops it; the suite's work is done either way
     return 0
 
 

@@ -70,9 +70,16 @@ def prepare(sweep: Sweep, out: str | os.PathLike, storage_url: str | None) -> tu
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
+    from harness.outputs import raise_if_disk_full
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise_if_disk_full(exc, path, len(text.encode()))
+        raise
 
 
 def worker_command(sweep_path: str, storage_url: str, out: str, worker_id: int) -> list[str]:
@@ -130,16 +137,22 @@ def run_local_workers(sweep: Sweep, storage_url: str, out: str | os.PathLike, wo
             relay(i, stream)
 
     def relay(i: int, stream) -> None:
+        # Drain the worker's output to its end whatever showing it does: a relay that stopped reading
+        # would leave the worker blocked on a full pipe (or killed by a closed one).
         for line in stream:
             line = line.rstrip("\n")
             try:
                 event = Event(**json.loads(line))
             except (ValueError, TypeError):
-                if on_line is not None:
+                event = None
+            try:
+                if event is not None:
+                    emit(event)
+                elif on_line is not None:
                     with lock:
                         on_line(i, line)
-                continue
-            emit(event)
+            except Exception:  # noqa: BLE001 -- progress display only; the records are the truth
+                pass
 
     procs: list[subprocess.Popen] = []
     pumps: list[threading.Thread] = []

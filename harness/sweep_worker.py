@@ -23,6 +23,8 @@ from harness import optuna_api, reconcile
 from harness import sweep_branch as branching
 from harness import sweep_slots as slots_rules
 from harness.errors import UserError
+from harness.lineage import BranchRefused
+from harness.outputs import DiskFull
 from harness.sweep_schema import StudyPlan, Sweep
 from harness.sweep_slots import BEAT, CONFIG, DUPLICATE, ERROR, MAX_RETRY, OWNER, RELEASED, SLOT, SURPLUS
 from harness.sweep_space import (
@@ -446,13 +448,14 @@ class Worker:
             hparams = json.loads(trial.user_attrs["hparams"])
             spec, task = resolve_run(self.sweep, plan, hparams, int(trial.user_attrs["seed"]), "eval",
                                      trial.user_attrs.get("best_trial"))
-        trial.set_user_attr("run_id", spec.run_id)  # a trial whose worker dies still names its run
-        reconcile.set_aside_unreadable(self, spec.run_id)
+        self._check_data(plan, spec)
+        parent_checkpoint = None
+        if plan.branch_from is not None:  # the branched spec names its parent: its own run_id
+            spec, parent_checkpoint = branching.branch_start(self, plan, spec, parent_hp, parent_slot)
+        self._name_run(trial, spec)
         pruned = False
         kwargs: dict[str, Any] = {"out_dir": str(self.out), "data_dir": self.sweep.data_dir, "task": task,
                                   "progress": False, "checkpoints": self._checkpoints(plan, phase, spec)}
-        if plan.branch_from is not None:
-            kwargs["branch_from"] = branching.checkpoint_for(self, plan, spec, parent_hp, parent_slot)
         if phase == "tune" and self.sweep.pruner is not None:
             fractions = list(self.sweep.pruner.fractions)
             steps = spec.steps or task.steps
@@ -472,7 +475,16 @@ class Worker:
             kwargs["on_eval"] = on_eval
         started, started_at = time.perf_counter(), _utc_now()
         try:
-            result = loop.run(spec, **kwargs)
+            try:
+                result = loop.run(spec, branch_from=parent_checkpoint, **kwargs)
+            except BranchRefused as exc:
+                # Whatever is wrong with the parent's checkpoint (unreadable, another run's), the child
+                # runs from scratch: the same result at full cost. Not the child's failure.
+                spec = branching.from_scratch(plan, spec, exc)
+                self._name_run(trial, spec)
+                result = loop.run(spec, **kwargs)
+        except DiskFull:
+            raise  # not the run's failure: the trial is given back and the sweep stops, exit 1
         except Exception as exc:  # the run raised: a result ("failed"), not a crash of the sweep
             return self._record_failure(plan, study, phase, trial, slot, spec, info, _first_line(exc), started_at,
                                         time.perf_counter() - started)
@@ -497,6 +509,29 @@ class Worker:
         self.runs += 1
         return self._run_event(plan, study, phase, trial, slot, status or ("pruned" if pruned else ""), value,
                                seconds, bool(result.skipped))
+
+    def _name_run(self, trial, spec: Any) -> None:
+        """The trial names the run it makes (its run_id, and its spec, from which a given-up slot's
+        failure record can be written again), before the run starts: a trial whose worker dies still
+        names its run. An unreadable file where the record belongs is moved aside."""
+        trial.set_user_attr("run_id", spec.run_id)
+        trial.set_user_attr("spec", spec.to_json())
+        reconcile.set_aside_unreadable(self, spec.run_id)
+
+    @staticmethod
+    def _check_data(plan: StudyPlan, spec: Any) -> None:
+        """A ``path:`` file is the content it had when the sweep file was read (the studies are named
+        by it). Edited since: refuse to run more of this sweep on it (a run it was edited under has
+        failed already, ``harness.loop.run``)."""
+        from harness.spec import PATH_PREFIX
+
+        # spec.dataset_key is read after the run's data was loaded: a file changed before this point
+        # shows here, one changed later at the run's end.
+        if plan.dataset.startswith(PATH_PREFIX) and spec.dataset_key != plan.dataset_key:
+            raise UserError(f"the data file {plan.dataset[len(PATH_PREFIX):]} changed since this sweep started "
+                            f"({plan.dataset_key} then, {spec.dataset_key} now), and its studies ({plan.study}, ...) "
+                            "are for the content it had; put that back to go on, or re-run the command to start "
+                            "new studies for the new content")
 
     def _checkpoints(self, plan: StudyPlan, phase: str, spec: Any):
         """The run's checkpoint policy: the sweep's wall-clock cadence, plus the branch points its

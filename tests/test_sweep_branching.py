@@ -19,6 +19,10 @@ BRANCHED = [
 ]
 
 
+def row_of(frame, spec_json):
+    return frame[frame["spec"] == spec_json].iloc[0]
+
+
 def _load(tmp_path, **changes):
     return sw.load(write_sweep(tmp_path / "s.yaml", **changes))
 
@@ -100,11 +104,16 @@ def test_branched_sweep_runs_only_the_tail_and_equals_unbranched_runs(tmp_path):
         for key in ("hp_lr", "hp_weight_decay", "hp_momentum"):
             assert row[key] == parent_eval.loc[row["seed"], key]
     # The same eval run from scratch gives the same record (CPU): branching changes the cost only.
+    from harness.lineage import unbranched
     from harness.spec import RunSpec
 
     for spec_json in ev["spec"]:
-        scratch = run(RunSpec.from_json(spec_json))
-        branched = ev[ev["spec"] == spec_json].iloc[0]
+        branched_spec = RunSpec.from_json(spec_json)
+        assert (branched_spec.branched_from, branched_spec.run_id) == (row_of(ev, spec_json)["branched_from"],
+                                                                       row_of(ev, spec_json)["run_id"])
+        scratch = run(unbranched(branched_spec))  # the same run from scratch: its own run_id, the same result
+        assert scratch.row["run_id"] != branched_spec.run_id
+        branched = row_of(ev, spec_json)
         assert scratch.row["test_metric"] == branched["test_metric"]
         assert scratch.row["final_train_loss"] == branched["final_train_loss"]
     assert not (out / "checkpoints").exists()  # kept branch points are deleted when the sweep is complete
