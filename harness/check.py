@@ -47,6 +47,7 @@ from typing import Any
 
 from harness.check_report import Report, print_summary, write_outputs
 from harness.errors import UserError
+from harness.outputs import writable_dir
 
 SECTIONS = ("environment", "smoke", "optimizer_step", "throughput", "ns5")
 Log = Callable[[str], None]
@@ -453,6 +454,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
         out = Path("results") / "check" / f"{device_tag(device)}-{stamp}"
+    writable_dir(out, "check output folder (--out)")  # before minutes of measuring, not after
     code, _ = run_check(device, quick=args.quick, out=out, peak_override=args.peak_tflops)
     return code
 

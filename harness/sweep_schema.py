@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.spec import dataset_id
+from harness.spec import SEED_LIMIT, dataset_id
 from harness.sweep_space import (
     defaults_outside,
     dist_json,
@@ -88,7 +88,8 @@ REPLICATE_SEED_STRIDE = 1000  # replicate r tunes with seed + 1000 r
 SAMPLERS = ("tpe", "qmc")
 PRUNERS = ("median",)
 SIZES = VOCAB_SIZES  # torch-free, so a YAML typo is reported before torch loads
-SUITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SUITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a folder name and part of study names
+MAX_SEED = SEED_LIMIT - 1  # every seed a sweep uses, derived ones included (harness.spec.SEED_LIMIT)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,14 +140,21 @@ class StudyPlan:
     replicate: int = 0         # tuning replicate; ``seed`` is this replicate's tune seed
     branch_from: str | None = None  # study of the plan whose checkpoints this plan's runs start from
     shared: tuple[str, ...] = ()    # hyperparameters taken from that plan's tuned configuration
+    dataset_key: str = ""           # dataset_id(dataset) when the sweep file was read (pinned: see study)
+
+    def __post_init__(self) -> None:
+        if not self.dataset_key:
+            object.__setattr__(self, "dataset_key", dataset_id(self.dataset))
 
     @property
     def study(self) -> str:
         """``<suite>/<entry>/<dataset>/<optimizer>``, plus ``/r<k>`` for replicate k > 0 (replicate 0
         keeps the plain name, so raising ``replicates`` on an existing sweep keeps its studies). A
         user's file is named by its content (``harness.spec.dataset_id``), so the sampler seed, which
-        derives from the study name, does not depend on where the file sits."""
-        base = f"{self.suite}/{self.entry}/{dataset_id(self.dataset)}/{self.optimizer}"
+        derives from the study name, does not depend on where the file sits. The content is the one
+        the file had when the sweep file was read (``dataset_key``): a file edited during a sweep does
+        not rename its studies; its runs fail instead (``harness.sweep_worker``)."""
+        base = f"{self.suite}/{self.entry}/{self.dataset_key}/{self.optimizer}"
         return f"{base}/r{self.replicate}" if self.replicate else base
 
     @property
@@ -160,7 +168,7 @@ class StudyPlan:
     def config(self) -> dict[str, Any]:
         """What must not change between a study's creation and a resume (trial counts may grow)."""
         return {
-            "task": self.task, "dataset": dataset_id(self.dataset), "size": self.size, "optimizer": self.optimizer,
+            "task": self.task, "dataset": self.dataset_key, "size": self.size, "optimizer": self.optimizer,
             "options": dict(self.options), "steps": self.steps, "seed": self.seed,
             "space": {k: dist_json(v) for k, v in sorted(self.space.items())},
             "fixed": {k: jsonable(v) for k, v in sorted(self.fixed.items())},
@@ -218,11 +226,12 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
 
     suite = data["suite"]
     if not isinstance(suite, str) or not SUITE_NAME.match(suite):
-        raise chk.error(("suite",), f"'suite' must be a name of letters, digits, '.', '_' or '-', got {suite!r}")
+        raise chk.error(("suite",), f"'suite' must be a name of 1 to 64 letters, digits, '.', '_' or '-' (it names the "
+                                    f"results folder), got {suite!r}")
     description = data.get("description", "")
     if not isinstance(description, str):
         raise chk.error(("description",), "'description' must be text")
-    seed = chk.integer(data.get("seed", 0), ("seed",), 0)
+    seed = chk.integer(data.get("seed", 0), ("seed",), 0, MAX_SEED)
     trials = chk.integer(data["trials"], ("trials",), 0)
     eval_seeds = _eval_seeds(chk, data["eval_seeds"], ("eval_seeds",), seed)
     size = data.get("size")
@@ -282,7 +291,8 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
             raise chk.error(p + ("task",) if (p + ("task",)) in lines else p, f"'{_where(p)}': {exc}") from None
         entry_name = entry.get("name", record.name)  # a plugin path (pkg.mod:TASK) names its entry by its record
         if not isinstance(entry_name, str) or not SUITE_NAME.match(entry_name):
-            raise chk.error(p + ("name",), f"'{_where(p + ('name',))}' must be a name of letters, digits, '.', '_' or '-'")
+            raise chk.error(p + ("name",), f"'{_where(p + ('name',))}' must be a name of 1 to 64 letters, digits, '.', "
+                                           "'_' or '-'")
         entry_size = entry.get("size", size)
         if entry_size is None:
             raise chk.error(p, f"task entry '{_where(p)}' ({task_name}) has no 'size' and the sweep sets no default 'size'; "
@@ -364,6 +374,11 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
                 space = {k: v for k, v in opt_specs[opt_name].search_space.items() if k not in fixed_all}
                 space.update(search_all)
                 tune_seed = seed + REPLICATE_SEED_STRIDE * replicate
+                if tune_seed > MAX_SEED:
+                    where = p + ("replicates",) if "replicates" in entry else ("replicates",)
+                    raise chk.error(where, f"replicate {replicate} would tune with seed {tune_seed} (seed + "
+                                           f"{REPLICATE_SEED_STRIDE} r), above the largest seed {MAX_SEED}; "
+                                           "lower 'seed' or 'replicates'")
                 if tune_seed in entry_seeds:
                     raise chk.error(p, f"replicate {replicate} tunes with seed {tune_seed}, which is also an eval seed "
                                        f"of {entry_name}; eval seeds must be fresh (pick other eval seeds)")
@@ -536,11 +551,11 @@ def _known_dataset(name: Any, record: Any) -> bool:
 
 def _eval_seeds(chk: _Checker, value: Any, path: tuple, tune_seed: int) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool):
-        n = chk.integer(value, path, 1)
+        n = chk.integer(value, path, 1, MAX_SEED - tune_seed)
         return tuple(tune_seed + 1 + i for i in range(n))
     if not isinstance(value, list) or not value:
         raise chk.error(path, f"'{_where(path)}' must be a count >= 1 or a non-empty list of seeds, got {value!r}")
-    seeds = [chk.integer(s, path + (i,), 0) for i, s in enumerate(value)]
+    seeds = [chk.integer(s, path + (i,), 0, MAX_SEED) for i, s in enumerate(value)]
     if len(set(seeds)) != len(seeds):
         raise chk.error(path, f"'{_where(path)}' repeats a seed: {seeds}")
     if tune_seed in seeds:

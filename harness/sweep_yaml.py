@@ -108,9 +108,11 @@ class _Checker:
                 raise self.error(path, f"missing key '{key}' in {what} ('{_where(path)}')")
         return value
 
-    def integer(self, value: Any, path: tuple, minimum: int) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise self.error(path, f"'{_where(path)}' must be an integer >= {minimum}, got {value!r}")
+    def integer(self, value: Any, path: tuple, minimum: int, maximum: int | None = None) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum \
+                or (maximum is not None and value > maximum):
+            within = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+            raise self.error(path, f"'{_where(path)}' must be an integer {within}, got {value!r}")
         return value
 
     def number(self, value: Any, path: tuple) -> float:

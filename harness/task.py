@@ -237,6 +237,8 @@ class Option:
         """``value`` coerced to the option's type and validated; ``UserError`` naming the option, the
         task and what would be valid. Strings from the command line are coerced ("3" -> 3, "1e6" ->
         1000000 for an integer, "true" -> True); integral floats pass as integers."""
+        if value is None and "none" in self.choices:
+            value = "none"  # `--set task.X=none` reads as None; here "none" is one of the choices
         if value is None and self.default is None:
             return None
         coerced = self._coerce(value)
