@@ -29,9 +29,31 @@ def _same(a: float, b: float) -> bool:
     return float(a).hex() == float(b).hex()
 
 
-def test_old_kinds_match_the_loop_bit_for_bit():
-    from harness.loop import lr_factor as loop_factor
+def _original_lr_factor(step, total, warmup, kind, min_ratio=0.0):
+    """``harness.loop.lr_factor`` as it was before ``harness.schedules`` (commit addf1f6), frozen here so
+    the equivalence stays a real check once the loop calls ``harness.schedules``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if kind == "constant":
+        return 1.0
+    span = max(1, total - warmup - 1)
+    progress = min(1.0, (step - warmup) / span)
+    if kind == "cosine":
+        shape = 0.5 * (1.0 + math.cos(math.pi * progress))
+    else:
+        shape = 1.0 - progress
+    return min_ratio + (1.0 - min_ratio) * shape
 
+
+def _loop_lr_factor():
+    from harness import loop
+
+    return loop.lr_factor
+
+
+@pytest.mark.parametrize("reference", [_original_lr_factor, _loop_lr_factor], ids=["original", "loop"])
+def test_old_kinds_match_the_loop_bit_for_bit(reference):
+    loop_factor = reference if reference is _original_lr_factor else reference()
     checked = 0
     for total in (1, 2, 3, 5, 10, 37, 100, 1001):
         for warmup in sorted({0, 1, 2, 5, total // 20, total // 3, total - 1, total, total + 3}):
