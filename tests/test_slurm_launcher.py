@@ -343,7 +343,7 @@ def test_a_multi_task_worker_gets_torch_distributed_variables(tmp_path, slurm):
     script = ("import os; keys = 'RANK LOCAL_RANK WORLD_SIZE LOCAL_WORLD_SIZE MASTER_ADDR MASTER_PORT'.split(); "
               f"open(os.path.join({str(tmp_path)!r}, 'rank' + os.environ['RANK']), 'w')"
               ".write(' '.join(os.environ[k] for k in keys))")
-    resources = dataclasses.replace(slurm, tasks_per_node=2, mem_gb=None)
+    resources = dataclasses.replace(slurm, tasks_per_node=2)
     (job_id,) = ls.submit_commands([[sys.executable, "-c", script]], resources, tmp_path / "jobs")
     wait_until(lambda: ls.job_states([job_id])[job_id].state == "COMPLETED", 60, "the 2-task job to complete")
     node = ls.job_states([job_id])[job_id].node
