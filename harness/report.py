@@ -36,6 +36,8 @@ import pandas as pd
 
 from harness import leaderboard, stats
 from harness.errors import UserError
+from harness.leaderboard.cli import atomic_write_text
+from harness.leaderboard.load import variants
 from harness.vocab import Metric
 
 # Optimizers with a temperature schedule (their runs log "tau"): the switching optimizers but the hard one.
@@ -110,7 +112,7 @@ def _prepare(frame):
     frame = frame.copy()
     for column in ("task", "dataset", "size", "optimizer", "phase", "status", "direction", "metric"):
         frame[column] = frame[column].fillna("").astype(str)
-    frame["variant"] = leaderboard._variants(frame)
+    frame["variant"] = variants(frame)
     return frame
 
 
@@ -123,7 +125,7 @@ def _by_task(frame) -> dict[str, dict[tuple, object]]:
 
 
 def _optimizers(rows) -> list[str]:
-    return sorted(set(rows["optimizer"]), key=leaderboard._display_key)
+    return sorted(set(rows["optimizer"]), key=leaderboard.display_key)
 
 
 # ------------------------------------------------------------------------------------------ plots
@@ -290,7 +292,7 @@ def plot_performance_profile(board, out_dir: Path) -> tuple[Path, str, str] | st
     taus = np.array(sorted({1.0, *finite, tau_max}))
     profile = stats.performance_profile(ratios, taus)
     fig, (ax,) = _grid(1)
-    for optimizer in sorted(profile, key=leaderboard._display_key):
+    for optimizer in sorted(profile, key=leaderboard.display_key):
         ax.step(taus, profile[optimizer], where="post", color=_color(optimizer), label=optimizer)
     ax.set_xlim(1.0, tau_max)
     ax.set_ylim(-0.02, 1.02)
@@ -455,7 +457,7 @@ def _write_index(report: Report, board, board_note: str) -> None:
         lines += [f"- {note}" for note in report.skipped + report.warnings]
         lines.append("")
     path = report.out_dir / "index.md"
-    leaderboard._atomic_write_text(path, "\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
 
 
 # --------------------------------------------------------------------------------------------- CLI

@@ -105,9 +105,9 @@ def test_fixture_planted_cases(board, frame):
     row = _row(board, "diabetes", "signum")
     assert row["vs_adamw_n"] == 2
     assert row["vs_adamw_diff"] == pytest.approx(sum(sig[s] - ada[s] for s in sig) / 2)
-    assert row["vs_adamw"] == "loss"   # rmse (min): signum's positive difference is worse
+    assert row["vs_adamw_verdict"] == "worse"   # rmse (min): signum's positive difference is worse
     assert _row(board, "diabetes", "softsignum")["soft_n"] == 2
-    assert _row(board, "diabetes", "softmuon")["vs_adamw"] == "win"
+    assert _row(board, "diabetes", "softmuon")["vs_adamw_verdict"] == "better"
     # tune failures: signum diverged at its largest lr on diabetes
     assert _row(board, "diabetes", "signum")["tune_failure_rate"] == pytest.approx(1 / 3)
     # adamw on sbm was evaluated twice on seed 100: the latest record counts
@@ -151,20 +151,24 @@ def test_hand_computed_ranks_differences_and_average_rank():
     board = leaderboard.compute(_frame(rows))
     muon = _row(board, "d1", "muon")
     assert muon["mean"] == pytest.approx(0.87) and muon["std"] == pytest.approx(0.02)
-    # every seed gains exactly 0.05: the paired CI is the point itself and it is a win
+    # every seed gains exactly 0.05: the paired CI is the point itself, beyond the margin: better
     assert muon["vs_adamw_diff"] == pytest.approx(0.05)
     assert (muon["vs_adamw_lo"], muon["vs_adamw_hi"]) == pytest.approx((0.05, 0.05))
-    assert muon["vs_adamw"] == "win"
-    # signum's mean 0.80 with a wide CI: tied in rank with adamw, paired difference a tie
+    assert muon["vs_adamw_verdict"] == "better" and muon["rank"] == 1
+    # signum's mean 0.80 with seeds all over the place: nothing is decisively better than it (its
+    # comparisons are inconclusive), so it shares rank 1; adamw is beaten by muon's constant +0.05,
+    # so it ranks 2 although its mean is above signum's: rank = 1 + the optimizers decisively better
     sig = _row(board, "d1", "signum")
-    assert sig["vs_adamw"] == "tie" and sig["rank"] == _row(board, "d1", "adamw")["rank"] == 2
-    assert sig["rank_tied"]
+    assert sig["vs_adamw_verdict"] == "inconclusive" and sig["vs_best_verdict"] == "inconclusive"
+    assert sig["rank"] == 1 and _row(board, "d1", "adamw")["rank"] == 2
+    assert sig["rank_tied"] and not _row(board, "d1", "adamw")["rank_tied"]
     # d2 is "min": signum is lowest, so first; muon's positive difference is a loss
     assert _row(board, "d2", "signum")["rank"] == 1
-    assert _row(board, "d2", "muon")["vs_adamw"] == "loss"
+    assert _row(board, "d2", "muon")["vs_adamw_verdict"] == "worse"
     # d3: adamw and muon are exactly equal: they share mean rank 1.5 and rank 1
     assert _row(board, "d3", "muon")["mean_rank"] == 1.5 and _row(board, "d3", "muon")["rank"] == 1
-    assert _row(board, "d3", "muon")["vs_adamw"] == "tie"
+    # ... and their difference is exactly 0 on every seed: equivalent, not merely undecided
+    assert _row(board, "d3", "muon")["vs_adamw_verdict"] == "equivalent"
     # average rank by mean. d1 means: muon .87, adamw .82, signum .80 -> 1, 2, 3;
     # d2 (min): signum, adamw, muon -> 1, 2, 3; d3: adamw = muon -> 1.5, 1.5, signum 3
     agg = {(a["scope"], a["optimizer"]): a for a in board.aggregate}
@@ -173,13 +177,14 @@ def test_hand_computed_ranks_differences_and_average_rank():
     assert agg[("all", "signum")]["avg_rank"] == pytest.approx((3 + 1 + 3) / 3)
     assert agg[("t1", "muon")]["avg_rank"] == pytest.approx(2.0)
     assert agg[("t1", "muon")]["rank_std"] == pytest.approx(math.sqrt(2.0))
+    verdict_counts = ("vs_adamw_better", "vs_adamw_worse", "vs_adamw_equivalent", "vs_adamw_inconclusive")
     m = agg[("all", "muon")]
-    assert (m["wins_vs_adamw"], m["ties_vs_adamw"], m["losses_vs_adamw"]) == (1, 1, 1)
-    # signum vs adamw: d1 diffs -0.10, +0.08, -0.04 (tie); d2 -0.5 each on a "min" metric (win);
-    # d3 -0.1 each (loss)
+    assert tuple(m[k] for k in verdict_counts) == (1, 1, 1, 0)
+    # signum vs adamw: d1 diffs -0.10, +0.08, -0.04 (inconclusive); d2 -0.5 each on a "min" metric
+    # (better); d3 -0.1 each (worse)
     s = agg[("all", "signum")]
-    assert (s["wins_vs_adamw"], s["ties_vs_adamw"], s["losses_vs_adamw"]) == (1, 1, 1)
-    assert agg[("all", "adamw")]["wins_vs_adamw"] is None
+    assert tuple(s[k] for k in verdict_counts) == (1, 1, 0, 1)
+    assert agg[("all", "adamw")]["vs_adamw_better"] is None
 
 
 def test_different_task_options_are_different_benchmarks():
@@ -325,7 +330,7 @@ def test_replicates_give_two_level_intervals_spread_and_rank_flags():
     assert signum["replicate_spread"] == pytest.approx(0.2)
     assert signum["ci_hi"] - signum["ci_lo"] > 0.2 > 10 * (adamw["ci_hi"] - adamw["ci_lo"])
     assert signum["rank_stable"] is False and adamw["rank_stable"] is False  # they swap places
-    assert signum["vs_adamw"] == "tie"  # one lucky replicate does not make a win
+    assert signum["vs_adamw_verdict"] == "inconclusive"  # one lucky replicate does not make a win
     md = leaderboard.render_markdown(board)
     assert "‡" in md and "replicates: spread of means" in md and "two-level" in md
     assert "one tuning study per optimizer" not in md
@@ -344,7 +349,7 @@ def test_replicates_pair_by_index_and_seed():
     frame = _replicate_frame({"adamw": [0.70, 0.80, 0.75], "signum": [0.75, 0.85, 0.80]})
     signum = _row(leaderboard.compute(frame), "digits", "signum")
     assert signum["vs_adamw_n"] == 9 and signum["vs_adamw_diff"] == pytest.approx(0.05)
-    assert signum["vs_adamw"] == "win"
+    assert signum["vs_adamw_verdict"] == "better"
 
 
 def test_softx_rows_say_when_they_share_the_parent_trajectory():
@@ -352,7 +357,7 @@ def test_softx_rows_say_when_they_share_the_parent_trajectory():
     frame = _replicate_frame({"signum": [0.7], "softsignum": [0.71]}, branched=branched)
     board = leaderboard.compute(frame)
     soft = _row(board, "digits", "softsignum")
-    assert soft["soft_ref"] == "signum" and soft["soft_shared"] is True and soft["soft_outcome"] == "win"
+    assert soft["soft_ref"] == "signum" and soft["soft_shared"] is True and soft["soft_verdict"] == "better"
     assert "softsignum − signum (branched: same run to S)" in leaderboard.render_markdown(board)
     unbranched = _row(leaderboard.compute(_replicate_frame({"signum": [0.7], "softsignum": [0.71]})),
                       "digits", "softsignum")
@@ -360,4 +365,4 @@ def test_softx_rows_say_when_they_share_the_parent_trajectory():
     # HardSwitchSign pairs with Signum too (a fact of its registry spec, not a leaderboard table).
     hard = _row(leaderboard.compute(_replicate_frame({"signum": [0.7], "hardswitchsign": [0.69]})),
                 "digits", "hardswitchsign")
-    assert hard["soft_ref"] == "signum" and hard["soft_outcome"] == "loss"
+    assert hard["soft_ref"] == "signum" and hard["soft_verdict"] == "worse"
