@@ -57,7 +57,9 @@ class SlurmResources:
     WORLD_SIZE, MASTER_ADDR and MASTER_PORT). ``cpus_per_worker`` is per task;
     ``gpus_per_worker`` is per node (``--gpus-per-node``); ``mem_gb`` per node (None: the
     cluster's default). ``time_min`` is the time limit of one run of the job: a worker that reaches
-    it is requeued, at most ``max_requeues`` times (submitit's ``max_num_timeout``).
+    it is requeued, at most ``max_requeues`` times (submitit's ``max_num_timeout``; a worker keeps
+    nothing between requeues and its runs checkpoint, so many requeues cost little; note that
+    submitit counts every requeue signal as a time-out when ``time_min`` <= 10).
     ``extra_sbatch`` holds further sbatch options, each one string ``--name=value`` or ``--flag``
     (``--constraint=a100``, ``--exclusive``, ``--reservation=r1``).
     """
@@ -74,7 +76,7 @@ class SlurmResources:
     extra_sbatch: tuple[str, ...] = ()
     job_name: str = "optbench-worker"
     signal_delay_s: int = 90
-    max_requeues: int = 10
+    max_requeues: int = 100
 
     def __post_init__(self) -> None:
         extra = self.extra_sbatch

@@ -76,7 +76,8 @@ def distributed_env(job_env: JobEnvironment, job_id: str) -> dict[str, str]:
 class CommandJob(Checkpointable):
     """Run ``argv`` in a child process until it exits; requeue on timeout or preemption.
 
-    ``env`` is added to the job's environment (``OMP_NUM_THREADS`` defaults to the task's CPUs).
+    ``env`` is added to the job's environment (``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` default
+    to the task's CPUs).
     Returns the child's exit code (0); a non-zero code raises ``CommandFailed``.
     """
 
@@ -101,8 +102,9 @@ class CommandJob(Checkpointable):
         env = dict(os.environ)
         env.update(self.env)
         cpus = env.get("SLURM_CPUS_PER_TASK")
-        if cpus and "OMP_NUM_THREADS" not in self.env:
-            env["OMP_NUM_THREADS"] = cpus
+        if cpus:  # the task's CPUs, unless the user set the threads (as the local launcher does)
+            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                env.setdefault(var, cpus)
         if _under_submitit():
             job_env = JobEnvironment()
             if job_env.num_tasks > 1:

@@ -350,3 +350,41 @@ def test_a_multi_task_worker_gets_torch_distributed_variables(tmp_path, slurm):
     got = sorted((tmp_path / f"rank{r}").read_text().split() for r in (0, 1))
     port = str(20000 + int(job_id) % 20000)
     assert got == [["0", "0", "2", "2", node, port], ["1", "1", "2", "2", node, port]]
+
+
+@pytest.mark.slow
+def test_real_preemption_requeues_the_worker(tmp_path, slurm):
+    """A job in the higher-priority partition ``urgent`` (cluster/slurm/slurm.conf.in) takes the
+    whole node: the worker gets the preemption signal (USR2, preempt_send_user_signal), stops its
+    command, requeues itself, and finishes after the urgent job."""
+    if "urgent" not in ls.partitions():
+        pytest.skip("no 'urgent' partition (the local cluster of cluster/slurm/start-local.sh has one)")
+    cpus = int(subprocess.run(["sinfo", "-h", "-p", "debug", "-o", "%c"], capture_output=True, text=True,
+                              timeout=30, check=True).stdout.split()[0])
+    base, go = tmp_path / "task", tmp_path / "go"
+    resources = dataclasses.replace(slurm, cpus_per_worker=cpus)
+    (job_id,) = ls.submit_commands([[sys.executable, "-c", TASK, str(base), str(go)]], resources, tmp_path / "jobs")
+    wait_until(lambda: "start restart=0" in _log(base, 0), 60, "the worker to start")
+    subprocess.run(["sbatch", "-p", "urgent", "-c", str(cpus), "--mem=100M", "-o", str(tmp_path / "urgent.out"),
+                    "--wrap", "echo urgent ran"], check=True, capture_output=True, timeout=30)
+    wait_until(lambda: "start restart=1" in _log(base, 0), 120, "the preempted worker to start again")
+    go.write_text("go")
+    wait_until(lambda: ls.job_states([job_id])[job_id].state == "COMPLETED", 60, "the worker to complete")
+    assert (tmp_path / "urgent.out").read_text() == "urgent ran\n"
+    assert _log(base, 0).splitlines() == [f"start restart=0 job={job_id}", "sigterm",
+                                         f"start restart=1 job={job_id}", "done 7"]
+
+
+@pytest.mark.slow
+def test_time_limit_requeues_the_worker(tmp_path, slurm):
+    """``time_min=1``, the signal 30 s before: the worker is stopped and requeued before SLURM's
+    time limit kills it, and runs again."""
+    base, go = tmp_path / "task", tmp_path / "go"
+    resources = dataclasses.replace(slurm, time_min=1, signal_delay_s=30)
+    (job_id,) = ls.submit_commands([[sys.executable, "-c", TASK, str(base), str(go)]], resources, tmp_path / "jobs")
+    wait_until(lambda: "start restart=0" in _log(base, 0), 60, "the worker to start")
+    wait_until(lambda: "start restart=1" in _log(base, 0), 150, "the worker to be requeued at its time limit")
+    go.write_text("go")
+    wait_until(lambda: ls.job_states([job_id])[job_id].state == "COMPLETED", 60, "the worker to complete")
+    err = (tmp_path / "jobs" / job_id / f"{job_id}_0_log.err").read_text()
+    assert "requeue signal; command stopped" in err and "timed-out" in err
