@@ -163,7 +163,10 @@ def load_latest(out: str | os.PathLike, spec: Any) -> dict[str, Any] | None:
 
 def _aside(path: Path, suffix: str) -> Path:
     target = path.with_name(path.name + suffix)
-    os.replace(path, target)
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:  # another rank of a torchrun job moved it first
+        pass
     return target
 
 

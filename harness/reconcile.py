@@ -6,7 +6,8 @@ would never know. So a worker checks the promises against the records: at start 
 trial of the sweep) and whenever a phase of a study is complete (its trials not yet checked). A
 finished trial whose record is missing or unreadable is marked lost (study user attribute
 ``optbench_lost:<number>``, see ``harness.sweep_slots``), which opens its slot again: it is re-queued
-with the same configuration, so the re-run has the same run_id and recreates the same record. An
+with the same configuration, so the re-run has the same run_id and recreates the same record (a
+SoftX child whose parent checkpoint is gone by then runs from scratch: its from-scratch run_id). An
 unreadable file is moved aside to ``<file>.corrupt`` first, named in a warning -- never silently
 skipped, never silently overwritten.
 

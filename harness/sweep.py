@@ -35,7 +35,8 @@ evaluates.
 **The records are the truth, the journal only schedules** (``harness.reconcile``). At a worker's
 start and whenever a phase of a study completes, every finished trial's record is read back; a
 missing or unreadable one (moved aside to ``<file>.corrupt``, named in a warning) opens its slot
-again, re-queued with the same configuration, so the re-run recreates the same run_id. The final
+again, re-queued with the same configuration, so the re-run recreates the same run_id (a SoftX
+child whose parent checkpoint is gone by then runs from scratch, under its from-scratch run_id). The final
 line of ``optbench sweep`` counts the planned runs that have a readable record, from the records;
 the exit code is 0 only when that is all of them (whichever worker processes died on the way).
 
@@ -43,7 +44,9 @@ the exit code is 0 only when that is all of them (whichever worker processes die
 the worker is a result: its record is written with status ``failed`` and ``status_detail`` = the
 exception's first line, and the same configuration is queued again, up to ``MAX_RETRY`` times;
 then the slot is *given up*, its failure record kept (the final line lists it; the leaderboard
-counts it in ``n_failed`` / tune failures). A worker that vanishes without an exception (SIGKILL,
+counts it in ``n_failed`` / tune failures). A given-up slot whose failure record is later lost or cut
+short gets it back on the next re-run, written again from the journal (``harness.reconcile``); the
+run is not tried again. A worker that vanishes without an exception (SIGKILL,
 the OOM killer, preemption, power loss) leaves its trial RUNNING: a worker that finds it (the owner's
 pid gone on this host, or no heartbeat for ``heartbeat.grace`` seconds; RDB storage: Optuna's own
 heartbeat) fails it and re-queues the same configuration. That is not the run's fault and does
