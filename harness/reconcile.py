@@ -54,6 +54,21 @@ def set_aside_unreadable(worker: Worker, run_id: str) -> str:
     return state
 
 
+def set_aside_superseded(worker: Worker, old_run_id: str, new_run_id: str) -> None:
+    """An earlier attempt of a slot failed under ``old_run_id`` and the slot now runs as
+    ``new_run_id`` (a SoftX child whose parent checkpoint is no longer usable runs from scratch):
+    its failure record is moved aside to ``<file>.superseded``, so the slot keeps one record."""
+    if records.record_state(worker.out, old_run_id)[0] != "failed":
+        return
+    path = records.run_path(worker.out, old_run_id)
+    target = path.with_name(path.name + ".superseded")
+    try:
+        path.replace(target)
+    except FileNotFoundError:  # another worker moved it first
+        return
+    _warn(f"the failure record {path} of an earlier attempt is superseded by run {new_run_id}; moved it to {target.name}")
+
+
 def verify(worker: Worker, plan: StudyPlan, phase: str, study: Any, slots: Any) -> int:
     """Check the records of the finished trials of one phase of ``plan`` (those this worker has not
     read back yet). Marks the trials whose record is missing or unreadable as lost, which opens their

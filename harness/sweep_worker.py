@@ -513,7 +513,12 @@ class Worker:
     def _name_run(self, trial, spec: Any) -> None:
         """The trial names the run it makes (its run_id, and its spec, from which a given-up slot's
         failure record can be written again), before the run starts: a trial whose worker dies still
-        names its run. An unreadable file where the record belongs is moved aside."""
+        names its run. An unreadable file where the record belongs is moved aside, and so is the
+        failure record of an earlier attempt of the slot under another run_id (a SoftX child that ran
+        branched, then from scratch): one record per slot."""
+        previous = trial.user_attrs.get("run_id")  # a re-queued trial carries its predecessor's
+        if previous and previous != spec.run_id:
+            reconcile.set_aside_superseded(self, previous, spec.run_id)
         trial.set_user_attr("run_id", spec.run_id)
         trial.set_user_attr("spec", spec.to_json())
         reconcile.set_aside_unreadable(self, spec.run_id)

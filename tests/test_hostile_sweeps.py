@@ -130,6 +130,36 @@ def test_a_damaged_parent_checkpoint_falls_back_to_a_run_from_scratch(tmp_path, 
     assert code == 0 and "6/6 runs recorded" in err and stamps(out) == before
 
 
+def test_a_child_that_failed_branched_then_ran_from_scratch_leaves_one_record(tmp_path, capsys, monkeypatch):
+    """A branched SoftSignum run raises on its own (a failure record under its branched run_id), and
+    its parent checkpoint is gone before the retry, which then runs from scratch (another run_id):
+    the earlier failure record is moved aside, so the slot has one record and the sweep exactly the
+    planned ones."""
+    from harness import loop
+
+    real_run, failed = loop.run, []
+
+    def run(spec, **kwargs):
+        parent = kwargs.get("branch_from")
+        if parent is not None and not failed:
+            failed.append(spec.run_id)
+            Path(parent).unlink()
+            raise RuntimeError("a failure of the child's own")
+        return real_run(spec, **kwargs)
+
+    monkeypatch.setattr(loop, "run", run)
+    tasks = [{"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], "steps": 20}]
+    sweep_file = write_sweep(tmp_path / "s.yaml", tasks=tasks, optimizers=BRANCHED, trials=2, eval_seeds=1)
+    out = tmp_path / "out"
+    code, err = sweep_cli(capsys, sweep_file, "--out", out)
+    assert code == 0 and failed, err
+    assert "6/6 runs recorded (4 tune, 2 eval; 0 diverged, 0 failed)" in err
+    assert f"{failed[0]}.parquet of an earlier attempt is superseded" in err
+    df = records(out)
+    assert len(df) == 6 and set(df["status"]) == {"ok"} and failed[0] not in set(df["run_id"])
+    assert rec.run_path(out, failed[0]).with_suffix(".parquet.superseded").is_file()
+
+
 # ---------------------------------------------------------------------------------------------
 # Data identity is checked when a run ends, not only when it starts
 # ---------------------------------------------------------------------------------------------
