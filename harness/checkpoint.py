@@ -136,7 +136,8 @@ def load_latest(out: str | os.PathLike, spec: Any) -> dict[str, Any] | None:
     """The newest readable checkpoint of ``spec``'s own run (None if there is none). An unreadable
     one (a disk that filled up, a file cut short) is renamed ``*.corrupt``, one of another run (another
     seed's copied in, another optimizer's) ``*.foreign``, each with a warning, and the one before it is
-    tried: a damaged or stray checkpoint costs the steps since the previous one, never the run."""
+    tried (older ones are deleted as newer ones are written, so that is a kept branch point, or none:
+    then the run starts from scratch). A damaged or stray checkpoint costs steps, never the run."""
     import warnings
 
     from harness.lineage import own_problem
