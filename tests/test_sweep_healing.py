@@ -218,7 +218,7 @@ def test_a_run_that_raises_is_retried_then_given_up_and_shown(tmp_path, capsys, 
     (row,) = board.rows
     assert (row["n_seeds"], row["n_failed"]) == (1, 1)
     markdown = leaderboard.render_markdown(board)
-    assert "| synthetic | adamw | 1 | 1/2 |" in markdown and " † |" in markdown  # seeds ok 1/2; † = a seed left out
+    assert "| synthetic | adamw | 1 | best | 1/2 |" in markdown and " † |" in markdown  # seeds ok 1/2; † = a seed left out
     code, err = sweep_cli(capsys, sweep_file, "--out", out)  # given up stays given up: no 5th attempt
     assert code == 0 and calls.count(("eval", 0, 2)) == sw.MAX_RETRY + 1
 
