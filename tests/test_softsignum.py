@@ -115,6 +115,22 @@ def test_cpu_and_device_fits_agree(case):
         torch.testing.assert_close(sigma, (v - v.median()).abs().mean(dtype=torch.float64), rtol=1e-12, atol=0)
 
 
+def test_while_compiling_the_fit_is_torch_only_and_gives_the_same_schedule(monkeypatch):
+    """torch.compile cannot trace numpy: while a step is being compiled the CPU fit takes the torch
+    path (issue 18), and the schedule is the one the eager numpy path builds."""
+    g = torch.Generator().manual_seed(5)
+    v = torch.randn(4001, generator=g) * 0.3 + 0.05
+    eager = temperature_schedule(v.clone(), 50)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+
+    def no_numpy(*args, **kwargs):
+        raise AssertionError("the fit handed a tensor to numpy while compiling")
+
+    monkeypatch.setattr(torch.Tensor, "numpy", no_numpy)
+    compiled_path = temperature_schedule(v.clone(), 50)
+    torch.testing.assert_close(compiled_path, eager, rtol=1e-12, atol=0)
+
+
 def test_schedule_never_calls_quantile(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("torch.quantile sorts everything and fails above 2^24 entries")

@@ -115,8 +115,14 @@ def test_compiled_step_crosses_the_switch(cls):
     """The temperature fit runs in torch, so a compiled ``step`` can take the switch step; it matches
     the eager optimizer."""
     eager_params, compiled_params = _params((6, 4), (4,)), _params((6, 4), (4,))
-    eager = cls(eager_params, total_steps=6, alpha_sign=0.5)
-    compiled_opt = cls(compiled_params, total_steps=6, alpha_sign=0.5)
+
+    def make(ps):
+        if cls is SoftMuon:
+            return cls([{"params": ps[:1], "use_muon": True, "alpha_sign": 0.5}, {"params": ps[1:], "use_muon": False}],
+                       total_steps=6)
+        return cls(ps, total_steps=6, alpha_sign=0.5)
+
+    eager, compiled_opt = make(eager_params), make(compiled_params)
     step = torch.compile(compiled_opt.step)
     for t in range(6):
         _grads(eager_params, t)
