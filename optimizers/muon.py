@@ -18,7 +18,9 @@ Where it applies: hidden 2-D weights and conv kernels (role ``matrix``). The ste
 maps (the reference keeps them on AdamW; Muon's argument is about hidden layers' operator norms), so
 they go to an AdamW that lives in the same optimizer object (param groups flagged ``use_muon=False``):
 one ``step()``, one ``state_dict()``. A ``matrix`` parameter with fewer than two dimensions is routed
-to the AdamW as well.
+to the AdamW as well. Used as a library (``Muon(model.parameters(), lr=...)``, named parameters,
+``add_param_group``), a group without ``use_muon`` is split by ``ndim``: matrices to Muon, the rest to
+the AdamW with the ``aux_*`` options (docs/optimizers-as-library.md).
 
 Variants (hyperparameters, recorded in every result row; defaults = the reference):
   shape_scale "reference" (default): ``sqrt(max(1, grad.size(-2) / grad.size(-1)))`` of the
