@@ -72,7 +72,8 @@ class RoutedOptimizer(torch.optim.Optimizer):
 
     @property
     def main(self) -> torch.optim.Optimizer | None:
-        """The plugin class's instance (None while no matrix has been added)."""
+        """The plugin class's instance (None while no matrix has been added). It shares this
+        optimizer's groups and state: checkpoint through this optimizer's ``state_dict()``."""
         return self._parts["main"]
 
     @property
