@@ -21,7 +21,7 @@ from torch_generic.registry import Entry, effective_weight_decay
 def _step_schedulers(schedulers, loss) -> None:
     for scheduler in schedulers:
         if isinstance(scheduler, ReduceLROnPlateau):
-            scheduler.step(loss)
+            scheduler.step(loss.detach() if torch.is_tensor(loss) else loss)
         else:
             scheduler.step()
 
