@@ -1,4 +1,4 @@
-"""Cost of the delayed-gradient condition (``harness/delay.py``): time of backward + delay swap + optimizer
+"""Cost of the delayed-gradient condition (``harness/run/delay.py``): time of backward + delay swap + optimizer
 step over backward + step, on a ~10M-parameter MLP.
 
 Two identical MLPs, one trained plainly and one through ``GradientDelay(params, d)``, take steps in
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 import optimizers
-from harness.delay import GradientDelay
+from harness.run.delay import GradientDelay
 
 
 def mlp(width: int, depth: int, d_in: int, d_out: int, seed: int) -> nn.Sequential:

@@ -5,7 +5,7 @@
 #
 # 1. `optbench check --device cuda` (environment, every task x optimizer at tiny in fp32 and bf16,
 #    optimizer-step ratios at 130M, paper-size throughput with the 130M LLM's MFU, NS5 TFLOP/s);
-#    its section budgets add up to ~5.5 minutes worst case (harness/check.py, plan_for).
+#    its section budgets add up to ~5.5 minutes worst case (harness/check/cli.py, plan_for).
 # 2. A paper-size smoke of each task: 50 steps of SoftMuon in bf16 through the real loop (`optbench run`:
 #    autocast, CUDA-event optimizer timing, gradient accumulation for the 130M LLM, Muon's bf16
 #    Newton-Schulz, the soft switch at step 45 and SoftMuon's spectral schedule on the GPU, evals, the
@@ -45,7 +45,7 @@ left() { echo $(( TOTAL - (SECONDS - START) )); }
 cap() { local l; l=$(left); if (( $1 < l )); then echo "$1"; else echo "$l"; fi; }  # min(limit, time left)
 
 TAG=$("$PY" -c 'import sys, torch
-from harness.check import device_tag
+from harness.check.cli import device_tag
 dev = sys.argv[1]
 print(device_tag(torch.device(dev)) if dev != "cuda" or torch.cuda.is_available() else "no-cuda")' "$DEVICE" \
       2>/dev/null) || TAG=no-torch

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 import optimizers
-from harness.loop import derive_seed, lr_factor, pick_device, resolve, run
+from harness.run.loop import derive_seed, lr_factor, pick_device, resolve, run
 
 
 def bare_loop(task, spec, device) -> float:

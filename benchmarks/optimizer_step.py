@@ -1,7 +1,7 @@
 """Optimizer step cost: median time of one ``step()`` of every registered optimizer, as a ratio to
 ``torch.optim.AdamW(foreach=True)`` on the same parameters in the same run.
 
-A thin CLI over ``harness/check_step.py``, which holds the measuring code (``optbench check`` runs the
+A thin CLI over ``harness/check/step.py``, which holds the measuring code (``optbench check`` runs the
 same measurement, on smaller sets with ``--quick``).
 
 Two parameter sets, built from shapes (no model, no forward pass), roles assigned as a task would:
@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from harness.check_step import LLM_SIZES, llm_shapes, resnet18_shapes, run_set
+from harness.check.step import LLM_SIZES, llm_shapes, resnet18_shapes, run_set
 
 # The CLI offers the published sizes; "tiny" is the quick check's stand-in.
 CLI_LLM_SIZES = ("small", "130m")

@@ -1,7 +1,7 @@
 """Training throughput of the task families: images/s (cifar_resnet), tokens/s (lstm_lm, llm) and, for
 the llm task, model FLOP utilisation (MFU).
 
-A thin CLI over ``harness/check_speed.py``, which holds the measuring code (``optbench check`` runs the
+A thin CLI over ``harness/check/speed.py``, which holds the measuring code (``optbench check`` runs the
 same measurement for every task family, nodes/s for gnn_graphland and rows/s for tabular_mlp).
 
 Each case builds its task with the task's own builders (``tasks.make``: model, data, loss) and times a
@@ -43,9 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from harness.check_speed import Case, measure  # noqa: E402
-from harness.check_speed import device_name as _device_name  # noqa: E402
-from harness.check_speed import peak_tflops as _peak_for_name  # noqa: E402
+from harness.check.speed import Case, measure  # noqa: E402
+from harness.check.speed import device_name as _device_name  # noqa: E402
+from harness.check.speed import peak_tflops as _peak_for_name  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 

@@ -18,11 +18,11 @@ from harness.outputs import DiskFull, is_disk_full, say, silence
 
 # Command modules, in the order `optbench --help` lists them.
 COMMAND_MODULES = (
-    "harness.cmd_run",        # list, run
-    "harness.sweep_cli",      # sweep, worker, suite
+    "harness.run.cli",        # list, run
+    "harness.sweep.cli",      # sweep, worker, suite
     "harness.leaderboard",    # leaderboard
-    "harness.report",         # report
-    "harness.check",          # check
+    "harness.report.plots",         # report
+    "harness.check.cli",          # check
 )
 
 

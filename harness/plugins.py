@@ -69,7 +69,7 @@ def task(name: str) -> Any:
 
 def origin(kind: str, name: str) -> Origin:
     """Where ``name`` comes from. A name no source knows is a task or optimizer object handed to
-    ``harness.loop.run`` directly by a program (``Origin("in-process")``): recorded as such."""
+    ``harness.run.loop.run`` directly by a program (``Origin("in-process")``): recorded as such."""
     try:
         return resolve(kind, name)[1]
     except UserError:

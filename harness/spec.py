@@ -25,7 +25,7 @@ MAX_STEPS = 10**8
 
 class DataChanged(UserError):
     """A ``path:`` data file changed while a run trained on it: the run's result belongs to neither
-    content, so it is not recorded as a result (``harness.loop.run``; a sweep records it as failed)."""
+    content, so it is not recorded as a result (``harness.run.loop.run``; a sweep records it as failed)."""
 
 
 def seed_problem(seed: object) -> str | None:
@@ -94,8 +94,11 @@ class RunSpec:
     bookkeeping (which Optuna trial asked for the run) and is not part of the identity: the same
     configuration asked for twice is the same run.
 
+    ``delay`` (one-step delayed gradients and beyond) and ``budget`` (a WSD decay branch trained to
+    a fraction of the full budget) count only when they differ from 0 and 1.0.
+
     ``branched_from`` / ``branch_step``: the run started from the checkpoint of run ``branched_from``
-    after its step ``branch_step`` (SoftX from X at S; see ``harness.lineage``). They are part of the
+    after its step ``branch_step`` (SoftX from X at S; see ``harness.run.lineage``). They are part of the
     identity only when set, so a branched run and the same spec run from scratch have different
     run_ids (their results agree on CPU, not bit for bit everywhere), and unbranched runs keep the
     run_ids they always had.
@@ -118,6 +121,8 @@ class RunSpec:
     replicate: int = 0  # tuning replicate (independent study) this run belongs to; 0 without replicates
     branched_from: str = ""  # run_id of the parent whose checkpoint this run starts from ('' = from scratch)
     branch_step: int = 0     # the step of that checkpoint (0 when not branched)
+    delay: int = 0           # gradients reach the optimizer this many steps late (0: no delay; harness.run.delay)
+    budget: float = 1.0      # fraction of the full budget ``steps`` this run trains (WSD budget branch; 1.0: all)
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -131,6 +136,11 @@ class RunSpec:
         if not isinstance(self.branch_step, int) or self.branch_step < 0 or bool(self.branched_from) != (self.branch_step > 0):
             raise ValueError(f"branched_from and branch_step go together (a run_id and a step >= 1), got "
                              f"{self.branched_from!r} and {self.branch_step!r}")
+        if not isinstance(self.delay, int) or isinstance(self.delay, bool) or self.delay < 0:
+            raise ValueError(f"delay must be a non-negative integer (steps), got {self.delay!r}")
+        if isinstance(self.budget, bool) or not isinstance(self.budget, (int, float)) or not 0 < self.budget <= 1:
+            raise ValueError(f"budget must be a fraction in (0, 1] of the full step budget, got {self.budget!r}")
+        object.__setattr__(self, "budget", float(self.budget))
         if not isinstance(self.replicate, int) or self.replicate < 0:
             raise ValueError(f"replicate must be a non-negative integer, got {self.replicate!r}")
         # Freeze the mappings' contents into plain dicts so asdict/json are stable.
@@ -151,18 +161,23 @@ class RunSpec:
         return d
 
     def _fields(self) -> dict[str, Any]:
-        """The fields, without the branch pair when the run is not branched (so the JSON of an
-        unbranched spec is what it always was)."""
+        """The fields, without those at their neutral value (the branch pair of an unbranched run,
+        delay 0, budget 1.0), so the JSON and run_id of a spec that does not use them is what it
+        always was."""
         d = asdict(self)
         if not d["branched_from"]:
             d.pop("branched_from")
             d.pop("branch_step")
+        if not d["delay"]:
+            d.pop("delay")
+        if d["budget"] == 1.0:
+            d.pop("budget")
         return d
 
     @functools.cached_property
     def dataset_key(self) -> str:
         """``dataset_id(self.dataset)`` when first asked (a ``path:`` file's content then): what the
-        run_id, the record and the end-of-run data check (``harness.loop``) hold the run to."""
+        run_id, the record and the end-of-run data check (``harness.run.loop``) hold the run to."""
         return dataset_id(self.dataset)
 
     @functools.cached_property

@@ -20,9 +20,14 @@ import torch
 
 import optimizers
 import tasks
-from harness import check, check_env, check_smoke, check_speed, check_step, loop
-from harness.check_speed import Case
+from harness.check import cli as check
+from harness.check import env as check_env
+from harness.check import smoke as check_smoke
+from harness.check import speed as check_speed
+from harness.check import step as check_step
+from harness.check.speed import Case
 from harness.cli import main as cli_main
+from harness.run import loop
 
 REPO = Path(__file__).resolve().parents[1]
 

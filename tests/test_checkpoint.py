@@ -19,10 +19,10 @@ import pytest
 import torch
 
 import tasks
-from harness import checkpoint as ckpt
-from harness import records
-from harness.checkpoint import CheckpointPolicy
-from harness.loop import resolve, run
+from harness.results import store as records
+from harness.run import checkpoint as ckpt
+from harness.run.checkpoint import CheckpointPolicy
+from harness.run.loop import resolve, run
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = sorted(tasks.REGISTRY)
@@ -49,9 +49,9 @@ def _spec(task: str, optimizer: str = "softsignum"):
 PART_ONE = textwrap.dedent("""
     import sys, torch
     torch.set_num_threads(1)
-    from harness import checkpoint as ckpt
-    from harness.checkpoint import CheckpointPolicy
-    from harness.loop import resolve, run
+    from harness.run import checkpoint as ckpt
+    from harness.run.checkpoint import CheckpointPolicy
+    from harness.run.loop import resolve, run
     from harness.spec import RunSpec
 
     class Stop(Exception):
@@ -119,9 +119,9 @@ def test_resume_in_a_new_process_gives_the_identical_record(task, interrupted, t
 SIGKILL_SELF = textwrap.dedent("""
     import os, signal, sys, torch
     torch.set_num_threads(1)
-    from harness import checkpoint as ckpt
-    from harness.checkpoint import CheckpointPolicy
-    from harness.loop import run
+    from harness.run import checkpoint as ckpt
+    from harness.run.checkpoint import CheckpointPolicy
+    from harness.run.loop import run
     from harness.spec import RunSpec
 
     real_save = ckpt.save
@@ -157,7 +157,7 @@ def test_checkpoints_on_a_wall_clock_cadence(tmp_path, monkeypatch, seconds_per_
     # A fake clock: frozen, no checkpoint ever falls due; 10 s per reading with a 5 s cadence, one
     # falls due at every step whose losses the loop has verified (here the evals, every 20 steps), but
     # not at the last step (the run is about to finish).
-    import harness.loop as loop
+    import harness.run.loop as loop
 
     ticks = iter(range(10**6))
     monkeypatch.setattr(loop.time, "monotonic", lambda: seconds_per_reading * next(ticks))
@@ -191,7 +191,7 @@ def test_a_diverged_run_never_checkpoints_its_diverged_state(tmp_path):
     saved = []
     real_save = ckpt.save
     ckpt_save = lambda path, state: saved.append(state["step"]) or real_save(path, state)  # noqa: E731
-    import harness.checkpoint as module
+    import harness.run.checkpoint as module
 
     old, module.save = module.save, ckpt_save
     try:

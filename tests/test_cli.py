@@ -9,9 +9,9 @@ import sys
 import pandas as pd
 import pytest
 
-from harness import records
-from harness.cmd_run import parse_sets, parse_value
 from harness.errors import UserError
+from harness.results import store as records
+from harness.run.cli import parse_sets, parse_value
 
 
 def optbench(*args, cwd=None, timeout=120):

@@ -1,4 +1,4 @@
-"""The delayed-gradient condition (harness/delay.py, issue 22 items 1-2) at the module level: delay 0
+"""The delayed-gradient condition (harness/run/delay.py, issue 22 items 1-2) at the module level: delay 0
 is bit-identical to no delay; step t applies g_{t-d} (zero for t < d, so step 1 applies g_0 at d = 1);
 the buffered delay equals recomputing the gradient at stashed weights (PipeDream-2BW's weight
 stashing); the scalar quadratic is stable exactly where the delayed recursion predicts; optimizer
@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.delay import GradientDelay, check_delay
+from harness.run.delay import GradientDelay, check_delay
 from optimizers import REGISTRY
 
 # --------------------------------------------------------------------------------------------------
@@ -69,7 +69,7 @@ def make_opt(kind: str, model: Net) -> torch.optim.Optimizer:
 
 
 def step(model, opt, data, delay: GradientDelay | None) -> torch.Tensor:
-    """One loop step as harness/loop.py will run it: backward, the swap, (clipping), step, zero."""
+    """One loop step as harness/run/loop.py will run it: backward, the swap, (clipping), step, zero."""
     loss = loss_of(model, data)
     loss.backward()
     if delay is not None:
@@ -114,8 +114,8 @@ def test_invalid_delay_is_refused_with_the_valid_choices(bad):
 
 
 def test_check_delay_is_importable_without_torch():
-    """Sweep-file and RunSpec validation (torch-free modules) can check a delay with harness.delay."""
-    code = ("import sys; from harness.delay import check_delay; assert check_delay(2) == 2; "
+    """Sweep-file and RunSpec validation (torch-free modules) can check a delay with harness.run.delay."""
+    code = ("import sys; from harness.run.delay import check_delay; assert check_delay(2) == 2; "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          cwd=Path(__file__).resolve().parents[1])
@@ -569,7 +569,7 @@ def test_mismatched_checkpoint_is_refused_and_changes_nothing(case, match):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_a_cuda_buffer_loads_onto_cpu_parameters_and_back():
-    """A checkpoint is read onto the CPU (harness.checkpoint.load, map_location='cpu'); each delayed
+    """A checkpoint is read onto the CPU (harness.run.checkpoint.load, map_location='cpu'); each delayed
     gradient goes to its parameter's device, both ways, and training continues there."""
     data = problem(6)
     gpu = Net().cuda()

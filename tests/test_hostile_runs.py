@@ -1,6 +1,6 @@
 """Issue 17, one run at a time: the probes that lost or mislabelled a run's result, or ended in a
 traceback, tried again through the public entry points (``optbench`` in this process through
-``harness.cli.main``, as a subprocess where a process boundary matters, and ``harness.loop.run``).
+``harness.cli.main``, as a subprocess where a process boundary matters, and ``harness.run.loop.run``).
 
 - a checkpoint says whose it is: another run's checkpoint in a run's folder is moved aside, never
   resumed from (another seed's: the wrong model under the right name; another optimizer's: a wedge);
@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import checkpoint as ckpt
-from harness import records
-from harness.checkpoint import CheckpointPolicy
 from harness.cli import main
-from harness.loop import resolve, run
+from harness.results import store as records
+from harness.run import checkpoint as ckpt
+from harness.run.checkpoint import CheckpointPolicy
+from harness.run.loop import resolve, run
 from harness.spec import DataChanged, dataset_id
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,8 +17,8 @@ import pytest
 from test_hostile_runs import write_table
 from test_sweep import ROOT, _env, records, write_sweep
 
-from harness import records as rec
 from harness.cli import main
+from harness.results import store as rec
 
 
 def sweep_cli(capsys, *args) -> tuple[int, str]:
@@ -40,7 +40,7 @@ def test_a_given_up_runs_lost_record_is_written_again_from_the_journal(tmp_path,
     """Before: every re-run exited 1 with "re-run the same command to resume", forever. Now the
     re-run writes the failure record again from the journal (the run is not retried: given up stays
     given up), moves an unreadable file aside, and exits 0 with exactly the planned records."""
-    from harness import loop
+    from harness.run import loop
 
     real_run, calls = loop.run, []
 
@@ -94,7 +94,7 @@ def test_a_damaged_parent_checkpoint_falls_back_to_a_run_from_scratch(tmp_path, 
     cut short, or replaced by the parent's checkpoint at another branch point. Before: the child
     failed 4 times and was given up (or silently started from the wrong step). Now it runs from
     scratch with a warning, every record is ok, and a re-run runs nothing."""
-    from harness import loop
+    from harness.run import loop
 
     real_run, damaged = loop.run, []
 
@@ -135,7 +135,7 @@ def test_a_child_that_failed_branched_then_ran_from_scratch_leaves_one_record(tm
     its parent checkpoint is gone before the retry, which then runs from scratch (another run_id):
     the earlier failure record is moved aside, so the slot has one record and the sweep exactly the
     planned ones."""
-    from harness import loop
+    from harness.run import loop
 
     real_run, failed = loop.run, []
 
@@ -169,7 +169,7 @@ def test_a_data_file_edited_during_a_sweep_files_nothing_under_the_old_content(t
     old content's study with the new content's name. Now it is recorded as failed, saying why, and the
     sweep stops (exit 2) naming the file, instead of training more runs on content its studies are
     not for."""
-    from harness import loop
+    from harness.run import loop
 
     data = tmp_path / "table.csv"
     write_table(data)

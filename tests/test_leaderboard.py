@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import leaderboard, records
+from harness import leaderboard
 from harness.errors import UserError
+from harness.results import store as records
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "leaderboard"

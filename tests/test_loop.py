@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness import records
-from harness.loop import lr_factor, run
+from harness.results import store as records
+from harness.run.loop import lr_factor, run
 from harness.spec import RunSpec
 from harness.task import Metric, Task, roles_by_module
 
@@ -143,7 +143,7 @@ def test_grad_accumulation_matches_full_batch():
     """Two micro-batches of a mean loss give the same update as the whole batch (up to fp32 rounding)."""
     import dataclasses
 
-    from harness.loop import micro_batches
+    from harness.run.loop import micro_batches
 
     x = torch.arange(12.0).reshape(6, 2)
     parts = micro_batches((x, x[:, 0]), 3)

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import plugins, records
+from harness import plugins
 from harness.cli import main
 from harness.errors import UserError
+from harness.results import store as records
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "plugins"

@@ -1,4 +1,4 @@
-"""harness.profiles against hand-computed values: time-to-target, derived targets, medians with
+"""harness.stats.profiles against hand-computed values: time-to-target, derived targets, medians with
 misses, AlgoPerf ratios, exact profiles and integrated scores."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from harness import stats
 from harness.errors import UserError
-from harness.profiles import (
+from harness.stats import intervals as stats
+from harness.stats.profiles import (
     R_MAX,
     ProfileError,
     derive_target,
@@ -70,7 +70,7 @@ def test_time_to_target_agrees_with_the_loops_steps_to_target():
     import torch
     from torch import nn
 
-    from harness.loop import run
+    from harness.run.loop import run
     from harness.spec import RunSpec
     from harness.task import Metric, Task, roles_by_module
 

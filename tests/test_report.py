@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import records, report
 from harness.errors import UserError
+from harness.report import plots as report
+from harness.results import store as records
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "leaderboard"

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from test_sweep import ROOT, _env, write_sweep
 
-from harness import records
+from harness.results import store as records
 from harness.spec import RunSpec, dataset_id
 
 

@@ -1,4 +1,4 @@
-"""harness.schedules: the loop's schedules reproduced bit for bit, WSD by hand and by its properties,
+"""harness.run.schedules: the loop's schedules reproduced bit for bit, WSD by hand and by its properties,
 and the budget-branch arithmetic (a branch from the full run's stable phase is a from-scratch run)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from harness import schedules
 from harness.errors import UserError
-from harness.schedules import (
+from harness.run import schedules
+from harness.run.schedules import (
     BranchPoint,
     Schedule,
     ScheduleError,
@@ -30,8 +30,8 @@ def _same(a: float, b: float) -> bool:
 
 
 def _original_lr_factor(step, total, warmup, kind, min_ratio=0.0):
-    """``harness.loop.lr_factor`` as it was before ``harness.schedules`` (commit addf1f6), frozen here so
-    the equivalence stays a real check once the loop calls ``harness.schedules``."""
+    """``harness.run.loop.lr_factor`` as it was before ``harness.run.schedules`` (commit addf1f6), frozen here so
+    the equivalence stays a real check once the loop calls ``harness.run.schedules``."""
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
     if kind == "constant":
@@ -46,7 +46,7 @@ def _original_lr_factor(step, total, warmup, kind, min_ratio=0.0):
 
 
 def _loop_lr_factor():
-    from harness import loop
+    from harness.run import loop
 
     return loop.lr_factor
 
@@ -269,9 +269,9 @@ def test_mapping_round_trip_and_unknown_keys():
 
 
 def test_the_new_modules_import_without_torch():
-    code = ("import sys; import harness.schedules, harness.profiles; "
+    code = ("import sys; import harness.run.schedules, harness.stats.profiles; "
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch')); "
-            "print(harness.schedules.lr_factor(9, 10, harness.schedules.Schedule('wsd', decay_fraction=0.5)))")
+            "print(harness.run.schedules.lr_factor(9, 10, harness.run.schedules.Schedule('wsd', decay_fraction=0.5)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0.0"]

@@ -1,4 +1,4 @@
-"""The SLURM launcher's core (``harness.launch_slurm``, ``harness.slurm_job``).
+"""The SLURM launcher's core (``harness.sweep.slurm``, ``harness.sweep.slurm_job``).
 
 Validation and the job callable need no SLURM. The rest submits to a real SLURM: the single-node
 cluster of ``cluster/slurm/start-local.sh`` (``.ci/run`` starts it). Those tests are skipped only
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import launch_slurm as ls
 from harness.errors import UserError
+from harness.sweep import slurm as ls
 
 # ---------------------------------------------------------------------------------------------
 # Resources: validation (no SLURM)
@@ -142,7 +142,7 @@ def test_squeue_ranges_and_follow_instructions(tmp_path):
 
 def test_command_job_runs_fails_and_pickles_without_its_process(tmp_path):
     pytest.importorskip("submitit")
-    from harness.slurm_job import CommandFailed, CommandJob
+    from harness.sweep.slurm_job import CommandFailed, CommandJob
 
     mark = tmp_path / "ran"
     ok = CommandJob([sys.executable, "-c", f"open({str(mark)!r}, 'w').write('yes')"], env={"X": "1"})
@@ -156,7 +156,7 @@ def test_checkpoint_stops_the_command_and_resubmits_it(tmp_path):
     """What submitit's requeue handler calls: the child gets SIGTERM (optbench worker: release the
     trial), and the same callable comes back to be pickled for the requeued job."""
     pytest.importorskip("submitit")
-    from harness.slurm_job import CommandFailed, CommandJob
+    from harness.sweep.slurm_job import CommandFailed, CommandJob
 
     started, stopped = tmp_path / "started", tmp_path / "stopped"
     script = textwrap.dedent(f"""
@@ -319,11 +319,12 @@ def test_submit_workers_runs_optbench_workers_to_a_complete_sweep(tmp_path, slur
     a tiny prepared sweep: every planned run recorded once."""
     from test_sweep import records, write_sweep
 
-    from harness import sweep as sw
+    from harness.sweep import local as sweep_local
+    from harness.sweep import schema as sweep_schema
 
     sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], trials=3, eval_seeds=2)
-    sweep, out = sw.load(sweep_file), tmp_path / "out"
-    url, _ = sw.prepare(sweep, out, str(tmp_path / "optuna.journal"))
+    sweep, out = sweep_schema.load(sweep_file), tmp_path / "out"
+    url, _ = sweep_local.prepare(sweep, out, str(tmp_path / "optuna.journal"))
     t0 = time.monotonic()
     ids = ls.submit_workers(sweep_file, url, 2, slurm, tmp_path / "jobs",
                             extra_args=["--out", str(out), "--progress", "plain", "--no-preflight"])

@@ -1,4 +1,4 @@
-"""harness.stats against hand-computed values and brute force."""
+"""harness.stats.intervals against hand-computed values and brute force."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from harness import stats
+from harness.stats import intervals as stats
 
 
 def test_mean_std_hand_values():

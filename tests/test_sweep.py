@@ -19,8 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from harness import sweep as sw
 from harness.errors import UserError
+from harness.sweep import local as sweep_local
+from harness.sweep import schema as sweep_schema
+from harness.sweep import slots as sweep_slots
+from harness.sweep import space as sweep_space
+from harness.sweep import storage as sweep_storage
+from harness.sweep import worker as sweep_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
@@ -49,7 +54,7 @@ def write_sweep(path: Path, **changes) -> Path:
 
 
 def records(out: Path):
-    from harness.records import read_runs
+    from harness.results.store import read_runs
 
     return read_runs(out)
 
@@ -57,10 +62,10 @@ def records(out: Path):
 def storage_trials(url: str, study: str):
     import optuna
 
-    return optuna.load_study(study_name=study, storage=sw.open_storage(url)).get_trials(deepcopy=False)
+    return optuna.load_study(study_name=study, storage=sweep_storage.open_storage(url)).get_trials(deepcopy=False)
 
 
-# Run a worker in a subprocess with harness.loop.run wrapped: after STALL_AFTER runs it writes the
+# Run a worker in a subprocess with harness.run.loop.run wrapped: after STALL_AFTER runs it writes the
 # STALLED file and blocks inside the next run, so the test kills it mid-trial deterministically.
 # With GO set, it waits for that file first, so two workers start working at the same moment; RUN_DELAY
 # (seconds) pads every run so one fast worker cannot drain the queue before the other claims a slot.
@@ -68,8 +73,8 @@ WRAPPER = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
 
-    import harness.loop as loop
-    import harness.sweep, optuna, optimizers, tasks  # import everything before the barrier
+    import harness.run.loop as loop
+    import harness.sweep.worker, optuna, optimizers, tasks  # import everything before the barrier
 
     stall_after = int(os.environ.get("STALL_AFTER", "-1"))
     run_delay = float(os.environ.get("RUN_DELAY", "0"))
@@ -123,7 +128,7 @@ def wait_for(predicate, timeout: float, what: str, procs=()) -> None:
 
 @pytest.mark.parametrize("path", SWEEPS, ids=[p.name for p in SWEEPS])
 def test_shipped_sweep_files_validate(path):
-    sweep = sw.load(path)
+    sweep = sweep_schema.load(path)
     assert sweep.studies and sweep.planned_runs > 0
     assert len({p.study for p in sweep.studies}) == len(sweep.studies)
     for plan in sweep.studies:
@@ -133,7 +138,7 @@ def test_shipped_sweep_files_validate(path):
 def test_demo_covers_every_task_and_optimizer_at_small_size():
     import tasks
 
-    sweep = sw.load(ROOT / "sweeps" / "demo.yaml")
+    sweep = sweep_schema.load(ROOT / "sweeps" / "demo.yaml")
     assert {p.task for p in sweep.studies} == set(tasks.REGISTRY)
     assert {p.optimizer for p in sweep.studies} >= {"adamw", "signum", "softsignum", "muon", "softmuon"}
     assert {p.size for p in sweep.studies} == {"small"}
@@ -143,7 +148,7 @@ def test_demo_covers_every_task_and_optimizer_at_small_size():
 
 
 def test_paper_sweep_uses_paper_sizes():
-    sweep = sw.load(ROOT / "sweeps" / "paper.yaml")
+    sweep = sweep_schema.load(ROOT / "sweeps" / "paper.yaml")
     assert {p.size for p in sweep.studies} == {"paper"}
     # AlgoPerf-like: 3 tuning replicates everywhere; the trials are per replicate, each source
     # protocol's budget split in three (tabular: 100 trials -> 3 x 34).
@@ -165,7 +170,7 @@ def test_paper_sweep_uses_paper_sizes():
 def test_sizes_constant_matches_harness():
     from harness.task import SIZES
 
-    assert sw.SIZES == SIZES
+    assert sweep_schema.SIZES == SIZES
 
 
 BAD = [
@@ -211,7 +216,7 @@ BAD = [
 @pytest.mark.parametrize("text,words,line", BAD, ids=[f"bad{i}" for i in range(len(BAD))])
 def test_bad_sweep_names_key_and_line(text, words, line):
     with pytest.raises(UserError) as err:
-        sw.loads(text, source="bad.yaml")
+        sweep_schema.loads(text, source="bad.yaml")
     message = str(err.value)
     assert message.startswith(f"bad.yaml: line {line}:"), message
     for word in words:
@@ -219,7 +224,7 @@ def test_bad_sweep_names_key_and_line(text, words, line):
 
 
 def test_yaml_floats_overrides_and_defaults():
-    sweep = sw.loads(textwrap.dedent("""
+    sweep = sweep_schema.loads(textwrap.dedent("""
         suite: x
         size: tiny
         tasks:
@@ -253,7 +258,7 @@ def test_yaml_floats_overrides_and_defaults():
 
 
 def test_eval_seed_count_gives_fresh_shared_seeds():
-    sweep = sw.loads("suite: x\nsize: tiny\ntasks: [tabular_mlp]\noptimizers: [adamw, muon]\ntrials: 1\n"
+    sweep = sweep_schema.loads("suite: x\nsize: tiny\ntasks: [tabular_mlp]\noptimizers: [adamw, muon]\ntrials: 1\n"
                      "eval_seeds: 3\nseed: 5\n")
     assert [p.eval_seeds for p in sweep.studies] == [(6, 7, 8), (6, 7, 8)]
 
@@ -266,13 +271,13 @@ def test_trial0_is_exactly_the_defaults_and_samples_stay_in_range(name):
     from optimizers._base import Categorical
 
     spec = optimizers.REGISTRY[name]
-    params = sw.default_params(spec.search_space, spec.defaults)
-    decoded = sw.hparams_from_params(params, spec.search_space, {})
+    params = sweep_space.default_params(spec.search_space, spec.defaults)
+    decoded = sweep_space.hparams_from_params(params, spec.search_space, {})
     for key, value in decoded.items():
         assert value == pytest.approx(spec.defaults[key], rel=1e-12), key
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(20):
-        hp = sw.suggest(study.ask(), spec.search_space)
+        hp = sweep_space.suggest(study.ask(), spec.search_space)
         for key, dist in spec.search_space.items():
             assert dist.contains(hp[key]), (key, hp[key], dist)
             if not isinstance(dist, Categorical):
@@ -319,10 +324,10 @@ def test_malformed_sweep_files_exit_2_via_cli(tmp_path):
 
 def run_inprocess(sweep_file: Path, out: Path, worker_id: int = 0, storage: str | None = None):
     """Prepare and run one worker in this process until the sweep is complete."""
-    sweep = sw.load(sweep_file)
-    url, info = sw.prepare(sweep, out, storage)
+    sweep = sweep_schema.load(sweep_file)
+    url, info = sweep_local.prepare(sweep, out, storage)
     events = []
-    worker = sw.Worker(sweep, url, out, worker_id=worker_id, on_event=events.append, info=info, poll_seconds=0.1)
+    worker = sweep_worker.Worker(sweep, url, out, worker_id=worker_id, on_event=events.append, info=info, poll_seconds=0.1)
     worker.run()
     return sweep, url, worker, events
 
@@ -408,38 +413,38 @@ def test_duplicate_claims_become_surplus_never_runs(tmp_path):
     from optuna.trial import TrialState
 
     sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], trials=2, eval_seeds=2)
-    sweep = sw.load(sweep_file)
+    sweep = sweep_schema.load(sweep_file)
     out = tmp_path / "out"
-    url, info = sw.prepare(sweep, out, None)
+    url, info = sweep_local.prepare(sweep, out, None)
     plan = sweep.studies[0]
-    a = sw.Worker(sweep, url, out, worker_id=0, info=info, poll_seconds=0.05)
-    b = sw.Worker(sweep, url, out, worker_id=1, info=info, poll_seconds=0.05)
+    a = sweep_worker.Worker(sweep, url, out, worker_id=0, info=info, poll_seconds=0.05)
+    b = sweep_worker.Worker(sweep, url, out, worker_id=1, info=info, poll_seconds=0.05)
     tune = a.study(plan, "tune")
     stray = tune.ask()  # made by ask() on an empty queue: no slot, never the owner of one
-    assert not sw.Worker._is_owner(tune.get_trials(), stray.number, None, range(2))
+    assert not sweep_worker.Worker._is_owner(tune.get_trials(), stray.number, None, range(2))
     tune.tell(stray, state=TrialState.FAIL)
     for worker in (a, b):  # both workers enqueued every tune slot
         for slot, (params, attrs) in worker.tune_slots(plan).items():
-            tune.enqueue_trial(params, user_attrs={sw.SLOT: slot, **attrs})
+            tune.enqueue_trial(params, user_attrs={sweep_slots.SLOT: slot, **attrs})
     while a.eval_slots(plan) is None:  # tune only
         assert a._advance(plan) == "worked"
     ev = a.study(plan, "eval")
     for _ in (a, b):  # ... and both enqueued every eval slot
         for slot, (params, attrs) in a.eval_slots(plan).items():
-            ev.enqueue_trial(params, user_attrs={sw.SLOT: slot, **attrs})
+            ev.enqueue_trial(params, user_attrs={sweep_slots.SLOT: slot, **attrs})
     b.run()
     assert a.runs + b.runs == 4 == sweep.planned_runs
     for study in (tune, ev):
         trials = study.get_trials(deepcopy=False)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        assert len(complete) == 2 and len({t.user_attrs[sw.SLOT] for t in complete}) == 2
-        surplus = [t for t in trials if t.user_attrs.get(sw.SURPLUS)]
+        assert len(complete) == 2 and len({t.user_attrs[sweep_slots.SLOT] for t in complete}) == 2
+        surplus = [t for t in trials if t.user_attrs.get(sweep_slots.SURPLUS)]
         assert len(surplus) == 2 and all(t.state == TrialState.FAIL for t in surplus)
-        assert all(t.number > min(c.number for c in complete if c.user_attrs[sw.SLOT] == t.user_attrs[sw.SLOT])
+        assert all(t.number > min(c.number for c in complete if c.user_attrs[sweep_slots.SLOT] == t.user_attrs[sweep_slots.SLOT])
                    for t in surplus)
     df = records(out)
     assert len(df) == 4 and df["run_id"].is_unique
-    assert sw.Worker(sweep, url, out, info=info).run() == 0  # complete: nothing more to claim
+    assert sweep_worker.Worker(sweep, url, out, info=info).run() == 0  # complete: nothing more to claim
 
 
 def distance_from_default_lr(monkeypatch, default_lr: float) -> list[float]:
@@ -447,7 +452,7 @@ def distance_from_default_lr(monkeypatch, default_lr: float) -> list[float]:
     of the configuration (0 for the defaults, negative for any other lr), so what the pruner decides
     does not hinge on the last bits of a training loss. Training itself still runs for real. Returns
     the list of lrs the runs used, in order."""
-    from harness import loop
+    from harness.run import loop
 
     real_run, real_evaluate, seen = loop.run, loop._evaluate, []
 
@@ -504,7 +509,7 @@ def test_pruner_compares_at_matched_budget_fractions(tmp_path, monkeypatch):
 def test_pruner_keeps_a_trial_better_than_the_median(tmp_path, monkeypatch):
     # The mirror image: the defaults are the worst configuration, so every later trial beats the
     # median at the pruning point and none is pruned.
-    from harness import loop
+    from harness.run import loop
 
     real_run, real_evaluate = loop.run, loop._evaluate
 
@@ -544,15 +549,15 @@ def test_default_outside_a_narrowed_range_makes_trial0_a_sampled_trial(tmp_path,
     lrs = distance_from_default_lr(monkeypatch, 1e-3)
     sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=[{"name": "adamw", "search": {"lr": [1e-9, 2e-9]}}],
                              trials=3, eval_seeds=1)
-    sweep = sw.load(sweep_file)
+    sweep = sweep_schema.load(sweep_file)
     assert len(sweep.notes) == 1
     assert "adamw" in sweep.notes[0] and "lr=0.001 not in [1e-09, 2e-09]" in sweep.notes[0]
     assert "trial 0 is sampled" in sweep.notes[0]
     import optimizers
 
     spec = optimizers.REGISTRY["adamw"]
-    assert sw.default_params(sweep.studies[0].space, spec.defaults) is None
-    assert sw.defaults_outside(spec.search_space, spec.defaults) == []  # the registry's own space is fine
+    assert sweep_space.default_params(sweep.studies[0].space, spec.defaults) is None
+    assert sweep_space.defaults_outside(spec.search_space, spec.defaults) == []  # the registry's own space is fine
     _, url, _, _ = run_inprocess(sweep_file, tmp_path / "out")
     assert len(lrs) == 4 and all(1e-9 <= lr <= 2e-9 for lr in lrs)
     assert len(set(lrs[:3])) == 3  # three distinct draws, no bound repeated
@@ -575,9 +580,9 @@ def test_default_outside_a_narrowed_range_is_a_note_on_the_command_line(tmp_path
 
 def test_two_worker_processes_one_journal_exact_runs(tmp_path):
     sweep_file = write_sweep(tmp_path / "s.yaml", trials=4, eval_seeds=2)
-    sweep = sw.load(sweep_file)
+    sweep = sweep_schema.load(sweep_file)
     out = tmp_path / "out"
-    url = sw.default_storage_url(out)
+    url = sweep_storage.default_storage_url(out)
     out.mkdir()
     go = tmp_path / "go"
     procs = [start_worker(tmp_path, sweep_file, url, out, i, GO=go, READY=tmp_path / f"ready{i}", RUN_DELAY=0.3)
@@ -602,14 +607,14 @@ def test_two_worker_processes_one_journal_exact_runs(tmp_path):
     for plan in sweep.studies:
         trials = storage_trials(url, plan.study)
         owned = [t for t in trials if t.state == TrialState.COMPLETE]
-        assert sorted(t.user_attrs[sw.SLOT] for t in owned) == [0, 1, 2, 3]
+        assert sorted(t.user_attrs[sweep_slots.SLOT] for t in owned) == [0, 1, 2, 3]
 
 
 def test_sigkill_mid_trial_then_restart_completes(tmp_path):
     sweep_file = write_sweep(tmp_path / "s.yaml")
-    sweep = sw.load(sweep_file)
+    sweep = sweep_schema.load(sweep_file)
     out = tmp_path / "out"
-    url = sw.default_storage_url(out)
+    url = sweep_storage.default_storage_url(out)
     out.mkdir()
     stalled = tmp_path / "stalled"
     proc = start_worker(tmp_path, sweep_file, url, out, 0, STALL_AFTER=2, STALLED=stalled)
@@ -668,34 +673,34 @@ def test_slot_given_up_only_after_repeated_worker_deaths():
 
     study = optuna.create_study()
     for slot, extra in ((0, {"raised": True}), (1, {"released": True}), (2, {"surplus": True}), (3, {})):
-        for _ in range(sw.MAX_RETRY + 1):
+        for _ in range(sweep_slots.MAX_RETRY + 1):
             number = len(study.get_trials())
             study.add_trial(create_trial(
-                state=TrialState.FAIL, user_attrs={sw.SLOT: slot, **({sw.SURPLUS: True} if "surplus" in extra else {}),
-                                                   **({sw.ERROR: {"number": number, "detail": "RuntimeError: boom"}}
+                state=TrialState.FAIL, user_attrs={sweep_slots.SLOT: slot, **({sweep_slots.SURPLUS: True} if "surplus" in extra else {}),
+                                                   **({sweep_slots.ERROR: {"number": number, "detail": "RuntimeError: boom"}}
                                                       if "raised" in extra else {})},
-                system_attrs={sw.RELEASED: number} if "released" in extra else {}))
+                system_attrs={sweep_slots.RELEASED: number} if "released" in extra else {}))
     trials = study.get_trials()
-    assert sw.Worker._finished(trials, [0, 1, 2]) == {0: None}
-    assert sw.Worker._finished(trials[:sw.MAX_RETRY], [0]) == {}
+    assert sweep_worker.Worker._finished(trials, [0, 1, 2]) == {0: None}
+    assert sweep_worker.Worker._finished(trials[:sweep_slots.MAX_RETRY], [0]) == {}
     # Slot 3: MAX_RETRY + 1 silent deaths (killed from outside) are not enough to give it up ...
-    assert sw.Worker._finished(trials, [3]) == {}
-    for _ in range(sw.MAX_SILENT_DEATHS - (sw.MAX_RETRY + 1)):  # MAX_SILENT_DEATHS deaths in all
-        study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={sw.SLOT: 3}))
-    assert sw.Worker._finished(study.get_trials(), [3]) == {}
+    assert sweep_worker.Worker._finished(trials, [3]) == {}
+    for _ in range(sweep_slots.MAX_SILENT_DEATHS - (sweep_slots.MAX_RETRY + 1)):  # MAX_SILENT_DEATHS deaths in all
+        study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={sweep_slots.SLOT: 3}))
+    assert sweep_worker.Worker._finished(study.get_trials(), [3]) == {}
     # ... only more than MAX_SILENT_DEATHS (a run that gets its process OOM-killed every time) are.
-    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={sw.SLOT: 3}))
-    assert sw.Worker._finished(study.get_trials(), [3]) == {3: None}
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={sweep_slots.SLOT: 3}))
+    assert sweep_worker.Worker._finished(study.get_trials(), [3]) == {3: None}
     # An error mark copied onto a re-queued trial (Optuna's retry callback copies attributes) does
     # not make that trial's own death an error: the mark must carry the trial's own number.
-    copied = create_trial(state=TrialState.FAIL, user_attrs={sw.SLOT: 4, sw.ERROR: {"number": 0, "detail": "x"}})
-    for _ in range(sw.MAX_RETRY + 1):
+    copied = create_trial(state=TrialState.FAIL, user_attrs={sweep_slots.SLOT: 4, sweep_slots.ERROR: {"number": 0, "detail": "x"}})
+    for _ in range(sweep_slots.MAX_RETRY + 1):
         study.add_trial(copied)
-    assert sw.Worker._finished(study.get_trials(), [4]) == {}
+    assert sweep_worker.Worker._finished(study.get_trials(), [4]) == {}
 
 
 def test_importing_sweep_modules_imports_neither_optuna_nor_torch():
-    code = ("import sys, harness.sweep, harness.sweep_cli; "
+    code = ("import sys, harness.sweep.worker, harness.sweep.cli; "
             "print(sorted(m for m in ('optuna', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
@@ -703,9 +708,9 @@ def test_importing_sweep_modules_imports_neither_optuna_nor_torch():
 
 def test_ctrl_c_releases_the_trial_and_rerun_resumes(tmp_path):
     sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], trials=3, eval_seeds=1)
-    sweep = sw.load(sweep_file)
+    sweep = sweep_schema.load(sweep_file)
     out = tmp_path / "out"
-    url = sw.default_storage_url(out)
+    url = sweep_storage.default_storage_url(out)
     out.mkdir()
     stalled = tmp_path / "stalled"
     proc = start_worker(tmp_path, sweep_file, url, out, 0, STALL_AFTER=1, STALLED=stalled)
@@ -719,7 +724,7 @@ def test_ctrl_c_releases_the_trial_and_rerun_resumes(tmp_path):
     trials = storage_trials(url, sweep.studies[0].study)
     released = [t for t in trials if t.state == TrialState.FAIL]
     assert not [t for t in trials if t.state == TrialState.RUNNING]  # given back at once, no grace wait
-    assert len(released) == 1 and released[0].system_attrs[sw.RELEASED] == released[0].number
+    assert len(released) == 1 and released[0].system_attrs[sweep_slots.RELEASED] == released[0].number
     assert [t.params for t in trials if t.state == TrialState.WAITING and
             t.system_attrs.get("failed_trial") == released[0].number] == [released[0].params]
     _, _, worker, _ = run_inprocess(sweep_file, out)
@@ -743,5 +748,5 @@ def test_transfer_from_evaluates_the_donor_best_without_tuning(tmp_path):
     assert list(wide["phase"]) == ["eval"] and list(wide["hparams"]) == list(donor["hparams"])
     assert json.loads(wide["task_options"].iloc[0])["d_block"] == 48
     with pytest.raises(UserError, match="line 1: 'tasks\\[0\\].transfer_from' names 'later'"):
-        sw.loads(json.dumps({"suite": "x", "size": "tiny", "optimizers": ["adamw"], "trials": 1, "eval_seeds": 1,
+        sweep_schema.loads(json.dumps({"suite": "x", "size": "tiny", "optimizers": ["adamw"], "trials": 1, "eval_seeds": 1,
                              "tasks": [{"task": "tabular_mlp", "transfer_from": "later"}]}))

@@ -9,9 +9,9 @@ import warnings
 import pytest
 from test_sweep import records, run_inprocess, write_sweep
 
-from harness import sweep as sw
 from harness.errors import UserError
-from harness.loop import run
+from harness.run.loop import run
+from harness.sweep import schema as sweep_schema
 
 BRANCHED = [
     "signum",
@@ -24,7 +24,7 @@ def row_of(frame, spec_json):
 
 
 def _load(tmp_path, **changes):
-    return sw.load(write_sweep(tmp_path / "s.yaml", **changes))
+    return sweep_schema.load(write_sweep(tmp_path / "s.yaml", **changes))
 
 
 # ------------------------------------------------------------------------------------ validation
@@ -104,7 +104,7 @@ def test_branched_sweep_runs_only_the_tail_and_equals_unbranched_runs(tmp_path):
         for key in ("hp_lr", "hp_weight_decay", "hp_momentum"):
             assert row[key] == parent_eval.loc[row["seed"], key]
     # The same eval run from scratch gives the same record (CPU): branching changes the cost only.
-    from harness.lineage import unbranched
+    from harness.run.lineage import unbranched
     from harness.spec import RunSpec
 
     for spec_json in ev["spec"]:

@@ -24,11 +24,16 @@ from pathlib import Path
 import pytest
 from test_sweep import ROOT, WRAPPER, _env, records, run_inprocess, storage_trials, wait_for, write_sweep
 
-from harness import optuna_api
-from harness import records as rec
-from harness import sweep as sw
 from harness.cli import main
 from harness.errors import UserError
+from harness.results import store as rec
+from harness.sweep import local as sweep_local
+from harness.sweep import optuna_api
+from harness.sweep import schema as sweep_schema
+from harness.sweep import slots as sweep_slots
+from harness.sweep import space as sweep_space
+from harness.sweep import storage as sweep_storage
+from harness.sweep import worker as sweep_worker
 
 
 def sweep_cli(capsys, *args) -> tuple[int, str]:
@@ -128,9 +133,9 @@ def test_journal_damaged_in_the_middle_is_refused_with_the_way_out(tmp_path, cap
 def test_repair_keeps_a_whole_journal_untouched(tmp_path):
     journal = tmp_path / "j"
     journal.write_bytes(b'{"op_code": 0}\n{"op_code": 1}\n')
-    assert sw.repair_journal_tail(journal) is None and journal.read_bytes() == b'{"op_code": 0}\n{"op_code": 1}\n'
+    assert sweep_storage.repair_journal_tail(journal) is None and journal.read_bytes() == b'{"op_code": 0}\n{"op_code": 1}\n'
     journal.write_bytes(b'{"op_code": 0}\n{"op_co')
-    assert "cut back" in sw.repair_journal_tail(journal)
+    assert "cut back" in sweep_storage.repair_journal_tail(journal)
     assert journal.read_bytes() == b'{"op_code": 0}\n'
 
 
@@ -146,14 +151,14 @@ def _killed_inside_a_run(sweep_file: Path, url: str, out: Path) -> str:
     if pid == 0:  # the child: a real Worker with a run that never returns
         try:
             os.close(read)
-            from harness import loop
+            from harness.run import loop
 
             def stall(spec, **kwargs):
                 os.write(write, spec.run_id.encode())
                 time.sleep(3600)
 
             loop.run = stall
-            sw.Worker(sw.load(sweep_file), url, out, poll_seconds=0.05).run()
+            sweep_worker.Worker(sweep_schema.load(sweep_file), url, out, poll_seconds=0.05).run()
         finally:
             os._exit(1)
     os.close(write)
@@ -170,16 +175,16 @@ def _killed_inside_a_run(sweep_file: Path, url: str, out: Path) -> str:
 def test_repeated_outside_kills_do_not_give_a_run_up(tmp_path, capsys):
     sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], trials=1, eval_seeds=1)
     out = tmp_path / "out"
-    url, _ = sw.prepare(sw.load(sweep_file), out, None)
-    killed = [_killed_inside_a_run(sweep_file, url, out) for _ in range(sw.MAX_RETRY + 1)]
+    url, _ = sweep_local.prepare(sweep_schema.load(sweep_file), out, None)
+    killed = [_killed_inside_a_run(sweep_file, url, out) for _ in range(sweep_slots.MAX_RETRY + 1)]
     assert len(set(killed)) == 1  # the same run every time: its re-queued copy is claimed next
     code, err = sweep_cli(capsys, sweep_file, "--out", out)
     assert code == 0, err
     assert "2/2 runs recorded (1 tune, 1 eval; 0 diverged, 0 failed) in" in err and "given up (" not in err
-    assert f"has lost its worker {sw.MAX_RETRY + 1} times without a Python exception" in err
+    assert f"has lost its worker {sweep_slots.MAX_RETRY + 1} times without a Python exception" in err
     assert killed[0] in run_ids(out)
     trials = storage_trials(url, "t/tabular_mlp/synthetic/adamw")
-    assert [t.state.name for t in trials] == ["FAIL"] * (sw.MAX_RETRY + 1) + ["COMPLETE"]
+    assert [t.state.name for t in trials] == ["FAIL"] * (sweep_slots.MAX_RETRY + 1) + ["COMPLETE"]
     assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 1  # the same configuration
 
 
@@ -188,7 +193,8 @@ def test_repeated_outside_kills_do_not_give_a_run_up(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------
 
 def test_a_run_that_raises_is_retried_then_given_up_and_shown(tmp_path, capsys, monkeypatch):
-    from harness import leaderboard, loop
+    from harness import leaderboard
+    from harness.run import loop
 
     real_run, calls = loop.run, []
 
@@ -208,7 +214,7 @@ def test_a_run_that_raises_is_retried_then_given_up_and_shown(tmp_path, capsys, 
     assert "4/4 runs recorded (2 tune, 2 eval; 0 diverged, 1 failed)" in err
     assert "1 given up (failed on every attempt): t/tabular_mlp/synthetic/adamw eval slot seed=2" in err
     assert "(4 attempts raised; RuntimeError: CUDA out of memory (simulated))" in err
-    assert calls.count(("eval", 0, 2)) == sw.MAX_RETRY + 1 and calls.count(("tune", 1, 0)) == 2
+    assert calls.count(("eval", 0, 2)) == sweep_slots.MAX_RETRY + 1 and calls.count(("tune", 1, 0)) == 2
     df = records(out)
     failed = df[df["status"] == "failed"]
     assert list(failed["seed"]) == [2] and list(failed["phase"]) == ["eval"]
@@ -220,7 +226,7 @@ def test_a_run_that_raises_is_retried_then_given_up_and_shown(tmp_path, capsys, 
     markdown = leaderboard.render_markdown(board)
     assert "| synthetic | adamw | 1 | best | 1/2 |" in markdown and " † |" in markdown  # seeds ok 1/2; † = a seed left out
     code, err = sweep_cli(capsys, sweep_file, "--out", out)  # given up stays given up: no 5th attempt
-    assert code == 0 and calls.count(("eval", 0, 2)) == sw.MAX_RETRY + 1
+    assert code == 0 and calls.count(("eval", 0, 2)) == sweep_slots.MAX_RETRY + 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,7 +236,7 @@ def test_a_run_that_raises_is_retried_then_given_up_and_shown(tmp_path, capsys, 
 def metric_by_slot(monkeypatch) -> None:
     """Tune metric = the trial's slot (so the best of k trials is slot k-1); eval metric = 10 + the
     evaluated slot + seed / 100. Known values, so which runs a leaderboard used is visible in it."""
-    from harness import loop
+    from harness.run import loop
 
     real_run, real_evaluate = loop.run, loop._evaluate
 
@@ -319,7 +325,7 @@ def test_search_range_the_optimizer_refuses_fails_validation(tmp_path, capsys):
         steps: 4
     """)
     with pytest.raises(UserError) as err:
-        sw.loads(text, source="bad.yaml")
+        sweep_schema.loads(text, source="bad.yaml")
     message = str(err.value)
     assert message.startswith("bad.yaml: line 7:") and "optimizers[0].search.weight_decay" in message
     assert "weight_decay=-1.0" in message and "adamw" in message
@@ -332,7 +338,7 @@ def test_search_range_the_optimizer_refuses_fails_validation(tmp_path, capsys):
     assert code == 0 and "4/4 runs recorded" in stderr
     # Categorical choices are probed too.
     with pytest.raises(UserError, match="betas"):
-        sw.loads(text.replace("weight_decay: {uniform: [-1, 1]}", "betas: {choices: [[0.9, 0.999], [1.5, 0.9]]}"))
+        sweep_schema.loads(text.replace("weight_decay: {uniform: [-1, 1]}", "betas: {choices: [[0.9, 0.999], [1.5, 0.9]]}"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,7 +347,7 @@ def test_search_range_the_optimizer_refuses_fails_validation(tmp_path, capsys):
 
 def test_empty_record_file_of_a_pending_run_is_set_aside(tmp_path, capsys):
     import optimizers
-    from harness.loop import resolve
+    from harness.run.loop import resolve
 
     sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], trials=1, eval_seeds=1)
     out = tmp_path / "out"
@@ -442,7 +448,8 @@ def test_read_only_outputs_exit_2_before_any_work(tmp_path):
 def test_sigkill_of_one_of_two_workers_still_exits_0(tmp_path, capsys, monkeypatch):
     """`optbench sweep --workers 2`: worker 1 (a real subprocess) is SIGKILLed inside its first run;
     worker 0 (this process) re-runs that trial and finishes: every planned run recorded, exit 0."""
-    from harness import loop, sweep_local
+    from harness.run import loop
+    from harness.sweep import local as sweep_local
 
     stalled = tmp_path / "stalled"
     wrapper = tmp_path / "wrapper.py"
@@ -489,19 +496,19 @@ def test_infinite_csv_feature_is_named_and_treated_as_missing(tmp_path, capsys):
         {"task": "tabular_mlp", "size": "tiny", "datasets": [f"path:{table}"], "steps": 3,
          "options": {"target": "y", "scaling": "standard"}}])  # another preprocessing: not the cached one
     with pytest.warns(UserWarning, match=r"column\(s\) 'c' \(2\)"):
-        sw.preflight(sw.load(sweep_file))
+        sweep_worker.preflight(sweep_schema.load(sweep_file))
 
 
 def test_storage_urls_name_the_right_driver_and_scheme(tmp_path):
     for url in ("mysql://u@127.0.0.1:1/db", "MySQL://u@127.0.0.1:1/db", "mariadb://u@127.0.0.1:1/db"):
-        assert sw.is_rdb_url(url)
+        assert sweep_storage.is_rdb_url(url)
         with pytest.raises(UserError) as err:
-            sw.open_storage(url)
+            sweep_storage.open_storage(url)
         message = str(err.value)
         assert "psycopg2" not in message and "NoSuchModuleError" not in message, message
         assert "MySQL driver" in message or "cannot open storage" in message, message
     with pytest.raises(UserError, match="unknown storage URL scheme 'redis'"):
-        sw.open_storage("redis://localhost/0")
+        sweep_storage.open_storage("redis://localhost/0")
 
 
 def test_finite_space_never_runs_a_configuration_twice(tmp_path, capsys):
@@ -515,7 +522,7 @@ def test_finite_space_never_runs_a_configuration_twice(tmp_path, capsys):
     assert sorted(tune["trial"]) == [0, 1, 2, 3] and tune["hparams"].nunique() == 4
     write_sweep(sweep_file, optimizers=[{"name": "adamw", "search": search}], trials=5, eval_seeds=1)
     with pytest.raises(UserError, match="5 trials, but its search space has only 4 distinct configuration"):
-        sw.load(sweep_file)
+        sweep_schema.load(sweep_file)
 
 
 def test_record_files_get_the_usual_file_mode(tmp_path):
@@ -535,12 +542,12 @@ def test_qmc_configuration_is_a_function_of_the_slot_alone():
     import optimizers
 
     space = optimizers.REGISTRY["signum"].search_space
-    points = [sw.qmc_params(space, 7, k) for k in range(6)]
-    assert points == [sw.qmc_params(space, 7, k) for k in range(6)]  # recomputed in any order: the same
+    points = [sweep_space.qmc_params(space, 7, k) for k in range(6)]
+    assert points == [sweep_space.qmc_params(space, 7, k) for k in range(6)]  # recomputed in any order: the same
     assert len({json.dumps(p, sort_keys=True) for p in points}) == 6
-    decoded = [sw.hparams_from_params(p, space, {}) for p in points]
+    decoded = [sweep_space.hparams_from_params(p, space, {}) for p in points]
     assert all(space[k].contains(v) for hp in decoded for k, v in hp.items())
-    assert sw.qmc_params(space, 8, 1) != points[1]  # the seed scrambles
+    assert sweep_space.qmc_params(space, 8, 1) != points[1]  # the seed scrambles
 
 
 def test_optuna_adapter_against_the_installed_optuna(tmp_path):
@@ -549,7 +556,7 @@ def test_optuna_adapter_against_the_installed_optuna(tmp_path):
     import optuna
     from optuna.trial import TrialState
 
-    storage = sw.open_storage(str(tmp_path / "j.journal"))
+    storage = sweep_storage.open_storage(str(tmp_path / "j.journal"))
     assert optuna_api.study_user_attrs(storage, "s") is None
     study = optuna.create_study(study_name="s", storage=storage)
     study.set_user_attr("k", 1)
@@ -652,10 +659,10 @@ def test_lock_left_by_a_writer_killed_mid_append_costs_seconds_not_half_a_minute
     import optuna
 
     journal = tmp_path / "optuna.journal"
-    sw.open_storage(str(journal))  # creates the file
+    sweep_storage.open_storage(str(journal))  # creates the file
     os.symlink(journal, f"{journal}.lock")  # what a writer killed inside an append leaves
     started = time.monotonic()
-    optuna.create_study(study_name="s", storage=sw.open_storage(str(journal)))  # appends
+    optuna.create_study(study_name="s", storage=sweep_storage.open_storage(str(journal)))  # appends
     waited = time.monotonic() - started
     assert 2.5 < waited < 15, waited
     assert not Path(f"{journal}.lock").exists()
@@ -668,12 +675,12 @@ def test_a_live_writer_never_appends_to_a_line_torn_by_a_killed_one(tmp_path):
     import optuna
 
     journal = tmp_path / "optuna.journal"
-    study = optuna.create_study(study_name="s", storage=sw.open_storage(str(journal)))
+    study = optuna.create_study(study_name="s", storage=sweep_storage.open_storage(str(journal)))
     with open(journal, "ab") as fh:  # what the killed worker left
         fh.write(b'{"op_code":8,"worker_id":"dead","trial_id":0,"user_attr')
-    with pytest.warns(sw.SweepWarning, match="cut back to its last complete entry"):
+    with pytest.warns(sweep_storage.SweepWarning, match="cut back to its last complete entry"):
         study.set_user_attr("after", 1)  # the live worker appends
     lines = journal.read_bytes().splitlines(keepends=True)
     assert all(line.endswith(b"\n") and json.loads(line) for line in lines)
-    assert optuna.load_study(study_name="s", storage=sw.open_storage(str(journal))).user_attrs == {"after": 1}
+    assert optuna.load_study(study_name="s", storage=sweep_storage.open_storage(str(journal))).user_attrs == {"after": 1}
     assert len(list(tmp_path.glob("optuna.journal.damaged-*"))) == 1

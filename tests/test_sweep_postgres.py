@@ -20,8 +20,11 @@ from pathlib import Path
 import pytest
 from test_sweep import records, run_inprocess, start_worker, storage_trials, wait_for, write_sweep
 
-from harness import sweep as sw
-from harness import sweep_worker
+from harness.sweep import local as sweep_local
+from harness.sweep import schema as sweep_schema
+from harness.sweep import slots as sweep_slots
+from harness.sweep import storage as sweep_storage
+from harness.sweep import worker as sweep_worker
 
 
 def _pg_bindir() -> Path | None:
@@ -82,7 +85,7 @@ def test_postgres_sigkill_mid_trial_is_rerun_by_another_worker(tmp_path, postgre
     from optuna.trial import TrialState
 
     sweep_file = write_sweep(tmp_path / "s.yaml")  # heartbeat every 1 s, grace 3 s
-    sweep = sw.load(sweep_file)
+    sweep = sweep_schema.load(sweep_file)
     out = tmp_path / "out"
     out.mkdir()
     stalled = tmp_path / "stalled"
@@ -112,7 +115,7 @@ def test_postgres_sigkill_mid_trial_is_rerun_by_another_worker(tmp_path, postgre
     assert stalled.read_text() in set(df["run_id"])
     for plan in sweep.studies:
         done = [t for t in storage_trials(postgres_url, plan.study) if t.state == TrialState.COMPLETE]
-        assert sorted(t.user_attrs[sw.SLOT] for t in done) == list(range(plan.trials))
+        assert sorted(t.user_attrs[sweep_slots.SLOT] for t in done) == list(range(plan.trials))
 
 
 def test_unreachable_postgres_is_a_clean_user_error(tmp_path):
@@ -121,7 +124,7 @@ def test_unreachable_postgres_is_a_clean_user_error(tmp_path):
     sweep_file = write_sweep(tmp_path / "s.yaml")
     out = tmp_path / "out"
     with pytest.raises(UserError, match="cannot open storage postgresql://u:\\*\\*\\*@127.0.0.1"):
-        sw.prepare(sw.load(sweep_file), out, f"postgresql://u:secret@127.0.0.1:{_free_port()}/x")
+        sweep_local.prepare(sweep_schema.load(sweep_file), out, f"postgresql://u:secret@127.0.0.1:{_free_port()}/x")
     assert not out.exists()
 
 
@@ -129,7 +132,7 @@ def test_postgres_lost_record_and_raising_run_heal(tmp_path, postgres_url, monke
     """Issue 11 on the RDB storage: a run that raises once is retried with the same configuration
     (its failure not a death), and a record deleted after the sweep is queued again and recreated
     with the same run_id (the lost-record mark is a study user attribute, as on a journal)."""
-    from harness import loop
+    from harness.run import loop
 
     real_run, raised = loop.run, []
 
@@ -148,10 +151,10 @@ def test_postgres_lost_record_and_raising_run_heal(tmp_path, postgres_url, monke
     assert (df["status"] == "ok").all()
     trials = storage_trials(postgres_url, sweep.studies[0].study)
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
-    assert trials[1].user_attrs[sw.ERROR]["detail"] == "RuntimeError: transient"
+    assert trials[1].user_attrs[sweep_slots.ERROR]["detail"] == "RuntimeError: transient"
     assert trials[2].params == trials[1].params
     gone = df[df["phase"] == "eval"]["run_id"].iloc[0]
     (out / "runs" / f"{gone}.parquet").unlink()
-    with pytest.warns(sw.SweepWarning, match="is missing; the run is queued again"):
+    with pytest.warns(sweep_storage.SweepWarning, match="is missing; the run is queued again"):
         _, _, worker, _ = run_inprocess(sweep_file, out, storage=postgres_url)
     assert worker.runs == 1 and set(records(out)["run_id"]) == set(df["run_id"])

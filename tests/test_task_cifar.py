@@ -12,7 +12,7 @@ import torch
 import torchvision.datasets.cifar as tv_cifar
 
 from harness.errors import UserError
-from harness.loop import run
+from harness.run.loop import run
 from harness.spec import RunSpec
 from harness.task import check_roles
 from tasks import cifar_resnet as cr

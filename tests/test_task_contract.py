@@ -16,9 +16,9 @@ from torch import nn
 
 import optimizers
 import tasks
-from harness import sweep as sw
 from harness.errors import UserError
-from harness.loop import resolve, run
+from harness.run.loop import resolve, run
+from harness.sweep import schema as sweep_schema
 from harness.task import (
     SIZES,
     Dataset,
@@ -323,7 +323,7 @@ def test_a_new_model_on_existing_data_is_one_short_record():
 
 @pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_sweep_validates_against_the_task_records(path):
-    sweep = sw.load(path)
+    sweep = sweep_schema.load(path)
     assert sweep.studies
     for plan in sweep.studies:
         record = tasks.get(plan.task)
@@ -337,9 +337,9 @@ def test_a_sweep_option_value_is_checked_by_the_task_record_at_load_time():
             "optimizers: [adamw]\ntrials: 2\neval_seeds: 2\n")
     with pytest.raises(UserError, match=r"bad.yaml: line 6: 'tasks\[0\]\.options\.dropout': invalid option "
                                         r"dropout=1.5 for task tabular_mlp \(must lie in \[0, 1\)\)"):
-        sw.loads(text, source="bad.yaml")
+        sweep_schema.loads(text, source="bad.yaml")
     with pytest.raises(UserError, match="unknown dataset 'path:' for task llm"):  # a family needs a name
-        sw.loads(text.replace("tabular_mlp", "llm").replace("      dropout: 1.5\n", "      tied: true\n")
+        sweep_schema.loads(text.replace("tabular_mlp", "llm").replace("      dropout: 1.5\n", "      tied: true\n")
                  .replace("    size: tiny\n", "    size: tiny\n    datasets: ['path:']\n"), source="bad.yaml")
-    sweep = sw.loads(text.replace("1.5", "0.25"), source="ok.yaml")
+    sweep = sweep_schema.loads(text.replace("1.5", "0.25"), source="ok.yaml")
     assert {p.options["dropout"] for p in sweep.studies} == {0.25}

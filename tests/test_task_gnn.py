@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from harness.errors import UserError
-from harness.loop import run
+from harness.run.loop import run
 from harness.spec import RunSpec
 from harness.task import check_roles
 from tasks import gnn_graphland as gnn

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import UserError
-from harness.loop import run
 from harness.paths import data_dir as resolve_data_dir
+from harness.run.loop import run
 from harness.spec import RunSpec
 from harness.task import check_roles, load_data
 from tasks import lstm_lm

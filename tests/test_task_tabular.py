@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from harness.errors import UserError
-from harness.loop import run
+from harness.run.loop import run
 from harness.spec import RunSpec
 from harness.task import check_roles
 from tasks import tabular_mlp as tab

@@ -1,5 +1,5 @@
-"""harness.verdicts: margins, the four verdicts, variance components, the MDE and what it would take,
-checked by hand values, against scipy's noncentral t and harness.stats, and by simulated sweeps."""
+"""harness.stats.verdicts: margins, the four verdicts, variance components, the MDE and what it would take,
+checked by hand values, against scipy's noncentral t and harness.stats.intervals, and by simulated sweeps."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from harness import stats, verdicts
-from harness.verdicts import Margin
+from harness.stats import intervals as stats
+from harness.stats import verdicts
+from harness.stats.verdicts import Margin
 
 # ------------------------------------------------------------------------------------- margins
 

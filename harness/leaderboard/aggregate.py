@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from harness.leaderboard.load import display_key, soft_ref
-from harness.verdicts import VERDICTS
+from harness.stats.verdicts import VERDICTS
 
 BASELINE = "adamw"
 

@@ -4,7 +4,7 @@ comparison of every pair of optimizers, with a verdict against the benchmark's p
 Ranks, "best or tied", the marks in the tables and every paired column come from these pairwise
 comparisons, so they cannot disagree: an optimizer's rank is 1 + the number of optimizers whose
 comparison with it is *better* (``ranks``). The interval of a comparison is the two-level interval
-of ``harness.verdicts.two_level_interval`` (replicates, then seeds within; with one replicate a t
+of ``harness.stats.verdicts.two_level_interval`` (replicates, then seeds within; with one replicate a t
 interval over the paired seeds), the interval its minimum detectable effect is calibrated to.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from harness import verdicts
+from harness.stats import verdicts
 from harness.vocab import Metric
 
 Values = Mapping[tuple[int, int], float]  # (replicate, seed) -> value; NaN: diverged or failed

@@ -16,7 +16,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness import stats
 from harness.errors import UserError
 from harness.leaderboard import aggregate
 from harness.leaderboard.compare import (
@@ -38,6 +37,7 @@ from harness.leaderboard.load import (
     soft_ref,
 )
 from harness.leaderboard.margins import MarginPolicy, reference_of
+from harness.stats import intervals as stats
 from harness.vocab import Metric
 
 BASELINE = "adamw"
@@ -93,7 +93,7 @@ class Benchmark:
 
 def compute(frame, *, metric_split: str = "test", allow_mixed: bool = False, source: str = "",
             margins: MarginPolicy | None = None) -> Leaderboard:
-    """The leaderboard of run rows (a DataFrame as ``harness.records.read_runs`` returns).
+    """The leaderboard of run rows (a DataFrame as ``harness.results.store.read_runs`` returns).
 
     ``UserError`` for mixed schema versions or suites (unless ``allow_mixed``), no eval rows, or a
     benchmark whose rows disagree on the metric or its direction."""

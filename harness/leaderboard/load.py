@@ -45,7 +45,7 @@ def load_runs(results: str | os.PathLike):
 
     Returns ``(frame, messages)``: one message per unreadable file (named, left out) and one saying
     how many records the budget left out. ``UserError`` when the folder or its runs/ do not exist."""
-    from harness import records
+    from harness.results import store as records
 
     root = records.results_root(results)
     if not root.exists():
@@ -71,11 +71,11 @@ def within_sweep_budget(frame, root: Path):
     budget = root / "sweep.yaml"
     if not budget.is_file() or len(frame) == 0 or "study" not in frame.columns:
         return frame, ""
-    from harness import reconcile
-    from harness import sweep as sw
+    from harness.sweep import reconcile
+    from harness.sweep import schema as sweep_schema
 
     try:
-        sweep = sw.load(budget)
+        sweep = sweep_schema.load(budget)
     except UserError as exc:
         raise UserError(f"cannot read the budget of the sweep in {root}: {exc}") from None
     kept, dropped = reconcile.within_budget(frame, sweep)

@@ -2,7 +2,7 @@
 
 A margin is declared in the sweep file (``margin:`` at sweep or task-entry level, or per dataset of
 an entry), given on the command line (``optbench leaderboard --margin``), or else the documented
-default for the metric (``harness.verdicts.default_margin``: 0.005 absolute for scores in [0, 1],
+default for the metric (``harness.stats.verdicts.default_margin``: 0.005 absolute for scores in [0, 1],
 0.01 nats for losses, 1% relative otherwise). A relative margin is resolved against the mean of the
 benchmark's reference optimizer (AdamW when it ran, else the best mean), so every comparison on one
 benchmark uses the same margin in metric units.
@@ -14,8 +14,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from harness import verdicts
-from harness.verdicts import Margin
+from harness.stats import verdicts
+from harness.stats.verdicts import Margin
 from harness.vocab import Metric
 
 

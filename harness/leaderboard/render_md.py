@@ -9,7 +9,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 from harness.leaderboard.load import display_key, soft_ref
-from harness.verdicts import VERDICTS, format_bound
+from harness.stats.verdicts import VERDICTS, format_bound
 
 BASELINE = "adamw"
 SHORT = {"better": "B", "worse": "W", "equivalent": "E", "inconclusive": "I"}

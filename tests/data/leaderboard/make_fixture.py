@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/data/leaderboard/make_fixture.py      # rewrites runs/ and curves/ here
 
-Rows go through ``harness.records.write_run`` with every column of ``harness.records.COLUMNS`` (plus
+Rows go through ``harness.results.store.write_run`` with every column of ``harness.results.store.COLUMNS`` (plus
 ``hp_*``), the run_id from ``harness.spec.RunSpec``, exactly as the training loop writes them. The
 numbers are synthetic but shaped like a real suite (seeded, so this script is deterministic):
 
@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 sys.path.insert(0, str(ROOT))
 
-from harness import records  # noqa: E402
+from harness.results import store as records  # noqa: E402
 from harness.spec import RunSpec  # noqa: E402
 
 SUITE = "fixture"

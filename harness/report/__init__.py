@@ -1,0 +1,1 @@
+"""Figures and reports built from the run records (never from the sweep)."""

@@ -1,0 +1,154 @@
+"""SoftX branched from X inside a sweep (the Softsign paper's protocol: warm-start SoftSignum / SoftMuon
+from a Signum / Muon checkpoint and relax only the tail).
+
+A sweep optimizer entry ``{name: softsignum, branch_from: signum}`` makes, per (entry, dataset,
+replicate), the softsignum plan a *child* of the signum plan (its *parent*):
+
+- The child takes the parent's tuned configuration for the hyperparameters they share
+  (``StudyPlan.shared``: lr, weight decay, momentum, ...); it tunes only its own (``alpha_sign`` as
+  a list of choices, HardSwitchSign's ``switch_scale``), or nothing (then ``trials`` is 0).
+- Every parent run keeps its checkpoint at each branch point ``S = floor(alpha_sign K)`` the children
+  can ask for (``keep_steps``): its tune runs only when a child tunes, its eval runs always.
+- A child's tune run starts from the parent's best tune run (same tune seed, same shared
+  configuration) at its S; a child's eval run on seed s from the parent's eval run on seed s. It
+  runs only steps S+1..K: SoftX costs about ``1 - alpha_sign`` of a run. Its record names the parent
+  run (``branched_from``) and S (``branch_step``); on CPU it equals the unbranched run exactly.
+- A branched run's spec names its parent run and S (``branched_from``, ``branch_step``), so its run_id
+  is its own: it differs from the run_id of the same run from scratch.
+- Whatever is wrong with the parent's checkpoint -- missing (deleted by hand, or the parent ran before
+  the branch was configured), truncated, unreadable, another run's -- is not the child's failure: the
+  child runs from scratch (its from-scratch run_id, ``branched_from`` empty), which gives the same
+  result, with a warning. Only a failure of the child's own training counts toward giving it up.
+- The child waits for the parent: its tuning until the parent's tuning is complete (the shared
+  configuration is then known), its evaluation until the parent's evaluation is complete.
+- When the whole sweep is complete, the kept checkpoints are deleted.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.sweep.schema import StudyPlan
+from harness.sweep.space import hparams_from_params
+from harness.sweep.storage import SweepWarning
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.sweep.worker import Worker
+
+
+def parent_configuration(worker: Worker, plan: StudyPlan) -> tuple[dict[str, Any] | None, int | None, bool]:
+    """The parent's evaluated configuration (all its hyperparameters), its best slot, and whether the
+    parent is still being tuned. ``(None, None, False)`` when the parent has no complete trial."""
+    return worker.evaluated_config(worker.sweep.plan(plan.branch_from))
+
+
+def shared_part(plan: StudyPlan, parent_hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """The hyperparameters a child takes from its parent: the shared keys, resolved over the parent's
+    defaults (so a default the parent did not search is passed on explicitly)."""
+    from harness import plugins
+
+    parent = plugins.optimizer(plan.branch_from.split("/")[3])
+    resolved = parent.resolve(dict(parent_hparams))
+    return {k: resolved[k] for k in plan.shared}
+
+
+def _alphas(plan: StudyPlan) -> set[float]:
+    """Every alpha_sign a child plan can run with: its choices when searched, else its fixed value or
+    its optimizer's default."""
+    from harness import plugins
+    from optimizers._base import Categorical
+
+    dist = plan.space.get("alpha_sign")
+    if isinstance(dist, Categorical):
+        return {float(a) for a in dist.choices}
+    return {float(plan.fixed.get("alpha_sign", plugins.optimizer(plan.optimizer).defaults["alpha_sign"]))}
+
+
+def keep_steps(worker: Worker, plan: StudyPlan, phase: str, total_steps: int) -> frozenset[int]:
+    """Branch points a run of ``plan`` (a parent) keeps its checkpoints at: every S its children can
+    start from. Tune runs keep them only for children that tune (they branch from the best tune run)."""
+    from optimizers._switch import sign_phase_steps
+
+    steps: set[int] = set()
+    for child in worker.sweep.children(plan):
+        if phase == "tune" and child.trials == 0:
+            continue
+        steps |= {sign_phase_steps(a, total_steps) for a in _alphas(child)}
+    return frozenset(s for s in steps if 0 < s <= total_steps)
+
+
+def branch_start(worker: Worker, plan: StudyPlan, spec: Any, parent_hparams: Mapping[str, Any],
+                 parent_slot: int | None) -> tuple[Any, Path | None]:
+    """The run ``spec`` of child ``plan`` as it starts: branched from the parent's run of the same
+    seed and shared configuration at the child's switch step S (the spec names that parent, so its
+    run_id is the branched run's), with the checkpoint to start from; or ``(spec, None)``, a run
+    from scratch, when the parent has no tune runs or the checkpoint is missing (with a warning)."""
+    from harness.run import checkpoint as ckpt  # torch: imported only when a run is about to start
+    from harness.run.lineage import switch_step
+    from harness.sweep.worker import resolve_run
+
+    parent = worker.sweep.plan(plan.branch_from)
+    if spec.phase == "tune" and parent.trials == 0:
+        return spec, None  # an untuned parent has no tune runs to branch from
+    parent_spec, _ = resolve_run(worker.sweep, parent, parent_hparams, spec.seed, spec.phase, parent_slot)
+    step = switch_step(spec)
+    path = ckpt.path_for(worker.out, parent_spec.run_id, step)
+    if path.is_file():
+        return spec.with_(branched_from=parent_spec.run_id, branch_step=step), path
+    warnings.warn(f"{plan.study}: the checkpoint of {parent.optimizer} run {parent_spec.run_id} at step {step} is missing "
+                  f"({path}); running {spec.optimizer} seed {spec.seed} from scratch instead (same result, full cost)",
+                  SweepWarning, stacklevel=2)
+    return spec, None
+
+
+def from_scratch(plan: StudyPlan, spec: Any, why: Exception) -> Any:
+    """The parent checkpoint ``spec`` was to start from cannot start it (``why``: unreadable, of another
+    run, ...): the same run from scratch, with its own run_id, and a warning. Not the child's failure."""
+    from harness.run.lineage import unbranched
+
+    warnings.warn(f"{plan.study}: {why}; running {spec.optimizer} seed {spec.seed} from scratch instead (same result, "
+                  "full cost)", SweepWarning, stacklevel=2)
+    return unbranched(spec)
+
+
+def child_ready(worker: Worker, plan: StudyPlan, phase: str) -> bool:
+    """A child's tuning waits for its parent's tuning, its evaluation for its parent's evaluation."""
+    parent = worker.sweep.plan(plan.branch_from)
+    if phase == "tune":
+        _, _, tuning = parent_configuration(worker, plan)
+        return not tuning
+    slots = worker.eval_slots(parent)
+    if slots is None:
+        return False
+    study = worker.study(parent, "eval")
+    return len(worker._finished(study.get_trials(deepcopy=False), slots, worker.lost(study))) >= len(slots)
+
+
+def child_eval_config(worker: Worker, plan: StudyPlan) -> tuple[dict[str, Any] | None, int | None, bool]:
+    """What a child evaluates: (hyperparameters, the slot they come from, still waiting). Tuned
+    children: their own best trial (which already holds the parent's shared values); untuned: the
+    parent's shared values over the child's fixed ones, from the parent's best slot."""
+    parent_hp, parent_slot, tuning = parent_configuration(worker, plan)
+    if tuning:
+        return None, None, True
+    if parent_hp is None:
+        return None, None, False
+    if plan.trials == 0:
+        return {**dict(plan.fixed), **shared_part(plan, parent_hp)}, parent_slot, False
+    best, tuning = worker.best_slot(plan)
+    if tuning:
+        return None, None, True
+    if best is None:
+        return None, None, False
+    slot, trial = best
+    own = hparams_from_params(trial.params, plan.space, plan.fixed)
+    return {**own, **shared_part(plan, parent_hp)}, slot, False
+
+
+def cleanup(out: str | Path) -> None:
+    """The sweep is complete: no run will branch any more; delete the kept checkpoints."""
+    shutil.rmtree(Path(out) / "checkpoints", ignore_errors=True)
