@@ -213,7 +213,7 @@ def checked_group(optimizer: torch.optim.Optimizer, check: Callable[[dict[str, A
 def decay_groups(params: Iterable[torch.nn.Parameter], weight_decay: float, **extra: Any) -> list[dict]:
     """Split ``params`` into a decayed group (ndim >= 2) and a non-decayed group (1-D and scalars).
 
-    Weight decay never touches biases and norm gains (SPEC: decoupled decay, never on 1-D).
+    Weight decay never touches biases and norm gains (decoupled decay, never on 1-D: docs/optimizers.md#conventions).
     Empty groups are dropped; ``extra`` keys are copied into both groups.
     """
     params = list(params)

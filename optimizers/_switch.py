@@ -31,7 +31,7 @@ import torch
 
 # schedule_scope: which parameters one temperature schedule (or one post-switch gain) is fitted to.
 #   "optimizer"  every parameter the optimizer updates with the sign rule, pooled across param groups
-#                (official code: one fit over every parameter it is given; SPEC: a weight-decay split
+#                (official code: one fit over every parameter it is given; optbench: a weight-decay split
 #                is not a schedule split)
 #   "group"      one fit per param group (optbench's earlier behaviour: with build()'s weight-decay
 #                split, one schedule for the >= 2-D and one for the 1-D parameters)

@@ -4,7 +4,7 @@ classical baseline, with decoupled weight decay.
 Semantics are torch.optim.SGD's with ``dampening=0`` (buffer ``m <- beta m + g``, first step
 ``m = g``; Nesterov direction ``g + beta m``), and with ``weight_decay=0`` the steps equal
 ``torch.optim.SGD``'s bit for bit (tested). What differs: weight decay is *decoupled*,
-``p <- p * (1 - lr * wd)`` before the step, as for every optimizer in optbench (SPEC), and never on
+``p <- p * (1 - lr * wd)`` before the step, as for every optimizer in optbench (docs/optimizers.md#conventions), and never on
 1-D parameters. torch's SGD instead adds ``wd * p`` to the gradient, which momentum then amplifies
 by ``1 / (1 - beta)``: a coupled ``wd_c`` corresponds to a decoupled ``wd = wd_c / (1 - beta)``
 (the default below is the classical CIFAR ``5e-4`` at beta = 0.9).

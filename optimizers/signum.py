@@ -2,7 +2,7 @@
 Non-Convex Problems", ICML 2018, arXiv 1802.04434), with decoupled weight decay.
 
 What differs from SGD with momentum: the step is ``lr * sign(d)``, so every coordinate moves by
-exactly ``lr`` whatever the gradient scale. The rule (SPEC "The optimizers")::
+exactly ``lr`` whatever the gradient scale. The rule (docs/optimizers.md#signum)::
 
     m <- beta * m + g            torch-SGD heavy-ball buffer, first step m = g (dampening 0)
     d = g + beta * m  (Nesterov)  or  d = m
@@ -15,7 +15,7 @@ phase is memory bound: this is ~12% of the step, and what keeps it under 0.6x Ad
 the same rule: from ``exp_avg = 0``, ``exp_avg_t = (1 - beta) m_t`` exactly in real arithmetic, the
 Nesterov direction is ``(1 - beta) d = lerp(g, exp_avg, beta)``, and ``sign`` ignores the positive
 factor. SoftSignum, whose ``tanh(tau d)`` does depend on the scale, folds ``1 / (1 - beta)`` into
-``tau``, so the heavy-ball ``d`` of the SPEC is what its schedule and its update see. (The paper's
+``tau``, so the heavy-ball ``d`` of docs/optimizers.md#signum is what its schedule and its update see. (The paper's
 Signum keeps an EMA ``m <- beta m + (1 - beta) g`` as its ``m``; same sign, different scale.)
 """
 

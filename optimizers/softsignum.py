@@ -35,7 +35,7 @@ Differences from the official code that change nothing in normal runs, kept on p
   * the fit is computed in float64 (the official one in float32: its ``p = arange(N) / N`` is
     float32, and ``c = atanh(1 - eps)`` of a float32 ``1 - eps`` is 4.951636 instead of 4.951719,
     1.7e-5 relative);
-  * 1-D parameters are never decayed (SPEC; the official class decays every parameter of a group);
+  * 1-D parameters are never decayed (docs/optimizers.md#conventions; the official class decays every parameter of a group);
   * the buffer stores ``(1 - beta) m`` (``optimizers/signum.py``); ``tau`` is divided by
     ``1 - beta`` so the update is ``tanh(tau d)`` of the heavy-ball ``d``, as in the official code.
 

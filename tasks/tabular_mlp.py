@@ -40,7 +40,7 @@ OPTIONS = (
     Option("n_blocks", int, None, "number of [Linear-ReLU-Dropout] blocks", auto="size (2, 3, 3)", minimum=1),
     Option("dropout", float, None, "dropout probability", auto="size (0, 0, 0.1)", minimum=0, below=1),
     Option("batch_size", int, None, "rows per optimizer step",
-           auto="size (64, 128; paper: per dataset, PROTOCOL's table)", minimum=1),
+           auto="size (64, 128; paper: per dataset, docs/protocol.md#tabular-mlp)", minimum=1),
     Option("num_embeddings", str, "none", "none (plain MLP) or piecewise (Q-LR piecewise-linear embeddings)",
            choices=("none", "piecewise")),
     Option("n_bins", int, 48, "quantile bins per numerical feature for piecewise embeddings", minimum=2),
