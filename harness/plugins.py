@@ -113,9 +113,9 @@ def _resolve_plugin(kind: str, name: str) -> tuple[Any, Origin]:
         ep = points[0]
         try:
             obj = ep.load()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # SystemExit: a module that exits on import
             raise UserError(f"{kind} {name!r}: entry point {ep.value} of {_dist(ep)} failed to load: "
-                            f"{type(exc).__name__}: {exc}") from None
+                            f"{_import_failure(exc)}") from None
         module = ep.value.split(":", 1)[0]
         return _accept(kind, name, obj, Origin("entry point", _dist(ep), _version_of(module, ep)))
     known = sorted(set(builtin) | {ep.name for ep in _entry_points(kind)})
@@ -175,12 +175,20 @@ def _import_attr(path: str) -> Any:
     module_name, attr = path.split(":", 1)
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # ImportError, or the module itself raising
-        raise UserError(f"cannot import module {module_name!r} (from {path!r}): {type(exc).__name__}: {exc}") from None
+    except (Exception, SystemExit) as exc:  # ImportError, the module raising, or exiting on import
+        raise UserError(f"cannot import module {module_name!r} (from {path!r}): {_import_failure(exc)}") from None
     try:
         return getattr(module, attr)
     except AttributeError:
         raise UserError(f"module {module_name!r} has no attribute {attr!r} (from {path!r})") from None
+
+
+def _import_failure(exc: BaseException) -> str:
+    """What went wrong importing a plugin module, in words: a module that calls ``sys.exit`` while it
+    is imported is a broken plugin, not the end of optbench's command."""
+    if isinstance(exc, SystemExit):
+        return f"the module called sys.exit({exc.code!r}) while being imported (SystemExit); a plugin module must not exit"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _accept(kind: str, name: str, obj: Any, where: Origin) -> tuple[Any, Origin]:
@@ -238,6 +246,34 @@ def class_defaults(cls: type) -> dict[str, Any]:
     return out
 
 
+_LR_ALIASES = ("learning_rate", "step_size", "eta", "alpha", "lr_max")
+
+
+def unsupported_class(cls: type) -> str | None:
+    """Why the training loop cannot drive the ``torch.optim.Optimizer`` subclass ``cls`` (None: it
+    can). The loop sets every param group's ``lr`` from its schedule, calls ``step()`` with no
+    argument, and its tasks produce dense gradients; so a class must take ``lr``, must not need a
+    closure (L-BFGS re-evaluates the loss inside ``step``), and must not need sparse gradients
+    (SparseAdam accepts only those)."""
+    import torch
+
+    params = inspect.signature(cls.__init__).parameters
+    if "lr" not in params:
+        alias = next((a for a in _LR_ALIASES if a in params), None)
+        named = f"its learning rate is the argument {alias!r}" if alias else "it takes no learning rate"
+        return (f"{named}; optbench's schedules set each param group's 'lr', so the class must take an "
+                "'lr' argument (rename it, or wrap the class in one that does)")
+    closure = inspect.signature(cls.step).parameters.get("closure")
+    if closure is not None and closure.default is inspect.Parameter.empty:
+        return ("its step() needs a closure that re-evaluates the loss (as L-BFGS does); optbench's loop "
+                "calls step() once per batch without one")
+    sparse = getattr(torch.optim, "SparseAdam", None)
+    if sparse is not None and issubclass(cls, sparse):
+        return ("it accepts only sparse gradients (nn.Embedding(sparse=True)); optbench's tasks produce "
+                "dense gradients")
+    return None
+
+
 def wrap_optimizer_class(cls: type, name: str) -> Any:
     """An ``OptimizerSpec`` around a ``torch.optim.Optimizer`` subclass: defaults from its signature
     (``class_defaults``), the search space ``{lr: log-uniform DEFAULT_LR_RANGE}`` (a sweep's
@@ -248,6 +284,9 @@ def wrap_optimizer_class(cls: type, name: str) -> Any:
     ``aux_weight_decay``, as the built-in Muon)."""
     from optimizers._base import LogUniform, OptimizerSpec
 
+    refused = unsupported_class(cls)
+    if refused:
+        raise UserError(f"optimizer {name!r} ({cls.__module__}.{cls.__qualname__}) cannot run in optbench: {refused}")
     defaults = class_defaults(cls)
     routed = getattr(cls, "optbench_routing", None)
     if routed not in (None, "matrix"):
