@@ -9,6 +9,11 @@ Two things can still go wrong once work has started, and neither may end in a tr
 fills up (``DiskFull``: exit 1 naming the file and the space it needs; every writer is atomic, so
 nothing is half-written), and the reader of our output goes away (``optbench list | head -1``:
 ``say`` and ``silence`` drop the rest of the output quietly; the work goes on).
+
+The one atomic writer is here too (``atomic_write``, ``atomic_write_bytes``, ``atomic_write_text``): a temporary file
+in the target's folder, flushed and fsync'ed, then ``os.replace``'d over the target, with the mode
+``open()`` would give a new file (``0666`` less the umask: ``0644`` under umask 022). A reader sees
+the old file or the new one, never half of one; a kill leaves at most a hidden ``.<name>.*.tmp``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -116,6 +122,71 @@ def raise_if_disk_full(exc: BaseException, path: str | os.PathLike, needed: int)
     have = "" if free is None else f", {_size(free)} free"
     raise DiskFull(f"no space left on the device to write {path} (it needs about {_size(needed)}{have}); nothing "
                    "was half-written: free some space and re-run the same command (finished runs are kept)") from None
+
+
+# The process umask, read once at import (os.umask can only be read by setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def atomic_write(path: str | os.PathLike, write_to: Callable[[str], Any], *, size_hint: int = 0) -> Path:
+    """Write ``path`` atomically through ``write_to(tmp)``, which writes the whole content to the file
+    name ``tmp`` (a hidden temporary file in the same folder; parent folders are created first). The
+    file is fsync'ed, given the mode of a new file and moved over ``path``.
+
+    A full disk raises ``DiskFull`` naming ``path`` (``size_hint``: about how many bytes it needs);
+    any failure removes the temporary file and leaves ``path`` as it was. Returns ``path``."""
+    path = Path(path)
+    needed = int(size_hint) + 4096
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise_if_disk_full(exc, path, needed)
+        raise
+    os.close(fd)
+    try:
+        write_to(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        # mkstemp makes the file 0600; a result is an ordinary file (readable by the group that
+        # shares the folder), so give it the mode open() would.
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # pyarrow's IO errors are OSErrors too
+            raise_if_disk_full(exc, path, needed)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """``atomic_write`` of ``data``."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), size_hint=len(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """``atomic_write`` of ``text`` encoded (UTF-8 by default; newlines written as given)."""
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable where the platform allows (best effort: not on Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def silence(stream: TextIO) -> None:

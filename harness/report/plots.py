@@ -26,7 +26,6 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +35,8 @@ import pandas as pd
 
 from harness import leaderboard
 from harness.errors import UserError
-from harness.leaderboard.cli import atomic_write_text
 from harness.leaderboard.load import variants
+from harness.outputs import atomic_write_bytes, atomic_write_text
 from harness.stats import intervals as stats
 from harness.vocab import Metric
 
@@ -97,16 +96,12 @@ def _grid(n: int):
 
 
 def _save(fig, path: Path) -> None:
-    """PNG written to a temp file then renamed, so a reader never sees half a figure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """PNG rendered in memory, then written atomically, so a reader never sees half a figure."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _prepare(frame):
