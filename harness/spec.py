@@ -95,7 +95,13 @@ class RunSpec:
     configuration asked for twice is the same run.
 
     ``delay`` (one-step delayed gradients and beyond) and ``budget`` (a WSD decay branch trained to
-    a fraction of the full budget) count only when they differ from 0 and 1.0.
+    a fraction of the full budget) count only when they differ from 0 and 1.0. ``steps`` is always
+    the full budget ``K``; the run trains ``train_steps`` = ``budget_steps(K, budget)`` of them.
+
+    ``schedule``: the run's LR schedule when it is not the task's own (``harness.run.schedules``:
+    kind, warmup_steps, min_lr_ratio, decay_fraction, decay_shape; e.g. ``{"kind": "wsd", ...}``),
+    completed over the task's schedule by ``harness.run.loop.resolve``; empty (the task's schedule)
+    it is left out of the identity, so runs that do not override it keep their run_ids.
 
     ``branched_from`` / ``branch_step``: the run started from the checkpoint of run ``branched_from``
     after its step ``branch_step`` (SoftX from X at S; see ``harness.run.lineage``). They are part of the
@@ -123,6 +129,7 @@ class RunSpec:
     branch_step: int = 0     # the step of that checkpoint (0 when not branched)
     delay: int = 0           # gradients reach the optimizer this many steps late (0: no delay; harness.run.delay)
     budget: float = 1.0      # fraction of the full budget ``steps`` this run trains (WSD budget branch; 1.0: all)
+    schedule: Mapping[str, Any] = field(default_factory=dict)  # LR schedule override ({}: the task's own)
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -143,9 +150,13 @@ class RunSpec:
         object.__setattr__(self, "budget", float(self.budget))
         if not isinstance(self.replicate, int) or self.replicate < 0:
             raise ValueError(f"replicate must be a non-negative integer, got {self.replicate!r}")
+        if not isinstance(self.schedule, Mapping):
+            raise ValueError(f"schedule must be a mapping (an LR schedule override; empty: the task's own), "
+                             f"got {self.schedule!r}")
         # Freeze the mappings' contents into plain dicts so asdict/json are stable.
         object.__setattr__(self, "hparams", dict(self.hparams))
         object.__setattr__(self, "task_options", dict(self.task_options))
+        object.__setattr__(self, "schedule", dict(self.schedule))
 
     def identity(self) -> dict[str, Any]:
         """What the run_id hashes: everything but the trial number. The replicate index counts only
@@ -162,8 +173,8 @@ class RunSpec:
 
     def _fields(self) -> dict[str, Any]:
         """The fields, without those at their neutral value (the branch pair of an unbranched run,
-        delay 0, budget 1.0), so the JSON and run_id of a spec that does not use them is what it
-        always was."""
+        delay 0, budget 1.0, no schedule override), so the JSON and run_id of a spec that does not
+        use them is what it always was."""
         d = asdict(self)
         if not d["branched_from"]:
             d.pop("branched_from")
@@ -172,7 +183,19 @@ class RunSpec:
             d.pop("delay")
         if d["budget"] == 1.0:
             d.pop("budget")
+        if not d["schedule"]:
+            d.pop("schedule")
         return d
+
+    @property
+    def train_steps(self) -> int | None:
+        """The optimizer steps this run takes: ``T = budget_steps(steps, budget)`` (``steps`` at
+        budget 1.0; None while ``steps`` is unresolved)."""
+        if self.steps is None or self.budget == 1.0:
+            return self.steps
+        from harness.run.schedules import budget_steps
+
+        return budget_steps(self.steps, self.budget)
 
     @functools.cached_property
     def dataset_key(self) -> str:

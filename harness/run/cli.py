@@ -144,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec, task = resolve(
         task=args.task, optimizer=args.optimizer, dataset=args.dataset, size=args.size, hparams=hparams,
         task_options=options, seed=args.seed, steps=args.steps, amp=args.amp, compile=args.compile,
-        data_dir=args.data_dir,
+        data_dir=args.data_dir, delay=args.delay, budget=args.budget, schedule=_schedule_override(args),
     )
     # Everything that can be refused is checked before anything is written (a record moved aside too).
     policy, parent = _checkpointing(args, spec)
@@ -173,8 +173,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     where = out / "runs" / f"{spec.run_id}.parquet"
     if result.skipped:
         print(f"already finished: {where} (run_id {spec.run_id}); delete it or change the spec to re-run")
+    extra = (f" delay={spec.delay}" if spec.delay else "") + (f" budget={spec.budget:g}" if spec.budget != 1.0 else "")
     print(
-        f"{row['task']}/{row['dataset']} [{row['size']}] {row['optimizer']} seed={row['seed']}: "
+        f"{row['task']}/{row['dataset']} [{row['size']}] {row['optimizer']} seed={row['seed']}{extra}: "
         f"status={row['status']} val {row['metric']}={_fmt(row['val_metric'])} "
         f"test {row['metric']}={_fmt(row['test_metric'])} steps={row['steps_done']}/{row['steps']} "
         f"train {row['train_seconds']:.2f}s eval {row['eval_seconds']:.2f}s opt {row['optimizer_seconds']:.2f}s"
@@ -216,23 +217,79 @@ def _checkpointing(args: argparse.Namespace, spec: Any):
                 step = int(part)
             except ValueError:
                 raise UserError(f"--keep-checkpoint takes step numbers, got {part!r}") from None
-            if not 1 <= step <= int(spec.steps):
-                raise UserError(f"--keep-checkpoint {step}: the run has steps 1..{spec.steps}")
+            if not 1 <= step <= int(spec.train_steps):
+                raise UserError(f"--keep-checkpoint {step}: the run has steps 1..{spec.train_steps}")
             keep.add(step)
+    if args.keep_budgets:
+        from harness.run.lineage import budget_keep_steps
+
+        budgets = [_fraction("--keep-budgets", part) for text in args.keep_budgets for part in text.split(",")]
+        try:
+            keep |= budget_keep_steps(spec, budgets)
+        except UserError as exc:
+            raise UserError(f"--keep-budgets: {exc}") from None
     parent = None
     if args.branch_from:
         from harness.run import checkpoint as ckpt
 
-        branch = Path(args.branch_from)
-        if not branch.is_file():
-            raise UserError(f"--branch-from {branch}: no such checkpoint file (they are under "
-                            "<out>/checkpoints/<run_id>/step-<S>.pt of the parent run, kept with --keep-checkpoint S)")
+        branch = _branch_source(args.branch_from, spec, Path(args.out))
         try:
             parent = ckpt.load(branch)
         except ValueError as exc:
             raise UserError(f"--branch-from {branch}: {str(exc).replace(f'{branch}: ', '', 1)} (a checkpoint is a "
                             "step-<S>.pt file under <out>/checkpoints/<run_id>/ of the parent run)") from None
     return CheckpointPolicy(every_seconds=every or None, keep_steps=keep), parent
+
+
+def _schedule_override(args: argparse.Namespace) -> dict[str, Any]:
+    """The schedule keys the run's flags set (over the task's schedule; ``{}``: the task's own)."""
+    given = {"kind": args.schedule, "warmup_steps": args.warmup_steps, "min_lr_ratio": args.min_lr_ratio,
+             "decay_fraction": args.decay_fraction, "decay_shape": args.decay_shape}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _fraction(flag: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"{flag} takes fractions of the task's steps in (0, 1], e.g. 0.25,0.5; got {text!r}") from None
+
+
+def _branch_source(text: str, spec: Any, out: Path) -> Path:
+    """The checkpoint ``--branch-from`` names: a checkpoint file; a parent run's checkpoint folder
+    (``<out>/checkpoints/<run_id>``) or its run_id (under ``--out``), at the step this run starts from;
+    or a results folder, where the parent is the run this one branches from by default
+    (``harness.run.lineage.parent_spec``: the full-budget run of the same spec, or for SoftX, X's run)."""
+    import re
+
+    from harness.run import checkpoint as ckpt
+    from harness.run.lineage import branch_step, parent_spec
+
+    path = Path(text)
+    if path.is_file():
+        return path
+    forms = ("a checkpoint file <out>/checkpoints/<run_id>/step-<S>.pt, the folder <out>/checkpoints/<run_id>, "
+             "a run_id under --out, or the parent's results folder")
+    if path.is_dir() and (path / "checkpoints").is_dir():
+        parent = parent_spec(spec)
+        folder = ckpt.run_dir(path, parent.run_id)
+        step = branch_step(spec, parent)
+        what = f"the {parent.optimizer} run {parent.run_id} at budget {parent.budget:g}"
+    elif path.is_dir() or re.fullmatch(r"[0-9a-f]{20}", text):
+        folder = path if path.is_dir() else ckpt.run_dir(out, text)
+        step = branch_step(spec, parent_spec(spec))  # the step a run like this one branches at
+        what = f"run {folder.name}"
+        if not folder.is_dir():
+            raise UserError(f"--branch-from {text}: no checkpoints of run {text} under {out} (give {forms})")
+    else:
+        raise UserError(f"--branch-from {text}: no such checkpoint, folder or run_id (give {forms})")
+    found = folder / f"step-{step}.pt"
+    if not found.is_file():
+        hint = (f"--keep-budgets {spec.budget:g}" if spec.budget < 1.0 and parent_spec(spec).optimizer == spec.optimizer
+                else f"--keep-checkpoint {step}")
+        raise UserError(f"--branch-from {text}: {what} kept no checkpoint at step {step}, where this run branches "
+                        f"({found}); run the parent with {hint}")
+    return found
 
 
 def _count(text: str) -> int:
@@ -281,9 +338,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-checkpoint", action="append", metavar="STEP[,STEP]",
                    help="also save the checkpoint after these steps and keep it when the run finishes "
                         "(a branch point: e.g. S = floor(0.9 K) of a Signum run, for --branch-from)")
-    p.add_argument("--branch-from", metavar="CHECKPOINT",
-                   help="start from another run's checkpoint (same task, data, seed and --steps), e.g. "
-                        "SoftSignum from a Signum checkpoint at S: only the steps after it run")
+    p.add_argument("--keep-budgets", action="append", metavar="B[,B]",
+                   help="keep the checkpoints shorter wsd runs of this spec branch from: after each budget's decay "
+                        "start D(T), T = round(B * steps) (e.g. 0.25,0.5; for --budget B --branch-from)")
+    p.add_argument("--branch-from", metavar="CHECKPOINT|DIR|RUN_ID",
+                   help="start from another run's checkpoint (same task, data, seed, --steps, schedule and delay): "
+                        "SoftSignum from a Signum checkpoint at S, or a --budget run from the full wsd run at its "
+                        "decay start; a checkpoint file, a run's checkpoint folder or run_id (under --out), or the "
+                        "parent's results folder; only the steps after it run")
+    p.add_argument("--delay", type=int, default=0, metavar="D",
+                   help="gradient delay: every step applies the gradient of D steps earlier (0: none, default; 1: "
+                        "PipeDream-2BW's one-step staleness); the first D steps apply zeros")
+    p.add_argument("--budget", type=float, default=1.0, metavar="B",
+                   help="train T = round(B * steps) of the steps, B in (0, 1] (default 1); the schedule covers the T "
+                        "steps (warmup of the full budget)")
+    p.add_argument("--schedule", choices=["constant", "cosine", "linear", "wsd"],
+                   help="LR schedule instead of the task's (wsd: warmup, stable at the peak, decay over "
+                        "--decay-fraction of the steps; Hägele et al. 2024)")
+    p.add_argument("--warmup-steps", type=int, metavar="N", help="linear warmup steps (default: the task's)")
+    p.add_argument("--min-lr-ratio", type=float, metavar="R", help="LR factor at the last step (default: the task's)")
+    p.add_argument("--decay-fraction", type=float, metavar="F",
+                   help="wsd: the fraction of the run's steps its decay takes, in (0, 1] (e.g. 0.2)")
+    p.add_argument("--decay-shape", choices=["linear", "sqrt"],
+                   help="wsd: the decay's shape (default linear; sqrt: 1-sqrt, Hägele et al. 2024)")
     p.set_defaults(func=cmd_run)
 
 

@@ -1,9 +1,15 @@
 """The training loop: one function runs a ``RunSpec`` and returns its record.
 
 The CLI, the sweeps and the tests all go through :func:`run`. The loop owns what must be identical for
-every optimizer: the LR schedule (linear warmup, then cosine / linear decay or constant), gradient
-clipping, the eval schedule, divergence detection, device placement, mixed precision and timing. Seeds
+every optimizer: the LR schedule (``harness.run.schedules``: the task's, or the spec's override such
+as wsd), the gradient delay (``harness.run.delay``), gradient clipping, the eval schedule, divergence
+detection, device placement and mixed precision; its clocks live in ``harness.run.timing``. Seeds
 reach model init, data order and dropout only through explicit generators derived from the run seed.
+
+One step: forward and backward (micro-batches), the delay swap (``.grad`` becomes the gradient of
+``delay`` steps ago), clipping (of the applied gradient), the optimizer step at ``base lr * factor``.
+A budget run (``spec.budget`` < 1) takes ``T = spec.train_steps`` of the ``K = spec.steps`` steps,
+its schedule over ``T`` (warmup from ``K``), its diagnostics at the full run's cadence.
 """
 
 from __future__ import annotations
@@ -25,15 +31,16 @@ from harness import plugins
 from harness.errors import UserError, unknown
 from harness.results import store as records
 from harness.run import checkpoint as ckpt
+from harness.run import schedules
 from harness.run.assemble import assemble, git_sha  # noqa: F401  (git_sha: re-exported)
 from harness.run.assemble import now as _now
 from harness.run.checkpoint import CheckpointPolicy
+from harness.run.delay import check_delay
 from harness.run.lineage import BranchRefused, branch_spec
 from harness.run.session import (  # noqa: F401  (re-exported: harness.run.loop is where people look for them)
     Dist,
     LoopState,
     Session,
-    Timer,
     derive_seed,
     device_label,
     init_distributed,
@@ -42,6 +49,7 @@ from harness.run.session import (  # noqa: F401  (re-exported: harness.run.loop 
     pick_device,
     state_bytes,
 )
+from harness.run.timing import RunClock, Timer
 from harness.spec import DataChanged, RunSpec, dataset_id, seed_problem, steps_problem
 from harness.task import SIZES, Task
 
@@ -90,8 +98,16 @@ def resolve(
     compile: bool = False,
     data_dir: str | os.PathLike | None = None,
     replicate: int = 0,
+    delay: int = 0,
+    budget: float = 1.0,
+    schedule: Mapping[str, Any] | None = None,
 ) -> tuple[RunSpec, Task]:
     """Build the task and a fully resolved ``RunSpec`` (defaults merged, steps filled in).
+
+    ``delay``: gradients reach the optimizer this many steps late (``harness.run.delay``). ``budget``:
+    the fraction of the ``steps`` (``K``) the run takes. ``schedule``: keys over the task's LR
+    schedule (``{"kind": "wsd", "decay_fraction": 0.2, "decay_shape": "sqrt"}``; warmup_steps and
+    min_lr_ratio default to the task's), stored complete in the spec (``{}`` when it is the task's).
 
     Raises :class:`UserError` for unknown names and impossible values, before anything is written.
     """
@@ -105,33 +121,47 @@ def resolve(
         raise UserError(f"invalid amp: {amp!r}; known: bf16 (or none)")
     if size not in SIZES:
         raise unknown("size", size, SIZES)
+    try:
+        check_delay(delay)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     built = task_spec.make(size, dataset=dataset, data_dir=data_dir, **dict(task_options or {}))
+    total = schedules.budget_steps(steps or built.steps, budget)  # ScheduleError (a UserError) when out of (0, 1]
+    override = _run_schedule_override(built, steps or built.steps, total, schedule)
     try:
         resolved_hp = opt_spec.resolve(hparams)
         # Validate values now (the optimizer constructor checks them) on a throwaway parameter, so a
         # bad value is a clean error before anything runs or is written.
         probe = {"matrix": [nn.Parameter(torch.zeros(2, 2))], "vector": [nn.Parameter(torch.zeros(2))]}
-        opt_spec.build(probe, resolved_hp, steps or built.steps)
+        opt_spec.build(probe, resolved_hp, total)
     except (ValueError, TypeError) as exc:  # TypeError: a plugin class refusing an argument
         raise UserError(str(exc)) from None
     spec = RunSpec(
-        task=task,
-        optimizer=optimizer,
-        dataset=built.dataset,
-        size=built.size,
-        hparams=resolved_hp,
-        task_options=dict(built.options),
-        seed=seed,
-        steps=steps or built.steps,
-        phase=phase,
-        suite=suite,
-        study=study,
-        amp=amp,
-        compile=compile,
-        trial=trial,
-        replicate=replicate,
+        task=task, optimizer=optimizer, dataset=built.dataset, size=built.size, hparams=resolved_hp,
+        task_options=dict(built.options), seed=seed, steps=steps or built.steps, phase=phase, suite=suite,
+        study=study, amp=amp, compile=compile, trial=trial, replicate=replicate, delay=delay, budget=budget,
+        schedule=override,
     )
     return spec, built
+
+
+def _run_schedule_override(task: Task, total_full: int, total: int, override: Mapping[str, Any] | None) -> dict:
+    """The complete schedule ``override`` asks for over ``task``'s (``{}``: the task's own), checked
+    for a run of ``total`` of ``total_full`` steps (a wsd decay of one step, or inside the warmup,
+    is refused here, before anything runs)."""
+    default = schedules.task_schedule(task, total_full)
+    canonical = schedules.canonical_override(default, override)
+    sched = schedules.Schedule.from_mapping(canonical) if canonical else default
+    if sched.kind == "wsd":
+        schedules.decay_start(total, sched)
+    return canonical
+
+
+def run_schedule(spec: RunSpec, task: Task) -> schedules.Schedule:
+    """The LR schedule ``spec`` trains with: its override, else the task's for its full budget."""
+    if spec.schedule:
+        return schedules.Schedule.from_mapping(spec.schedule)
+    return schedules.task_schedule(task, int(spec.steps or task.steps))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -140,20 +170,9 @@ def resolve(
 
 def lr_factor(step: int, total: int, warmup: int, kind: str, min_ratio: float = 0.0) -> float:
     """Multiplier of the base LR at 0-based ``step`` of ``total``: linear warmup over ``warmup`` steps
-    (from 1/warmup to 1), then cosine or linear decay to ``min_ratio`` at the last step, or constant."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    if kind == "constant":
-        return 1.0
-    span = max(1, total - warmup - 1)
-    progress = min(1.0, (step - warmup) / span)
-    if kind == "cosine":
-        shape = 0.5 * (1.0 + math.cos(math.pi * progress))
-    elif kind == "linear":
-        shape = 1.0 - progress
-    else:
-        raise ValueError(f"unknown schedule {kind!r}; known: constant, cosine, linear")
-    return min_ratio + (1.0 - min_ratio) * shape
+    (from 1/warmup to 1), then cosine or linear decay to ``min_ratio`` at the last step, or constant
+    (``harness.run.schedules.lr_factor``, which the loop calls, gives the same floats)."""
+    return schedules.lr_factor(step, total, schedules.Schedule(kind, warmup, min_ratio))
 
 
 def _finite(x: float) -> bool:
@@ -190,16 +209,18 @@ def _complete_spec(spec: RunSpec, task: Task | None, data_dir, out_dir) -> tuple
     if hparams != spec.hparams:
         spec = spec.with_(hparams=hparams)
     if task is not None and spec.dataset and spec.steps is not None:
-        return spec, task
+        override = _run_schedule_override(task, spec.steps, int(spec.train_steps), spec.schedule)
+        return (spec.with_(schedule=override) if override != spec.schedule else spec), task
     if task is None and spec.dataset and spec.steps is not None and out_dir is not None \
             and records.is_finished(out_dir, spec.run_id):
         return spec, None
     resolved, built = resolve(
         task=spec.task, optimizer=spec.optimizer, dataset=spec.dataset or None, size=spec.size,
         hparams=spec.hparams, task_options=spec.task_options, seed=spec.seed, steps=spec.steps,
-        data_dir=data_dir,
+        data_dir=data_dir, delay=spec.delay, budget=spec.budget, schedule=spec.schedule,
     )
-    spec = spec.with_(dataset=resolved.dataset, task_options=resolved.task_options, steps=resolved.steps)
+    spec = spec.with_(dataset=resolved.dataset, task_options=resolved.task_options, steps=resolved.steps,
+                      schedule=resolved.schedule)
     return spec, task or built
 
 
@@ -229,8 +250,9 @@ def run(
 
     ``branch_from`` names the checkpoint of *another* run (e.g. Signum at step S; a path, or the dict
     ``harness.run.checkpoint.load`` returned) to start from: it must be this run's first S steps
-    (``harness.run.lineage.branch_spec``: same task, data, seed, budget and shared hyperparameters, S this
-    optimizer's switch step). The spec then gets ``branched_from`` / ``branch_step``, so its own
+    (``harness.run.lineage.branch_spec``: same task, data, seed, step budget, schedule, delay and shared
+    hyperparameters; S this optimizer's switch step, or for a budget run under wsd its decay start
+    ``harness.run.lineage.branch_step``). The spec then gets ``branched_from`` / ``branch_step``, so its own
     run_id; the record carries the parent's curves up to S. A spec that already names its parent finds
     the parent's checkpoint under ``out_dir``. Anything wrong with the parent checkpoint (missing,
     unreadable, another run's) raises ``harness.run.lineage.BranchRefused`` before a step runs or a file is
@@ -260,7 +282,7 @@ def run(
         parent = _read_parent(where)
         branch_spec(spec, parent, where if isinstance(where, (str, os.PathLike)) else "the given checkpoint")
     session = Session.open(spec, task, device)
-    state = LoopState.fresh(spec.steps or task.steps, session.device)
+    state = LoopState.fresh(spec.train_steps or task.steps, session.device)
     if resume is not None:
         state = session.restore(resume, spec, own=True)
     elif parent is not None:
@@ -318,13 +340,15 @@ def train(
     progress: bool | None = None,
     save_checkpoint: Callable[[int], None] | None = None,
 ) -> tuple[str, str]:
-    """Train from ``state.done`` to the step budget (then the test evaluation). Updates ``state`` in
+    """Train from ``state.done`` to the run's last step (then the test evaluation). Updates ``state`` in
     place and returns ``(status, detail)``: ``ok``, ``diverged`` or ``pruned``."""
-    total, dist, model, optimizer = state.total, session.dist, session.model, session.optimizer
-    warmup = int(round(task.warmup_fraction * total))
-    diag_every = max(1, total // DIAGNOSTIC_SAMPLES)
+    total, dist, optimizer = state.total, session.dist, session.optimizer
+    schedule = run_schedule(spec, task)
+    # The diagnostic cadence of the full budget: a budget run samples at the full run's steps, so one
+    # branched from the full run's checkpoint carries the same samples as one from scratch.
+    diag_every = max(1, int(spec.steps or total) // DIAGNOSTIC_SAMPLES)
     eval_steps = set(range(task.eval_every, total + 1, task.eval_every)) | {total}
-    timer = Timer(session.device)
+    clock = RunClock(session.device, state)
     status, detail = "ok", ""
     last_save = time.monotonic()
 
@@ -350,22 +374,21 @@ def train(
             return None
         return state.checked + int((~finite).nonzero()[0, 0])
 
-    def evaluate(split: str) -> dict[str, float]:
-        return _evaluate(task, model, session.data, split, session.autocast)
-
     batches = session.batches(state.done)
-    model.train()
-    t_train = time.perf_counter()
+    session.model.train()
+    clock.start()
     try:
         for step in range(state.done, total):
-            factor = lr_factor(step, total, warmup, task.schedule, task.min_lr_ratio)
+            factor = schedules.lr_factor(step, total, schedule)
             for group, base in zip(optimizer.param_groups, session.base_lrs):
                 group["lr"] = base * factor
             loss = _forward_backward(task, session, next(batches))
+            if session.delay is not None:
+                session.delay.apply()  # .grad is now the gradient of `delay` steps ago (clipped below)
             if task.grad_clip:
                 torch.nn.utils.clip_grad_norm_(session.params, task.grad_clip,
                                                foreach=session.device.type != "cpu" or None)
-            with timer():
+            with clock.step():
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             state.losses[step] = loss.float()
@@ -375,11 +398,10 @@ def train(
             if done % diag_every == 0 and done not in eval_steps and state.has_diagnostics is not False:
                 # ~100 samples per run of optimizer state (e.g. the SoftSignum temperature), so the
                 # transition is visible even when evals are sparse; counted as eval time.
-                t_diag = time.perf_counter()
-                diag = _diagnostics(optimizer)
+                with clock.paused("eval_seconds"):
+                    diag = _diagnostics(optimizer)
                 state.has_diagnostics = bool(diag)
                 state.curves += [{"step": done, "split": "opt", "name": k, "value": v} for k, v in diag.items()]
-                state.eval_seconds += time.perf_counter() - t_diag
             if done in eval_steps or done - state.checked >= DIVERGENCE_CHECK_EVERY or policy.wants(done):
                 bad = first_bad(done)
                 if bad is not None:
@@ -388,62 +410,62 @@ def train(
                     break
                 state.checked = done
             if done in eval_steps:
-                state.train_seconds += time.perf_counter() - t_train
-                t_eval = time.perf_counter()
-                state.val_metrics = evaluate("val")
-                state.eval_seconds += time.perf_counter() - t_eval
-                state.curves.append({"step": done, "split": "train", "name": "lr",
-                                     "value": optimizer.param_groups[0]["lr"]})
-                state.curves += [{"step": done, "split": "val", "name": k, "value": v}
-                                 for k, v in state.val_metrics.items()]
-                state.curves += [{"step": done, "split": "opt", "name": k, "value": v}
-                                 for k, v in _diagnostics(optimizer).items()]
-                value = state.val_metrics.get(task.metric.name, math.nan)
-                if not _finite(value):
-                    status, detail = "diverged", f"non-finite validation {task.metric.name} at step {done}"
-                    state.done = done - 1  # the step that produced it does not count as done
+                with clock.paused("eval_seconds"):  # the tuner's pruning call is no training time either
+                    status, detail = _eval_step(task, session, state, clock, done)
+                    if status == "ok" and on_eval is not None and done < total and on_eval(done, dict(state.val_metrics)):
+                        status, detail = "pruned", f"pruned by the tuner at step {done}"
+                if status != "ok":
                     break
-                if math.isnan(state.best_val) or task.metric.better(value, state.best_val):
-                    state.best_val, state.best_step = value, done
-                if state.steps_to_target is None and task.target is not None and (
-                    value == task.target or task.metric.better(value, task.target)
-                ):
-                    state.steps_to_target = done
                 if bar is not None:
-                    bar.set_postfix({task.metric.name: f"{value:.4g}"}, refresh=False)
-                if on_eval is not None and done < total and on_eval(done, dict(state.val_metrics)):
-                    status, detail = "pruned", f"pruned by the tuner at step {done}"
-                    break
-                t_train = time.perf_counter()
+                    bar.set_postfix({task.metric.name: f"{state.val_metrics[task.metric.name]:.4g}"}, refresh=False)
             # Checkpoints only at verified-finite steps (state.checked == done): then the saved losses
             # are the ones every DDP rank agreed on, and a resume never restarts from a diverged state.
             if save_checkpoint is not None and state.checked == done and (
                 policy.wants(done) or (done < total and policy.every_seconds is not None
                                        and time.monotonic() - last_save >= policy.every_seconds)
             ):
-                state.train_seconds += time.perf_counter() - t_train
-                state.optimizer_seconds += timer.total()
-                timer = Timer(session.device)
-                save_checkpoint(done)
+                with clock.paused():
+                    clock.settle()
+                    save_checkpoint(done)
                 last_save = time.monotonic()
-                t_train = time.perf_counter()
-        else:
-            state.train_seconds += time.perf_counter() - t_train
     except torch.linalg.LinAlgError as exc:  # e.g. an SVD of a NaN momentum at the soft switch
         status, detail = "diverged", f"linear algebra failed at step {state.done + 1}: {exc}"
     finally:
+        clock.stop()
         if bar is not None:
             bar.close()
-    state.optimizer_seconds += timer.total()
 
     if status == "ok":
-        t_eval = time.perf_counter()
-        state.test_metrics = evaluate("test")
-        state.eval_seconds += time.perf_counter() - t_eval
+        with clock.paused("eval_seconds"):
+            state.test_metrics = _evaluate(task, session.model, session.data, "test", session.autocast)
         state.curves += [{"step": total, "split": "test", "name": k, "value": v} for k, v in state.test_metrics.items()]
         if not _finite(state.test_metrics.get(task.metric.name, math.nan)):
             status, detail = "diverged", f"non-finite test {task.metric.name}"
     return status, detail
+
+
+def _eval_step(task: Task, session: Session, state: LoopState, clock: RunClock, done: int) -> tuple[str, str]:
+    """The validation at step ``done`` (called with the training clock paused): its curve points (the
+    LR, the cumulative training seconds, the metrics, the optimizer's diagnostics), the best value and
+    the steps to target. ``("diverged", why)`` for a non-finite metric, else ``("ok", "")``."""
+    seconds = clock.train_seconds()  # the training time it took to get here, evaluation excluded
+    state.val_metrics = _evaluate(task, session.model, session.data, "val", session.autocast)
+    state.curves.append({"step": done, "split": "train", "name": "lr", "value": session.optimizer.param_groups[0]["lr"]})
+    state.curves.append({"step": done, "split": "train", "name": "seconds", "value": seconds})
+    state.curves += [{"step": done, "split": "val", "name": k, "value": v} for k, v in state.val_metrics.items()]
+    state.curves += [{"step": done, "split": "opt", "name": k, "value": v}
+                     for k, v in _diagnostics(session.optimizer).items()]
+    value = state.val_metrics.get(task.metric.name, math.nan)
+    if not _finite(value):
+        state.done = done - 1  # the step that produced it does not count as done
+        return "diverged", f"non-finite validation {task.metric.name} at step {done}"
+    if math.isnan(state.best_val) or task.metric.better(value, state.best_val):
+        state.best_val, state.best_step = value, done
+    if state.steps_to_target is None and task.target is not None and (
+        value == task.target or task.metric.better(value, task.target)
+    ):
+        state.steps_to_target = done
+    return "ok", ""
 
 
 def _forward_backward(task: Task, session: Session, batch: Any) -> torch.Tensor:

@@ -153,6 +153,38 @@ class Schedule:
         return d
 
 
+def task_schedule(task: Any, total_full: int) -> Schedule:
+    """The schedule a task declares (``Task.schedule``, ``warmup_fraction``, ``min_lr_ratio``) for a run
+    whose full budget is ``total_full`` steps: what a run without a ``schedule`` override trains with."""
+    return Schedule.from_fraction(task.schedule, task.warmup_fraction, total_full, task.min_lr_ratio)
+
+
+def resolve_override(default: Schedule, override: Mapping[str, Any] | None) -> Schedule:
+    """``override``'s keys over ``default`` (a task's schedule): ``{"kind": "wsd", "decay_fraction":
+    0.2}`` keeps the task's warmup steps and floor, adds the decay. Unknown keys and impossible values
+    raise ``ScheduleError`` naming the valid ones."""
+    if not override:
+        return default
+    if not isinstance(override, Mapping):
+        raise ScheduleError(f"a schedule is a mapping with keys {', '.join(FIELDS)}; got {override!r}")
+    extra = sorted(set(map(str, override)) - set(FIELDS))
+    if extra:
+        raise ScheduleError(f"unknown schedule key(s) {', '.join(extra)}; known: {', '.join(FIELDS)}")
+    merged = default.to_dict()
+    if override.get("kind", default.kind) != "wsd":
+        for key in WSD_ONLY:
+            merged.pop(key, None)
+    merged.update(override)
+    return Schedule.from_mapping(merged)
+
+
+def canonical_override(default: Schedule, override: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a ``RunSpec`` stores as its ``schedule``: the complete schedule ``override`` asks for, or
+    ``{}`` when that is the task's own (so asking for the task's schedule by name names the same run)."""
+    resolved = resolve_override(default, override)
+    return {} if resolved == default else resolved.to_dict()
+
+
 def _check_total(total: Any) -> None:
     if not _is_int(total) or total < 1:
         raise ScheduleError(f"a run's total steps must be an integer >= 1, got {total!r}")

@@ -1,6 +1,7 @@
 """What one run builds before its first step, and what its loop accumulates: the ``Session``
-(device, process group, model, data, optimizer, the checkpoint round trip) and the ``LoopState``
-(losses, curves, best value, timings) a checkpoint serialises. Used by ``harness.run.loop``, which trains.
+(device, process group, model, data, optimizer, the gradient delay, the checkpoint round trip) and
+the ``LoopState`` (losses, curves, best value, timings) a checkpoint serialises. Used by
+``harness.run.loop``, which trains.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import inspect
 import math
 import os
 import sys
-import time
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,8 +22,14 @@ from torch import nn
 
 from harness import plugins
 from harness.run import checkpoint as ckpt
+from harness.run.delay import GradientDelay
+from harness.run.timing import Timer  # noqa: F401  (re-exported: older code imports it from here)
 from harness.spec import RunSpec
 from harness.task import Task
+
+# Optimizer state kept beside an optimizer rather than in it (the gradient delay's ring), counted by
+# ``state_bytes`` as the optimizer's: a delayed run's memory for stale gradients is optimizer memory.
+_BESIDE: weakref.WeakKeyDictionary[torch.optim.Optimizer, GradientDelay] = weakref.WeakKeyDictionary()
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -48,7 +55,10 @@ def device_label(device: torch.device) -> str:
 
 
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    total = 0
+    """Bytes of the optimizer's state tensors, plus the gradient-delay ring of a delayed run's
+    optimizer (``Session.open`` registers it)."""
+    delay = _BESIDE.get(optimizer)
+    total = delay.nbytes() if delay is not None else 0
     for state in optimizer.state.values():
         for value in state.values():
             if torch.is_tensor(value):
@@ -94,40 +104,6 @@ def init_distributed(device: torch.device) -> Dist:
     return Dist(rank=tdist.get_rank(), world_size=tdist.get_world_size())
 
 
-# --------------------------------------------------------------------------------------------------
-# The loop
-
-
-class Timer:
-    """Optimizer-step time without host syncs: CUDA events on GPU (summed at the end), perf_counter
-    on CPU (where the step is synchronous anyway)."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.pairs: list[tuple[Any, Any]] = []
-        self.seconds = 0.0
-
-    @contextlib.contextmanager
-    def __call__(self):
-        if self.cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            yield
-            end.record()
-            self.pairs.append((start, end))
-        else:
-            t0 = time.perf_counter()
-            yield
-            self.seconds += time.perf_counter() - t0
-
-    def total(self) -> float:
-        if self.cuda and self.pairs:
-            torch.cuda.synchronize()
-            return self.seconds + sum(s.elapsed_time(e) for s, e in self.pairs) / 1000.0
-        return self.seconds
-
-
-
 def micro_batches(batch: Any, k: int) -> list[Any]:
     """Split a batch (a tensor, or a tuple/list of tensors sharing dim 0) into ``k`` micro-batches."""
     if k == 1:
@@ -160,10 +136,13 @@ class Session:
     params: list[nn.Parameter]
     amp_dtype: torch.dtype | None
     data_gen: torch.Generator
+    delay: GradientDelay | None = None  # the stale-gradient ring of a run with spec.delay > 0
 
     @classmethod
     def open(cls, spec: RunSpec, task: Task, device: str | None) -> Session:
-        total = spec.steps or task.steps
+        """Build the run's pieces. The optimizer is built for the steps the run takes (``train_steps``:
+        a budget run of ``T`` steps is a ``T``-step run for every schedule inside the optimizer)."""
+        total = spec.train_steps or task.steps
         dev = pick_device(device)
         dist = init_distributed(dev)
         if dev.type == "cuda":
@@ -187,10 +166,13 @@ class Session:
             train_model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
         if spec.compile:
             train_model = torch.compile(train_model)
+        params = [p for p in model.parameters() if p.requires_grad]
+        delay = GradientDelay(params, spec.delay) if spec.delay else None
+        if delay is not None:
+            _BESIDE[optimizer] = delay
         return cls(device=dev, dist=dist, model=model, train_model=train_model, data=data, optimizer=optimizer,
-                   opt_spec=opt_spec, base_lrs=[g["lr"] for g in optimizer.param_groups],
-                   params=[p for p in model.parameters() if p.requires_grad],
-                   amp_dtype=torch.bfloat16 if spec.amp == "bf16" else None, data_gen=data_gen)
+                   opt_spec=opt_spec, base_lrs=[g["lr"] for g in optimizer.param_groups], params=params,
+                   amp_dtype=torch.bfloat16 if spec.amp == "bf16" else None, data_gen=data_gen, delay=delay)
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -213,7 +195,7 @@ class Session:
         """Everything needed to continue after ``state.done`` steps (see ``harness.run.checkpoint``)."""
         from harness.run.lineage import stamp
 
-        return {
+        saved = {
             **stamp(spec),  # whose checkpoint it is: run_id, identity, spec, optimizer_name
             "step": state.done,
             "model": self.model.state_dict(),
@@ -221,29 +203,65 @@ class Session:
             "loop": state.to_dict(),
             "rng": ckpt.capture_rng(),
         }
+        if self.delay is not None:  # the stale gradients are optimizer state (absent at delay 0: as before)
+            saved["delay"] = self.delay.state_dict()
+        return saved
 
     def restore(self, loaded: Mapping[str, Any], spec: RunSpec, *, own: bool) -> LoopState:
         """Load a checkpoint into this session; returns the loop state to continue from. The base
         learning rates stay this spec's (the loop rescales them every step); the optimizer state is
-        the checkpoint's (for a branch: the parent optimizer's, which this optimizer must accept)."""
+        the checkpoint's (for a branch: the parent optimizer's, which this optimizer must accept), the
+        gradient delay's ring too (a checkpoint of another delay is refused)."""
+        from harness.run.lineage import BranchRefused
+
+        def refuse(why: str) -> Exception:
+            return ValueError(why) if own else BranchRefused(why)
+
+        saved_delay = loaded.get("delay")
+        if self.delay is None and saved_delay is not None:
+            raise refuse(f"the checkpoint holds stale gradients of delay {saved_delay.get('delay')!r}, this run has "
+                         "delay 0: a run continues (or branches) only at its own delay")
+        if self.delay is not None:
+            if saved_delay is None:
+                raise refuse(f"the checkpoint holds no gradient-delay state (a run without delay wrote it), this run "
+                             f"has delay {self.delay.delay}: a run continues (or branches) only at its own delay")
+            try:
+                self.delay.load_state_dict(saved_delay)
+            except ValueError as exc:
+                raise refuse(str(exc)) from None
+        if not own:
+            _check_run_length(self.optimizer, loaded, spec)
         self.model.load_state_dict(loaded["model"])
         try:
             self.optimizer.load_state_dict(loaded["optimizer"])
         except (KeyError, ValueError) as exc:
             if own:
                 raise
-            from harness.run.lineage import BranchRefused
-
             raise BranchRefused(f"optimizer {spec.optimizer} cannot start from a {loaded['optimizer_name']} "
                                 f"checkpoint: {type(exc).__name__}: {exc}") from None
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base
         ckpt.restore_rng(loaded["rng"])
-        state = LoopState.from_dict(loaded["loop"], spec.steps, self.device)
+        state = LoopState.from_dict(loaded["loop"], spec.train_steps, self.device)
         if not own:  # another optimizer: whether *this* one has diagnostics (SoftX's tau) is not known yet
             state.has_diagnostics = None
         return state
 
+
+
+def _check_run_length(optimizer: torch.optim.Optimizer, loaded: Mapping[str, Any], spec: RunSpec) -> None:
+    """A branch refuses a parent optimizer state that holds another run length (``total_steps`` in
+    its param groups, the convention of ``optimizers/_switch.py``): loading it would keep the
+    parent's length (saved values win), so e.g. a SoftSignum budget run branched from a full
+    SoftSignum run would switch at the full run's step. Its parent is the sign method's run instead."""
+    from harness.run.lineage import BranchRefused
+
+    saved = loaded.get("optimizer", {}).get("param_groups", [])
+    for mine, theirs in zip(optimizer.param_groups, saved):
+        if "total_steps" in mine and "total_steps" in theirs and mine["total_steps"] != theirs["total_steps"]:
+            raise BranchRefused(f"the parent's {loaded.get('optimizer_name')} state holds its own run length "
+                                f"({theirs['total_steps']} steps), this run takes {mine['total_steps']}: branch "
+                                f"{spec.optimizer} from the run of the optimizer it is before its switch")
 
 
 @dataclass
