@@ -8,7 +8,7 @@ benchmark's practical margin (``harness.leaderboard.compare``). Empty cell = und
 
 from __future__ import annotations
 
-# Per comparison (prefix ``vs_adamw``, ``soft`` or ``vs_best``): the same eight fields.
+# Per comparison (prefix ``vs_adamw``, ``soft`` or ``vs_best``): the same nine fields.
 COMPARISON_FIELDS: dict[str, str] = {
     "n": "paired runs (replicate r with replicate r, runs sharing an eval seed within)",
     "diff": "mean paired difference optimizer - reference, metric units (unrounded)",
@@ -21,6 +21,8 @@ COMPARISON_FIELDS: dict[str, str] = {
     "mde": "minimum detectable effect at 80% power for the measured variance components and this design",
     "replicates_needed": "tuning replicates (at the current eval seeds) that would bring the MDE under the "
                          "margin; empty when impossible within 100 or undefined (see need_note)",
+    "seeds_needed": "eval seeds per replicate (at the current replicates) that would bring the MDE under the "
+                    "margin; empty when seeds alone cannot (tuning luck dominates) or undefined",
 }
 
 BENCHMARK_COLUMNS: dict[str, str] = {

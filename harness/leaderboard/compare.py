@@ -82,6 +82,7 @@ class Comparison:
     mde: float
     replicates_needed: int | None
     need_note: str
+    seeds_needed: int | None = None  # eval seeds per replicate, at the current replicates, for MDE < margin
 
     @classmethod
     def empty(cls) -> Comparison:
@@ -96,7 +97,8 @@ class Comparison:
         return {f"{prefix}_n": self.n, f"{prefix}_diff": self.diff, f"{prefix}_lo": self.lo,
                 f"{prefix}_hi": self.hi, f"{prefix}_verdict": self.verdict,
                 f"{prefix}_excludes_zero": self.excludes_zero if self.n else None,
-                f"{prefix}_mde": self.mde, f"{prefix}_replicates_needed": self.replicates_needed}
+                f"{prefix}_mde": self.mde, f"{prefix}_replicates_needed": self.replicates_needed,
+                f"{prefix}_seeds_needed": self.seeds_needed}
 
 
 def compare(a: Values, b: Values, margin: float, metric: Metric) -> Comparison:
@@ -108,7 +110,7 @@ def compare(a: Values, b: Values, margin: float, metric: Metric) -> Comparison:
     diff, lo, hi = (float(x) for x in verdicts.two_level_interval(_grid([list(g) for g in groups])))
     got = verdicts.assess(groups, lo, hi, margin, metric.direction)
     return Comparison(n, diff, lo, hi, got.verdict, got.excludes_zero, got.mde, got.need.replicates,
-                      got.need.reason)
+                      got.need.reason, got.need.seeds)
 
 
 def pairwise(values: Mapping[str, Values], margin: float, metric: Metric) -> dict[tuple[str, str], Comparison]:
