@@ -5,9 +5,12 @@ Layout of a results folder (``--out DIR``)::
     DIR/runs/<run_id>.parquet     one row: the run record (columns below)
     DIR/curves/<run_id>.parquet   long table: run_id, step, split, name, value
 
-Both files are written atomically (temp file in the same folder + ``os.replace``) with the usual
-permissions of new files (``0666`` less the umask); the curves file is written first, so a run whose
-row exists is complete. A killed process leaves at most a ``.tmp`` file, which readers ignore.
+Every run file has exactly the Arrow schema ``harness.results.schema.arrow_schema()`` (typed nulls,
+hyperparameters in the ``hparams`` JSON only), every curves file ``curve_schema()``: the folders are
+datasets (``docs/results-schema.md``). ``read_runs`` / ``read_runs_file`` upgrade older files on read
+and add the ``hp_<name>`` columns. Both files are written by ``harness.outputs.atomic_write``
+(temp file in the same folder, fsync, ``os.replace``, the mode of new files: ``0666`` less the
+umask); the curves file is written first, so a run whose row exists is complete. A killed process leaves at most a ``.tmp`` file, which readers ignore.
 Re-running a finished ``run_id`` is skipped by the loop (idempotent resume); "finished" means a
 *readable* record whose status is not ``failed`` (``record_state``): an unreadable file or a run
 that raised is run again, and the sweep moves an unreadable file aside first (``quarantine``).
@@ -15,23 +18,23 @@ that raised is run again, and the sweep moves an unreadable file aside first (``
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.results.record import RunRecord, columns
+from harness.results import record as _record
+from harness.results.record import SCHEMA_VERSION, columns, finite_or_nan, hp_columns, json_ready
+from harness.results.schema import CURVE_COLUMNS, conform, curve_schema, table_of_rows, with_hp_columns
 
-SCHEMA_VERSION = 1
+__all__ = ["COLUMNS", "CURVE_COLUMNS", "SCHEMA_VERSION", "check_writable", "curves_dir", "failure_row",
+           "finite_or_nan", "hp_columns", "is_finished", "json_ready", "quarantine", "read_curves", "read_runs",
+           "read_runs_file", "record_state", "results_root", "run_path", "runs_dir", "write_run"]
 
 # Column -> meaning, read off ``harness.results.record.RunRecord`` (the record type *is* the column list).
-# Hyperparameters are also flattened into ``hp_<name>`` columns (tuples as JSON).
+# Readers also see ``hp_<name>`` columns, derived from ``hparams`` on read.
 COLUMNS: dict[str, str] = columns()
-CURVE_COLUMNS = ("run_id", "step", "split", "name", "value")
 
 
 def runs_dir(out: str | os.PathLike) -> Path:
@@ -95,91 +98,33 @@ def check_writable(out: str | os.PathLike) -> None:
 
 def failure_row(spec: Any, *, metric: str, direction: str, penalty: float, detail: str, started_at: str,
                 finished_at: str, wall_seconds: float, environment: Mapping[str, Any]) -> dict[str, Any]:
-    """The record of a run that never produced a result (``status = "failed"``): it raised an
-    exception, or its worker died every time. ``spec`` is its ``RunSpec``; ``environment`` gives
-    git_sha, torch_version, python_version and device. Metrics are NaN and the objective is the
-    penalty, so a leaderboard counts it in ``n_failed`` / ``tune_failure_rate``."""
-    from harness import plugins
-
-    opt_origin, task_origin = plugins.origin("optimizer", spec.optimizer), plugins.origin("task", spec.task)
-    record = RunRecord(
-        run_id=spec.run_id, schema_version=SCHEMA_VERSION, suite=spec.suite, study=spec.study, task=spec.task,
-        dataset=spec.dataset_key, dataset_source=spec.dataset, size=spec.size, optimizer=spec.optimizer,
-        phase=spec.phase, trial=spec.trial, replicate=spec.replicate, seed=spec.seed, steps=spec.steps,
-        steps_done=0, hparams=json.dumps(json_ready(spec.hparams), sort_keys=True),
-        task_options=json.dumps(json_ready(spec.task_options), sort_keys=True), spec=spec.to_json(),
-        amp=spec.amp or "", compile=bool(spec.compile), status="failed", status_detail=detail, metric=metric,
-        direction=direction, val_metric=math.nan, test_metric=math.nan, best_val_metric=math.nan, best_val_step=0,
-        objective=float(penalty), penalty=float(penalty), target=math.nan, steps_to_target=None,
-        final_train_loss=math.nan, metrics=json.dumps({"val": {}, "test": {}}), train_seconds=0.0,
-        eval_seconds=0.0, optimizer_seconds=0.0, wall_seconds=float(wall_seconds), peak_memory_bytes=0,
-        optimizer_state_bytes=0, param_count=0, implementation="",
-        optimizer_origin=opt_origin.label(), optimizer_version=opt_origin.version,
-        task_origin=task_origin.label(), task_version=task_origin.version,
-        **{k: str(environment.get(k, "unknown")) for k in ("git_sha", "torch_version", "python_version", "device")},
-        world_size=1, started_at=started_at, finished_at=finished_at, resumed_at_step=0,
-        branched_from=spec.branched_from, branch_step=spec.branch_step,
-    )
-    return record.row()
+    """The row of a run that never produced a result (``status = "failed"``): it raised an exception,
+    or its worker died every time. ``spec`` is its ``RunSpec``; ``environment`` gives git_sha,
+    torch_version, python_version and device ('unknown' where absent). Built by
+    ``harness.results.record.failure``."""
+    env = {k: environment.get(k, "unknown") for k in _record.ENVIRONMENT}
+    return _record.failure(spec, metric=metric, direction=direction, penalty=penalty, detail=detail,
+                           started_at=started_at, finished_at=finished_at, wall_seconds=wall_seconds,
+                           environment=env).row()
 
 
-def hp_columns(hparams: Mapping[str, Any]) -> dict[str, Any]:
-    """Flatten hyperparameters into ``hp_<name>`` columns: numbers stay numbers (as float, so a
-    column has one type across files), strings stay strings (``hp_schedule_source = gradient``),
-    tuples/lists become JSON strings, None stays null."""
-    out: dict[str, Any] = {}
-    for key, value in hparams.items():
-        if isinstance(value, str):
-            out[f"hp_{key}"] = value
-        elif isinstance(value, bool):
-            out[f"hp_{key}"] = value
-        elif isinstance(value, (int, float)):
-            out[f"hp_{key}"] = float(value)
-        elif value is None:
-            out[f"hp_{key}"] = None
-        else:
-            out[f"hp_{key}"] = json.dumps(value)
-    return out
-
-
-# The process umask, read once at import (os.umask can only be read by setting it).
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-def _atomic_write_table(table, path: Path) -> None:
-    """Write ``table`` to ``path`` atomically; a full disk raises ``harness.outputs.DiskFull`` and
-    leaves no partial file."""
+def _write_table(table, path: Path) -> None:
+    """``table`` to the parquet file ``path``, atomically (``harness.outputs.atomic_write``)."""
     import pyarrow.parquet as pq
 
-    from harness.outputs import raise_if_disk_full
+    from harness.outputs import atomic_write
 
-    needed = int(table.nbytes) + 4096
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise_if_disk_full(exc, path, needed)
-        raise
-    os.close(fd)
-    try:
-        # mkstemp makes the file 0600; a record is an ordinary result file (readable by the group
-        # that shares the results folder), so give it the mode open() would.
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):  # pyarrow's IO errors are OSErrors
-            raise_if_disk_full(exc, path, needed)
-        raise
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp), size_hint=int(table.nbytes))
 
 
 def write_run(out: str | os.PathLike, row: Mapping[str, Any], curves: Iterable[Mapping[str, Any]]) -> Path:
-    """Write the curves then the row of one run, each atomically. Returns the row's path."""
+    """Write the curves then the row of one run, each atomically, each with its one schema (a column
+    the row lacks is null; ``hp_<name>`` keys are not stored; ``ValueError`` for a key that is not a
+    column). Returns the row's path."""
     import pyarrow as pa
 
     run_id = row["run_id"]
+    row_table = table_of_rows([dict(row)])  # checked before anything is written
     curves = list(curves)
     curve_table = pa.table({
         "run_id": pa.array([run_id] * len(curves), pa.string()),
@@ -187,11 +132,10 @@ def write_run(out: str | os.PathLike, row: Mapping[str, Any], curves: Iterable[M
         "split": pa.array([str(c["split"]) for c in curves], pa.string()),
         "name": pa.array([str(c["name"]) for c in curves], pa.string()),
         "value": pa.array([float(c["value"]) for c in curves], pa.float64()),
-    })
-    _atomic_write_table(curve_table, curves_dir(out) / f"{run_id}.parquet")
-    row_table = pa.Table.from_pylist([dict(row)])
+    }, schema=curve_schema())
+    _write_table(curve_table, curves_dir(out) / f"{run_id}.parquet")
     path = run_path(out, run_id)
-    _atomic_write_table(row_table, path)
+    _write_table(row_table, path)
     return path
 
 
@@ -207,40 +151,46 @@ def results_root(path: str | os.PathLike) -> Path:
     return path
 
 
-def read_runs(path: str | os.PathLike, *, skipped: list[str] | None = None):
-    """All run rows under ``path`` as one pandas DataFrame (empty if none).
+def _read_table(file: str | os.PathLike):
+    """One record file as a table of the one schema (older files upgraded)."""
+    import pyarrow.parquet as pq
 
-    A corrupt or unreadable file is named in a warning (and appended to ``skipped``) and left out.
-    Files are read on a small thread pool (parquet decoding releases the GIL) and the rows are
-    unioned by column name, so runs of different optimizers (different ``hp_*`` columns) mix.
-    """
+    return conform(pq.read_table(file), source=str(file))
+
+
+def read_runs(path: str | os.PathLike, *, skipped: list[str] | None = None):
+    """All run rows under ``path`` as one pandas DataFrame: every schema column (with its type; an
+    empty frame has them too), then the ``hp_<name>`` columns derived from ``hparams``.
+
+    Older files are upgraded (``harness.results.schema.conform``). A corrupt or unreadable file, or
+    one of a newer results schema, is named in a warning (and appended to ``skipped``) and left out.
+    Files are read on a small thread pool (parquet decoding releases the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import pandas as pd
-    import pyarrow.parquet as pq
+    import pyarrow as pa
+
+    from harness.results.schema import arrow_schema
 
     root = results_root(path)
     files = _parquet_files(runs_dir(root))
 
     def load(file: Path):
         try:
-            return pq.read_table(file).to_pylist(), None
-        except Exception as exc:  # corrupt/truncated file: name it, keep going
-            return [], f"skipping unreadable run file {file}: {type(exc).__name__}: {exc}"
+            return _read_table(file), None
+        except Exception as exc:  # corrupt/truncated/newer file: name it, keep going
+            return None, f"skipping unreadable run file {file}: {type(exc).__name__}: {exc}"
 
-    rows: list[dict[str, Any]] = []
+    tables = []
     with ThreadPoolExecutor(max_workers=min(8, max(1, len(files)))) as pool:
-        for file, (file_rows, problem) in zip(files, pool.map(load, files)):
+        for file, (table, problem) in zip(files, pool.map(load, files)):
             if problem is not None:
                 warnings.warn(problem, stacklevel=2)
                 if skipped is not None:
                     skipped.append(str(file))
-            rows.extend(file_rows)
-    df = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
-    for col in COLUMNS:
-        if col not in df.columns:
-            df[col] = None
-    return df
+            else:
+                tables.append(table)
+    table = pa.concat_tables(tables) if tables else arrow_schema().empty_table()
+    return with_hp_columns(table.to_pandas())
 
 
 def read_curves(path: str | os.PathLike, run_ids: Iterable[str] | None = None):
@@ -264,29 +214,13 @@ def read_curves(path: str | os.PathLike, run_ids: Iterable[str] | None = None):
 
 
 def read_runs_file(path: str | os.PathLike) -> dict[str, Any]:
-    """The single row of one run file, as a dict."""
-    import pyarrow.parquet as pq
+    """The single row of one run file, as a dict (upgraded to the current schema; with its
+    ``hp_<name>`` keys)."""
+    from harness.results.schema import parsed_hparams
 
-    rows = pq.read_table(path).to_pylist()
+    rows = _read_table(path).to_pylist()
     if len(rows) != 1:
         raise ValueError(f"{path}: expected one run row, found {len(rows)}")
-    return rows[0]
-
-
-def json_ready(value: Any) -> Any:
-    """Tuples to lists and non-finite floats to strings, so ``json.dumps`` output is valid JSON."""
-    if isinstance(value, Mapping):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    return value
-
-
-def finite_or_nan(value: Any) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return value if math.isfinite(value) else math.nan
+    row = rows[0]
+    row.update(hp_columns(parsed_hparams(row.get("hparams"))))
+    return row

@@ -15,9 +15,8 @@ from typing import Any
 
 import torch
 
-from harness import plugins
-from harness.results import store as records
-from harness.results.record import RunRecord
+from harness.results import record
+from harness.results.record import finite_or_nan
 from harness.run.session import LoopState, Session, device_label, peak_memory, state_bytes
 from harness.spec import RunSpec
 from harness.task import Task
@@ -48,8 +47,8 @@ def _finite(x: float) -> bool:
 
 def assemble(spec: RunSpec, task: Task, session: Session, state: LoopState, status: str, detail: str,
              started: str, wall_seconds: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The run's record row (a ``harness.results.record.RunRecord``: its fields are the columns) and its
-    long curve table."""
+    """The run's record row (``harness.results.record.from_spec``: the spec's columns there, the
+    outcome measured here) and its long curve table."""
     total = state.total
     steps_done = state.done
     loss_values = state.losses[:max(steps_done, 0)].tolist()
@@ -60,35 +59,26 @@ def assemble(spec: RunSpec, task: Task, session: Session, state: LoopState, stat
     val_metric = state.val_metrics.get(metric, math.nan) if status in ("ok", "pruned") else math.nan
     test_metric = state.test_metrics.get(metric, math.nan) if status == "ok" else math.nan
     objective = val_metric if status in ("ok", "pruned") else task.penalty
-    opt_origin, task_origin = plugins.origin("optimizer", spec.optimizer), plugins.origin("task", spec.task)
-    record = RunRecord(
-        run_id=spec.run_id, schema_version=records.SCHEMA_VERSION, suite=spec.suite, study=spec.study,
-        task=spec.task, dataset=spec.dataset_key, dataset_source=spec.dataset, size=spec.size,
-        optimizer=spec.optimizer, phase=spec.phase, trial=spec.trial, replicate=spec.replicate, seed=spec.seed,
-        steps=total, steps_done=steps_done,
-        hparams=json.dumps(records.json_ready(spec.hparams), sort_keys=True),
-        task_options=json.dumps(records.json_ready(spec.task_options), sort_keys=True),
-        spec=spec.to_json(), amp=spec.amp or "", compile=spec.compile, status=status, status_detail=detail,
+    environment = {"git_sha": git_sha(), "torch_version": torch.__version__,
+                   "python_version": platform.python_version(), "device": device_label(session.device),
+                   "world_size": session.dist.world_size}
+    run_record = record.from_spec(
+        spec, environment=environment, steps=total, steps_done=steps_done, status=status, status_detail=detail,
         metric=metric, direction=task.metric.direction,
-        val_metric=records.finite_or_nan(val_metric), test_metric=records.finite_or_nan(test_metric),
-        best_val_metric=records.finite_or_nan(state.best_val), best_val_step=state.best_step,
+        val_metric=finite_or_nan(val_metric), test_metric=finite_or_nan(test_metric),
+        best_val_metric=finite_or_nan(state.best_val), best_val_step=state.best_step,
         objective=float(objective) if _finite(objective) else float(task.penalty), penalty=float(task.penalty),
         target=float(task.target) if task.target is not None else math.nan, steps_to_target=state.steps_to_target,
         final_train_loss=sum(tail) / len(tail) if tail else math.nan,
         metrics=json.dumps({"val": state.val_metrics, "test": state.test_metrics}, sort_keys=True,
-                           default=records.finite_or_nan),
+                           default=finite_or_nan),
         train_seconds=state.train_seconds, eval_seconds=state.eval_seconds,
         optimizer_seconds=state.optimizer_seconds, wall_seconds=wall_seconds,
         peak_memory_bytes=peak_memory(session.device), optimizer_state_bytes=state_bytes(session.optimizer),
         param_count=sum(p.numel() for p in session.params), implementation=session.opt_spec.implementation,
-        optimizer_origin=opt_origin.label(), optimizer_version=opt_origin.version,
-        task_origin=task_origin.label(), task_version=task_origin.version,
-        git_sha=git_sha(), torch_version=torch.__version__, python_version=platform.python_version(),
-        device=device_label(session.device), world_size=session.dist.world_size,
         started_at=started, finished_at=now(), resumed_at_step=state.resumed_at,
-        branched_from=spec.branched_from, branch_step=spec.branch_step,
     )
-    row = record.row()
+    row = run_record.row()
     for c in curves:
         c["run_id"] = spec.run_id
     return row, curves
