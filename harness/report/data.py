@@ -1,0 +1,165 @@
+"""What a report is drawn from: the run rows of a results folder, split by phase, the leaderboard the
+``optbench leaderboard`` command would compute from them (``harness.leaderboard.compute``, not a copy
+of it), the curves of the runs the figures need, and the conditions beyond the default one.
+
+Conditions. A record may carry a ``budget`` (the fraction of the step budget a WSD decay branch
+trained, 1.0 = all) and a ``delay`` (gradients applied that many steps late, 0 = none). Where these
+columns exist and some row differs from the default, the report gets a section per condition kind;
+the per-benchmark figures of curves, LR sensitivity and best-after-k show the default condition.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import leaderboard
+from harness.errors import UserError
+from harness.leaderboard.load import variants
+
+# condition column -> its default value and what it is called on the page
+CONDITIONS = {"budget": (1.0, "step budget (fraction of the full budget)"),
+              "delay": (0, "gradient delay (steps)")}
+# Optimizers with a temperature schedule (their runs log "tau"): the switching optimizers but the hard one.
+SOFT_OPTIMIZERS = ("softsignum", "softmuon")
+
+
+@dataclass
+class ReportData:
+    """The rows of one results folder, ready for the figures and the page."""
+
+    root: Path
+    frame: object                 # every run row, key columns as text, with ``variant``
+    evals: object                 # latest eval row per (benchmark, optimizer, replicate, seed), default condition
+    tunes: object                 # tune rows, default condition
+    curves: object                # curves of the eval runs and of the Soft* runs
+    board: object | None          # harness.leaderboard.Leaderboard, or None when it cannot be computed
+    board_note: str               # why there is no leaderboard ("" when there is one)
+    metric_split: str
+    allow_mixed: bool
+    conditions: dict = field(default_factory=dict)   # column -> sorted values present, when not only the default
+    warnings: list = field(default_factory=list)
+
+
+def prepare(frame):
+    frame = frame.copy()
+    for column in ("task", "dataset", "size", "optimizer", "phase", "status", "direction", "metric"):
+        frame[column] = frame[column].fillna("").astype(str)
+    frame["variant"] = variants(frame)
+    if "replicate" not in frame.columns:
+        frame["replicate"] = 0
+    frame["replicate"] = frame["replicate"].fillna(0).astype(int)
+    for column in ("branched_from",):
+        if column not in frame.columns:
+            frame[column] = ""
+        frame[column] = frame[column].fillna("").astype(str)
+    return frame
+
+
+def condition_values(frame) -> dict[str, list]:
+    """Per condition column present with some non-default value: the sorted values in the rows."""
+    out = {}
+    for column, (default, _) in CONDITIONS.items():
+        if column not in frame.columns:
+            continue
+        values = frame[column].astype(float).fillna(float(default))
+        if (values != float(default)).any():
+            out[column] = sorted(set(values.tolist()))
+    return out
+
+
+def default_condition(frame):
+    """The rows at the default budget and delay (all rows when the columns are absent)."""
+    keep = None
+    for column, (default, _) in CONDITIONS.items():
+        if column in frame.columns:
+            ok = frame[column].astype(float).fillna(float(default)) == float(default)
+            keep = ok if keep is None else keep & ok
+    return frame if keep is None else frame[keep]
+
+
+def at_condition(frame, column: str, value: float):
+    default = float(CONDITIONS[column][0])
+    return frame[frame[column].astype(float).fillna(default) == float(value)]
+
+
+def from_frame(frame, curves, root: Path, *, metric_split: str = "test", allow_mixed: bool = False,
+               messages: list[str] | None = None) -> ReportData:
+    """``ReportData`` of run rows already read (``curves``: a long curves DataFrame, or None to read
+    the needed ones from ``root``)."""
+    if metric_split not in leaderboard.METRIC_SPLITS:
+        raise UserError(f"unknown metric split {metric_split!r}; known: {', '.join(leaderboard.METRIC_SPLITS)}")
+    if len(frame) == 0:
+        raise UserError(f"no run records under {root}: run optbench suite or optbench sweep first")
+    leaderboard.check_consistent(frame, allow_mixed=allow_mixed, source=str(root))
+    frame = prepare(frame)
+    conditions = condition_values(frame)
+    base = default_condition(frame)
+    evals, _ = leaderboard.latest_evals(base[base["phase"] == "eval"])
+    tunes = base[base["phase"] == "tune"]
+    board, board_note = None, ""
+    try:
+        board = leaderboard.compute(frame, metric_split=metric_split, allow_mixed=allow_mixed, source=str(root))
+    except UserError as exc:  # e.g. a sweep still tuning: the tune figures are still useful
+        board_note = str(exc)
+    data = ReportData(root=Path(root), frame=frame, evals=evals, tunes=tunes, curves=curves, board=board,
+                      board_note=board_note, metric_split=metric_split, allow_mixed=allow_mixed,
+                      conditions=conditions, warnings=list(messages or []))
+    if curves is None:
+        data.curves = _read_curves(data)
+    return data
+
+
+def load(results, *, metric_split: str = "test", allow_mixed: bool = False) -> ReportData:
+    """Read a results folder (``UserError`` when it does not exist or holds no run records)."""
+    from harness.results import store as records
+
+    if metric_split not in leaderboard.METRIC_SPLITS:
+        raise UserError(f"unknown metric split {metric_split!r}; known: {', '.join(leaderboard.METRIC_SPLITS)}")
+    root = records.results_root(results)
+    frame, messages = leaderboard.load_runs(results)
+    return from_frame(frame, None, root, metric_split=metric_split, allow_mixed=allow_mixed, messages=messages)
+
+
+def _read_curves(data: ReportData):
+    from harness.results import store as records
+
+    frame = data.frame
+    wanted = set(frame.loc[frame["phase"] == "eval", "run_id"]) | \
+        set(frame.loc[frame["optimizer"].isin(SOFT_OPTIMIZERS), "run_id"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        curves = records.read_curves(data.root, wanted)
+    data.warnings += [str(w.message) for w in caught]
+    missing = len(wanted - set(curves["run_id"]))
+    if missing:
+        data.warnings.append(f"{missing} run(s) have no readable curves file under {records.curves_dir(data.root)}")
+    return curves
+
+
+def by_benchmark(frame) -> dict[tuple[str, str, str, str], object]:
+    """benchmark key -> its rows, in sorted order."""
+    groups = frame.groupby(list(leaderboard.BENCH_KEYS), sort=False)
+    return {tuple(map(str, key)): rows for key, rows in sorted(groups, key=lambda kv: kv[0])}
+
+
+def by_task(frame) -> dict[str, dict[tuple, object]]:
+    """task -> {benchmark key -> rows}, in sorted order."""
+    out: dict[str, dict[tuple, object]] = {}
+    for key, rows in by_benchmark(frame).items():
+        out.setdefault(key[0], {})[key] = rows
+    return out
+
+
+def optimizers_of(rows) -> list[str]:
+    return sorted(set(rows["optimizer"]), key=leaderboard.display_key)
+
+
+def finite(value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return v

@@ -1,0 +1,202 @@
+"""How every report figure looks: one style per optimizer, readable labels, figures with their legend
+and their explanatory note outside the data, and the two outputs (PNG bytes, inline SVG text).
+
+Styles. Colour, line style and marker are fixed per optimizer, so every figure agrees and no two
+optimizers look alike: an optimizer that *is* another one before its switch (SoftSignum and
+HardSwitchSign are Signum until step S, SoftMuon is Muon; ``harness.leaderboard.soft_ref``) gets a
+non-solid line, and markers sit at staggered positions, so twins whose curves coincide still show
+both (a dashed line over a solid one shows the colours of both).
+
+Charts are matplotlib figures written as PNG (``png_bytes``) or as inline SVG (``svg_text``) for the
+HTML page: no JavaScript chart library, so the page needs no network and no JS dependency to keep
+up to date (docs/report.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+from dataclasses import dataclass
+
+PALETTE = ("tab:blue", "tab:gray", "tab:orange", "tab:red", "tab:green", "tab:purple",
+           "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+SWITCH_LINES = ("--", "-.", ":", (0, (5, 1, 1, 1)))  # switching optimizers, in registry order
+REPLICATE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+SCALE = {"max": "higher is better", "min": "lower is better"}
+NAMES = {"val_loss": "loss", "char_acc": "character accuracy", "rmse": "RMSE", "mae": "MAE",
+         "accuracy": "accuracy", "perplexity": "perplexity", "roc_auc": "ROC AUC", "ap": "average precision",
+         "r2": "R²"}
+SPLITS = {"val": "validation", "test": "test"}
+
+LEGEND_WIDTH = 2.3   # inches reserved right of the panels for the legend
+TOP, BOTTOM, LINE = 0.65, 0.5, 0.16  # inches: title and panel title; x label; one line of notes
+NOTE_SIZE = 7
+PANEL = (3.9, 2.9)   # inches per panel (data area plus its tick labels)
+MAX_COLUMNS = 3
+
+
+@dataclass(frozen=True)
+class Style:
+    color: str
+    linestyle: object
+    marker: str
+    index: int        # position in the registry order: staggers marker positions
+
+    @property
+    def hollow(self) -> bool:
+        """Switching optimizers get hollow markers: over a twin's filled one both stay visible."""
+        return self.linestyle != "-"
+
+    def line(self, n_points: int = 0) -> dict:
+        """keyword arguments for ``Axes.plot``: markers at about 8 staggered points of a long line."""
+        every = max(1, n_points // 8) if n_points else 1
+        return {"color": self.color, "linestyle": self.linestyle, "marker": self.marker,
+                "markersize": 5.5 if self.hollow else 4, "markerfacecolor": "none" if self.hollow else self.color,
+                "markevery": (self.index % every, every), "linewidth": 1.8 if self.linestyle == ":" else 1.4}
+
+
+def _order() -> list[str]:
+    import optimizers
+
+    return list(optimizers.REGISTRY)
+
+
+@functools.cache
+def style(optimizer: str) -> Style:
+    """The optimizer's fixed style; plugins (not in the registry) by a stable hash of the name."""
+    from harness.leaderboard import soft_ref
+
+    order = _order()
+    index = order.index(optimizer) if optimizer in order else len(order) + sum(map(ord, optimizer))
+    switching = [n for n in order if soft_ref(n)]
+    if soft_ref(optimizer):
+        position = switching.index(optimizer) if optimizer in switching else sum(map(ord, optimizer))
+        linestyle = SWITCH_LINES[position % len(SWITCH_LINES)]
+    else:
+        linestyle = "-"
+    return Style(PALETTE[index % len(PALETTE)], linestyle, MARKERS[index % len(MARKERS)], index)
+
+
+def metric_name(metric: str) -> str:
+    """A metric's readable name: ``val_loss`` -> loss, ``char_acc`` -> character accuracy."""
+    if metric in NAMES:
+        return NAMES[metric]
+    for prefix in ("val_", "test_"):
+        if metric.startswith(prefix):
+            return metric_name(metric[len(prefix):])
+    return metric.replace("_", " ")
+
+
+def metric_label(metric: str, direction: str, split: str | None = None) -> str:
+    """An axis label: "validation loss (lower is better)"."""
+    name = metric_name(metric)
+    if split:
+        name = f"{SPLITS.get(split, split)} {name}"
+    return f"{name} ({SCALE[direction]})" if direction in SCALE else name
+
+
+def bench_title(key: tuple[str, ...]) -> str:
+    task, dataset, size, variant = key
+    return f"{dataset} [{variant}] ({size})" if variant else f"{dataset} ({size})"
+
+
+# ---------------------------------------------------------------------------------------- figures
+
+@dataclass
+class Canvas:
+    """A figure with its panels, the legend entries collected while drawing, and notes for the
+    figure's foot (what lines, bands and marks mean)."""
+
+    fig: object
+    axes: list
+    legend: dict
+    notes: list
+    title: object = None
+
+    def add(self, name: str, handle, detail: str = "") -> None:
+        """A legend entry for ``name``; ``detail`` (e.g. "3 seeds") is shown when every panel agrees."""
+        entry = self.legend.setdefault(name, [handle, set()])
+        entry[1].add(detail)
+
+    def labels(self) -> tuple[list, list]:
+        handles, labels = [], []
+        for name, (handle, details) in self.legend.items():
+            detail = next(iter(details)) if len(details) == 1 else ""
+            handles.append(handle)
+            labels.append(f"{name} ({detail})" if detail else name)
+        return handles, labels
+
+    def note(self, text: str) -> None:
+        if text and text not in self.notes:
+            self.notes.append(text)
+
+
+def canvas(n: int, title: str, *, legend: bool = True, columns: int = MAX_COLUMNS) -> Canvas:
+    """A figure of ``n`` panels (Agg canvas, no pyplot state) with fixed margins in inches: the title
+    above, the legend right of the panels; ``finish`` adds the room the notes need below. A layout
+    engine would cost another draw pass per figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cols = max(1, min(n, columns))
+    rows = max(1, math.ceil(n / cols))
+    right = LEGEND_WIDTH if legend else 0.25
+    gap_x, gap_y = 0.8, 0.8   # y tick labels and label of the next panel; x label and title of the next
+    axis_w, axis_h = PANEL[0] - gap_x, PANEL[1] - gap_y
+    width = cols * PANEL[0] + right
+    height = rows * axis_h + (rows - 1) * gap_y + TOP + BOTTOM
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=gap_x / width, right=1 - right / width, bottom=BOTTOM / height, top=1 - TOP / height,
+                        wspace=gap_x / axis_w, hspace=gap_y / axis_h)
+    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(max(n, 1))]
+    text = fig.suptitle(title, fontsize=10, va="top")
+    return Canvas(fig, axes, {}, [], text)
+
+
+def finish(c: Canvas) -> object:
+    """Grow the figure's foot to hold the notes (wrapped to its width), place them there and the
+    legend right of the panels; returns the figure. The panels keep their size in inches."""
+    import textwrap
+
+    fig = c.fig
+    width, height = fig.get_size_inches()
+    per_line = max(40, int(width * 72 / (NOTE_SIZE * 0.56)))
+    lines = [line for note in c.notes for line in textwrap.wrap(note, per_line, subsequent_indent="  ")]
+    panels = height - TOP - BOTTOM
+    height = panels + TOP + BOTTOM + LINE * len(lines)
+    bottom = BOTTOM + LINE * len(lines)
+    fig.set_size_inches(width, height)
+    fig.subplots_adjust(bottom=bottom / height, top=1 - TOP / height)
+    if c.title is not None:
+        c.title.set_y(1 - 0.1 / height)
+    if c.legend:
+        handles, labels = c.labels()
+        fig.legend(handles, labels, loc="upper left", fontsize=7,
+                   bbox_to_anchor=(fig.subplotpars.right + 0.12 / width, fig.subplotpars.top), frameon=False,
+                   handlelength=2.8, borderaxespad=0.0)
+    for i, line in enumerate(lines):
+        fig.text(0.12 / width, (0.08 + LINE * (len(lines) - 1 - i)) / height, line, fontsize=NOTE_SIZE,
+                 color="0.25", ha="left", va="bottom")
+    return fig
+
+
+def png_bytes(fig, dpi: int = 110) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def svg_text(fig, salt: str) -> str:
+    """The figure as an ``<svg>`` element for inlining: text kept as text (smaller, selectable),
+    no XML prolog, no date. Its ids derive from ``salt`` (give each figure of a page its own), so
+    figures on one page never share an id and the same figure gives the same bytes."""
+    import matplotlib
+
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
