@@ -27,6 +27,7 @@ nav.benches { display: flex; gap: .3rem; flex-wrap: wrap; margin: .6rem 0; font-
 table { border-collapse: collapse; margin: .4rem 0 .3rem; font-size: .86rem; }
 th, td { border: 1px solid var(--line); padding: .22rem .45rem; vertical-align: top; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.bench { white-space: nowrap; } td .extra { font-size: .78rem; color: var(--muted); }
 th { background: var(--head); text-align: left; position: relative; }
 table.sortable th { cursor: pointer; padding-right: 1.1rem; }
 table.sortable th::after { content: "\\2195"; position: absolute; right: .25rem; color: #aaa; font-size: .8em; }

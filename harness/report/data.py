@@ -5,7 +5,9 @@ of it), the curves of the runs the figures need, and the conditions beyond the d
 Conditions. A record may carry a ``budget`` (the fraction of the step budget a WSD decay branch
 trained, 1.0 = all) and a ``delay`` (gradients applied that many steps late, 0 = none). Where these
 columns exist and some row differs from the default, the report gets a section per condition kind;
-the per-benchmark figures of curves, LR sensitivity and best-after-k show the default condition.
+the leaderboard and the per-benchmark figures of curves, LR sensitivity and best-after-k show the
+default condition (full budget, no delay), so runs of one seed at two conditions never replace each
+other as "the latest eval of that seed".
 """
 
 from __future__ import annotations
@@ -81,8 +83,16 @@ def default_condition(frame):
 
 
 def at_condition(frame, column: str, value: float):
-    default = float(CONDITIONS[column][0])
-    return frame[frame[column].astype(float).fillna(default) == float(value)]
+    """The rows at ``column == value`` with every other condition at its default (a delay section
+    holds the full budget, a budget section no delay)."""
+    keep = None
+    for name, (default, _) in CONDITIONS.items():
+        if name not in frame.columns:
+            continue
+        want = float(value) if name == column else float(default)
+        ok = frame[name].astype(float).fillna(float(default)) == want
+        keep = ok if keep is None else keep & ok
+    return frame if keep is None else frame[keep]
 
 
 def from_frame(frame, curves, root: Path, *, metric_split: str = "test", allow_mixed: bool = False,
@@ -100,8 +110,8 @@ def from_frame(frame, curves, root: Path, *, metric_split: str = "test", allow_m
     evals, _ = leaderboard.latest_evals(base[base["phase"] == "eval"])
     tunes = base[base["phase"] == "tune"]
     board, board_note = None, ""
-    try:
-        board = leaderboard.compute(frame, metric_split=metric_split, allow_mixed=allow_mixed, source=str(root))
+    try:  # other budgets and delays are not pooled in: they have their own sections
+        board = leaderboard.compute(base, metric_split=metric_split, allow_mixed=allow_mixed, source=str(root))
     except UserError as exc:  # e.g. a sweep still tuning: the tune figures are still useful
         board_note = str(exc)
     data = ReportData(root=Path(root), frame=frame, evals=evals, tunes=tunes, curves=curves, board=board,

@@ -47,6 +47,8 @@ FLAGS = {
                 "shares its trajectory up to S and Δ measures the tail alone",
     "MDE": "minimum detectable effect: the smallest true difference this design detects with 80% power",
     "R≥k": "tuning replicates that would bring the MDE under the margin (at the current eval seeds)",
+    "R≥k: n/a": "no number of tuning replicates (up to the cap) settles this comparison, or it is undefined; "
+                "hover over it for why",
 }
 VERDICT_TEXT = {
     "better": "the 95% interval of Δ excludes 0 on the better side and is not inside ±margin",
@@ -107,19 +109,25 @@ def _main_cell(row: dict, d: int, used: set) -> str:
 def _comparison(row: dict, prefix: str, d: int, used: set, ref: str) -> tuple[str, float | None]:
     if not row.get(f"{prefix}_n"):
         return "—", None
-    text = E(md._comparison_cell(row, prefix, d))
+    raw = md._comparison_cell(row, prefix, d)
+    found = re.match(r"^(.*?\*\*\w+\*\*)(?: \((.*)\))?$", raw)
+    main, extra = (found.group(1), found.group(2) or "") if found else (raw, "")
     margin = f" (margin ±{row['margin']:.3g}; {row[f'{prefix}_n']} paired runs; Δ = {row['optimizer']} − {ref})"
-    text = re.sub(r"\*\*(\w+)\*\*", lambda m: _badge(m.group(1), margin), text)
-    if "MDE" in text:
+    text = re.sub(r"\*\*(\w+)\*\*", lambda m: _badge(m.group(1), margin), E(main))
+    extra = E(extra)
+    if "MDE" in extra:
         used.add("MDE")
-        text = re.sub(r"MDE ([^;)]+)", lambda m: f'<abbr class="flag" title="{E(FLAGS["MDE"])}">MDE {m.group(1)}</abbr>',
-                      text, count=1)
-    if "R≥" in text:
+        extra = re.sub(r"MDE ([^;]+)", lambda m: f'<abbr class="flag" title="{E(FLAGS["MDE"])}">MDE {m.group(1)}</abbr>',
+                       extra, count=1)
+    if "R≥" in extra:
         used.add("R≥k")
-        text = re.sub(r"R≥(\d+)", lambda m: f'<abbr class="flag" title="{E(FLAGS["R≥k"])}">R≥{m.group(1)}</abbr>',
-                      text, count=1)
-    if "R≥" not in text and row.get("need_note") and row[f"{prefix}_verdict"] == "inconclusive":
-        text += f' <abbr class="flag" title="{E(row["need_note"])}">(R≥k: n/a)</abbr>'
+        extra = re.sub(r"R≥(\d+)", lambda m: f'<abbr class="flag" title="{E(FLAGS["R≥k"])}">R≥{m.group(1)}</abbr>',
+                       extra, count=1)
+    elif row.get("need_note") and row[f"{prefix}_verdict"] == "inconclusive":
+        used.add("R≥k: n/a")
+        extra += f'; <abbr class="flag" title="{E(row["need_note"])}">R≥k: n/a</abbr>'
+    if extra:
+        text += f'<br><span class="extra">{extra.lstrip("; ")}</span>'
     sign = 1.0 if row["direction"] == "max" else -1.0
     return text, sign * row[f"{prefix}_diff"]
 
@@ -193,7 +201,7 @@ def leaderboard_table(board, keys: list, table_id: str = "leaderboard", only=Non
         d = md._decimals(rows)
         for row in sorted(rows, key=lambda r: (r["rank"], leaderboard.display_key(r["optimizer"]))):
             cells = [] if only else [_td(f'<a href="#{slug(key)}">{E(row["task"])} / {E(bench_title(key))}</a>',
-                                         index, "")]
+                                         index, "bench")]
             cells.append(_td(E(row["optimizer"]), leaderboard.display_key(row["optimizer"])[0], ""))
             cells += _row_cells(row, d, used, replicated)
             cls = ' class="best-row"' if row["best_mean"] else ""
@@ -363,9 +371,10 @@ def build_page(data: rd.ReportData) -> tuple[str, int]:
     else:
         lead = [f'<p class="alert">No leaderboard: {E(data.board_note)}</p>']
     if extra:
-        lead.append('<p class="muted">The leaderboard pools every condition, as optbench leaderboard does; each '
-                    "benchmark's drill-down has a section per "
-                    f"{' and '.join(c.column for c in extra)} with the leaderboard at each value.</p>")
+        lead.insert(0, '<p class="alert">The records hold other conditions ('
+                    + "; ".join(f"{E(c.label)}: {', '.join(f'{v:g}' for v in c.values)}" for c in extra)
+                    + "). This leaderboard is the one at the full budget and no delay; each benchmark's drill-down "
+                    "has a section with the leaderboard at every value.</p>")
     bench_nav = "".join(f'<a href="#{E(slug(k))}">{E(k[0])} / {E(bench_title(k))}</a>' for k in keys)
     benches = "".join(bench_section(data, k, charts, extra) for k in keys)
     overview, notes = [], []
