@@ -184,7 +184,7 @@ def _flag_list(used: set) -> str:
     return f'<dl class="flags">{items}</dl>'
 
 
-def leaderboard_table(board, keys: list, table_id: str = "leaderboard", only=None) -> str:
+def leaderboard_table(board, keys: list, table_id: str = "board", only=None) -> str:
     """The per-(benchmark, optimizer) table; ``only``: one benchmark's key (no benchmark columns)."""
     replicated = any((r.get("n_replicates") or 0) > 1 for r in board.rows)
     by_bench: dict[tuple, list[dict]] = {}
@@ -258,7 +258,7 @@ class Charts:
         if fig is None:
             return ""
         self.count += 1
-        svg = svg_text(fig, f"optbench-{self.count}")
+        svg = svg_text(fig, f"c{self.count}")
         svg = svg.replace("<svg ", f'<svg role="img" aria-label="{E(label)}" ', 1)
         return (f'<figure class="chart" data-kind="{E(kind)}" id="chart-{self.count}">{svg}'
                 f"<figcaption>{E(caption)}</figcaption></figure>")

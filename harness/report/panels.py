@@ -265,7 +265,8 @@ def temperature(ax, c: Canvas, key, rows, curve_rows) -> bool:
             drew = True
         if not drew:
             continue
-        c.add(optimizer, _handle(optimizer), f"{mine['run_id'].nunique()} seeds")
+        n = mine["run_id"].nunique()
+        c.add(optimizer, _handle(optimizer), f"{n} seeds" if (mine["phase"] == "eval").all() else f"{n} runs")
         switches.add(switch_step(mine))
     pad = 0.04 * (x_hi - x_lo) or 1.0
     ax.set_xlim(x_lo - pad, x_hi + pad)  # the logged points only: before the first one there is nothing
@@ -281,7 +282,7 @@ def temperature(ax, c: Canvas, key, rows, curve_rows) -> bool:
     ax.set_xlabel("step")
     ax.set_ylabel("temperature tau", fontsize=8)
     _title(ax, key)
-    c.note("one line per eval seed, at the eval points; tau starts near tmax (sign-like) and falls")
+    c.note("one line per run (eval runs: per seed), at the eval points; tau starts near tmax (sign-like) and falls")
     return True
 
 

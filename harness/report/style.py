@@ -189,14 +189,20 @@ def png_bytes(fig, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
-def svg_text(fig, salt: str) -> str:
-    """The figure as an ``<svg>`` element for inlining: text kept as text (smaller, selectable),
-    no XML prolog, no date. Its ids derive from ``salt`` (give each figure of a page its own), so
-    figures on one page never share an id and the same figure gives the same bytes."""
+def svg_text(fig, prefix: str) -> str:
+    """The figure as an ``<svg>`` element for inlining: text kept as text (smaller, selectable), no
+    XML prolog, no metadata block, no date. Every id (and every reference to one) starts with
+    ``prefix`` (give each figure of a page its own), so figures on one page never share an id; the
+    same figure gives the same bytes."""
+    import re
+
     import matplotlib
 
     buf = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "optbench"}):
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
-    return text[text.index("<svg"):]
+    text = text[text.index("<svg"):]
+    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, count=1, flags=re.S)
+    text = re.sub(r'(\sid=")([^"]+")', rf"\g<1>{prefix}-\2", text)
+    return re.sub(r'((?:xlink:)?href="#|url\(#)', rf"\g<1>{prefix}-", text)
