@@ -1,9 +1,11 @@
 """Training checkpoints: everything a run needs to continue in a new process as if never stopped.
 
 A checkpoint taken after step ``n`` holds the model's and the optimizer's ``state_dict`` (the LR schedule
-is a pure function of the step, so the step is its position), the loop's own state (train losses and
-curves so far, best value, steps to target, timings), the number of batches drawn (the data stream is
-rebuilt from the run seed and advanced that far), and every RNG state (torch CPU and CUDA, numpy, Python).
+is a pure function of the step, so the step is its position), the gradient delay's ring of stale
+gradients under ``"delay"`` (a run with ``delay`` > 0 only: ``harness.run.delay``; a checkpoint of
+another delay is refused), the loop's own state (train losses and curves so far, best value, steps to
+target, timings), the number of batches drawn (the data stream is rebuilt from the run seed and
+advanced that far), and every RNG state (torch CPU and CUDA, numpy, Python).
 Resuming from it in a new process gives the same record as the uninterrupted run on CPU: same metrics,
 same curves, same ``run_id`` (timings and timestamps aside).
 
@@ -16,7 +18,9 @@ checkpoint intact; a full disk leaves no partial file and raises ``harness.outpu
 path and the space needed. Checkpoints do not pile up: once a new one is written, the older ones are
 deleted (``prune_older``), except the steps the run was asked to keep (``CheckpointPolicy.keep_steps``):
 a Signum run keeps its checkpoint at ``S = floor(alpha_sign K)`` so that SoftSignum runs can branch from
-it (``harness.run.loop.run(..., branch_from=path)``). When the run finishes the rest are deleted too.
+it (``harness.run.loop.run(..., branch_from=path)``), a full wsd run its checkpoints at each planned
+budget's decay start ``D(T)`` (``harness.run.lineage.budget_keep_steps``) so that the budget runs can.
+When the run finishes the rest are deleted too.
 
 Each checkpoint says whose it is (run_id, identity, spec: ``harness.run.lineage.stamp``). A run resumes
 only from its own (``load_latest``): any other file in its folder is moved aside with a warning.

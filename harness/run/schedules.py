@@ -43,6 +43,13 @@ the full run's steps ``< D(T)`` are warmup or stable steps too. A run of ``T`` s
 from the full run's checkpoint after ``D(T)`` steps and takes steps ``D(T) .. T - 1`` with
 ``lr_factor(step, T, schedule)`` therefore applies the factors of a from-scratch run of ``T`` steps
 at every step (``branch_points`` lists the pairs and checks the conditions).
+
+On the run path: a run trains with its task's schedule (``task_schedule``: ``Task.schedule``, warmup
+``round(warmup_fraction K)``, ``min_lr_ratio``) unless its ``RunSpec.schedule`` overrides it: the keys
+given over the task's (``resolve_override``), stored complete, ``{}`` when equal to the task's
+(``canonical_override``). A budget run (``RunSpec.budget`` b < 1) takes ``T = budget_steps(K, b)``
+steps with ``lr_factor(step, T, schedule)``; the warmup stays the full budget's. Branching a budget
+run from the full run's checkpoint after ``D(T)`` steps: ``harness.run.lineage``.
 """
 
 from __future__ import annotations
