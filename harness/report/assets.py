@@ -128,6 +128,7 @@ SCRIPT = """
     select(document.querySelectorAll("nav.benches a"), function (a) { return a.getAttribute("href") === "#" + bench; });
     document.body.setAttribute("data-tab", tab);
     document.body.setAttribute("data-bench", bench || "");
+    window.scrollTo(0, 0);  // a new tab starts at its top, not where the fragment's anchor was
   }
 
   try {
