@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="optbench",
         description="Tune, evaluate and compare optimizers across task families.",
     )
+    from harness.results.record import SCHEMA_VERSION
+    from harness.results.versions import package_version
+
+    parser.add_argument("--version", action="version",
+                        version=f"optbench {package_version()} (results schema {SCHEMA_VERSION})",
+                        help="print optbench's version (and the results-schema version its records carry) and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:

@@ -30,6 +30,15 @@ def test_parse_values():
         parse_sets(["lr"])
 
 
+def test_version_prints_the_package_and_results_schema_versions():
+    from harness.results.record import SCHEMA_VERSION
+    from harness.results.versions import package_version
+
+    out = optbench("--version")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"optbench {package_version()} (results schema {SCHEMA_VERSION})"
+
+
 def test_list_names_tasks_and_optimizers():
     out = optbench("list")
     assert out.returncode == 0, out.stderr

@@ -1,8 +1,14 @@
-"""``optbench leaderboard``: write the tables of a results folder (CSV, Markdown)."""
+"""``optbench leaderboard``: write the tables of a results folder (CSV, Markdown).
+
+Rows of different result epochs (``harness.results.versions``: optbench versions between which the
+run records changed) are not comparable: ``build`` refuses to pool them (``UserError``, exit 2, naming
+each version and its row count) unless ``mixed_versions`` / ``--mixed-versions``, and then says so in
+a note of the board (the Markdown prints it) and on stderr."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import warnings
@@ -16,39 +22,51 @@ from harness.leaderboard.load import load_runs
 from harness.leaderboard.margins import MarginPolicy, policy_from_cli
 from harness.leaderboard.render_csv import TABLES, render_csv
 from harness.leaderboard.render_md import render_markdown
+from harness.outputs import atomic_write_text
 
 FORMATS = ("csv", "md")
 
 
-def atomic_write_text(path: Path, text: str) -> None:  # TODO(one house): the one atomic writer in harness.outputs
-    import tempfile
+def check_versions(frame, *, mixed_versions: bool = False, source: str = "") -> str:
+    """Refuse rows of more than one result epoch (``UserError`` naming the versions and their row
+    counts) unless ``mixed_versions``; then return the note saying what was pooled ("" when the rows
+    are of one epoch). Rows without ``optbench_version`` count as version ``unknown``."""
+    from harness.results import versions
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    column = frame["optbench_version"] if "optbench_version" in frame.columns else [None] * len(frame)
+    epochs = versions.mixed_epochs(column)
+    if len(epochs) < 2:
+        return ""
+    listing = versions.describe(epochs)
+    if not mixed_versions:
+        raise UserError(
+            f"records under {source or 'the results folder'} mix optbench versions whose results differ: {listing} "
+            f"(result epochs {', '.join(sorted(epochs))}; CHANGELOG.md says what changed); compare one epoch's "
+            "records at a time, or pass --mixed-versions to pool them anyway")
+    return (f"rows of optbench versions whose results differ are pooled (--mixed-versions): {listing}; "
+            "differences between optimizers may be differences between versions")
 
 
 def build(results, *, metric_split: str = "test", allow_mixed: bool = False,
-          margins: MarginPolicy | None = None) -> tuple[Leaderboard, list[str]]:
+          margins: MarginPolicy | None = None, mixed_versions: bool = False) -> tuple[Leaderboard, list[str]]:
     """Load ``results`` (a results folder, or a DataFrame of run rows) and compute its leaderboard.
-    Returns it with the messages about skipped unreadable files and records outside the budget."""
+    Returns it with the messages about skipped unreadable files, records outside the budget and
+    pooled result versions (``check_versions``; that one is also a note of the board)."""
     if isinstance(results, (str, os.PathLike)):
         frame, messages = load_runs(results)
         source = str(results)
     else:
         frame, messages, source = results, [], ""
+    pooled = check_versions(frame, mixed_versions=mixed_versions, source=source)
     board = compute(frame, metric_split=metric_split, allow_mixed=allow_mixed, source=source, margins=margins)
+    if pooled:
+        board = dataclasses.replace(board, notes=(pooled, *board.notes))
+        messages = [*messages, pooled]
     return board, messages
 
 
 def write(results, out_dir, formats: Sequence[str] = FORMATS, metric_split: str = "test", *,
-          allow_mixed: bool = False, margins: MarginPolicy | None = None) -> list[Path]:
+          allow_mixed: bool = False, margins: MarginPolicy | None = None, mixed_versions: bool = False) -> list[Path]:
     """Write the leaderboard of ``results`` into ``out_dir``: ``leaderboard.csv`` and
     ``leaderboard_aggregate.csv`` for "csv", ``leaderboard.md`` for "md", each replaced atomically.
     Returns the paths. Unreadable run files are named in a ``warnings.warn`` each and skipped."""
@@ -58,7 +76,8 @@ def write(results, out_dir, formats: Sequence[str] = FORMATS, metric_split: str 
     if bad or not formats:
         raise UserError(f"unknown leaderboard format(s) {bad or formats}; known: {', '.join(FORMATS)}")
     writable_dir(out_dir, "leaderboard folder")  # before any work: refuse now, not after computing
-    board, messages = build(results, metric_split=metric_split, allow_mixed=allow_mixed, margins=margins)
+    board, messages = build(results, metric_split=metric_split, allow_mixed=allow_mixed, margins=margins,
+                            mixed_versions=mixed_versions)
     for message in messages:
         warnings.warn(message, stacklevel=2)
     out = Path(out_dir)
@@ -96,6 +115,9 @@ def register(subparsers) -> None:
                    help="practical margin for every benchmark: 0.005 (absolute, metric units) or 1%% (relative "
                         "to the reference optimizer's mean); default: the sweep file's, else per metric")
     p.add_argument("--allow-mixed", action="store_true", help="pool records of different suites or schema versions")
+    p.add_argument("--mixed-versions", action="store_true",
+                   help="pool records of optbench versions whose results differ (refused by default: exit 2 naming "
+                        "the versions; records without a version count as 'unknown')")
     p.add_argument("--columns", action="store_true", help="print every CSV column with its meaning and exit")
     p.set_defaults(func=_main)
 
@@ -121,7 +143,7 @@ def _main(args: argparse.Namespace) -> int:
 
         writable_file(args.out, "leaderboard file (--out)")  # before any work: refuse now, not after
     board, messages = build(args.results, metric_split=args.metric_split, allow_mixed=args.allow_mixed,
-                            margins=margins if args.margin else None)
+                            margins=margins if args.margin else None, mixed_versions=args.mixed_versions)
     for message in messages:
         print(f"optbench leaderboard: warning: {message}", file=sys.stderr)
     text = render_csv(board, args.table) if fmt == "csv" else render_markdown(board)

@@ -48,9 +48,9 @@ class RunRecord:
     trial: int | None = _column("tune: the trial's slot k (0-based: the k-th planned trial of its study, stable across crashes and re-runs); eval: the slot whose configuration it evaluates; null otherwise")
     replicate: int = _column("tuning replicate (independent study) the run belongs to, 0..R-1 (0 without replicates)")
     seed: int = _column("run seed (model init, data order, dropout)")
-    steps: int | None = _column("planned optimizer steps (K); null only in a failure record whose spec left the budget "
-                                "to the task")
-    steps_done: int = _column("optimizer steps actually taken (< steps when diverged)")
+    steps: int | None = _column("the full step budget K (a budget run trains round(budget K) of them); null only in a "
+                                "failure record whose spec left the budget to the task")
+    steps_done: int = _column("optimizer steps actually taken (fewer than planned when diverged or pruned)")
     budget: float = _column("fraction of the full budget `steps` the run trained (a WSD budget branch; 1.0: all)")
     delay: int = _column("steps by which gradients reached the optimizer late (0: no delay)")
     hparams: str = _column("resolved optimizer hyperparameters, JSON")

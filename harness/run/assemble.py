@@ -63,7 +63,7 @@ def assemble(spec: RunSpec, task: Task, session: Session, state: LoopState, stat
                    "python_version": platform.python_version(), "device": device_label(session.device),
                    "world_size": session.dist.world_size}
     run_record = record.from_spec(
-        spec, environment=environment, steps=total, steps_done=steps_done, status=status, status_detail=detail,
+        spec, environment=environment, steps=spec.steps if spec.steps is not None else total, steps_done=steps_done, status=status, status_detail=detail,
         metric=metric, direction=task.metric.direction,
         val_metric=finite_or_nan(val_metric), test_metric=finite_or_nan(test_metric),
         best_val_metric=finite_or_nan(state.best_val), best_val_step=state.best_step,
