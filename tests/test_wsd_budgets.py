@@ -234,6 +234,27 @@ def test_budget_branches_through_the_cli(tmp_path, capsys):
     assert df.loc[0.25, "branch_step"] == 11 and df.loc[0.25, "steps_done"] == 15
 
 
+def test_softx_budget_runs_find_xs_run_in_the_results_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    wsd = ["--out", str(out), "--schedule", "wsd", "--decay-fraction", "0.25", "--set", "lr=3e-3"]
+    code, _, err = main_run(capsys, "signum", *wsd, "--keep-budgets", "0.5", "--keep-checkpoint", "54")
+    assert code == 0, err
+    for budget, step in (("0.5", 22), ("1", 54)):  # at D(30) = 22 <= S(30) = 27; the full run at S(60) = 54
+        code, _, err = main_run(capsys, "softsignum", *wsd, "--set", "alpha_sign=0.9", "--budget", budget,
+                                "--branch-from", str(out))
+        assert code == 0 and f"steps after {step} only" in err, err
+    soft = records.read_runs(out).query("optimizer == 'softsignum'").set_index("budget")
+    assert soft.loc[0.5, "branch_step"] == 22 and soft.loc[1.0, "branch_step"] == 54
+    assert set(soft["branched_from"]) == {records.read_runs(out).query("optimizer == 'signum'")["run_id"].item()}
+
+
+def main_run(capsys, optimizer: str, *args: str) -> tuple[int, str, str]:
+    code = main(["run", "--task", "tabular_mlp", "--optimizer", optimizer, "--steps", "60", "--seed", "1",
+                 "--no-progress", "--checkpoint-every", "0", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 @pytest.mark.parametrize("args, message", [
     (["--schedule", "wsd"], "schedule wsd needs decay_fraction"),
     (["--decay-fraction", "0.2"], "decay_fraction apply to schedule wsd only, not 'cosine'"),
