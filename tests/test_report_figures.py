@@ -27,7 +27,8 @@ def data():
 
 
 def _texts(fig) -> str:
-    return " ".join(t.get_text() for t in fig.texts)
+    """The figure's notes as one line (they are wrapped to the figure's width)."""
+    return " ".join(" ".join(t.get_text() for t in fig.texts).split())
 
 
 def _legend_labels(fig) -> list[str]:
@@ -119,3 +120,30 @@ def test_profile_shows_every_optimizer_and_what_it_ran(data):
                       "muon (3/3 benchmarks)", "softmuon (3/3 benchmarks)"]
     assert "softsignum ran 1 of 3" in _texts(fig)
     assert len(fig.axes[0].get_lines()) == 5
+
+
+def test_branched_optimizers_are_marked(data):
+    """SoftX trials branched from X are named so in best-after-k (with the step they start at), an
+    optimizer without tune trials of its own is named, and curves mark the branch step."""
+    tunes = data.tunes[data.tunes["dataset"] == "sbm"]
+    soft = tunes["optimizer"] == "softsignum"
+    tunes = tunes.assign(branched_from=soft.map({True: "parent-run", False: ""}),
+                         branch_step=soft.map({True: 70, False: 0}))
+    tunes = tunes[tunes["optimizer"] != "softmuon"]
+    evals = data.evals[data.evals["dataset"] == "sbm"]
+    c = canvas(1, "t")
+    assert panels.best_after_k(c.axes[0], c, SBM, tunes, evals)
+    fig = finish(c)
+    assert "softsignum (3 trials, branched)" in _legend_labels(fig)
+    assert "signum (3 trials)" in _legend_labels(fig)
+    notes = _texts(fig)
+    assert "softsignum from signum at S=70" in notes and "no tune trials of their own: softmuon" in notes
+
+    soft = evals["optimizer"] == "softsignum"
+    evals = evals.assign(branched_from=soft.map({True: "parent-run", False: ""}),
+                         branch_step=soft.map({True: 70, False: 0}))
+    c = canvas(1, "t")
+    assert panels.curves(c.axes[0], c, SBM, evals, data.curves)
+    verticals = [line for line in c.axes[0].get_lines() if list(line.get_xdata()) == [70, 70]]
+    assert len(verticals) == 1 and verticals[0].get_color() == style("softsignum").color
+    assert "step S where branched runs start" in _texts(finish(c))

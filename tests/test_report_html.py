@@ -185,6 +185,26 @@ def test_provenance(page):
     assert len(variants[0].find("tr")) == 1 + 3
 
 
+def test_replicated_leaderboard_shows_spreads_and_unstable_ranks():
+    """With two tuning replicates the table has the replicates column, and an optimizer whose rank
+    changes between replicates carries ‡, explained under the table."""
+    frame = records.read_runs(FIXTURE)
+    frame = frame[frame["dataset"] == "sbm"]
+    evals = frame[frame["phase"] == "eval"]
+    again = evals.assign(replicate=1, run_id=evals["run_id"] + "-r1", test_metric=[
+        v + (0.1 if o == "adamw" else 0.0) for v, o in zip(evals["test_metric"], evals["optimizer"])])
+    board = leaderboard.compute(pd.concat([frame, again], ignore_index=True))
+    key = ("gnn_graphland", "sbm", "small", "")
+    part = parse(html.leaderboard_table(board, [key]))
+    assert "replicates: spread" in [text_of(th) for th in part.find("th")]
+    unstable = {r["optimizer"] for r in board.rows if r["rank_stable"] is False}
+    assert "adamw" in unstable
+    for tr in part.find("tr")[1:]:
+        flags = [text_of(a) for a in tr.find("abbr")]
+        assert ("‡" in flags) == (tr.attrs["data-optimizer"] in unstable)
+    assert "‡" in [text_of(dt) for dt in part.find("dt")]
+
+
 def _with_conditions():
     """The fixture's sbm benchmark plus its eval runs again at delay 1 (adamw loses 0.05, muon
     0.001, the others 0.02 on every seed) and at budget 0.5 (adamw best there)."""

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 
+from harness.leaderboard import soft_ref
 from harness.report import data as rd
 from harness.report.style import REPLICATE_MARKERS, Canvas, bench_title, metric_label, style
 from harness.stats import intervals as stats
@@ -21,12 +22,21 @@ from harness.vocab import Metric
 FAILED = ("diverged", "failed")
 
 
-def _handle(optimizer: str, *, line: bool = True):
+def _handle(optimizer: str, *, line: bool = True, marker: str | None = None):
+    """The legend entry of ``optimizer``: its line and marker (``marker``: when the figure's markers
+    mean something else, e.g. the replicate)."""
     from matplotlib.lines import Line2D
 
     s = style(optimizer)
-    return Line2D([], [], color=s.color, linestyle=s.linestyle if line else "none", marker=s.marker,
+    return Line2D([], [], color=s.color, linestyle=s.linestyle if line else "none", marker=marker or s.marker,
                   markersize=5, markerfacecolor="none" if s.hollow else s.color, linewidth=1.4)
+
+
+def _integer_ticks(ax) -> None:
+    """Integer ticks (steps, trials); matplotlib is imported only once a figure is drawn."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _title(ax, key) -> None:
@@ -67,6 +77,7 @@ def curves(ax, c: Canvas, key, rows, curve_rows) -> bool:
             ax.axvline(float(np.median(branch)), color=s.color, linestyle=":", linewidth=1.0)
             c.note("dotted vertical: step S where branched runs start from their parent's checkpoint "
                    "(before S the curve is the parent's)")
+    _integer_ticks(ax)
     ax.set_xlabel("step")
     ax.set_ylabel(metric_label(metric, direction, "val"), fontsize=8)
     _title(ax, key)
@@ -133,20 +144,22 @@ def lr_sensitivity(ax, c: Canvas, key, rows, evals=None) -> bool:
                 ax.scatter(lr[picked], objective[picked], s=110, marker="o", facecolors="none",
                            edgecolors="black", linewidths=0.8, zorder=4)
                 c.note("ringed: the trial whose configuration was evaluated")
-        c.add(optimizer, _handle(optimizer, line=False))
+        c.add(optimizer, _handle(optimizer, line=False, marker=REPLICATE_MARKERS[0]))
     if len(replicates) > 1:
         from matplotlib.lines import Line2D
 
         for i, rep in enumerate(replicates):
             c.add(f"replicate {rep}", Line2D([], [], color="0.35", linestyle="none", markersize=5,
-                                             marker=REPLICATE_MARKERS[i % len(REPLICATE_MARKERS)]))
+                                             marker=REPLICATE_MARKERS[i % len(REPLICATE_MARKERS)]), last=True)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (hp_lr)")
     ax.set_ylabel(f"objective: {metric_label(metric, direction, 'val')}", fontsize=8)
     _title(ax, key)
     varying = _varying_hparams(rows)
-    c.note("one point per tune trial, not joined" + (f": {', '.join(varying)} also vary between trials"
-                                                     if varying else ""))
+    if varying:
+        c.note("one point per tune trial, not joined: {} also vary between trials", varying)
+    else:
+        c.note("one point per tune trial, not joined")
     if failed.any():
         c.note("x: diverged or failed trial, drawn at the worst edge (not at its penalty)")
     return True
@@ -168,8 +181,6 @@ def _chosen_trials(evals) -> dict[tuple[str, int], set]:
 def best_after_k(ax, c: Canvas, key, rows, evals=None) -> bool:
     """Expected best objective after k trials (random order, exact), ± std, and the best so far in
     the order each replicate's tuner ran; branched optimizers named as such."""
-    from matplotlib.ticker import MaxNLocator
-
     metric, direction = rows["metric"].iloc[0], rows["direction"].iloc[0]
     sign = Metric("", direction).sign
     drawn, lines, ok_values = False, [], []
@@ -201,20 +212,22 @@ def best_after_k(ax, c: Canvas, key, rows, evals=None) -> bool:
         if parents:
             steps = sorted({int(v) for v in _floats(mine["branch_step"]) if math.isfinite(v) and v > 0}) \
                 if "branch_step" in mine else []
-            label += ", branched" + (f" at S={steps[0]}" if len(steps) == 1 else "")
-            c.note("branched: its trials start from the parent's best tune run at step S and train only the tail")
+            label += ", branched"
+            at = f" at S={steps[0]}" if len(steps) == 1 else ""
+            c.note("branched: trials start from the parent's best tune run at step S and train only the tail ({})",
+                   [f"{optimizer} from {soft_ref(optimizer) or 'its parent'}{at}"])
         c.add(optimizer, _handle(optimizer), label)
         drawn = True
     if evals is not None:
         untuned = [o for o in rd.optimizers_of(evals) if o not in set(rows["optimizer"])]
         if untuned:
-            c.note(f"no tune trials of their own: {', '.join(untuned)} (a branched optimizer that takes its "
-                   "parent's tuned configuration)")
+            c.note("no tune trials of their own: {} (a branched optimizer with nothing of its own to tune takes its "
+                   "parent's tuned configuration)", untuned)
     if not drawn:
         return False
     _view(ax, lines, ok_values, c)
     ax.set_xlabel("k (tune trials)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _integer_ticks(ax)
     ax.set_ylabel(f"best of k: {metric_label(metric, direction, 'val')}", fontsize=8)
     _title(ax, key)
     c.note("thick: expected best of k trials taken in random order (exact), band ± 1 std over orders; "
@@ -279,6 +292,7 @@ def temperature(ax, c: Canvas, key, rows, curve_rows) -> bool:
                 ax.axvline(switch, color="0.4", linestyle=":", linewidth=1.0)
         c.note("S = floor(alpha_sign K), the step where the sign phase ends (dotted when inside the view)")
     ax.set_yscale("log")
+    _integer_ticks(ax)
     ax.set_xlabel("step")
     ax.set_ylabel("temperature tau", fontsize=8)
     _title(ax, key)

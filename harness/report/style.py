@@ -115,22 +115,34 @@ class Canvas:
     notes: list
     title: object = None
 
-    def add(self, name: str, handle, detail: str = "") -> None:
-        """A legend entry for ``name``; ``detail`` (e.g. "3 seeds") is shown when every panel agrees."""
-        entry = self.legend.setdefault(name, [handle, set()])
+    def add(self, name: str, handle, detail: str = "", *, last: bool = False) -> None:
+        """A legend entry for ``name``; ``detail`` (e.g. "3 seeds") is shown when every panel agrees.
+        Optimizers are listed in registry order, then entries added with ``last`` (e.g. replicates)."""
+        entry = self.legend.setdefault(name, [handle, set(), last])
         entry[1].add(detail)
 
     def labels(self) -> tuple[list, list]:
         handles, labels = [], []
-        for name, (handle, details) in self.legend.items():
+        entries = sorted(self.legend.items(), key=lambda kv: (kv[1][2], 0 if kv[1][2] else style(kv[0]).index))
+        for name, (handle, details, _) in entries:
             detail = next(iter(details)) if len(details) == 1 else ""
             handles.append(handle)
             labels.append(f"{name} ({detail})" if detail else name)
         return handles, labels
 
-    def note(self, text: str) -> None:
-        if text and text not in self.notes:
-            self.notes.append(text)
+    def note(self, text: str, items=()) -> None:
+        """A note at the figure's foot. With ``items``, ``text`` holds ``{}`` and the items of every
+        panel are pooled into one note (e.g. the hyperparameters that vary)."""
+        if not text:
+            return
+        for note in self.notes:
+            if note[0] == text:
+                note[1].update(items)
+                return
+        self.notes.append((text, set(items)))
+
+    def note_lines(self) -> list[str]:
+        return [text.format(", ".join(sorted(items))) if "{}" in text else text for text, items in self.notes]
 
 
 def canvas(n: int, title: str, *, legend: bool = True, columns: int = MAX_COLUMNS) -> Canvas:
@@ -164,7 +176,7 @@ def finish(c: Canvas) -> object:
     fig = c.fig
     width, height = fig.get_size_inches()
     per_line = max(40, int(width * 72 / (NOTE_SIZE * 0.56)))
-    lines = [line for note in c.notes for line in textwrap.wrap(note, per_line, subsequent_indent="  ")]
+    lines = [line for note in c.note_lines() for line in textwrap.wrap(note, per_line, subsequent_indent="  ")]
     panels = height - TOP - BOTTOM
     height = panels + TOP + BOTTOM + LINE * len(lines)
     bottom = BOTTOM + LINE * len(lines)
