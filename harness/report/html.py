@@ -312,6 +312,7 @@ def condition_section(data: rd.ReportData, c: cond.Condition, key, charts: Chart
     fig = figures.condition_figure(c.column, key, per_value, c.label)
     parts.append(charts.figure(fig, c.column, figures.CAPTIONS[c.column], f"metric vs {c.label}"))
     names = sorted({r["optimizer"] for rows in per_value.values() for r in rows}, key=leaderboard.display_key)
+    used: set = set()
     head = "".join(f"<th>{E(c.column)} {v:g}</th>" for v in sorted(per_value))
     body = []
     for name in names:
@@ -323,11 +324,11 @@ def condition_section(data: rd.ReportData, c: cond.Condition, key, charts: Chart
                 continue
             d = md._decimals(per_value[v])
             versus = "best" if row["best_mean"] else row["vs_best_verdict"]
-            cells.append(_td(f"{E(md._main_cell(row, d)).replace('**', '')} [{md._num(row['ci_lo'], d)}, "
+            cells.append(_td(f"{_main_cell(row, d, used)} [{md._num(row['ci_lo'], d)}, "
                              f"{md._num(row['ci_hi'], d)}] rank {row['rank']} {_badge(versus)}", row["mean"]))
         body.append("<tr>" + "".join(cells) + "</tr>")
     parts.append(f'<div class="scroll"><table class="sortable"><thead><tr><th>optimizer</th>{head}</tr></thead>'
-                 f'<tbody>{"".join(body)}</tbody></table></div>')
+                 f'<tbody>{"".join(body)}</tbody></table></div>' + _flag_list(used))
     if c.column == "delay":
         parts.append(_degradation_table(data, c, key))
     return "".join(parts) + "</section>"
@@ -337,11 +338,14 @@ def _degradation_table(data: rd.ReportData, c: cond.Condition, key) -> str:
     found = cond.degradation(data, c, key)
     if not found:
         return '<p class="skip">No paired runs at delay 0 and another delay.</p>'
+    base = c.by_bench[key][0.0]
+    d, margin = md._decimals(base), base[0]["margin"]
     body = []
     for rank, g in enumerate(found, 1):
         x = g.comparison
+        change = f"{md._signed(x.diff, margin, d)} [{md._signed(x.lo, margin, d)}, {md._signed(x.hi, margin, d)}]"
         body.append(f"<tr>{_td(E(g.optimizer), None, '')}{_td(f'{g.delay:g}', g.delay)}{_td(str(rank), rank)}"
-                    f"{_td(f'{x.diff:+.4g} [{x.lo:+.4g}, {x.hi:+.4g}]', g.gain)}{_td(_badge(x.verdict), None, '')}"
+                    f"{_td(change, g.gain)}{_td(_badge(x.verdict, f' (margin ±{margin:.3g})'), None, '')}"
                     f"{_td(str(x.n), x.n)}</tr>")
     return ('<p>Delay robustness: Δ = metric(delay d) − metric(delay 0), paired (replicate r with r, shared eval '
             'seeds), the leaderboard\'s 95% interval and verdict against the margin at delay 0; ranked by '
