@@ -220,7 +220,7 @@ def _with_conditions():
     return pd.concat([frame, delayed, short], ignore_index=True), curves
 
 
-def test_budget_and_delay_sections_appear_with_their_runs():
+def test_budget_and_delay_sections_appear_with_their_runs(tmp_path):
     frame, curves = _with_conditions()
     data = rd.from_frame(frame, curves, FIXTURE)
     assert data.conditions == {"budget": [0.5, 1.0], "delay": [0.0, 1.0]}
@@ -239,6 +239,15 @@ def test_budget_and_delay_sections_appear_with_their_runs():
     verdicts = {r[0]: r[4] for r in ranked}
     assert verdicts["adamw"] == "worse" and verdicts["muon"] == "equivalent"
     assert "records hold other conditions" in text_of(dom.find("section", id="leaderboard")[0])
+
+    from harness.report import plots
+
+    made = plots.Report(out_dir=tmp_path)
+    plots.write_pngs(data, tmp_path, made)  # the PNGs get the same two figures
+    names = sorted(p.name for p, _, _ in made.figures)
+    assert names == ["best_after_k_gnn_graphland.png", "budget_gnn_graphland.png", "curves_gnn_graphland.png",
+                     "delay_gnn_graphland.png", "lr_sensitivity_gnn_graphland.png", "temperature.png"]
+    assert all((tmp_path / name).stat().st_size > 10_000 for name in names)
 
     plain = rd.from_frame(frame[(frame["delay"] == 0) & (frame["budget"] == 1.0)], curves, FIXTURE)
     assert plain.conditions == {}  # the columns at their defaults only: no sections

@@ -53,10 +53,9 @@ def prepare(frame):
     if "replicate" not in frame.columns:
         frame["replicate"] = 0
     frame["replicate"] = frame["replicate"].fillna(0).astype(int)
-    for column in ("branched_from",):
-        if column not in frame.columns:
-            frame[column] = ""
-        frame[column] = frame[column].fillna("").astype(str)
+    if "branched_from" not in frame.columns:
+        frame["branched_from"] = ""
+    frame["branched_from"] = frame["branched_from"].fillna("").astype(str)
     return frame
 
 

@@ -111,6 +111,19 @@ def profile_figure(board):
     return (None, skipped) if skipped else (finish(c), None)
 
 
+def condition_figures(cond) -> dict[str, object]:
+    """task -> one figure with a panel per benchmark: the leaderboard at each value of a condition
+    (``conditions.Condition``)."""
+    out = {}
+    for task in sorted({key[0] for key in cond.by_bench}):
+        keys = sorted(key for key in cond.by_bench if key[0] == task)
+        c = canvas(len(keys), f"{task}: metric vs {cond.label}")
+        for ax, key in zip(c.axes, keys):
+            panels.condition(ax, c, key, cond.column, cond.by_bench[key], cond.label)
+        out[task] = finish(c)
+    return out
+
+
 def condition_figure(column: str, key, rows_by_value, label: str):
     c = canvas(1, f"metric vs {label}")
     if not panels.condition(c.axes[0], c, key, column, rows_by_value, label):

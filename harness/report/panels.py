@@ -361,12 +361,12 @@ def condition(ax, c: Canvas, key, column: str, rows_by_value: dict[float, list[d
     xs = sorted(rows_by_value)
     if not xs or not names:
         return False
-    metric = direction = ""
+    metric = direction = split = ""
     for j, name in enumerate(names):
         points = [(x, r) for x in xs for r in rows_by_value[x] if r["optimizer"] == name]
         if not points:
             continue
-        metric, direction = points[0][1]["metric"], points[0][1]["direction"]
+        metric, direction, split = (points[0][1][k] for k in ("metric", "direction", "split"))
         shift = (j - (len(names) - 1) / 2) * 0.012  # small dodge so the intervals do not overlap
         x = np.array([p[0] for p in points], dtype=float)
         x = x * (1 + shift) if column == "budget" else x + 4 * shift
@@ -375,14 +375,15 @@ def condition(ax, c: Canvas, key, column: str, rows_by_value: dict[float, list[d
         hi = np.array([p[1]["ci_hi"] for p in points], dtype=float)
         s = style(name)
         ax.errorbar(x, mean, yerr=np.vstack([mean - lo, hi - mean]), color=s.color, linestyle=s.linestyle,
-                    marker=s.marker, markersize=4, linewidth=1.2, capsize=2, elinewidth=0.8)
+                    marker=s.marker, markersize=5 if s.hollow else 4, markerfacecolor="none" if s.hollow else s.color,
+                    linewidth=1.2, capsize=2, elinewidth=0.8)
         c.add(name, _handle(name))
     if column == "budget":
         ax.set_xscale("log", base=2)
     ax.set_xticks(xs)
     ax.set_xticklabels([f"{x:g}" for x in xs])
     ax.set_xlabel(label)
-    ax.set_ylabel(metric_label(metric, direction), fontsize=8)
+    ax.set_ylabel(metric_label(metric, direction, split), fontsize=8)
     _title(ax, key)
     c.note("points: the leaderboard's mean at each condition; bars: its 95% interval; "
            "points dodged sideways a little so the bars do not hide each other")

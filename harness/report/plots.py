@@ -18,6 +18,8 @@ has one style everywhere, twins told apart by line style and marker: ``harness.r
 * ``performance_profile.png``: Dolan-More profiles over all benchmarks from each optimizer's mean
   eval metric (direction-aware ratios, ``harness.stats.intervals.performance_ratios``); every
   optimizer drawn, each with the number of benchmarks it ran; needs two benchmarks.
+* ``budget_<task>.png``, ``delay_<task>.png``: only when the records hold runs at other step budgets
+  or gradient delays: the leaderboard's mean and 95% interval per optimizer at each value.
 * ``temperature.png``: SoftSignum/SoftMuon temperature tau (curves split "opt", name "tau") of the
   eval runs from the first logged point after the switch at step floor(alpha_sign * K).
 
@@ -34,11 +36,9 @@ from pathlib import Path
 from harness import leaderboard
 from harness.errors import UserError
 from harness.outputs import atomic_write_bytes, atomic_write_text
+from harness.report import conditions, figures
 from harness.report import data as rd
-from harness.report import figures
 from harness.report.style import png_bytes
-
-SOFT_OPTIMIZERS = rd.SOFT_OPTIMIZERS
 
 
 @dataclass
@@ -60,17 +60,15 @@ def _save(fig, path: Path) -> None:
 
 
 def write_pngs(data: rd.ReportData, out: Path, report: Report) -> None:
-    split_note = f"{data.metric_split}"
     for kind in ("curves", "lr_sensitivity", "best_after_k"):
-        phase = "tune" if kind != "curves" else "eval"
-        rows = data.tunes if phase == "tune" else data.evals
+        rows = data.evals if kind == "curves" else data.tunes
         if rows.empty:
             continue
         made = figures.task_figures(kind, data)
         for task, fig in made.items():
             path = out / f"{kind}_{task}.png"
             _save(fig, path)
-            report.figures.append((path, f"{_TITLES[kind]}: {task}", figures.CAPTIONS[kind].format(split=split_note)))
+            report.figures.append((path, f"{_TITLES[kind]}: {task}", figures.CAPTIONS[kind].format(split=data.metric_split)))
         if not made:
             report.skipped.append(_EMPTY[kind])
     if data.evals.empty:
@@ -86,6 +84,11 @@ def write_pngs(data: rd.ReportData, out: Path, report: Report) -> None:
         else:
             _save(fig, out / "performance_profile.png")
             report.figures.append((out / "performance_profile.png", "Performance profile", figures.CAPTIONS["profile"]))
+    for column in data.conditions:  # budgets, delays: only when the records hold such runs
+        for task, fig in figures.condition_figures(conditions.compute(data, column)).items():
+            path = out / f"{column}_{task}.png"
+            _save(fig, path)
+            report.figures.append((path, f"{_TITLES[column]}: {task}", figures.CAPTIONS[column]))
     fig = figures.temperature_figure(data)
     if fig is None:
         report.skipped.append("temperature trace skipped: no SoftSignum/SoftMuon runs with a 'tau' curve "
@@ -95,7 +98,8 @@ def write_pngs(data: rd.ReportData, out: Path, report: Report) -> None:
         report.figures.append((out / "temperature.png", "Temperature trace", figures.CAPTIONS["temperature"]))
 
 
-_TITLES = {"curves": "Validation curves", "lr_sensitivity": "LR sensitivity", "best_after_k": "Best after k trials"}
+_TITLES = {"curves": "Validation curves", "lr_sensitivity": "LR sensitivity", "best_after_k": "Best after k trials",
+           "budget": "Metric vs step budget", "delay": "Metric vs gradient delay"}
 _EMPTY = {"curves": "validation curves skipped: the eval runs have no validation curves",
           "lr_sensitivity": "LR sensitivity skipped: the tune runs have no hp_lr column",
           "best_after_k": "best-after-k skipped: no tune run has a finite objective"}
