@@ -24,9 +24,12 @@ import inspect
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported only where a class is wrapped
+    from torch.optim import Optimizer
 
 GROUPS = {"optimizer": "optbench.optimizers", "task": "optbench.tasks"}
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -226,7 +229,7 @@ def _torch_optimizer(name: str) -> tuple[Any, Origin]:
 
 # ------------------------------------------------------------------------------ wrapping a class
 
-def class_defaults(cls: type) -> dict[str, Any]:
+def class_defaults(cls: type[Optimizer]) -> dict[str, Any]:
     """Hyperparameters of an optimizer class, from its ``__init__`` signature: every argument after
     ``params`` with a plain default (number, bool, string, tuple, None), implementation switches
     (``foreach``, ``fused``, ...) left out. An ``lr`` without a default gets ``DEFAULT_LR``."""
@@ -249,7 +252,7 @@ def class_defaults(cls: type) -> dict[str, Any]:
 _LR_ALIASES = ("learning_rate", "step_size", "eta", "alpha", "lr_max")
 
 
-def unsupported_class(cls: type) -> str | None:
+def unsupported_class(cls: type[Optimizer]) -> str | None:
     """Why the training loop cannot drive the ``torch.optim.Optimizer`` subclass ``cls`` (None: it
     can). The loop sets every param group's ``lr`` from its schedule, calls ``step()`` with no
     argument, and its tasks produce dense gradients; so a class must take ``lr``, must not need a
@@ -274,7 +277,7 @@ def unsupported_class(cls: type) -> str | None:
     return None
 
 
-def wrap_optimizer_class(cls: type, name: str) -> Any:
+def wrap_optimizer_class(cls: type[Optimizer], name: str) -> Any:
     """An ``OptimizerSpec`` around a ``torch.optim.Optimizer`` subclass: defaults from its signature
     (``class_defaults``), the search space ``{lr: log-uniform DEFAULT_LR_RANGE}`` (a sweep's
     ``search:`` replaces or extends it), one param group (two when the class takes ``weight_decay``:

@@ -18,6 +18,7 @@ themselves live in ``tasks/data/`` (images, text, tokens, graphs, tables), share
 
 from __future__ import annotations
 
+import builtins
 import math
 import re
 import threading
@@ -206,7 +207,7 @@ class Option:
     below: float | None = None
 
     @property
-    def types(self) -> tuple[type, ...]:
+    def types(self) -> tuple[builtins.type, ...]:  # the builtin: ``type`` here is the field above
         return self.type if isinstance(self.type, tuple) else (self.type,)
 
     def requirement(self) -> str:
@@ -257,9 +258,9 @@ class Option:
             return value if bool in self.types else _INVALID
         for kind in self.types:
             if isinstance(value, kind) and not (kind is str and not value):
-                if kind is float and not math.isfinite(value):
-                    return _INVALID  # inf / nan are never a setting
-                return float(value) if kind is float else value
+                if kind is float and isinstance(value, float):  # (kind is float implies the isinstance)
+                    return float(value) if math.isfinite(value) else _INVALID  # inf / nan are never a setting
+                return value
         for kind in self.types:
             converted = _convert(value, kind)
             if converted is not _INVALID:
@@ -419,7 +420,7 @@ class TaskSpec:
         if not isinstance(name, str):
             return None
         exact = [d for d in self.datasets if d.family is None and d.name == name]
-        return (exact or [d for d in self.datasets if d.matches(name)] or [None])[0]
+        return next(iter(exact or [d for d in self.datasets if d.matches(name)]), None)
 
     def metric_for(self, dataset: str) -> Metric:
         """The metric ``dataset`` reports under the default options."""

@@ -25,6 +25,17 @@ SIZES = ("tiny", "small", "paper")
 ROLES = ("matrix", "conv_first", "embedding", "head", "vector")
 
 DIRECTIONS = ("max", "min")
+Direction = Literal["max", "min"]
+
+
+def as_direction(value: str) -> Direction:
+    """``value`` as a metric direction, for a direction read from data (a sweep file, a results
+    table) rather than written in code; a ValueError naming both choices otherwise."""
+    if value == "max":
+        return "max"
+    if value == "min":
+        return "min"
+    raise ValueError(f"metric direction must be 'max' or 'min', got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -35,7 +46,7 @@ class Metric:
     """
 
     name: str
-    direction: Literal["max", "min"]
+    direction: Direction
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:

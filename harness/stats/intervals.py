@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.vocab import Metric
+from harness.vocab import Metric, as_direction
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 10_000
@@ -56,7 +56,7 @@ CI_METHODS = ("expanded", "percentile")
 
 def _sign(direction: str) -> float:
     """+1 / -1: the one ``Metric`` of ``harness.vocab`` decides (a bad direction is a ValueError)."""
-    return Metric("", direction).sign
+    return Metric("", as_direction(direction)).sign
 
 
 def _finite(values: Iterable[float]) -> np.ndarray:
@@ -282,17 +282,17 @@ def tie_ranks(
     be significant while the CIs still overlap); the seed-paired difference is the sharper one.
     """
     sign = _sign(direction)
-    means = np.asarray(means, dtype=float)
-    los = np.asarray(los, dtype=float)
-    his = np.asarray(his, dtype=float)
-    n = means.size
+    mean = np.asarray(means, dtype=float)
+    lo_arr = np.asarray(los, dtype=float)
+    hi_arr = np.asarray(his, dtype=float)
+    n = mean.size
     ranks = np.full(n, np.nan)
-    valid = [i for i in range(n) if math.isfinite(means[i])]
+    valid = [i for i in range(n) if math.isfinite(mean[i])]
     # Best first; equal means keep input order (stable), so the result is deterministic.
-    order = sorted(valid, key=lambda i: -sign * means[i])
+    order = sorted(valid, key=lambda i: -sign * mean[i])
 
     def interval(i: int) -> tuple[float, float]:
-        lo, hi = los[i], his[i]
+        lo, hi = lo_arr[i], hi_arr[i]
         if not (math.isfinite(lo) and math.isfinite(hi)):
             return -math.inf, math.inf
         return min(lo, hi), max(lo, hi)
@@ -301,7 +301,7 @@ def tie_ranks(
     for position, i in enumerate(order, start=1):
         if leader is not None:
             (a_lo, a_hi), (b_lo, b_hi) = interval(leader), interval(i)
-            same = means[i] == means[leader] or (a_lo <= b_hi and b_lo <= a_hi)
+            same = mean[i] == mean[leader] or (a_lo <= b_hi and b_lo <= a_hi)
             if same:
                 ranks[i] = ranks[leader]
                 continue
@@ -345,13 +345,13 @@ def performance_profile(
     ratios: Mapping[str, Mapping[str, float]], taus: Sequence[float]
 ) -> dict[str, np.ndarray]:
     """rho_s(tau): the fraction of problems on which solver s has ratio <= tau, for each tau."""
-    taus = np.asarray(taus, dtype=float)
+    tau = np.asarray(taus, dtype=float)
     problems = list(ratios)
     solvers = sorted({s for row in ratios.values() for s in row})
     out = {}
     for s in solvers:
         r = np.array([ratios[p].get(s, math.inf) for p in problems], dtype=float)
-        out[s] = (r[None, :] <= taus[:, None]).mean(axis=1) if problems else np.zeros(len(taus))
+        out[s] = (r[None, :] <= tau[:, None]).mean(axis=1) if problems else np.zeros(len(tau))
     return out
 
 

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.errors import UserError
-from harness.vocab import Metric
+from harness.vocab import Metric, as_direction
 
 R_MAX = 4.0
 CONFIDENCE = 0.95
@@ -92,7 +92,7 @@ def time_to_target(
     order, no step twice). ``seconds``: ``None`` (seconds unknown: NaN when reached), the training
     seconds per step (a number >= 0: seconds = steps * it), or the cumulative training seconds,
     evaluation excluded, at each evaluation (aligned with ``steps``, non-decreasing in step order)."""
-    metric = Metric("", direction)
+    metric = Metric("", as_direction(direction))
     if target is None or not isinstance(target, (int, float)) or isinstance(target, bool) or math.isnan(target):
         raise ProfileError(f"time-to-target needs a target number, got {target!r}: declare one per benchmark "
                            "in the sweep file or derive it (derive_target)")
@@ -107,7 +107,9 @@ def time_to_target(
         raise ProfileError(f"an eval curve has step {int(s[np.flatnonzero(np.diff(s) == 0)[0]])} twice")
     cumulative = None
     per_step = None
-    if seconds is not None and isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+    if isinstance(seconds, bool):  # an int to Python, never a number of seconds
+        raise ProfileError("cumulative training seconds must be numbers")
+    if isinstance(seconds, (int, float)):
         per_step = float(seconds)
         if not (math.isfinite(per_step) and per_step >= 0):
             raise ProfileError(f"seconds per step must be a number >= 0, got {seconds!r}")
@@ -135,7 +137,7 @@ def derive_target(finals: Mapping[str, Sequence[float]], direction: str, referen
     metrics at the full budget (one per eval run), a non-finite final (a diverged run) counting as
     the worst value. Raises ``ProfileError`` when the reference has no runs or its median is not
     finite (more than half of its runs diverged): declare the target in the sweep file then."""
-    metric = Metric("", direction)
+    metric = Metric("", as_direction(direction))
     runs = finals.get(reference)
     present = ", ".join(sorted(k for k, v in finals.items() if len(v))) or "none"
     if runs is None or len(runs) == 0:

@@ -66,7 +66,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from harness.vocab import Metric
+from harness.vocab import Metric, as_direction
 
 VERDICTS = ("better", "worse", "equivalent", "inconclusive")
 MARGIN_KINDS = ("absolute", "relative")
@@ -164,7 +164,7 @@ def default_margin(metric: Metric | str) -> Margin:
 
 
 def _scored(lo: float, hi: float, direction: str) -> tuple[float, float]:
-    sign = Metric("", direction).sign
+    sign = Metric("", as_direction(direction)).sign
     lo_s, hi_s = sorted((sign * float(lo), sign * float(hi)))
     return lo_s, hi_s
 
