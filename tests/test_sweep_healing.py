@@ -29,6 +29,7 @@ from harness.errors import UserError
 from harness.results import store as rec
 from harness.sweep import local as sweep_local
 from harness.sweep import optuna_api
+from harness.sweep import resolve as sweep_resolve
 from harness.sweep import schema as sweep_schema
 from harness.sweep import slots as sweep_slots
 from harness.sweep import space as sweep_space
@@ -496,7 +497,7 @@ def test_infinite_csv_feature_is_named_and_treated_as_missing(tmp_path, capsys):
         {"task": "tabular_mlp", "size": "tiny", "datasets": [f"path:{table}"], "steps": 3,
          "options": {"target": "y", "scaling": "standard"}}])  # another preprocessing: not the cached one
     with pytest.warns(UserWarning, match=r"column\(s\) 'c' \(2\)"):
-        sweep_worker.preflight(sweep_schema.load(sweep_file))
+        sweep_resolve.preflight(sweep_schema.load(sweep_file))
 
 
 def test_storage_urls_name_the_right_driver_and_scheme(tmp_path):

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from test_sweep import records, run_inprocess, start_worker, storage_trials, wait_for, write_sweep
 
+from harness.sweep import liveness as sweep_liveness
 from harness.sweep import local as sweep_local
 from harness.sweep import schema as sweep_schema
 from harness.sweep import slots as sweep_slots
 from harness.sweep import storage as sweep_storage
-from harness.sweep import worker as sweep_worker
 
 
 def _pg_bindir() -> Path | None:
@@ -101,7 +101,7 @@ def test_postgres_sigkill_mid_trial_is_rerun_by_another_worker(tmp_path, postgre
 
     # The replacement worker runs "on another machine": it cannot see the dead process, so only the
     # heartbeat (Optuna's RDB heartbeat table, grace 3 s) tells it the trial is orphaned.
-    monkeypatch.setattr(sweep_worker, "_machine", lambda: ("another-host", "another-boot"))
+    monkeypatch.setattr(sweep_liveness, "machine", lambda: ("another-host", "another-boot"))
     _, _, worker, _ = run_inprocess(sweep_file, out, worker_id=1, storage=postgres_url)
     df = records(out)
     assert len(df) == sweep.planned_runs and df["run_id"].is_unique

@@ -13,13 +13,24 @@ its keys. For every (task entry, dataset, optimizer) it defines one **study plan
 2. **Evaluate**: the best configuration re-run on the eval seeds (the same list for every
    optimizer, none equal to the tune seed), phase ``eval``, full budget, no pruning.
 
-This package has no front door (import its modules); the work is done in modules cut along the seams:
-``harness.sweep.schema`` (the file, its validation), ``harness.sweep.space`` (search space <->
-Optuna, QMC), ``harness.sweep.storage`` (storage URLs, the journal's torn tail),
-``harness.sweep.slots`` (which trial holds which planned run; when one is given up),
-``harness.sweep.worker`` (claims, heartbeats, runs), ``harness.sweep.reconcile`` (the run records vs the
-journal), ``harness.sweep.local`` (checks before writing; local workers), and ``harness.sweep.optuna_api``
-(every use of Optuna beyond its user API, behind one adapter).
+This package has no front door (import its modules); the work is done in modules cut along the seams,
+each importing only modules listed before it:
+
+- ``harness.sweep.plan``: the validated sweep as frozen data (``Sweep``, ``StudyPlan``, settings);
+- ``harness.sweep.yamlfile``, ``harness.sweep.space`` (search space <-> Optuna, QMC, finite spaces),
+  ``harness.sweep.expand`` (a validated entry into its plans), ``harness.sweep.schema`` (the file,
+  its validation: ``load``);
+- ``harness.sweep.optuna_api`` (every use of Optuna beyond its user API, behind one adapter),
+  ``harness.sweep.storage`` (storage URLs, the journal's torn tail), ``harness.sweep.slots`` (which trial
+  holds which planned run; when one is given up), ``harness.sweep.liveness`` (is a trial's owner
+  alive);
+- ``harness.sweep.resolve`` (a plan's runs as ``RunSpec``s; the preflight), ``harness.sweep.branch``
+  (SoftX from X: the rules), ``harness.sweep.ledger`` (what the storage says: studies, slots, the
+  best configuration, what a plan evaluates), ``harness.sweep.reconcile`` (the run records vs the
+  journal, over a ledger);
+- ``harness.sweep.worker`` (a ledger that claims, heartbeats and runs), ``harness.sweep.local``
+  (checks before writing; local workers), ``harness.sweep.cli``, and the SLURM
+  launcher (``harness.sweep.slurm``, ``harness.sweep.slurm_job``).
 
 **Claims.** Each planned run is a **slot** -- tune slot ``k`` (k = 0..trials-1), or an eval slot per
 (seed, best configuration) -- enqueued as a WAITING Optuna trial carrying the user attribute

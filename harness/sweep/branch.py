@@ -22,6 +22,10 @@ replicate), the softsignum plan a *child* of the signum plan (its *parent*):
 - The child waits for the parent: its tuning until the parent's tuning is complete (the shared
   configuration is then known), its evaluation until the parent's evaluation is complete.
 - When the whole sweep is complete, the kept checkpoints are deleted.
+
+This module holds the rules, over the sweep and the results folder; what the storage says about a
+parent (its tuned configuration, whether a child may start, what a child evaluates) is read by
+``harness.sweep.ledger.Ledger``.
 """
 
 from __future__ import annotations
@@ -30,20 +34,11 @@ import shutil
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from harness.sweep.schema import StudyPlan
-from harness.sweep.space import hparams_from_params
+from harness.sweep.plan import StudyPlan, Sweep
+from harness.sweep.resolve import resolve_run
 from harness.sweep.storage import SweepWarning
-
-if TYPE_CHECKING:  # pragma: no cover
-    from harness.sweep.worker import Worker
-
-
-def parent_configuration(worker: Worker, plan: StudyPlan) -> tuple[dict[str, Any] | None, int | None, bool]:
-    """The parent's evaluated configuration (all its hyperparameters), its best slot, and whether the
-    parent is still being tuned. ``(None, None, False)`` when the parent has no complete trial."""
-    return worker.evaluated_config(worker.sweep.plan(plan.branch_from))
 
 
 def shared_part(plan: StudyPlan, parent_hparams: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,20 +63,20 @@ def _alphas(plan: StudyPlan) -> set[float]:
     return {float(plan.fixed.get("alpha_sign", plugins.optimizer(plan.optimizer).defaults["alpha_sign"]))}
 
 
-def keep_steps(worker: Worker, plan: StudyPlan, phase: str, total_steps: int) -> frozenset[int]:
+def keep_steps(sweep: Sweep, plan: StudyPlan, phase: str, total_steps: int) -> frozenset[int]:
     """Branch points a run of ``plan`` (a parent) keeps its checkpoints at: every S its children can
     start from. Tune runs keep them only for children that tune (they branch from the best tune run)."""
     from optimizers._switch import sign_phase_steps
 
     steps: set[int] = set()
-    for child in worker.sweep.children(plan):
+    for child in sweep.children(plan):
         if phase == "tune" and child.trials == 0:
             continue
         steps |= {sign_phase_steps(a, total_steps) for a in _alphas(child)}
     return frozenset(s for s in steps if 0 < s <= total_steps)
 
 
-def branch_start(worker: Worker, plan: StudyPlan, spec: Any, parent_hparams: Mapping[str, Any],
+def branch_start(sweep: Sweep, out: str | Path, plan: StudyPlan, spec: Any, parent_hparams: Mapping[str, Any],
                  parent_slot: int | None) -> tuple[Any, Path | None]:
     """The run ``spec`` of child ``plan`` as it starts: branched from the parent's run of the same
     seed and shared configuration at the child's switch step S (the spec names that parent, so its
@@ -89,14 +84,13 @@ def branch_start(worker: Worker, plan: StudyPlan, spec: Any, parent_hparams: Map
     from scratch, when the parent has no tune runs or the checkpoint is missing (with a warning)."""
     from harness.run import checkpoint as ckpt  # torch: imported only when a run is about to start
     from harness.run.lineage import switch_step
-    from harness.sweep.worker import resolve_run
 
-    parent = worker.sweep.plan(plan.branch_from)
+    parent = sweep.plan(plan.branch_from)
     if spec.phase == "tune" and parent.trials == 0:
         return spec, None  # an untuned parent has no tune runs to branch from
-    parent_spec, _ = resolve_run(worker.sweep, parent, parent_hparams, spec.seed, spec.phase, parent_slot)
+    parent_spec, _ = resolve_run(sweep, parent, parent_hparams, spec.seed, spec.phase, parent_slot)
     step = switch_step(spec)
-    path = ckpt.path_for(worker.out, parent_spec.run_id, step)
+    path = ckpt.path_for(out, parent_spec.run_id, step)
     if path.is_file():
         return spec.with_(branched_from=parent_spec.run_id, branch_step=step), path
     warnings.warn(f"{plan.study}: the checkpoint of {parent.optimizer} run {parent_spec.run_id} at step {step} is missing "
@@ -113,40 +107,6 @@ def from_scratch(plan: StudyPlan, spec: Any, why: Exception) -> Any:
     warnings.warn(f"{plan.study}: {why}; running {spec.optimizer} seed {spec.seed} from scratch instead (same result, "
                   "full cost)", SweepWarning, stacklevel=2)
     return unbranched(spec)
-
-
-def child_ready(worker: Worker, plan: StudyPlan, phase: str) -> bool:
-    """A child's tuning waits for its parent's tuning, its evaluation for its parent's evaluation."""
-    parent = worker.sweep.plan(plan.branch_from)
-    if phase == "tune":
-        _, _, tuning = parent_configuration(worker, plan)
-        return not tuning
-    slots = worker.eval_slots(parent)
-    if slots is None:
-        return False
-    study = worker.study(parent, "eval")
-    return len(worker._finished(study.get_trials(deepcopy=False), slots, worker.lost(study))) >= len(slots)
-
-
-def child_eval_config(worker: Worker, plan: StudyPlan) -> tuple[dict[str, Any] | None, int | None, bool]:
-    """What a child evaluates: (hyperparameters, the slot they come from, still waiting). Tuned
-    children: their own best trial (which already holds the parent's shared values); untuned: the
-    parent's shared values over the child's fixed ones, from the parent's best slot."""
-    parent_hp, parent_slot, tuning = parent_configuration(worker, plan)
-    if tuning:
-        return None, None, True
-    if parent_hp is None:
-        return None, None, False
-    if plan.trials == 0:
-        return {**dict(plan.fixed), **shared_part(plan, parent_hp)}, parent_slot, False
-    best, tuning = worker.best_slot(plan)
-    if tuning:
-        return None, None, True
-    if best is None:
-        return None, None, False
-    slot, trial = best
-    own = hparams_from_params(trial.params, plan.space, plan.fixed)
-    return {**own, **shared_part(plan, parent_hp)}, slot, False
 
 
 def cleanup(out: str | Path) -> None:

@@ -245,13 +245,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from harness.sweep import schema as sweep_schema
     from harness.sweep import storage as sweep_storage
     from harness.sweep import worker as sweep_worker
+    from harness.sweep.resolve import preflight
 
     sweep = sweep_schema.load(args.sweep)
     out = _out(args, sweep.suite)
     with _plain_warnings(args.command):
         info = None
         if not args.no_preflight:
-            info = sweep_worker.preflight(sweep)
+            info = preflight(sweep)
             sweep_local.check_outputs(sweep, out, args.storage)
         url = args.storage or sweep_storage.default_storage_url(out)
         out.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,9 @@ from pathlib import Path
 from harness.errors import UserError
 from harness.outputs import writable_dir, writable_file
 from harness.sweep import optuna_api
-from harness.sweep.schema import Sweep
+from harness.sweep.ledger import config_refusal
+from harness.sweep.plan import Sweep
+from harness.sweep.resolve import TaskInfo, preflight
 from harness.sweep.storage import (
     check_journal_path,
     default_storage_url,
@@ -22,7 +24,7 @@ from harness.sweep.storage import (
     journal_path,
     open_storage,
 )
-from harness.sweep.worker import Event, TaskInfo, Worker, config_refusal, preflight
+from harness.sweep.worker import Event, Worker
 
 
 def check_outputs(sweep: Sweep, out: str | os.PathLike, storage_url: str | None):
@@ -189,7 +191,8 @@ def run_local_workers(sweep: Sweep, storage_url: str, out: str | os.PathLike, wo
 
 
 def census(sweep: Sweep, storage_url: str, out: str | os.PathLike, info: Mapping[str, TaskInfo] | None = None):
-    """``harness.sweep.reconcile.census`` of the sweep: planned runs with a readable record."""
-    from harness.sweep import reconcile
+    """``harness.sweep.reconcile.Reconciler.census`` of the sweep: planned runs with a readable record."""
+    from harness.sweep.ledger import Ledger
+    from harness.sweep.reconcile import Reconciler
 
-    return reconcile.census(Worker(sweep, storage_url, out, info=info))
+    return Reconciler(Ledger(sweep, storage_url, info=info), Path(out)).census()

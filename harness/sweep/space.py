@@ -14,25 +14,11 @@ import json
 import math
 import random
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from harness.sweep.schema import StudyPlan
+from harness.sweep.plan import StudyPlan, jsonable
 
 ONE_MINUS = "one_minus_"        # Optuna parameter name prefix for OneMinusLogUniform hparams
-
-
-
-def jsonable(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [jsonable(v) for v in value]
-    return value
-
-
-def dist_json(dist: Any) -> dict[str, Any]:
-    d = {"kind": type(dist).__name__}
-    d.update({k: jsonable(v) for k, v in vars(dist).items()})
-    return d
 
 
 def choice_key(value: Any) -> Any:

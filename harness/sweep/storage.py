@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.sweep.schema import Heartbeat
+from harness.sweep.plan import Heartbeat
 
 RDB_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "sqlite", "oracle", "mssql")
 

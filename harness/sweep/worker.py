@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import threading
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,98 +21,15 @@ from harness.errors import UserError
 from harness.outputs import DiskFull
 from harness.run.lineage import BranchRefused
 from harness.sweep import branch as branching
-from harness.sweep import optuna_api, reconcile
+from harness.sweep import liveness, optuna_api
 from harness.sweep import slots as slots_rules
-from harness.sweep.schema import StudyPlan, Sweep
-from harness.sweep.slots import BEAT, CONFIG, DUPLICATE, ERROR, MAX_RETRY, OWNER, RELEASED, SLOT, SURPLUS
-from harness.sweep.space import (
-    config_key,
-    default_hparams,
-    default_params,
-    hparams_from_params,
-    jsonable,
-    qmc_params,
-    space_size,
-    stable_seed,
-    suggest,
-    unused_params,
-)
-from harness.sweep.storage import SweepWarning, open_storage, redact_url, storage_kind
+from harness.sweep.ledger import Ledger
+from harness.sweep.plan import StudyPlan, Sweep
+from harness.sweep.reconcile import Reconciler
+from harness.sweep.resolve import TaskInfo, resolve_run, utc_now
+from harness.sweep.slots import BEAT, DUPLICATE, ERROR, MAX_RETRY, OWNER, RELEASED, SLOT, SURPLUS
+from harness.sweep.space import config_key, space_size, stable_seed, suggest, unused_params
 from harness.vocab import Metric
-
-# ---------------------------------------------------------------------------------------------
-# Resolving runs (every plan once before anything is written, then every run)
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TaskInfo:
-    metric: str
-    direction: str  # max | min
-    penalty: float
-
-
-def preflight(sweep: Sweep) -> dict[str, TaskInfo]:
-    """Resolve every (entry, dataset, optimizer) through ``harness.run.loop.resolve`` with its trial-0
-    hyperparameters, so bad option values, bad fixed hyperparameters and missing data files fail
-    now, with the entry's line, before any study or run is written. Returns study -> TaskInfo."""
-    return {plan.study: resolve_plan(sweep, plan) for plan in sweep.studies}
-
-
-def resolve_plan(sweep: Sweep, plan: StudyPlan) -> TaskInfo:
-    _, task = resolve_run(sweep, plan, default_hparams(plan), plan.seed, "tune", 0)
-    return TaskInfo(task.metric.name, task.metric.direction, float(task.penalty))
-
-
-def resolve_run(sweep: Sweep, plan: StudyPlan, hparams: Mapping[str, Any], seed: int, phase: str, trial: int | None):
-    """(RunSpec, Task) of one run of ``plan``; a bad value is a ``UserError`` naming the entry's line."""
-    from harness.run.loop import resolve
-
-    try:
-        return resolve(task=plan.task, optimizer=plan.optimizer, dataset=plan.dataset, size=plan.size,
-                       hparams=dict(hparams), task_options=dict(plan.options), seed=seed, steps=plan.steps,
-                       phase=phase, suite=plan.suite, study=plan.study, trial=trial, data_dir=sweep.data_dir,
-                       replicate=plan.replicate)
-    except (UserError, ValueError, KeyError) as exc:
-        msg = exc.args[0] if exc.args else str(exc)
-        raise UserError(f"{sweep.path}: line {plan.line}: {plan.entry}/{plan.dataset} with {plan.optimizer}: {msg}") from None
-
-
-# ---------------------------------------------------------------------------------------------
-# Is the owner of a trial still alive?
-# ---------------------------------------------------------------------------------------------
-
-def _machine() -> tuple[str, str]:
-    """(hostname, boot id): identifies the kernel whose process table we can check."""
-    boot = ""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        pass
-    return socket.gethostname(), boot
-
-
-def _process_start(pid: int) -> str | None:
-    """Start time of ``pid`` (Linux), to tell a reused pid from the original process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):  # zombie / dead: the process has exited
-        return "exited"
-    return fields[19]
-
-
-def _pid_dead(pid: int, start: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    now = _process_start(pid)
-    return now == "exited" or (start is not None and now is not None and now != start)
 
 
 @dataclass
@@ -156,78 +71,27 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
-class Worker:
+class Worker(Ledger):
     """Claims and runs planned runs of ``sweep`` until every study is tuned and evaluated.
 
+    A worker is the ``Ledger`` of the sweep (what the storage says: studies, slots, the best
+    configuration) that also claims trials, runs them, heartbeats and reaps: the one owner of its
+    state. It checks the records through a ``Reconciler`` over itself (``harness.sweep.reconcile``).
     ``on_event`` receives an ``Event`` after every run.
     """
 
     def __init__(self, sweep: Sweep, storage_url: str, out: str | os.PathLike, *, worker_id: int = 0,
                  on_event: Callable[[Event], None] | None = None, poll_seconds: float = 1.0,
                  info: Mapping[str, TaskInfo] | None = None):
-        self.sweep = sweep
-        self.storage_url = storage_url
+        super().__init__(sweep, storage_url, info=info)
         self.out = Path(out)
         self.worker_id = worker_id
         self.on_event = on_event
         self.poll_seconds = poll_seconds
-        self.storage = open_storage(storage_url, sweep.heartbeat)
-        self.rdb = storage_kind(self.storage) == "rdb"
-        self._info: dict[str, TaskInfo] = dict(info or {})
-        self._studies: dict[str, Any] = {}
-        self._plans = {plan.study: plan for plan in sweep.studies}
-        self._machine = _machine()
+        self._machine = liveness.machine()
         self._retry = optuna_api.retry_callback()
-        self.verified: set[str] = set()  # run_ids whose record this worker has read back (reconcile)
-        self._warned: set[str] = set()
+        self.records = Reconciler(self, self.out)  # its run_ids read back: records.verified
         self.runs = 0
-
-    # -- studies -------------------------------------------------------------------------------
-
-    def info(self, plan: StudyPlan) -> TaskInfo:
-        if plan.study not in self._info:
-            self._info[plan.study] = resolve_plan(self.sweep, plan)
-        return self._info[plan.study]
-
-    def study(self, plan: StudyPlan, phase: str):
-        """The tune or eval study of ``plan`` (created on first use, checked against the plan)."""
-        import optuna
-
-        name = plan.study if phase == "tune" else plan.eval_study
-        if name in self._studies:
-            return self._studies[name]
-        direction = Metric(self.info(plan).metric, self.info(plan).direction).optuna_direction
-        pruner = optuna.pruners.NopPruner()
-        if phase == "tune" and self.sweep.pruner is not None:
-            pruner = optuna.pruners.MedianPruner(n_startup_trials=self.sweep.pruner.n_startup_trials, n_warmup_steps=0)
-        stored = optuna_api.study_user_attrs(self.storage, name)
-        refusal = config_refusal(plan, name, stored, self.storage_url)
-        if refusal:
-            raise UserError(refusal)
-        study = optuna.create_study(study_name=name, storage=self.storage, direction=direction,
-                                    sampler=self._sampler(plan, None), pruner=pruner, load_if_exists=True)
-        if stored is None or CONFIG not in stored:
-            study.set_user_attr(CONFIG, plan.config())
-        self._studies[name] = study
-        return study
-
-    def _sampler(self, plan: StudyPlan, slot: int | None):
-        """TPE is re-seeded per slot from (tune seed, study, slot): a single-worker sweep is
-        reproducible and concurrent workers never draw the same random configuration. QMC slots are
-        enqueued with their Sobol point (``qmc_params``), so the study's sampler never draws."""
-        import optuna
-
-        cfg = self.sweep.sampler
-        if cfg.name == "qmc":
-            return optuna.samplers.RandomSampler(seed=stable_seed(plan.seed, plan.study))
-        kwargs: dict[str, Any] = {"constant_liar": True}
-        if cfg.n_startup_trials is not None:
-            kwargs["n_startup_trials"] = cfg.n_startup_trials
-        return optuna.samplers.TPESampler(seed=stable_seed(plan.seed, plan.study, slot), **kwargs)
-
-    def lost(self, study) -> dict[int, dict]:
-        """Finished trials of ``study`` whose records were found missing or unreadable."""
-        return slots_rules.lost_trials(study.user_attrs)
 
     # -- slots ---------------------------------------------------------------------------------
 
@@ -244,111 +108,22 @@ class Worker:
             again = slots_rules.requeue_params(states[slot], optuna_api.planned_params)
             study.enqueue_trial(params if again is None else again, user_attrs={SLOT: slot, **attrs})
 
-    @staticmethod
-    def _finished(trials, slots, lost=()) -> dict:
-        """slot -> its finished trial (or None: given up), for the settled wanted slots."""
-        return slots_rules.finished(trials, slots, lost)
-
-    @staticmethod
-    def _is_owner(trials, number: int, slot, wanted, lost=()) -> bool:
-        """A slot belongs to its lowest-numbered trial that has not FAILED (nor lost its record)."""
-        return slots_rules.is_owner(trials, number, slot, wanted, lost)
-
-    def tune_slots(self, plan: StudyPlan) -> dict[int, tuple[dict, dict]]:
-        """Tune slots 0..trials-1. Slot 0 carries the optimizer's defaults as fixed parameters, unless
-        one of them lies outside the plan's space (then slot 0 is drawn too; see ``default_params``).
-        With QMC every slot carries its Sobol point, a function of the slot index alone."""
-        from harness import plugins
-
-        defaults = default_params(plan.space, plugins.optimizer(plan.optimizer).defaults)
-        out = {}
-        for k in range(plan.trials):
-            if k == 0 and defaults is not None:
-                params = defaults
-            elif self.sweep.sampler.name == "qmc":
-                params = qmc_params(plan.space, stable_seed(plan.seed, plan.study), k)
-            else:
-                params = {}
-            out[k] = (params, {})
-        return out
-
-    def best_slot(self, plan: StudyPlan):
-        """The finished trial with the best value among tune slots 0..trials-1 (ties: the lowest
-        slot), or None when none is COMPLETE; and whether tuning is still going on."""
-        study = self.study(plan, "tune")
-        done = self._finished(study.get_trials(deepcopy=False), range(plan.trials), self.lost(study))
-        if len(done) < plan.trials:
-            return None, True
-        direction = self.info(plan).direction
-        best = None
-        for slot in sorted(done):
-            t = done[slot]
-            if t is None or t.state.name != "COMPLETE" or t.value is None:
-                continue
-            if best is None or Metric("objective", direction).better(t.value, best[1].value):
-                best = (slot, t)
-        return best, False
-
-    def evaluated_config(self, plan: StudyPlan) -> tuple[dict[str, Any] | None, int | None, bool]:
-        """What ``plan`` evaluates: (hyperparameters, the tune slot they come from, still waiting).
-        ``(None, None, False)`` when its study has no complete trial (nothing to evaluate). A branch
-        evaluates its own best over its parent's shared values; a ``transfer_from`` plan the donor's
-        best under its own fixed values; an untuned plan its fixed values over the defaults."""
-        if plan.branch_from is not None:
-            return branching.child_eval_config(self, plan)
-        tuned = plan if plan.transfer_from is None else self._plans[plan.transfer_from]
-        if tuned.trials == 0:
-            return default_hparams(plan), None, False
-        best, tuning = self.best_slot(tuned)
-        if tuning:
-            return None, None, True
-        if best is None:
-            if plan.study not in self._warned:  # once per worker: this is asked on every poll
-                self._warned.add(plan.study)
-                warnings.warn(f"study {tuned.study} has no complete trial (all pruned or given up): "
-                              f"nothing to evaluate for {plan.study}", SweepWarning, stacklevel=2)
-            return None, None, False
-        slot, trial = best
-        hparams = hparams_from_params(trial.params, tuned.space, tuned.fixed)
-        if tuned is not plan:
-            hparams.update(plan.fixed)  # the target entry's own fixed values win
-        return hparams, slot, False
-
-    def eval_slots(self, plan: StudyPlan) -> dict[str, tuple[dict, dict]] | None:
-        """Eval slots, one per seed, keyed by seed and configuration: if the best configuration
-        changes (the trial budget was changed after an evaluation), its eval runs are new slots.
-        None while the plan is still being tuned."""
-        import hashlib
-
-        hparams, best_number, waiting = self.evaluated_config(plan)
-        if waiting:
-            return None
-        if hparams is None:
-            return {}
-        text = json.dumps(jsonable(hparams), sort_keys=True)
-        config = hashlib.sha256(text.encode()).hexdigest()[:10]
-        return {f"seed={s} config={config}": ({}, {"seed": s, "hparams": text, "best_trial": best_number})
-                for s in plan.eval_seeds}
-
-    def phase_slots(self, plan: StudyPlan, phase: str):
-        return self.tune_slots(plan) if phase == "tune" else self.eval_slots(plan)
-
     def _advance(self, plan: StudyPlan) -> str:
         """Do one run of ``plan`` if one is free: 'worked', 'blocked' (others hold it) or 'done'."""
-        for phase in ("tune", "eval") if plan.trials > 0 else ("eval",):
-            if plan.branch_from is not None and not branching.child_ready(self, plan, phase):
+        for phase in self.phases(plan):
+            if plan.branch_from is not None and not self.child_ready(plan, phase):
                 return "blocked"  # a branch waits for its parent's tuning / evaluation
             study = self.study(plan, phase)
             slots = self.phase_slots(plan, phase)
             if slots is None:  # transferred from an entry that is still being tuned
                 return "blocked"
             self._ensure_slots(study, slots)
-            if len(self._finished(study.get_trials(deepcopy=False), slots, self.lost(study))) < len(slots):
+            if len(self.settled(study, slots)) < len(slots):
                 return self._claim(plan, study, phase, slots)
             # The phase is complete as the journal says: check it against the records.
-            if reconcile.verify(self, plan, phase, study, slots):
+            if self.records.verify(plan, phase, study, slots):
                 return "worked"  # a record was lost: its slot is open again
-            reconcile.settle_given_up(self, plan, phase, study, slots)
+            self.records.settle_given_up(plan, phase, study, slots)
             self._discard_waiting(study)
         return "done"
 
@@ -434,7 +209,7 @@ class Worker:
 
         info = self.info(plan)
         # A branch's parent configuration (read from the storage once per run, used twice below).
-        parent_hp, parent_slot, _ = branching.parent_configuration(self, plan) if plan.branch_from else (None, None, 0)
+        parent_hp, parent_slot, _ = self.parent_configuration(plan) if plan.branch_from else (None, None, 0)
         if phase == "tune":
             if self.sweep.sampler.name == "tpe":
                 study.sampler = self._sampler(plan, slot)
@@ -451,7 +226,7 @@ class Worker:
         self._check_data(plan, spec)
         parent_checkpoint = None
         if plan.branch_from is not None:  # the branched spec names its parent: its own run_id
-            spec, parent_checkpoint = branching.branch_start(self, plan, spec, parent_hp, parent_slot)
+            spec, parent_checkpoint = branching.branch_start(self.sweep, self.out, plan, spec, parent_hp, parent_slot)
         self._name_run(trial, spec)
         pruned = False
         kwargs: dict[str, Any] = {"out_dir": str(self.out), "data_dir": self.sweep.data_dir, "task": task,
@@ -473,7 +248,7 @@ class Worker:
                 return False
 
             kwargs["on_eval"] = on_eval
-        started, started_at = time.perf_counter(), _utc_now()
+        started, started_at = time.perf_counter(), utc_now()
         try:
             try:
                 result = loop.run(spec, branch_from=parent_checkpoint, **kwargs)
@@ -505,7 +280,7 @@ class Worker:
         except optuna.exceptions.UpdateFinishedTrialError:
             # Declared stale while we ran (e.g. a long stall); its re-queued copy will find our record.
             pass
-        self.verified.add(spec.run_id)
+        self.records.verified.add(spec.run_id)
         self.runs += 1
         return self._run_event(plan, study, phase, trial, slot, status or ("pruned" if pruned else ""), value,
                                seconds, bool(result.skipped))
@@ -518,10 +293,10 @@ class Worker:
         branched, then from scratch): one record per slot."""
         previous = trial.user_attrs.get("run_id")  # a re-queued trial carries its predecessor's
         if previous and previous != spec.run_id:
-            reconcile.set_aside_superseded(self, previous, spec.run_id)
+            self.records.set_aside_superseded(previous, spec.run_id)
         trial.set_user_attr("run_id", spec.run_id)
         trial.set_user_attr("spec", spec.to_json())
-        reconcile.set_aside_unreadable(self, spec.run_id)
+        self.records.set_aside_unreadable(spec.run_id)
 
     @staticmethod
     def _check_data(plan: StudyPlan, spec: Any) -> None:
@@ -543,7 +318,7 @@ class Worker:
         children start from when ``plan`` is a parent (``harness.sweep.branch``)."""
         from harness.run.checkpoint import CheckpointPolicy
 
-        keep = branching.keep_steps(self, plan, phase, int(spec.steps)) if self.sweep.children(plan) else frozenset()
+        keep = branching.keep_steps(self.sweep, plan, phase, int(spec.steps)) if self.sweep.children(plan) else frozenset()
         return CheckpointPolicy(every_seconds=self.sweep.checkpoint_every, keep_steps=keep)
 
     def _run_event(self, plan, study, phase, trial, slot, status, value, seconds, skipped, detail="") -> Event:
@@ -568,7 +343,7 @@ class Worker:
         configuration -- unless it has now raised more than ``MAX_RETRY`` times (given up)."""
         from optuna.trial import TrialState
 
-        reconcile.write_failure(self, spec, info, detail, started_at, seconds)
+        self.records.write_failure(spec, info, detail, started_at, seconds)
         trial.set_user_attr(ERROR, {"number": trial.number, "detail": detail})
         trial.set_user_attr("status", "failed")
         state = slots_rules.slot_states(study.get_trials(deepcopy=False), [slot], self.lost(study))[slot]
@@ -600,7 +375,7 @@ class Worker:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             owner = t.system_attrs.get(OWNER)
             mine = isinstance(owner, dict) and owner.get("number") == t.number  # retries copy attrs
-            dead = mine and (owner.get("host"), owner.get("boot")) == self._machine and _pid_dead(owner["pid"], owner.get("start"))
+            dead = mine and (owner.get("host"), owner.get("boot")) == self._machine and liveness.pid_dead(owner["pid"], owner.get("start"))
             stale = False
             if not self.rdb:
                 beat = t.system_attrs.get(BEAT)
@@ -610,7 +385,7 @@ class Worker:
                 stale = now - last > self.sweep.heartbeat.grace
             if dead or stale:
                 self._release(study, optuna_api.trial_id(t))
-                reconcile.note_silent_death(self, study, t)
+                self.records.note_silent_death(study, t)
         return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) - before
 
     def _release(self, study, trial_id: int) -> None:
@@ -631,7 +406,7 @@ class Worker:
         host, boot = self._machine
         optuna_api.set_system_attr(self.storage, tid, OWNER, {
             "number": trial.number, "host": host, "boot": boot, "pid": os.getpid(),
-            "start": _process_start(os.getpid()), "worker": self.worker_id})
+            "start": liveness.process_start(os.getpid()), "worker": self.worker_id})
         stop = threading.Event()
 
         def beat() -> None:
@@ -659,9 +434,9 @@ class Worker:
             k = self.worker_id % len(plans)
             plans = plans[k:] + plans[:k]
         for plan in plans:  # on resume, re-queue trials of workers that died, before waiting on them
-            for phase in ("tune", "eval") if plan.trials else ("eval",):
+            for phase in self.phases(plan):
                 self.reap(self.study(plan, phase))
-        reconcile.verify_all(self)  # the records are the truth: a lost one opens its slot again
+        self.records.verify_all()  # the records are the truth: a lost one opens its slot again
         while True:
             states = []
             for plan in plans:
@@ -676,37 +451,3 @@ class Worker:
                 return self.runs
             if "worked" not in states:
                 time.sleep(self.poll_seconds)
-
-    def progress(self) -> tuple[int, int]:
-        """(settled planned runs, planned runs) over the whole sweep, as the storage says."""
-        done = 0
-        for plan in self.sweep.studies:
-            for phase in ("tune", "eval") if plan.trials else ("eval",):
-                slots = self.phase_slots(plan, phase)
-                if slots is None:
-                    continue
-                study = self.study(plan, phase)
-                done += len(self._finished(study.get_trials(deepcopy=False), slots, self.lost(study)))
-        return done, self.sweep.planned_runs
-
-
-def config_refusal(plan: StudyPlan, name: str, stored: Mapping[str, Any] | None, storage_url: str) -> str | None:
-    """Why an existing study ``name`` cannot be resumed with ``plan`` (None: it can, or is new).
-    The trial and eval-seed budgets are not part of a study's configuration: changing them is
-    honoured (see ``harness.sweep``)."""
-    if not stored or CONFIG not in stored:
-        return None
-    config = json.loads(json.dumps(plan.config()))
-    previous = stored[CONFIG]
-    if previous == config:
-        return None
-    changed = sorted(k for k in set(config) | set(previous)
-                     if json.dumps(config.get(k), sort_keys=True) != json.dumps(previous.get(k), sort_keys=True))
-    return (f"study {name} in {redact_url(storage_url)} was created with a different {', '.join(changed)}; "
-            "resume with the original sweep file, or start afresh with another --out/--storage or suite name")
-
-
-def _utc_now() -> str:
-    import datetime as dt
-
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
