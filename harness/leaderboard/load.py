@@ -1,5 +1,6 @@
-"""Reading run records for a leaderboard: the folder, the records' consistency, the sweep's budget,
-and the frame the computation works on (benchmark variants, one eval row per seed)."""
+"""Reading run records for a leaderboard: the folder, the records' consistency, the sweep's budget
+(``harness.results.budget``: no import of the sweep), and the frame the computation works on
+(benchmark variants, one eval row per seed)."""
 
 from __future__ import annotations
 
@@ -64,26 +65,25 @@ def load_runs(results: str | os.PathLike):
 
 
 def within_sweep_budget(frame, root: Path):
-    """A sweep's results folder holds ``sweep.yaml``, the last sweep file it accepted: keep only the
-    runs inside that file's budget (the first ``trials`` tune slots, the listed eval seeds of the
-    best of them), so a lowered budget is honoured exactly. Returns the rows and a note on what was
-    left out ("" when nothing)."""
-    budget = root / "sweep.yaml"
-    if not budget.is_file() or len(frame) == 0 or "study" not in frame.columns:
+    """A sweep's results folder holds ``plan.json``, the budget of the last sweep file it accepted
+    (``harness.results.budget``): keep only the runs inside that budget (the first ``trials`` tune
+    slots, the listed eval seeds of the best of them), so a lowered budget is honoured exactly.
+    Returns the rows and a note on what was left out ("" when nothing). A folder with a sweep file
+    but no ``plan.json`` (written before it existed) is a ``UserError`` naming the command that
+    writes it."""
+    if len(frame) == 0 or "study" not in frame.columns:
         return frame, ""
-    from harness.sweep import reconcile
-    from harness.sweep import schema as sweep_schema
+    from harness.results import budget
 
-    try:
-        sweep = sweep_schema.load(budget)
-    except UserError as exc:
-        raise UserError(f"cannot read the budget of the sweep in {root}: {exc}") from None
-    kept, dropped = reconcile.within_budget(frame, sweep)
+    plan = budget.read_plan(root)
+    if plan is None:
+        return frame, ""
+    kept, dropped = budget.within_budget(frame, plan)
     if not dropped:
         return frame, ""
-    return kept, (f"{dropped} run record(s) outside the budget of {budget} are left out (tune trials beyond its "
-                  "'trials', eval seeds it does not list, evaluations of a configuration that is not the best of "
-                  "those trials, studies it does not plan)")
+    return kept, (f"{dropped} run record(s) outside the budget of {budget.plan_path(root)} are left out (tune "
+                  "trials beyond its 'trials', eval seeds it does not list, evaluations of a configuration that is "
+                  "not the best of those trials, studies it does not plan)")
 
 
 def check_consistent(frame, *, allow_mixed: bool = False, source: str = "") -> None:

@@ -29,7 +29,7 @@ each importing only modules listed before it:
   best configuration, what a plan evaluates), ``harness.sweep.reconcile`` (the run records vs the
   journal, over a ledger);
 - ``harness.sweep.worker`` (a ledger that claims, heartbeats and runs), ``harness.sweep.local``
-  (checks before writing; local workers), ``harness.sweep.cli``, and the SLURM
+  (checks before writing, ``<out>/plan.json``; local workers), ``harness.sweep.cli``, and the SLURM
   launcher (``harness.sweep.slurm``, ``harness.sweep.slurm_job``).
 
 **Claims.** Each planned run is a **slot** -- tune slot ``k`` (k = 0..trials-1), or an eval slot per
@@ -71,7 +71,8 @@ other change to a study's configuration is refused before anything is written (n
 journal entry). Changes are honoured exactly: raised, the studies go on; lowered to ``k`` trials,
 tune slots 0..k-1 count and the best of them is evaluated; lowered to ``n`` eval seeds, exactly the
 listed seeds (the first n) count. Runs beyond the budget stay on disk, and the leaderboard never uses
-them: it reads the budget from ``<out>/sweep.yaml``, which is always the last accepted file.
+them: it reads the budget from ``<out>/plan.json``, written with ``<out>/sweep.yaml`` (always the last
+accepted file) before any work, and filters with ``harness.results.budget`` (no import of the sweep).
 
 **Finite spaces.** A space of only choices (or integer ranges) can draw the same configuration twice,
 and the same configuration is the same run_id: the second draw is replaced by an unused

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.errors import UserError
 from harness.outputs import writable_dir, writable_file
+from harness.results import budget
 from harness.sweep import optuna_api
 from harness.sweep.ledger import config_refusal
 from harness.sweep.plan import Sweep
@@ -57,18 +58,33 @@ def check_outputs(sweep: Sweep, out: str | os.PathLike, storage_url: str | None)
 
 def prepare(sweep: Sweep, out: str | os.PathLike, storage_url: str | None) -> tuple[str, dict[str, TaskInfo]]:
     """Everything that can fail on bad input, before anything is written (``preflight``,
-    ``check_outputs``); then create the results folder, copy the sweep file there (provenance: it
-    is always the file that was accepted, and the leaderboard reads its budget) and create every
-    study. Returns the storage URL and the per-study task info."""
+    ``check_outputs``); then create the results folder, write the budget of every study there
+    (``plan.json``, which the leaderboard reads: ``budget_plan``) and a copy of the sweep file
+    (``sweep.yaml``, provenance: always the file that was accepted), and create every study.
+    Returns the storage URL and the per-study task info."""
     info = preflight(sweep)
     out, url, _ = check_outputs(sweep, out, storage_url)
     out.mkdir(parents=True, exist_ok=True)
     if Path(sweep.path).is_file():
-        _atomic_write_text(out / "sweep.yaml", Path(sweep.path).read_text())
+        text = Path(sweep.path).read_text()
+        # plan.json first: a stop between the two leaves a plan.json the leaderboard refuses (it
+        # names this command), never an old budget next to a new sweep file.
+        _atomic_write_text(budget.plan_path(out), json.dumps(budget_plan(sweep, info, text), indent=1) + "\n")
+        _atomic_write_text(out / budget.SWEEP_FILE, text)
     worker = Worker(sweep, url, out, info=info)
     for plan in sweep.studies:
         worker.study(plan, "tune" if plan.trials else "eval")
     return url, info
+
+
+def budget_plan(sweep: Sweep, info: Mapping[str, TaskInfo], text: str) -> dict:
+    """What ``<out>/plan.json`` holds (``harness.results.budget``, format ``PLAN_FORMAT``): per study,
+    in file order, what the leaderboard needs to keep only the runs inside the sweep's budget, tied to
+    the sweep file's ``text`` by its digest."""
+    return {"format": budget.PLAN_FORMAT, "suite": sweep.suite, "sweep_sha256": budget.sweep_digest(text),
+            "studies": [{"study": p.study, "trials": p.trials, "eval_seeds": list(p.eval_seeds),
+                         "transfer_from": p.transfer_from, "branch_from": p.branch_from,
+                         "direction": info[p.study].direction} for p in sweep.studies]}
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

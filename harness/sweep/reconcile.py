@@ -39,7 +39,6 @@ from harness.sweep.resolve import resolve_run, utc_now
 from harness.sweep.slots import LOST, MAX_RETRY, MAX_SILENT_DEATHS, SLOT
 from harness.sweep.space import hparams_from_params
 from harness.sweep.storage import SweepWarning
-from harness.vocab import Metric
 
 
 def _warn(message: str) -> None:
@@ -288,46 +287,3 @@ def _read(out: Any, run_id: str) -> dict | None:
     except Exception:
         return None
     return row if row.get("run_id") == run_id else None
-
-
-def within_budget(frame: Any, sweep: Any) -> tuple[Any, int]:
-    """The run rows of ``frame`` that belong to the budget of ``sweep`` (the accepted sweep file),
-    and how many were left out: tune rows of slots 0..trials-1 of each study, and eval rows of the
-    listed eval seeds that evaluate the best of those slots (for a ``transfer_from`` entry, the
-    donor's best). The best is found from the records as the worker finds it from the journal: the
-    best objective among complete (not pruned, not failed) tune runs, ties to the lowest slot.
-    Rows of studies the sweep does not plan (other entries, ``optbench run``) are left out too."""
-    import math
-
-    import pandas as pd
-
-    if len(frame) == 0:
-        return frame, 0
-    plans = {plan.study: plan for plan in sweep.studies}
-    keep = pd.Series(False, index=frame.index)
-    phase, study = frame["phase"].astype(str), frame["study"].astype(str)
-    trial = pd.to_numeric(frame["trial"], errors="coerce")
-    seed = pd.to_numeric(frame["seed"], errors="coerce")
-    best: dict[str, int | None] = {}
-    for name, plan in plans.items():
-        tune = (study == name) & (phase == "tune") & (trial < plan.trials)
-        keep |= tune
-        rows = frame[tune & ~frame["status"].astype(str).isin(("pruned", "failed"))]
-        pick = None
-        for slot, value, direction in sorted(zip(trial[rows.index], rows["objective"], rows["direction"]),
-                                             key=lambda r: r[0]):
-            value = float(value) if value is not None else math.nan
-            if math.isnan(value):
-                continue
-            if pick is None or Metric("objective", direction).better(value, pick[1]):
-                pick = (int(slot), value)
-        best[name] = None if pick is None else pick[0]
-    for name, plan in plans.items():
-        evals = (study == name) & (phase == "eval") & seed.isin(plan.eval_seeds)
-        donor = plans.get(plan.transfer_from) if plan.transfer_from else plan
-        if plan.branch_from is not None and plan.trials == 0:  # an untuned branch evaluates its parent's best
-            donor = plans.get(plan.branch_from)
-        if donor is not None and donor.trials > 0:
-            evals &= trial == (best[donor.study] if best[donor.study] is not None else -1)
-        keep |= evals
-    return frame[keep], int((~keep).sum())
