@@ -59,6 +59,9 @@ class Categorical:
 
 Distribution = LogUniform | OneMinusLogUniform | Uniform | Categorical
 
+# Tensor lists as torch._foreach_* kernels take them; their out-of-place forms return tuples.
+Tensors = list[torch.Tensor] | tuple[torch.Tensor, ...]
+
 
 @dataclass(frozen=True)
 class OptimizerSpec:
@@ -111,8 +114,8 @@ class OptimizerSpec:
         if not isinstance(total_steps, int) or total_steps < 1:
             raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
         resolved = self.resolve(hparams)
-        groups = {role: [p for p in params if p.requires_grad] for role, params in groups.items()}
-        return self.build_fn(groups, resolved, total_steps)
+        trainable = {role: [p for p in params if p.requires_grad] for role, params in groups.items()}
+        return self.build_fn(trainable, resolved, total_steps)
 
 
 # --- validation helpers (each raises ValueError naming the parameter) -------------------------

@@ -116,7 +116,7 @@ def check_shared_schedule(groups: Sequence[Mapping[str, Any]], keys: Sequence[st
 
 
 def load_keeping_own_keys(
-    optimizer: torch.optim.Optimizer, state_dict: Mapping[str, Any], load: Callable[[Mapping[str, Any]], None],
+    optimizer: torch.optim.Optimizer, state_dict: dict[str, Any], load: Callable[[dict[str, Any]], None],
     *, required: Sequence[str] = ("step",),
 ) -> None:
     """``load(state_dict)`` (torch's ``load_state_dict``), then put back every group key the

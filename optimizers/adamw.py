@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from optimizers._base import (
+    Distribution,
     LogUniform,
     OptimizerSpec,
     all_params,
@@ -31,7 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "eps": 1e-8,
 }
 
-SEARCH_SPACE = {
+SEARCH_SPACE: dict[str, Distribution] = {
     "lr": LogUniform(1e-5, 1e-2),
     "weight_decay": LogUniform(1e-4, 1.0),
 }
@@ -54,7 +55,7 @@ class AdamW(torch.optim.AdamW):
         check_betas("betas", betas)
         check_nonneg("eps", eps)
         check_nonneg("weight_decay", weight_decay)
-        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach)
+        super().__init__(params, lr=lr, betas=(betas[0], betas[1]), eps=eps, weight_decay=weight_decay, foreach=foreach)
 
     def diagnostics(self) -> dict[str, float]:
         """Nothing cheap and useful to log beyond the loss."""

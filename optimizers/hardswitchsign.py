@@ -48,9 +48,11 @@ import torch
 from torch import Tensor
 
 from optimizers._base import (
+    Distribution,
     LogUniform,
     OneMinusLogUniform,
     OptimizerSpec,
+    Tensors,
     all_params,
     check_int,
     check_positive,
@@ -85,7 +87,7 @@ DEFAULTS: dict[str, Any] = {
 
 # Signum's axes plus the post-switch step size. alpha_sign is fixed like SoftSignum's, so that the
 # two differ only in how they leave sign descent.
-SEARCH_SPACE = {
+SEARCH_SPACE: dict[str, Distribution] = {
     "lr": LogUniform(1e-5, 1e-2),
     "weight_decay": LogUniform(1e-4, 3.0),
     "momentum": OneMinusLogUniform(1e-2, 0.5),
@@ -102,7 +104,7 @@ def validate(group: Mapping[str, Any]) -> None:
 
 
 def sgd_step(
-    params: list[Tensor], scaled_directions: list[Tensor], factor: Tensor, *, lr: float, weight_decay: float,
+    params: list[Tensor], scaled_directions: Tensors, factor: Tensor, *, lr: float, weight_decay: float,
     foreach: bool, directions_are_scratch: bool = False,
 ) -> None:
     """``p <- p * (1 - lr wd) - lr * factor * x`` for the stored ``x = (1 - beta) d`` and the 0-d
@@ -110,6 +112,7 @@ def sgd_step(
     if not foreach:
         decay_and_step(params, [factor * x for x in scaled_directions], lr, weight_decay, foreach=False)
         return
+    updates: Tensors
     if directions_are_scratch:
         torch._foreach_mul_(scaled_directions, factor)
         updates = scaled_directions
@@ -178,7 +181,7 @@ class HardSwitchSign(torch.optim.Optimizer):
         share_switch_state(self.param_groups, group, "sgd_gain",
                            derive=lambda src, new: src["sgd_gain"] / src["switch_scale"] * new["switch_scale"])
 
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``, keeping the keys a Signum checkpoint lacks (branching)."""
         load_keeping_own_keys(self, state_dict, super().load_state_dict)
 

@@ -75,6 +75,7 @@ from torch import Tensor
 
 from optimizers._base import (
     ROLES,
+    Distribution,
     LogUniform,
     OneMinusLogUniform,
     OptimizerSpec,
@@ -108,7 +109,7 @@ DEFAULTS: dict[str, Any] = {
 SHAPE_SCALES = ("reference", "flattened")
 NS_DTYPES = ("auto", "bfloat16", "float32")
 
-SEARCH_SPACE = {
+SEARCH_SPACE: dict[str, Distribution] = {
     "lr": LogUniform(1e-3, 0.1),
     "weight_decay": LogUniform(1e-4, 1.0),
     "momentum": OneMinusLogUniform(0.01, 0.2),  # beta in [0.8, 0.99]
@@ -177,7 +178,7 @@ def map_matrices(fn: Callable[[Tensor], Tensor], tensors: list[Tensor]) -> list[
     buckets: dict[tuple[int, ...], list[int]] = {}
     for i, t in enumerate(tensors):
         buckets.setdefault(tuple(as_matrix(t).shape), []).append(i)
-    out: list[Tensor] = [None] * len(tensors)  # type: ignore[list-item]
+    out = list(tensors)  # every slot is replaced below: the buckets cover every index
     for idx in buckets.values():
         if len(idx) == 1:
             batch = as_matrix(tensors[idx[0]]).unsqueeze(0)
@@ -207,7 +208,7 @@ def adamw_foreach(
     exp_avg_sqs: list[Tensor],
     steps: list[Tensor],
     *,
-    lr: float,
+    lr: float | Tensor,
     beta1: float,
     beta2: float,
     eps: float,
@@ -216,7 +217,8 @@ def adamw_foreach(
     """One AdamW step in place, in the op order of torch's foreach AdamW (same numbers on CPU).
 
     ``steps`` are per-parameter float32 CPU counters (as torch keeps them), so bias corrections are
-    host floats and nothing syncs with the device.
+    host floats and nothing syncs with the device. A tensor ``lr`` (``step_lr`` under ``torch.compile``)
+    scales the step with tensor arithmetic (``_foreach_addcdiv_`` takes only number step sizes).
     """
     if not params:
         return
@@ -227,12 +229,18 @@ def adamw_foreach(
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
     counts = [s.item() for s in steps]
-    step_size = [-lr / (1 - beta1**t) for t in counts]
     bias2_sqrt = [(1 - beta2**t) ** 0.5 for t in counts]
     denom = torch._foreach_sqrt(exp_avg_sqs)
     torch._foreach_div_(denom, bias2_sqrt)
     torch._foreach_add_(denom, eps)
-    torch._foreach_addcdiv_(params, exp_avgs, denom, step_size)
+    if isinstance(lr, Tensor):
+        # Bias corrections as numbers, lr as one tensor factor (step sizes as a list of tensors
+        # compiled to wrong values from the third step on, torch 2.14).
+        updates = torch._foreach_div(exp_avgs, denom)
+        torch._foreach_div_(updates, [1 - beta1**t for t in counts])
+        torch._foreach_add_(params, torch._foreach_mul(updates, -lr))
+        return
+    torch._foreach_addcdiv_(params, exp_avgs, denom, [-lr / (1 - beta1**t) for t in counts])
 
 
 # --- the optimizer ---------------------------------------------------------------------------
@@ -362,7 +370,7 @@ class Muon(torch.optim.Optimizer):
         dtype = ns_compute_dtype(group["ns_dtype"], updates[0].device)
         return map_matrices(lambda X: newton_schulz5(X, dtype=dtype), updates)
 
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``; group keys the checkpoint lacks keep this optimizer's values
         (a Muon checkpoint into SoftMuon, see ``optimizers/_switch.py``; an older Muon checkpoint
         without ``shape_scale`` / ``ns_dtype``)."""
@@ -444,7 +452,9 @@ def param_groups(groups: Mapping[str, list[torch.nn.Parameter]], hparams: Mappin
                  **muon_extra: Any) -> list[dict[str, Any]]:
     """Route roles to groups: ``matrix`` (ndim >= 2) -> one Muon group; everything else -> AdamW
     groups split by ``decay_groups`` (no weight decay on 1-D parameters)."""
-    matrices, others, seen = [], [], set()
+    matrices: list[torch.nn.Parameter] = []
+    others: list[torch.nn.Parameter] = []
+    seen: set[int] = set()
     for role in ROLES:
         for p in groups.get(role, ()):
             if id(p) in seen:

@@ -20,6 +20,7 @@ gradients are refused (the plugin class may not know how to take them).
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,7 +29,7 @@ from torch import Tensor
 
 from optimizers._base import add_param_group_unfilled, check_betas, check_lr, check_nonneg, check_real
 
-AUX_DEFAULTS = {"aux_lr": 1e-3, "aux_betas": (0.9, 0.999), "aux_eps": 1e-8, "aux_weight_decay": 0.01}
+AUX_DEFAULTS: dict[str, Any] = {"aux_lr": 1e-3, "aux_betas": (0.9, 0.999), "aux_eps": 1e-8, "aux_weight_decay": 0.01}
 AUX_KEYS = {"lr": "aux_lr", "betas": "aux_betas", "eps": "aux_eps", "weight_decay": "aux_weight_decay"}
 ROUTES = ("main", "aux")
 
@@ -36,9 +37,7 @@ ROUTES = ("main", "aux")
 def unhooked_step(optimizer: torch.optim.Optimizer) -> Callable[[], Any]:
     """``optimizer``'s own ``step`` without torch's hook wrapper (the routed optimizer's wrapper
     already ran the global and its own hooks)."""
-    fn = type(optimizer).step
-    while getattr(fn, "hooked", False) and hasattr(fn, "__wrapped__"):
-        fn = fn.__wrapped__
+    fn = inspect.unwrap(type(optimizer).step, stop=lambda f: not getattr(f, "hooked", False))
     return lambda: fn(optimizer)
 
 
@@ -66,7 +65,7 @@ class RoutedOptimizer(torch.optim.Optimizer):
         check_nonneg("aux_weight_decay", aux_weight_decay)
         self._main_cls = main_cls
         self._main_kwargs = dict(main_kwargs)
-        self._aux_kwargs = {"lr": aux_lr, "betas": tuple(aux_betas), "eps": aux_eps, "weight_decay": aux_weight_decay}
+        self._aux_kwargs: dict[str, Any] = {"lr": aux_lr, "betas": tuple(aux_betas), "eps": aux_eps, "weight_decay": aux_weight_decay}
         self._parts: dict[str, torch.optim.Optimizer | None] = {"main": None, "aux": None}
         super().__init__(params, {**main_kwargs, **{AUX_KEYS[k]: v for k, v in self._aux_kwargs.items()}})
 
@@ -79,7 +78,9 @@ class RoutedOptimizer(torch.optim.Optimizer):
     @property
     def aux(self) -> torch.optim.AdamW | None:
         """The auxiliary AdamW (None while every parameter is a matrix)."""
-        return self._parts["aux"]
+        aux = self._parts["aux"]
+        assert aux is None or isinstance(aux, torch.optim.AdamW)  # only _add_to_part builds it
+        return aux
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if not isinstance(param_group, dict):
@@ -146,7 +147,7 @@ class RoutedOptimizer(torch.optim.Optimizer):
         if "_parts" in self.__dict__:
             self._bind()
 
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``; also takes the two-part ``{"main": ..., "aux": ...}`` state
         dicts optbench wrote before the routed optimizer was one optimizer."""
         if set(state_dict) == {"main", "aux"}:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from optimizers._base import (
+    Distribution,
     LogUniform,
     OneMinusLogUniform,
     OptimizerSpec,
@@ -35,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "nesterov": False,
 }
 
-SEARCH_SPACE = {
+SEARCH_SPACE: dict[str, Distribution] = {
     "lr": LogUniform(1e-3, 1.0),
     "weight_decay": LogUniform(1e-5, 0.1),
     "momentum": OneMinusLogUniform(1e-2, 0.5),  # beta in [0.5, 0.99]
@@ -68,7 +69,7 @@ class SGD(torch.optim.Optimizer):
         super().add_param_group(param_group)
         checked_group(self, validate)
 
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``; a group key the checkpoint lacks keeps this optimizer's value."""
         load_keeping_own_keys(self, state_dict, super().load_state_dict, required=())
 

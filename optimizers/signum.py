@@ -22,16 +22,18 @@ Signum keeps an EMA ``m <- beta m + (1 - beta) g`` as its ``m``; same sign, diff
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
 from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 
 from optimizers._base import (
+    Distribution,
     LogUniform,
     OneMinusLogUniform,
     OptimizerSpec,
+    Tensors,
     all_params,
     check_bool,
     check_lr,
@@ -52,7 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "nesterov": False,
 }
 
-SEARCH_SPACE = {
+SEARCH_SPACE: dict[str, Distribution] = {
     "lr": LogUniform(1e-5, 1e-2),
     "weight_decay": LogUniform(1e-4, 3.0),
     "momentum": OneMinusLogUniform(1e-2, 0.5),  # beta in [0.5, 0.99]
@@ -71,7 +73,7 @@ def validate(group: Mapping[str, Any]) -> None:
 
 def momentum_directions(
     grads: list[Tensor], bufs: list[Tensor], momentum: float, nesterov: bool, *, foreach: bool
-) -> list[Tensor]:
+) -> Tensors:
     """torch-SGD heavy ball: ``m <- beta m + g`` in place, return ``d`` (``g + beta m`` or ``m``).
 
     Buffers start at zero, so the first step gives ``m = g`` exactly. Without Nesterov the returned
@@ -90,7 +92,7 @@ def momentum_directions(
 
 def scaled_momentum_directions(
     grads: list[Tensor], exp_avgs: list[Tensor], momentum: float, nesterov: bool, *, foreach: bool
-) -> list[Tensor]:
+) -> Tensors:
     """The heavy-ball rule on ``exp_avg = (1 - beta) m``: one lerp pass; returns ``(1 - beta) d``.
 
     ``exp_avg <- lerp(exp_avg, g, 1 - beta)``; the scaled direction is ``lerp(g, exp_avg, beta)``
@@ -117,7 +119,7 @@ def step_lr(lr: float | Tensor) -> float | Tensor:
 
 
 def decay_and_step(
-    params: list[Tensor], updates: list[Tensor], lr: float | Tensor, weight_decay: float, *, foreach: bool,
+    params: list[Tensor], updates: Tensors, lr: float | Tensor, weight_decay: float, *, foreach: bool,
     scale: float = 1.0,
 ) -> None:
     """``p <- p * (1 - lr * wd)`` then ``p <- p - lr * scale * u`` (decay uses the current lr)."""
@@ -130,7 +132,7 @@ def decay_and_step(
         return
     if foreach:
         if weight_decay != 0:
-            factor = 1.0 - lr * weight_decay
+            factor: float | Tensor = 1.0 - lr * weight_decay
             if params[0].dtype == torch.float16 and params[0].device.type == "cpu":
                 # CPU float16 foreach kernels round a Python scalar to float16 first (0.9997 -> 0.99951, a
                 # 1.6x too strong decay); a 0-d float32 tensor is applied in float32, as the per-tensor path.
@@ -150,6 +152,7 @@ def signum_step(
 ) -> None:
     """One Signum step over tensors of one device and dtype (``bufs``: the ``exp_avg`` buffers)."""
     directions = scaled_momentum_directions(grads, bufs, momentum, nesterov, foreach=foreach)
+    signs: Tensors
     if foreach:
         if nesterov:  # directions are temporaries: take the sign in place
             torch._foreach_sign_(directions)
@@ -182,8 +185,9 @@ def collect(
 
 def by_device_and_dtype(*lists: list[Tensor]) -> list[tuple[list[Tensor], ...]]:
     """Split parallel tensor lists into buckets of one device and dtype (foreach kernels need it)."""
-    grouped = _group_tensors_by_device_and_dtype(list(lists))
-    return [tuple(tensorlists) for tensorlists, _ in grouped.values()]
+    # torch declares lists that may hold None (invariant list types): none goes in, none comes out.
+    grouped = _group_tensors_by_device_and_dtype(cast(list[list[Tensor | None]], list(lists)))
+    return [cast(tuple[list[Tensor], ...], tuple(tensorlists)) for tensorlists, _ in grouped.values()]
 
 
 class Signum(torch.optim.Optimizer):
@@ -220,7 +224,7 @@ class Signum(torch.optim.Optimizer):
         # optimizer joins the clock where it stands.
         group["step"] = clock
 
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``; a group key the checkpoint lacks (``step`` and ``foreach`` in
         a Signum checkpoint from before either existed) keeps this optimizer's value."""
         load_keeping_own_keys(self, state_dict, super().load_state_dict, required=())

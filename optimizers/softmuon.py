@@ -283,14 +283,15 @@ class SoftMuon(Muon):
         self._step_groups()
         return loss
 
-    def _schedule_source(self, group: dict[str, Any], p: Tensor) -> Tensor:
-        """The matrix whose singular values enter the schedule: ``g``, or the ``u`` the step will map."""
+    def _schedule_source(self, group: dict[str, Any], p: Tensor, grad: Tensor) -> Tensor:
+        """The matrix whose singular values enter the schedule: ``grad`` (``p.grad``), or the ``u``
+        the step will map."""
         if group["schedule_source"] == "gradient":
-            return p.grad
+            return grad
         beta = group["momentum"]
         buf = self.state[p].get("momentum_buffer")
-        m = p.grad * (1 - beta) if buf is None else buf.lerp(p.grad, 1 - beta)  # as the step will update it
-        return p.grad.lerp(m, beta) if group["nesterov"] else m
+        m = grad * (1 - beta) if buf is None else buf.lerp(grad, 1 - beta)  # as the step will update it
+        return grad.lerp(m, beta) if group["nesterov"] else m
 
     def _build_due_schedules(self) -> None:
         """Muon groups whose coming step is their first soft one get their schedule: one per pool
@@ -299,7 +300,7 @@ class SoftMuon(Muon):
                if g["use_muon"] and g["tau_schedule"] is None and soft_index(g, g["step"] + 1) is not None]
         for pool in pools(due):
             members = [due[i] for i in pool]
-            mats = [self._schedule_source(g, p) for g in members for p in g["params"]
+            mats = [self._schedule_source(g, p, p.grad) for g in members for p in g["params"]
                     if p.grad is not None and p.numel() > 0]
             if not mats:  # no gradients (or zero-size matrices only): the step skips these; fit at the next one
                 continue

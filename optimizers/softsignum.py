@@ -64,9 +64,11 @@ import torch
 from torch import Tensor
 
 from optimizers._base import (
+    Distribution,
     LogUniform,
     OneMinusLogUniform,
     OptimizerSpec,
+    Tensors,
     all_params,
     check_int,
     check_positive,
@@ -116,7 +118,7 @@ DEFAULTS: dict[str, Any] = {
 
 # Same axes as Signum (the paper tunes lr, wd, momentum with Optuna and fixes alpha_sign = 0.9,
 # eps = 1e-4, N_q = 10), so a SoftSignum-vs-Signum comparison spends its trials identically.
-SEARCH_SPACE = {
+SEARCH_SPACE: dict[str, Distribution] = {
     "lr": LogUniform(1e-5, 1e-2),
     "weight_decay": LogUniform(1e-4, 3.0),
     "momentum": OneMinusLogUniform(1e-2, 0.5),
@@ -144,7 +146,7 @@ def validate(group: Mapping[str, Any]) -> None:
 # --- the update ---------------------------------------------------------------------------------
 
 def soft_step(
-    params: list[Tensor], directions: list[Tensor], tau: Tensor, *, lr: float, weight_decay: float,
+    params: list[Tensor], directions: Tensors, tau: Tensor, *, lr: float, weight_decay: float,
     foreach: bool, directions_are_scratch: bool = False,
 ) -> None:
     """``p <- p * (1 - lr wd) - lr * tanh(tau * d)`` over tensors of one device and dtype.
@@ -161,6 +163,7 @@ def soft_step(
         updates = [torch.tanh(tau * d) for d in directions]
         decay_and_step(params, updates, lr, weight_decay, foreach=False)
         return
+    x: Tensors
     if directions[0].device.type == "cpu":
         # tanh(x) = 2 (sigmoid(2x) - 1/2): an exact identity, and sigmoid is ~6x cheaper than tanh on
         # CPU. sigmoid - 1/2 is exact (Sterbenz) where it matters, and the 2 goes into the step's
@@ -227,11 +230,16 @@ class SoftSignum(torch.optim.Optimizer):
         switch, the schedule it pools with (``optimizers/_switch.py``)."""
         clock = run_clock(self.param_groups)
         super().add_param_group(param_group)
-        group = checked_group(self, lambda g: (validate(g), check_shared_schedule(self.param_groups, SCHEDULE_KEYS)))
+
+        def check(g: dict[str, Any]) -> None:
+            validate(g)
+            check_shared_schedule(self.param_groups, SCHEDULE_KEYS)
+
+        group = checked_group(self, check)
         init_switch_state(group, group["alpha_sign"], group["total_steps"], "tau_schedule", step=clock)
         share_switch_state(self.param_groups, group, "tau_schedule")
 
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``, keeping the keys a Signum checkpoint lacks (branching)."""
         load_keeping_own_keys(self, state_dict, super().load_state_dict)
 
@@ -301,7 +309,7 @@ class SoftSignum(torch.optim.Optimizer):
             j = soft_index(group)
             soft = j is not None and group["tau_schedule"] is not None
             tau = group["tau_schedule"][j] if soft else None
-            if soft and phase == 0.0:
+            if tau is not None and phase == 0.0:  # (tau is set exactly when soft)
                 tau_first, phase = float(tau), 1.0
             threshold = math.atanh(1.0 - group["eps"])
             beta = group["momentum"]

@@ -71,7 +71,8 @@ def run_cell(cell: Cell, device: torch.device, steps: int,
     """Run one cell and classify it (see the module docstring). Exceptions become a FAIL row; a
     ``harness.check.cli.CheckTimeout`` (a BaseException) is left to the caller, which owns the clock."""
     t0 = time.perf_counter()
-    out = {"task": cell.task, "optimizer": cell.optimizer, "amp": cell.amp or "fp32", "label": cell.label}
+    out: dict[str, Any] = {"task": cell.task, "optimizer": cell.optimizer, "amp": cell.amp or "fp32",
+                           "label": cell.label}
     try:
         row = run_fn(cell, device, steps, None)
         status, detail = (PASS, "") if row["status"] == "ok" else (FAIL, f"{row['status']}: {row['status_detail']}")

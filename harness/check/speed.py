@@ -157,7 +157,7 @@ def measure(case: Case, device: torch.device, *, steps: int, warmup: int, amp: b
     data = task.make_data(device)
     batches = data.batches(torch.Generator().manual_seed(1))
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4, **({"fused": True} if device.type == "cuda" else {}))
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=True if device.type == "cuda" else None)
     net = torch.compile(model) if compile else model
     use_amp = amp and device.type == "cuda"
 

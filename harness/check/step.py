@@ -172,7 +172,7 @@ def configs(total_steps: int) -> list[dict[str, Any]]:
         out.append({"optimizer": name, "phase": "sign", "hparams": {}, "K": 10**6, "prelude": 0})
         # Soft phase: S = 1, the switch at step 2 (taken in the prelude), N = K - 1 temperatures.
         soft = {"alpha_sign": 1.0 / total_steps}
-        variants = [("soft", {})]
+        variants: list[tuple[str, dict[str, Any]]] = [("soft", {})]
         if "soft_ns_steps" in spec.defaults:
             variants = [("soft", {"soft_ns_steps": 5}), ("soft-accurate", {"soft_ns_steps": None})]
         for phase, extra in variants:
