@@ -73,7 +73,7 @@ class Metric:
         return 1.0 if self.direction == "max" else -1.0
 
     @property
-    def optuna_direction(self) -> str:
+    def optuna_direction(self) -> Literal["maximize", "minimize"]:
         """The same direction in Optuna's words: ``maximize`` or ``minimize``."""
         return "maximize" if self.direction == "max" else "minimize"
 
