@@ -20,9 +20,10 @@ from harness.outputs import DiskFull, is_disk_full, say, silence
 COMMAND_MODULES = (
     "harness.run.cli",        # list, run
     "harness.sweep.cli",      # sweep, worker, suite
+    "harness.sweep.estimate", # plan
     "harness.leaderboard",    # leaderboard
-    "harness.report.plots",         # report
-    "harness.check.cli",          # check
+    "harness.report.plots",   # report
+    "harness.check.cli",      # check
 )
 
 
