@@ -57,6 +57,7 @@ lock:
 
 lint: $(BIN)/optbench
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: $(BIN)/optbench
 	$(BIN)/python benchmarks/optimizer_step.py
