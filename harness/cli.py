@@ -22,7 +22,7 @@ COMMAND_MODULES = (
     "harness.sweep.cli",      # sweep, worker, suite
     "harness.sweep.estimate", # plan
     "harness.leaderboard",    # leaderboard
-    "harness.report.plots",   # report
+    "harness.report.cli",     # report
     "harness.check.cli",      # check
 )
 

@@ -1,4 +1,4 @@
-"""The ``optbench report`` command (registered through ``harness.report.plots.register``)."""
+"""The ``optbench report`` command (listed in ``harness.cli.COMMAND_MODULES``)."""
 
 from __future__ import annotations
 

@@ -154,10 +154,3 @@ def _write_index(report: Report, board, board_note: str) -> None:
         lines += [f"- {note}" for note in report.skipped + report.warnings]
         lines.append("")
     atomic_write_text(report.out_dir / "index.md", "\n".join(lines))
-
-
-def register(subparsers) -> None:
-    """Add ``optbench report`` (``harness.report.cli``)."""
-    from harness.report import cli
-
-    cli.register(subparsers)
