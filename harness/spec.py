@@ -130,6 +130,7 @@ class RunSpec:
     delay: int = 0           # gradients reach the optimizer this many steps late (0: no delay; harness.run.delay)
     budget: float = 1.0      # fraction of the full budget ``steps`` this run trains (WSD budget branch; 1.0: all)
     schedule: Mapping[str, Any] = field(default_factory=dict)  # LR schedule override ({}: the task's own)
+    cell: Mapping[str, Any] = field(default_factory=dict)  # the sweep cell's axis values (bookkeeping; {}: none)
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -157,6 +158,9 @@ class RunSpec:
         object.__setattr__(self, "hparams", dict(self.hparams))
         object.__setattr__(self, "task_options", dict(self.task_options))
         object.__setattr__(self, "schedule", dict(self.schedule))
+        if not isinstance(self.cell, Mapping):
+            raise ValueError(f"cell must be a mapping (a sweep cell's axis values), got {self.cell!r}")
+        object.__setattr__(self, "cell", dict(self.cell))
 
     def identity(self) -> dict[str, Any]:
         """What the run_id hashes: everything but the trial number. The replicate index counts only
@@ -166,6 +170,7 @@ class RunSpec:
         the parent of a branched run counts (``branched_from``, ``branch_step``)."""
         d = self._fields()
         d.pop("trial")
+        d.pop("cell", None)  # bookkeeping: a cell's values are in its study name and in the spec fields they set
         if not d["replicate"]:
             d.pop("replicate")
         d["dataset"] = self.dataset_key
@@ -185,6 +190,8 @@ class RunSpec:
             d.pop("budget")
         if not d["schedule"]:
             d.pop("schedule")
+        if not d["cell"]:
+            d.pop("cell")
         return d
 
     @property

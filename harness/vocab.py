@@ -24,6 +24,16 @@ SIZES = ("tiny", "small", "paper")
 #   vector      1-D parameters: biases, norm gains (never weight-decayed)
 ROLES = ("matrix", "conv_first", "embedding", "head", "vector")
 
+# Sweep axes (``axes:`` in a sweep file; a run record's ``cell`` column holds a run's axis values).
+# A *condition* axis changes how every optimizer of a cell trains (the gradient delay, the LR schedule
+# and its keys); every other axis is a hyperparameter, set only on the optimizers that have it. A
+# leaderboard ranks the optimizers of one condition together, and names a hyperparameter cell as an
+# entry of its own: ``softsignum[alpha_sign=0.5]``. ``budget`` is a condition of WSD decay branches
+# (``budgets:``), not an axis.
+SCHEDULE_AXES = ("schedule", "warmup_steps", "decay_fraction", "decay_shape", "min_lr_ratio")
+CONDITION_AXES = ("delay", *SCHEDULE_AXES)
+CONDITION_COLUMNS = ("budget", "delay")  # conditions with a column of their own (defaults: 1.0, 0)
+
 DIRECTIONS = ("max", "min")
 Direction = Literal["max", "min"]
 

@@ -53,6 +53,8 @@ class RunRecord:
     steps_done: int = _column("optimizer steps actually taken (fewer than planned when diverged or pruned)")
     budget: float = _column("fraction of the full budget `steps` the run trained (a WSD budget branch; 1.0: all)")
     delay: int = _column("steps by which gradients reached the optimizer late (0: no delay)")
+    cell: str = _column("the sweep cell's axis values, JSON (e.g. {\"alpha_sign\": 0.5, \"delay\": 1}); '' outside "
+                        "a sweep's axes (harness.sweep.axes)")
     hparams: str = _column("resolved optimizer hyperparameters, JSON")
     task_options: str = _column("resolved task options, JSON")
     spec: str = _column("the full RunSpec, JSON")
@@ -145,6 +147,7 @@ def from_spec(spec: Any, *, environment: Mapping[str, Any], **outcome: Any) -> R
         suite=spec.suite, study=spec.study, task=spec.task, dataset=spec.dataset_key, dataset_source=spec.dataset,
         size=spec.size, optimizer=spec.optimizer, phase=spec.phase, trial=spec.trial, replicate=spec.replicate,
         seed=spec.seed, budget=float(spec.budget), delay=int(spec.delay),
+        cell=json.dumps(json_ready(spec.cell), sort_keys=True) if spec.cell else "",
         hparams=json.dumps(json_ready(spec.hparams), sort_keys=True),
         task_options=json.dumps(json_ready(spec.task_options), sort_keys=True), spec=spec.to_json(),
         amp=spec.amp or "", compile=bool(spec.compile),

@@ -29,9 +29,10 @@ CURVE_COLUMNS = ("run_id", "step", "split", "name", "value")
 HP_PREFIX = "hp_"
 
 # Columns a schema 1 file may lack, with the value every such row had (the feature did not exist when
-# the row was written): no tuning replicates, no branching, no resume, no delay, the full budget.
+# the row was written): no tuning replicates, no branching, no resume, no delay, the full budget, no
+# sweep axes. (A schema 2 file written before ``cell`` existed is filled the same way.)
 V1_FILL: dict[str, Any] = {"replicate": 0, "branched_from": "", "branch_step": 0, "resumed_at_step": 0,
-                           "delay": 0, "budget": 1.0}
+                           "delay": 0, "budget": 1.0, "cell": ""}
 
 
 class NewerSchema(ValueError):
