@@ -12,14 +12,16 @@ nothing is half-written), and the reader of our output goes away (``optbench lis
 
 The one atomic writer is here too (``atomic_write``, ``atomic_write_bytes``, ``atomic_write_text``): a temporary file
 in the target's folder, flushed and fsync'ed, then ``os.replace``'d over the target, with the mode
-``open()`` would give a new file (``0666`` less the umask: ``0644`` under umask 022). A reader sees
-the old file or the new one, never half of one; a kill leaves at most a hidden ``.<name>.*.tmp``.
+``open()`` would give a new file (``0666`` less the umask in force at the time of the write: ``0644``
+under umask 022, ``0600`` under 077). A reader sees the old file or the new one, never half of one; a
+kill leaves at most a hidden ``.<name>.*.tmp``.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -124,15 +126,30 @@ def raise_if_disk_full(exc: BaseException, path: str | os.PathLike, needed: int)
                    "was half-written: free some space and re-run the same command (finished runs are kept)") from None
 
 
-# The process umask, read once at import (os.umask can only be read by setting it).
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+_TMP_ATTEMPTS = 100
+
+
+def _create_temp(folder: Path, name: str) -> tuple[int, str]:
+    """Create a new hidden temporary file ``.<name>.<random>.tmp`` in ``folder`` and return (fd, path).
+
+    Unlike ``tempfile.mkstemp`` (always ``0600``), the file is created with ``0666`` and the kernel
+    takes off the umask in force now (and applies a default ACL of the folder, if any): the mode
+    ``open()`` gives a new file. Reading the umask instead would need ``os.umask`` to set it, which
+    races with other threads; ``O_EXCL`` makes the name ours alone."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(_TMP_ATTEMPTS):
+        tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"no free temporary file name for {name} in {folder}")
 
 
 def atomic_write(path: str | os.PathLike, write_to: Callable[[str], Any], *, size_hint: int = 0) -> Path:
     """Write ``path`` atomically through ``write_to(tmp)``, which writes the whole content to the file
     name ``tmp`` (a hidden temporary file in the same folder; parent folders are created first). The
-    file is fsync'ed, given the mode of a new file and moved over ``path``.
+    file is fsync'ed and moved over ``path``, with the mode of a new file (``0666`` less the umask).
 
     A full disk raises ``DiskFull`` naming ``path`` (``size_hint``: about how many bytes it needs);
     any failure removes the temporary file and leaves ``path`` as it was. Returns ``path``."""
@@ -140,21 +157,23 @@ def atomic_write(path: str | os.PathLike, write_to: Callable[[str], Any], *, siz
     needed = int(size_hint) + 4096
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _create_temp(path.parent, path.name)
     except OSError as exc:
         raise_if_disk_full(exc, path, needed)
         raise
-    os.close(fd)
+    try:
+        mode = os.fstat(fd).st_mode & 0o7777
+    finally:
+        os.close(fd)
     try:
         write_to(tmp)
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
+            if os.fstat(fd).st_mode & 0o7777 != mode:  # a writer that replaced the file by its own
+                os.chmod(tmp, mode)
         finally:
             os.close(fd)
-        # mkstemp makes the file 0600; a result is an ordinary file (readable by the group that
-        # shares the folder), so give it the mode open() would.
-        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
