@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "harness.run.cli",        # list, run
     "harness.sweep.cli",      # sweep, worker, suite
     "harness.sweep.estimate", # plan
+    "harness.sweep.status",   # status
     "harness.leaderboard",    # leaderboard
     "harness.report.cli",     # report
     "harness.check.cli",      # check

@@ -58,7 +58,7 @@ class Progress:
     """Renders ``harness.sweep.Event`` objects: ``bar`` (one tqdm line per worker), ``plain`` (one
     line per finished run), ``json`` (one JSON event per line, read by ``optbench sweep``) or ``none``."""
 
-    def __init__(self, mode: str, workers: int, stream: TextIO | None = None):
+    def __init__(self, mode: str, workers: int, stream: TextIO | None = None, tally: Any = None):
         self.stream = stream or sys.stderr
         if mode == "auto":
             mode = "bar" if _terminal_width(self.stream) > 0 else "plain"
@@ -67,8 +67,18 @@ class Progress:
         self.order: list[int] = []
         self.workers = workers
         self.started = time.monotonic()
+        self.tally = tally  # harness.sweep.eta.Tally: the time left, from the measured runs
+        self.eta = ""
+        self.reporting: set[int] = set()  # workers that finished a run: those the work left is shared by
 
     def __call__(self, event) -> None:
+        if self.tally is not None:
+            self.tally.update(event)
+            if event.kind == "run":
+                self.reporting.add(event.worker)
+            busy = min(self.workers, max(1, len(self.reporting)))
+            estimate = self.tally.estimate(busy) if event.kind == "run" and event.done < event.total else None
+            self.eta = f" {estimate.text(short=True)}" if estimate is not None else ""
         try:
             if self.mode == "json":
                 print(event.to_json(), file=sys.stdout, flush=True)
@@ -94,7 +104,7 @@ class Progress:
 
     def _plain(self, event) -> None:
         elapsed = time.monotonic() - self.started
-        print(f"[w{event.worker} {event.done}/{event.total} {elapsed:6.0f}s] {self._describe(event)}",
+        print(f"[w{event.worker} {event.done}/{event.total} {elapsed:6.0f}s{self.eta}] {self._describe(event)}",
               file=self.stream, flush=True)
 
     def _bar(self, event) -> None:
@@ -109,7 +119,7 @@ class Progress:
             self.bars[event.worker] = bar
         bar.total = event.total
         bar.n = event.done
-        bar.set_postfix_str(self._describe(event), refresh=False)
+        bar.set_postfix_str(f"{self.eta.strip()} {self._describe(event)}".strip(), refresh=False)
         bar.refresh()
 
     def close(self) -> None:
@@ -201,34 +211,62 @@ def final_line(command: str, suite: str, counts, seconds: float) -> list[str]:
     return lines
 
 
+def _tally(sweep, url: str, info):
+    """The measured runs and finished slots the storage already holds (a resumed sweep's estimate
+    of the time left starts from them), or an empty tally when the storage cannot tell."""
+    from harness.sweep import eta
+    from harness.sweep.ledger import Ledger
+
+    try:
+        return eta.Tally.from_ledger(Ledger(sweep, url, info=info))
+    except Exception:  # noqa: BLE001 -- an estimate only; the workers will report the real trouble
+        return eta.Tally.empty(sweep)
+
+
 def run_sweep(args: argparse.Namespace) -> tuple[int, Any, Path]:
-    """Validate, prepare and run the sweep with ``args.workers`` local workers. The exit code is 0
+    """Validate, prepare and run the sweep with ``args.workers`` workers: local processes, or
+    SLURM array tasks (``--launcher slurm``: ``harness.sweep.slurm_follow``). The exit code is 0
     exactly when every planned run has a readable record afterwards (a worker process that died on
-    the way does not matter if the others made up for it), else 1."""
+    the way does not matter if the others made up for it), else 1; 130 when interrupted."""
     from harness.sweep import local as sweep_local
     from harness.sweep import schema as sweep_schema
+    from harness.sweep import slurm_follow
+    from harness.sweep import status as sweep_status
     from harness.sweep import storage as sweep_storage
 
+    resources = slurm_follow.resources_from_args(args)  # bad flags exit 2 before anything is read
     sweep = sweep_schema.load(args.sweep)
     out = _out(args, sweep.suite)
+    if resources is not None:
+        slurm_follow.check_ready(resources)  # submitit, sbatch, the partition: before anything is written
     with _plain_warnings(args.command):
         url, info = sweep_local.prepare(sweep, out, args.storage)
         for note in sweep.notes:
             say(f"optbench {args.command}: note: {note}")
         started = time.monotonic()
-        progress = Progress(args.progress, args.workers)
+        where = "SLURM array task(s)" if resources is not None else "worker(s)"
         say(f"optbench {args.command}: suite {sweep.suite}: {len(sweep.studies)} studies, {sweep.planned_runs} runs "
-            f"planned, {args.workers} worker(s); results in {out}, storage {sweep_storage.redact_url(url)}")
-        try:
+            f"planned, {args.workers} {where}; results in {out}, storage {sweep_storage.redact_url(url)}")
+        if resources is not None:
             with _sigterm_as_interrupt():
-                code = sweep_local.run_local_workers(sweep, url, out, args.workers, progress, info=info,
-                                            on_line=lambda i, line: say(f"[w{i}] {line}"))
-        finally:
-            progress.close()
-        counts = sweep_local.census(sweep, url, out, info=info)
+                code, counts = slurm_follow.launch_and_follow(
+                    sweep, url, out, args.workers, resources, info=info, command=args.command,
+                    poll_s=args.slurm_poll, folder=args.slurm_folder)
+            if counts is None:  # interrupted: the jobs keep running
+                return 130, sweep, out
+        else:
+            sweep_status.record_launch(out, "local", url, args.workers)
+            progress = Progress(args.progress, args.workers, tally=_tally(sweep, url, info))
+            try:
+                with _sigterm_as_interrupt():
+                    code = sweep_local.run_local_workers(sweep, url, out, args.workers, progress, info=info,
+                                                         on_line=lambda i, line: say(f"[w{i}] {line}"))
+            finally:
+                progress.close()
+            counts = sweep_local.census(sweep, url, out, info=info)
     for line in final_line(args.command, sweep.suite, counts, time.monotonic() - started):
         say(line)
-    if code != 0:
+    if code != 0 and resources is None:
         what = "the others finished its runs" if counts.complete else "see above"
         say(f"optbench {args.command}: a worker process exited with code {code}; {what}")
     return (0 if counts.complete else 1), sweep, out
@@ -299,8 +337,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ):
         p = subparsers.add_parser(name, parents=[common], help=about, description=about)
         p.add_argument("--workers", type=_worker_count, default=1, metavar="N",
-                       help="local worker processes (default 1)")
+                       help="worker processes: local ones, or SLURM array tasks with --launcher slurm (default 1)")
         p.add_argument("--storage", metavar="URL", help=storage_help)
+        from harness.sweep.slurm_follow import add_arguments
+
+        add_arguments(p)
         p.set_defaults(func=func)
 
     p = subparsers.add_parser("worker", parents=[common], help="join a running sweep from any machine",
