@@ -3,7 +3,14 @@
 Rows of different result epochs (``harness.results.versions``: optbench versions between which the
 run records changed) are not comparable: ``build`` refuses to pool them (``UserError``, exit 2, naming
 each version and its row count) unless ``mixed_versions`` / ``--mixed-versions``, and then says so in
-a note of the board (the Markdown prints it) and on stderr."""
+a note of the board (the Markdown prints it) and on stderr.
+
+A folder of ad-hoc runs (``optbench run --out DIR``: phase ``run``, no eval runs) is tabulated with each
+optimizer's runs as its evaluations, and a caveat that they were not tuned alike: a note in the
+Markdown and a ``caveat`` column in the CSV (``harness.leaderboard.adhoc``).
+
+``optbench compare A B`` (``harness.leaderboard.diff``) puts the leaderboards of two folders side by
+side; it is registered here too."""
 
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.errors import UserError
+from harness.leaderboard import adhoc
 from harness.leaderboard.columns import describe
 from harness.leaderboard.compute import METRIC_SPLITS, Leaderboard, compute
 from harness.leaderboard.load import load_runs
@@ -57,12 +65,21 @@ def build(results, *, metric_split: str = "test", allow_mixed: bool = False,
         source = str(results)
     else:
         frame, messages, source = results, [], ""
+    frame, adhoc_notes = adhoc.as_evaluations(frame)
     pooled = check_versions(frame, mixed_versions=mixed_versions, source=source)
     board = compute(frame, metric_split=metric_split, allow_mixed=allow_mixed, source=source, margins=margins)
+    if adhoc_notes:
+        board = dataclasses.replace(board, notes=adhoc.replace_notes(board.notes, adhoc_notes))
     if pooled:
         board = dataclasses.replace(board, notes=(pooled, *board.notes))
         messages = [*messages, pooled]
     return board, messages
+
+
+def csv_text(board: Leaderboard, table: str = "benchmarks") -> str:
+    """``render_csv``, with the ``caveat`` column when the board is of ad-hoc runs."""
+    text = render_csv(board, table)
+    return adhoc.with_caveat_column(text) if adhoc.has_caveat(board) else text
 
 
 def write(results, out_dir, formats: Sequence[str] = FORMATS, metric_split: str = "test", *,
@@ -83,8 +100,8 @@ def write(results, out_dir, formats: Sequence[str] = FORMATS, metric_split: str 
     out = Path(out_dir)
     texts = {}
     if "csv" in formats:
-        texts["leaderboard.csv"] = render_csv(board, "benchmarks")
-        texts["leaderboard_aggregate.csv"] = render_csv(board, "aggregate")
+        texts["leaderboard.csv"] = csv_text(board, "benchmarks")
+        texts["leaderboard_aggregate.csv"] = csv_text(board, "aggregate")
     if "md" in formats:
         texts["leaderboard.md"] = render_markdown(board)
     for name, text in texts.items():
@@ -93,7 +110,7 @@ def write(results, out_dir, formats: Sequence[str] = FORMATS, metric_split: str 
 
 
 def register(subparsers) -> None:
-    """Add ``optbench leaderboard``."""
+    """Add ``optbench leaderboard`` and ``optbench compare``."""
     p = subparsers.add_parser(
         "leaderboard",
         help="per-benchmark statistics, verdicts, ranks and paired differences from run records",
@@ -101,7 +118,9 @@ def register(subparsers) -> None:
                     "paired comparisons against AdamW, SoftX against X and against the best, each with a verdict "
                     "(better / worse / equivalent / inconclusive against a practical margin), its minimum "
                     "detectable effect and the replicates that would settle it; ranks from those verdicts; tune "
-                    "failure rate; steps to target; average rank. --columns lists every CSV column.",
+                    "failure rate; steps to target; average rank. --columns lists every CSV column. A folder of ad-hoc "
+                    "optbench run records (no eval runs) is tabulated with each optimizer's runs as its evaluations, "
+                    "noting that they were not tuned alike.",
     )
     p.add_argument("results", metavar="RESULTS", nargs="?", help="results folder (holds runs/), e.g. results/demo")
     p.add_argument("--format", choices=FORMATS, default=None,
@@ -120,6 +139,66 @@ def register(subparsers) -> None:
                         "the versions; records without a version count as 'unknown')")
     p.add_argument("--columns", action="store_true", help="print every CSV column with its meaning and exit")
     p.set_defaults(func=_main)
+    _register_compare(subparsers)
+
+
+def _compare_main(args: argparse.Namespace) -> int:
+    from harness.leaderboard import diff
+
+    try:
+        margins = policy_from_cli(args.margin)
+    except ValueError as exc:
+        raise UserError(f"--margin: {exc}") from None
+    if args.out:
+        from harness.outputs import writable_file
+
+        writable_file(args.out, "comparison file (--out)")  # before any work: refuse now, not after
+    boards = []
+    for label, folder in (("A", args.a), ("B", args.b)):
+        try:
+            board, messages = build(folder, metric_split=args.metric_split, allow_mixed=args.allow_mixed,
+                                    margins=margins if args.margin else None, mixed_versions=args.mixed_versions)
+        except UserError as exc:
+            raise UserError(f"{label} ({folder}): {exc}") from None
+        for message in messages:
+            print(f"optbench compare: warning: {label} ({folder}): {message}", file=sys.stderr)
+        boards.append(board)
+    text = diff.render(diff.diff(*boards, a=args.a, b=args.b), args.format)
+    if args.out:
+        atomic_write_text(Path(args.out), text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _register_compare(subparsers) -> None:
+    from harness.leaderboard.diff import FORMATS as DIFF_FORMATS
+
+    p = subparsers.add_parser(
+        "compare",
+        help="two results folders side by side: means, intervals, verdicts and what changed",
+        description="Put the leaderboards of two results folders side by side (before/after a version, CPU vs GPU, "
+                    "two seeds): per benchmark and optimizer the mean, its 95%% interval and the verdicts in each, "
+                    "and what changed: an optimizer or benchmark in one folder only, another best, another verdict "
+                    "(vs AdamW, SoftX vs X), a mean that moved by more than the benchmark's practical margin. Each "
+                    "folder's leaderboard is computed on its own, as optbench leaderboard does.",
+    )
+    p.add_argument("a", metavar="A", help="first results folder (holds runs/), e.g. results/demo")
+    p.add_argument("b", metavar="B", help="second results folder")
+    p.add_argument("--format", choices=DIFF_FORMATS, default="md", help="md (default) or csv (one row per "
+                   "benchmark and optimizer)")
+    p.add_argument("--out", metavar="FILE", default=None, help="write here instead of stdout")
+    p.add_argument("--metric-split", choices=METRIC_SPLITS, default="test",
+                   help="which final metric to compare (default test)")
+    p.add_argument("--margin", metavar="M", default=None,
+                   help="practical margin for every benchmark of both folders: 0.005 or 1%%; default: each folder's "
+                        "sweep file's, else per metric")
+    p.add_argument("--allow-mixed", action="store_true", help="pool records of different suites or schema versions "
+                   "within a folder")
+    p.add_argument("--mixed-versions", action="store_true",
+                   help="pool records of optbench versions whose results differ within a folder")
+    p.set_defaults(func=_compare_main)
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -146,7 +225,7 @@ def _main(args: argparse.Namespace) -> int:
                             margins=margins if args.margin else None, mixed_versions=args.mixed_versions)
     for message in messages:
         print(f"optbench leaderboard: warning: {message}", file=sys.stderr)
-    text = render_csv(board, args.table) if fmt == "csv" else render_markdown(board)
+    text = csv_text(board, args.table) if fmt == "csv" else render_markdown(board)
     if args.out:
         atomic_write_text(Path(args.out), text)
         print(f"wrote {args.out}", file=sys.stderr)
