@@ -80,8 +80,98 @@ AGGREGATE_COLUMNS: dict[str, str] = {
        for v in ("better", "worse", "equivalent", "inconclusive")},
 }
 
+_KEY = {
+    "task": "task family",
+    "dataset": "dataset",
+    "size": "tiny | small | paper",
+    "variant": "the benchmark's variant without the condition the table runs along ('' when nothing else differs)",
+    "metric": "metric name",
+    "direction": "max | min (which way is better)",
+}
+_PLAIN = {k: v for k, v in COMPARISON_FIELDS.items()}
+
+BUDGET_COLUMNS: dict[str, str] = {
+    **_KEY,
+    "budget": "fraction of the full step budget the runs trained (a WSD decay branch; 1 = all)",
+    "optimizer": "entry: optimizer name, with its hyperparameter-axis values as name[key=value,...]",
+    **{k: f"at this budget: {BENCHMARK_COLUMNS[k]}" for k in (
+        "n_seeds", "n_failed", "mean", "ci_lo", "ci_hi", "rank", "best_mean", "vs_best_verdict", "vs_adamw_diff",
+        "vs_adamw_lo", "vs_adamw_hi", "vs_adamw_verdict", "soft_ref", "soft_diff", "soft_lo", "soft_hi",
+        "soft_verdict")},
+    "best_changes": "true when the best-mean optimizer of this benchmark differs between its budgets",
+}
+
+TIME_COLUMNS: dict[str, str] = {
+    **{k: BENCHMARK_COLUMNS[k] for k in ("task", "dataset", "size", "variant", "metric", "direction")},
+    "optimizer": "entry: optimizer name, with its hyperparameter-axis values as name[key=value,...]",
+    "budget": "fraction of the full step budget the runs trained",
+    "target": "validation-metric target (the full budget's, for every budget of the benchmark)",
+    "target_rule": "'declared in the records' (the task's or the sweep file's target) or 'derived: median final "
+                   "validation <metric> of <reference> at the full budget' (adamw, else the first in registry "
+                   "order), or why there is none",
+    "n_runs": "eval runs of this entry on this benchmark",
+    "n_missing": "of them, runs without a readable curves file (left out)",
+    "reached": "runs whose validation curve reached the target",
+    "median_steps": "median steps to the target over the runs, a miss counting as inf (inf: most runs missed)",
+    "steps_lo": "95% percentile-bootstrap interval of that median, lower bound (seeded; may be inf)",
+    "steps_hi": "upper bound (may be inf)",
+    "median_seconds": "median training seconds (evaluation excluded) to the target, a miss counting as inf",
+    "seconds_lo": "95% bootstrap interval of that median, lower bound",
+    "seconds_hi": "upper bound",
+}
+
+PROFILE_COLUMNS: dict[str, str] = {
+    "condition": "the conditions of the profile's benchmarks that are not at their defaults ('' = no delay, "
+                 "no cell conditions); full-budget benchmarks only",
+    "measure": "steps | seconds: which time-to-target median the ratios are taken of",
+    "optimizer": "entry",
+    "n_benchmarks": "benchmarks (workloads) in the profile",
+    "n_ran": "of them, benchmarks where the entry has eval runs (a missing one counts as a miss)",
+    "score": "AlgoPerf integrated performance-profile score, r_max = 4, in [0, 1]: 1 = fastest everywhere",
+}
+
+DELAY_COLUMNS: dict[str, str] = {
+    **_KEY,
+    "optimizer": "entry",
+    "delay": "gradient delay d (steps) of the delayed runs",
+    "margin": "the delay-0 benchmark's practical margin (metric units)",
+    "mean_delay0": "the entry's mean at delay 0",
+    "mean_delayed": "its mean at delay d",
+    **{k: f"metric(delay d) - metric(delay 0), paired by replicate and seed: {v}" for k, v in _PLAIN.items()},
+    "degradation": "what the delay cost, in the better direction: > 0 = worse under delay (metric units)",
+    "rank_by_degradation": "1 = loses least, per benchmark and delay",
+}
+
+AXIS_COLUMNS: dict[str, str] = {
+    "axis": "the sweep axis (a key of the records' cell)",
+    "kind": "condition (its values are benchmarks of their own) | hyperparameter (entries of their own)",
+    "comparison": "along: the cell at value minus the cell at ref_value (the axis's smallest value); soft: "
+                  "SoftX - X in the cell at value",
+    **_KEY,
+    "family": "the entry without this axis (one line of the metric-vs-axis plot)",
+    "optimizer": "the entry at value",
+    "value": "the axis value",
+    "reference": "what the comparison is against: the same family at ref_value (along) or X (soft); '' for the "
+                 "reference cell itself",
+    "ref_value": "along: the axis's reference value; soft: value",
+    "margin": "practical margin of the reference cell's benchmark (metric units)",
+    "mean": "the entry's mean at value",
+    "ci_lo": "its 95% interval, lower bound",
+    "ci_hi": "upper bound",
+    "n_seeds": "its eval runs with a finite value",
+    **{k: f"the comparison: {v}" for k, v in _PLAIN.items()},
+}
+
 COLUMNS = tuple(BENCHMARK_COLUMNS)
 AGGREGATE = tuple(AGGREGATE_COLUMNS)
+# The --table choices beyond benchmarks and aggregate: name -> (columns, what a row is)
+EXTRA_TABLES: dict[str, tuple[dict[str, str], str]] = {
+    "budgets": (BUDGET_COLUMNS, "metric vs budget: one row per benchmark, budget and optimizer"),
+    "time_to_target": (TIME_COLUMNS, "time to target: one row per benchmark and optimizer"),
+    "profile": (PROFILE_COLUMNS, "time-to-target performance profiles: one row per condition, measure and optimizer"),
+    "delay": (DELAY_COLUMNS, "delay robustness: one row per benchmark, delay and optimizer"),
+    "axes": (AXIS_COLUMNS, "ablation axes: one row per axis, benchmark, cell and comparison"),
+}
 
 
 def describe() -> str:
@@ -90,4 +180,7 @@ def describe() -> str:
     lines += [f"  {name:<26} {doc}" for name, doc in BENCHMARK_COLUMNS.items()]
     lines += ["", "leaderboard_aggregate.csv (one row per scope and optimizer):"]
     lines += [f"  {name:<26} {doc}" for name, doc in AGGREGATE_COLUMNS.items()]
+    for table, (columns, what) in EXTRA_TABLES.items():
+        lines += ["", f"--table {table} ({what}):"]
+        lines += [f"  {name:<26} {doc}" for name, doc in columns.items()]
     return "\n".join(lines) + "\n"

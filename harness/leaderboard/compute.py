@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.errors import UserError
 from harness.leaderboard import aggregate
@@ -29,12 +29,13 @@ from harness.leaderboard.compare import (
 )
 from harness.leaderboard.load import (
     BENCH_KEYS,
+    ROOT_ATTR,
     as_float,
     check_consistent,
     display_key,
     latest_evals,
     prepare,
-    soft_ref,
+    soft_entry,
 )
 from harness.leaderboard.margins import MarginPolicy, reference_of
 from harness.stats import intervals as stats
@@ -59,6 +60,9 @@ class Leaderboard:
     n_eval: int
     n_tune: int
     notes: tuple[str, ...]
+    # The condition and axis analyses (``harness.leaderboard.conditions.Extras``: metric vs budget,
+    # time-to-target, delay robustness, axes), computed when first asked for.
+    extras: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,9 @@ class Benchmark:
     ranks: dict[str, int]
     stable: dict[str, bool]
     run_ids: dict[str, dict[tuple[int, int], str]]
+    setting: str = ""            # the task-options part of the variant
+    condition: str = ""          # the conditions part of the variant ("" when no condition differs)
+    conditions: dict = field(default_factory=dict)  # every condition value of its runs (budget, delay, cell's)
 
     def comparison(self, a: str, b: str | None) -> Comparison | None:
         """``a - b``, or None when ``b`` is absent, missing from this benchmark, or ``a`` itself."""
@@ -92,8 +99,12 @@ class Benchmark:
 
 
 def compute(frame, *, metric_split: str = "test", allow_mixed: bool = False, source: str = "",
-            margins: MarginPolicy | None = None) -> Leaderboard:
+            margins: MarginPolicy | None = None, curves=None) -> Leaderboard:
     """The leaderboard of run rows (a DataFrame as ``harness.results.store.read_runs`` returns).
+
+    ``curves``: the runs' curves (a long DataFrame as ``store.read_curves`` returns), for the
+    time-to-target table; None: read from the folder ``load.load_runs`` read the rows from, when
+    first needed (a frame from elsewhere then has no time-to-target table).
 
     ``UserError`` for mixed schema versions or suites (unless ``allow_mixed``), no eval rows, or a
     benchmark whose rows disagree on the metric or its direction."""
@@ -103,6 +114,7 @@ def compute(frame, *, metric_split: str = "test", allow_mixed: bool = False, sou
     if len(frame) == 0:
         raise UserError(f"no run records under {where}: run optbench suite or optbench sweep first")
     check_consistent(frame, allow_mixed=allow_mixed, source=where)
+    root = frame.attrs.get(ROOT_ATTR)
     frame = prepare(frame)
     evals, tunes = frame[frame["phase"] == "eval"], frame[frame["phase"] == "tune"]
     if len(evals) == 0:
@@ -113,17 +125,31 @@ def compute(frame, *, metric_split: str = "test", allow_mixed: bool = False, sou
     evals, superseded = latest_evals(evals)
     policy = margins or MarginPolicy()
     rows: list[dict] = []
+    benches: list[Benchmark] = []
     for key, group in sorted(evals.groupby(list(BENCH_KEYS), sort=False), key=lambda kv: kv[0]):
         bench = _benchmark(key, group, f"{metric_split}_metric", policy)
+        benches.append(bench)
         bench_tunes = tunes[(tunes[list(BENCH_KEYS)] == list(key)).all(axis=1)]
         runs = {name: g for name, g in group.groupby("optimizer", sort=False)}
         rows += [_row(bench, name, runs[name], bench_tunes[bench_tunes["optimizer"] == name], metric_split)
                  for name in bench.names]
     suites = tuple(sorted(frame["suite"].dropna().astype(str).unique()))
     versions = tuple(sorted({int(v) for v in frame["schema_version"].dropna()}))
+    from harness.leaderboard.conditions import Extras
+
+    extras = Extras(tuple(benches), tuple(rows), evals, cell_keys(frame), curves=curves, root=root)
     return Leaderboard(rows=tuple(rows), aggregate=tuple(aggregate.table(rows)), split=metric_split,
                        suites=suites, schema_versions=versions, n_eval=len(evals), n_tune=len(tunes),
-                       notes=tuple(_notes(rows, superseded)))
+                       notes=tuple(_notes(rows, superseded)), extras=extras)
+
+
+def cell_keys(frame) -> tuple[str, ...]:
+    """The axes of the records: every key of a ``cell``, sorted."""
+    from harness.leaderboard.load import parse_cell
+
+    if "cell" not in frame.columns:
+        return ()
+    return tuple(sorted({k for value in set(frame["cell"].dropna().astype(str)) for k in parse_cell(value)}))
 
 
 def _metric(key: tuple, group) -> Metric:
@@ -155,8 +181,12 @@ def _benchmark(key: tuple, group, column: str, policy: MarginPolicy) -> Benchmar
     pairs = pairwise(values, margin, metric)
     run_ids = {name: {(int(r), int(s)): str(rid) for r, s, rid in zip(g["replicate"], g["seed"], g["run_id"])}
                for name, g in group.groupby("optimizer", sort=False)}
+    import json
+
+    first = group.iloc[0]
     return Benchmark(key, metric, names, values, summaries, margin, rule, pairs, ranks(names, pairs),
-                     rank_stability(values, margin, metric), run_ids)
+                     rank_stability(values, margin, metric), run_ids, setting=str(first["setting"]),
+                     condition=str(first["condition"]), conditions=json.loads(first["conditions"]))
 
 
 def _row(bench: Benchmark, name: str, runs, tunes, split: str) -> dict:
@@ -173,7 +203,7 @@ def _row(bench: Benchmark, name: str, runs, tunes, split: str) -> dict:
         "mean_rank": float(by_mean[bench.names.index(name)]), "best_mean": name in bench.best,
     }
     best = bench.best[0] if bench.best else None
-    ref = soft_ref(name)
+    ref = soft_entry(name, bench.names)
     for prefix, other in (("vs_best", best), ("vs_adamw", BASELINE), ("soft", ref)):
         row.update((bench.comparison(name, other) or Comparison.empty()).fields(prefix))
     row["soft_ref"] = ref or ""

@@ -10,9 +10,12 @@ import math
 import numpy as np
 
 from harness.errors import UserError
-from harness.leaderboard.columns import AGGREGATE, COLUMNS
+from harness.leaderboard.columns import AGGREGATE, COLUMNS, EXTRA_TABLES
 
-TABLES = ("benchmarks", "aggregate")
+TABLES = ("benchmarks", "aggregate", *EXTRA_TABLES)
+# Where each extra table's rows are on a board's ``extras`` (``harness.leaderboard.conditions.Extras``).
+SOURCES = {"budgets": "budget_rows", "time_to_target": "time_rows", "profile": "profile_rows",
+           "delay": "delay_rows", "axes": "axis_rows"}
 
 
 def cell(value) -> str:
@@ -33,10 +36,17 @@ def cell(value) -> str:
 
 
 def render_csv(board, table: str = "benchmarks") -> str:
-    """The per-benchmark table (``table="benchmarks"``) or the aggregate table as CSV text."""
+    """One table of ``board`` as CSV text: the per-benchmark table (``table="benchmarks"``), the
+    aggregate table, or one of ``columns.EXTRA_TABLES`` (header only when the records have no such
+    data: no budgets, no delays, no axes, no curves)."""
     if table not in TABLES:
         raise UserError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
-    columns, rows = (COLUMNS, board.rows) if table == "benchmarks" else (AGGREGATE, board.aggregate)
+    if table in EXTRA_TABLES:
+        columns = tuple(EXTRA_TABLES[table][0])
+        extras = getattr(board, "extras", None)
+        rows = getattr(extras, SOURCES[table]) if extras is not None else ()
+    else:
+        columns, rows = (COLUMNS, board.rows) if table == "benchmarks" else (AGGREGATE, board.aggregate)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)

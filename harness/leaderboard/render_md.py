@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from harness.leaderboard.load import display_key, soft_ref
+from harness.leaderboard.load import display_key, soft_entry
 from harness.stats.verdicts import VERDICTS, format_bound
 
 BASELINE = "adamw"
@@ -77,7 +77,9 @@ def render_markdown(board, title: str | None = None) -> str:
         sections.setdefault((row["task"], row["size"]), []).append(row)
     for (task, size), rows in sections.items():
         lines += ["", f"## {task} ({size})", ""] + _section(rows)
-    return "\n".join(lines + [""] + _aggregate(board.aggregate)) + "\n"
+    from harness.leaderboard.render_conditions import sections as condition_sections
+
+    return "\n".join(lines + [""] + _aggregate(board.aggregate) + condition_sections(board)) + "\n"
 
 
 def _section(rows: list[dict]) -> list[str]:
@@ -102,7 +104,7 @@ def _section(rows: list[dict]) -> list[str]:
 
 def _paired(names, labels, cell, decimals) -> list[str]:
     pairs = [(n, BASELINE, "vs_adamw") for n in names if n != BASELINE] + \
-        [(n, soft_ref(n), "soft") for n in names if soft_ref(n) in names]
+        [(n, ref, "soft") for n in names if (ref := soft_entry(n, names)) in names]
     body = []
     for name, ref, prefix in pairs:
         shared = prefix == "soft" and any(cell.get((b, name), {}).get("soft_shared") for b in labels)
