@@ -44,7 +44,8 @@ def test_prepare_writes_the_planned_budget_before_any_run(tmp_path, capsys):
         "format": budget.PLAN_FORMAT, "suite": "t",
         "sweep_sha256": budget.sweep_digest(sweep_file.read_text()),
         "studies": [{"study": p.study, "trials": p.trials, "eval_seeds": [7, 9], "transfer_from": p.transfer_from,
-                     "branch_from": p.branch_from, "direction": info[p.study].direction} for p in sweep.studies],
+                     "branch_from": p.branch_from, "direction": info[p.study].direction, "budget": 1.0, "delay": 0,
+                     "cell": {}} for p in sweep.studies],
     }
     by_study = {s["study"]: s for s in plan["studies"]}
     assert by_study["t/a/synthetic/softsignum"]["branch_from"] == "t/a/synthetic/signum"

@@ -13,13 +13,18 @@ and pandas only when it filters.
 
     {"format": 1, "suite": "demo", "sweep_sha256": "<sha256 of the sweep.yaml written with it>",
      "studies": [{"study": "demo/llm/pydoc/muon", "trials": 20, "eval_seeds": [1, 2, 3],
-                  "transfer_from": null, "branch_from": null, "direction": "min"}, ...]}
+                  "transfer_from": null, "branch_from": null, "direction": "min",
+                  "budget": 1.0, "delay": 0, "cell": {}}, ...],
+     "margins": {"everywhere": {"kind": "relative", "value": 0.01},
+                 "benchmarks": [{"task": "lstm", "dataset": "pydoc", "margin": {"kind": "absolute", "value": 0.02}}]}}
 
 one entry per study, in the sweep file's order: its name, its tune trials (slots 0..trials-1), its
 eval seeds, the study whose best configuration it evaluates when it is a ``transfer_from`` entry,
-the study it branches from (SoftX from X), and the direction of its metric (the direction the
-worker picks the best trial by; every record of the study carries the same in its ``direction``
-column, which is what the filter compares with).
+the study it branches from (SoftX from X, or the full-budget study of a budget branch), the
+direction of its metric (the direction the worker picks the best trial by; every record of the study
+carries the same in its ``direction`` column, which is what the filter compares with), and its budget,
+delay and axis cell (``harness.sweep.axes``; optional: absent in plans written before them).
+``margins`` (optional) holds the practical margins the sweep file declares (``declared_margins``).
 """
 
 from __future__ import annotations
@@ -136,12 +141,20 @@ def within_budget(frame: Any, plan: dict) -> tuple[Any, int]:
     for name, p in plans.items():
         evals = (study == name) & (phase == "eval") & seed.isin(list(p["eval_seeds"]))
         donor = plans.get(p["transfer_from"]) if p["transfer_from"] else p
-        if p["branch_from"] is not None and p["trials"] == 0:  # an untuned branch evaluates its parent's best
+        if p["branch_from"] is not None and p["trials"] == 0 and not p["transfer_from"]:
+            # an untuned branch evaluates its parent's best (with a transfer_from: the donor's)
             donor = plans.get(p["branch_from"])
         if donor is not None and donor["trials"] > 0:
             evals &= trial == (best[donor["study"]] if best[donor["study"]] is not None else -1)
         keep |= evals
     return frame[keep], int((~keep).sum())
+
+
+def declared_margins(plan: dict | None) -> dict[str, Any]:
+    """The margins ``plan.json`` declares, as plain data: ``{"everywhere": {"kind", "value"} | None,
+    "benchmarks": [{"task", "dataset", "margin": {"kind", "value"}}]}``; ``{}`` when none (or no plan)."""
+    margins = (plan or {}).get("margins") or {}
+    return margins if isinstance(margins, dict) else {}
 
 
 def _best_slot(slots: Any, objectives: Any, directions: Any) -> int | None:

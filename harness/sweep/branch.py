@@ -63,33 +63,51 @@ def _alphas(plan: StudyPlan) -> set[float]:
     return {float(plan.fixed.get("alpha_sign", plugins.optimizer(plan.optimizer).defaults["alpha_sign"]))}
 
 
-def keep_steps(sweep: Sweep, plan: StudyPlan, phase: str, total_steps: int) -> frozenset[int]:
-    """Branch points a run of ``plan`` (a parent) keeps its checkpoints at: every S its children can
-    start from. Tune runs keep them only for children that tune (they branch from the best tune run)."""
-    from optimizers._switch import sign_phase_steps
+def keep_steps(sweep: Sweep, plan: StudyPlan, phase: str, spec: Any) -> frozenset[int]:
+    """Branch points a run ``spec`` of ``plan`` (a parent) keeps its checkpoints at: every step a
+    child can start from (``harness.run.lineage.branch_step``): a SoftX child's S = floor(alpha_sign T)
+    for each alpha_sign it can run, a budget child's decay start D(T) (a SoftX budget child's
+    min(S(T), D(T))). Tune runs keep them only for children that tune (they branch from the best tune
+    run). A child that cannot branch from this run keeps nothing: it runs from scratch (warned then)."""
+    from harness import plugins
+    from harness.run.lineage import BranchRefused, branch_step
 
     steps: set[int] = set()
     for child in sweep.children(plan):
         if phase == "tune" and child.trials == 0:
             continue
-        steps |= {sign_phase_steps(a, total_steps) for a in _alphas(child)}
-    return frozenset(s for s in steps if 0 < s <= total_steps)
+        has_alpha = "alpha_sign" in plugins.optimizer(child.optimizer).defaults
+        for alpha in (_alphas(child) if has_alpha else {None}):
+            hparams = dict(spec.hparams) if alpha is None else {**spec.hparams, "alpha_sign": alpha}
+            probe = spec.with_(optimizer=child.optimizer, budget=child.budget, hparams=hparams, study=child.study)
+            try:
+                steps.add(branch_step(probe, spec))
+            except BranchRefused:
+                continue
+    return frozenset(s for s in steps if 0 < s <= int(spec.steps))
 
 
 def branch_start(sweep: Sweep, out: str | Path, plan: StudyPlan, spec: Any, parent_hparams: Mapping[str, Any],
                  parent_slot: int | None) -> tuple[Any, Path | None]:
     """The run ``spec`` of child ``plan`` as it starts: branched from the parent's run of the same
-    seed and shared configuration at the child's switch step S (the spec names that parent, so its
-    run_id is the branched run's), with the checkpoint to start from; or ``(spec, None)``, a run
-    from scratch, when the parent has no tune runs or the checkpoint is missing (with a warning)."""
+    seed and shared configuration at the step the child starts from (SoftX: its switch S; a budget
+    branch: its decay start; ``harness.run.lineage.branch_step``), the spec naming that parent (so its
+    run_id is the branched run's), with the checkpoint to start from; or ``(spec, None)``, a run from
+    scratch, when the parent has no tune runs, cannot start this run, or its checkpoint is missing
+    (with a warning)."""
     from harness.run import checkpoint as ckpt  # torch: imported only when a run is about to start
-    from harness.run.lineage import switch_step
+    from harness.run.lineage import BranchRefused, branch_step
 
     parent = sweep.plan(plan.branch_from)
     if spec.phase == "tune" and parent.trials == 0:
         return spec, None  # an untuned parent has no tune runs to branch from
     parent_spec, _ = resolve_run(sweep, parent, parent_hparams, spec.seed, spec.phase, parent_slot)
-    step = switch_step(spec)
+    try:
+        step = branch_step(spec, parent_spec)
+    except BranchRefused as exc:
+        warnings.warn(f"{plan.study}: {exc}; running {spec.optimizer} seed {spec.seed} from scratch", SweepWarning,
+                      stacklevel=2)
+        return spec, None
     path = ckpt.path_for(out, parent_spec.run_id, step)
     if path.is_file():
         return spec.with_(branched_from=parent_spec.run_id, branch_step=step), path

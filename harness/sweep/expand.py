@@ -14,11 +14,12 @@ keeps the first problem reported the first one in the file.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from harness.spec import dataset_id
-from harness.sweep.plan import MAX_SEED, REPLICATE_SEED_STRIDE, StudyPlan, dist_json
+from harness.sweep import axes
+from harness.sweep.plan import MAX_SEED, REPLICATE_SEED_STRIDE, StudyPlan, cell_suffix, dist_json
 from harness.sweep.space import defaults_outside, hparams_from_params, projected_defaults, space_size
 from harness.sweep.yamlfile import _Checker, _where
 
@@ -52,6 +53,7 @@ class Entry:
     overrides: Mapping[str, tuple[dict, dict]]  # optimizer -> the entry's own (fixed, search)
     donor: str | None = None         # transfer_from: an earlier entry's name
     source_datasets: tuple[str, ...] = ()  # the donor entry's datasets
+    conditions: axes.Conditions = axes.Conditions()  # schedule, delay, axes, budgets, margin
 
 
 class Grid:
@@ -64,6 +66,7 @@ class Grid:
         self.opt = optimizers
         self.plans: list[StudyPlan] = []
         self._seen: dict[tuple[str, str], tuple] = {}  # (entry name, dataset) -> the entry's path
+        self._margins: dict[tuple[str, str], Any] = {}  # (task, dataset key) -> its declared margin
         self._probed: set[str] = set()
 
     def add(self, entry: Entry) -> None:
@@ -84,15 +87,68 @@ class Grid:
                 raise chk.error(p, f"task entry '{_where(p)}' repeats {entry.name}/{ds} of '{_where(self._seen[key])}'; "
                                    "give one of them a different 'name'")
             self._seen[key] = p
-            for replicate, opt_name in ((r, o) for r in range(entry.replicates) for o in entry.optimizers):
-                self.plans.append(self._plan(entry, ds, replicate, opt_name, transfer))
+            margin = entry.conditions.margin
+            margin = margin.get(ds) if isinstance(margin, dict) else margin
+            if margin is not None:
+                self._margins[(entry.task, dataset_id(ds))] = margin
+            for replicate in range(entry.replicates):
+                made: set[str] = set()
+                for cell in entry.conditions.cells():
+                    for opt_name in entry.optimizers:
+                        own = self._own_cell(entry, opt_name, cell)
+                        study = self._study_name(entry, ds, replicate, opt_name, own)
+                        if study in made:  # an axis this optimizer does not have: one study for every value
+                            continue
+                        made.add(study)
+                        plan = self._plan(entry, ds, replicate, opt_name, transfer, own)
+                        self.plans.append(plan)
+                        self.plans.extend(self._budget_plans(entry, plan))
 
-    def _plan(self, entry: Entry, ds: str, replicate: int, opt_name: str, transfer: str | None) -> StudyPlan:
+    def _own_cell(self, entry: Entry, opt_name: str, cell: Mapping[str, Any]) -> dict[str, Any]:
+        """The part of ``cell`` that splits ``opt_name``'s studies, plus a scalar delay."""
+        own = {k: v for k, v in cell.items() if axes.applies(k, opt_name, self.opt.specs, self.opt.branches)}
+        if entry.conditions.delay and "delay" not in own:
+            own["delay"] = entry.conditions.delay
+        return own
+
+    def _study_name(self, entry: Entry, ds: str, replicate: int, opt_name: str, cell: Mapping[str, Any],
+                    budget: float = 1.0) -> str:
+        base = f"{self.suite}/{entry.name}/{dataset_id(ds)}/{opt_name}"
+        return (f"{base}/r{replicate}" if replicate else base) + cell_suffix(cell, budget)
+
+    def _budget_plans(self, entry: Entry, plan: StudyPlan) -> list[StudyPlan]:
+        """The plans of ``plan``'s shorter budgets (``budgets:``). Tuned at the full budget (the
+        default): untuned decay branches of the full plan's eval runs (a SoftX plan's from its X's full
+        runs, evaluating the SoftX plan's configuration). ``budget_tuning: every``: tuned plans of
+        their own whose runs train the budget from scratch (SoftX branching from X at that budget)."""
+        cond, out = entry.conditions, []
+        for b in (b for b in cond.budgets if b < 1.0):
+            if cond.budget_tuning == "every":
+                parent = None if plan.branch_from is None else f"{plan.branch_from}/budget={b:g}"
+                donor = None if plan.transfer_from is None else f"{plan.transfer_from}/budget={b:g}"
+                out.append(replace(plan, budget=b, branch_from=parent, transfer_from=donor))
+            elif plan.branch_from is None:
+                shared = tuple(sorted(self.opt.specs[plan.optimizer].defaults))
+                out.append(replace(plan, budget=b, trials=0, space={}, branch_from=plan.study, shared=shared,
+                                   transfer_from=None))
+            else:
+                out.append(replace(plan, budget=b, trials=0, transfer_from=plan.study))
+        return out
+
+    def _plan(self, entry: Entry, ds: str, replicate: int, opt_name: str, transfer: str | None,
+              cell: Mapping[str, Any]) -> StudyPlan:
         chk, p, opt = self.chk, entry.path, self.opt
         fixed, search = opt.overrides[opt_name]
         lfixed, lsearch = entry.overrides.get(opt_name, ({}, {}))
         fixed_all = {**{k: v for k, v in fixed.items() if k not in lsearch}, **lfixed}
         search_all = {**{k: v for k, v in search.items() if k not in lfixed}, **lsearch}
+        parent_name = opt.branches.get(opt_name)
+        shared_names = () if parent_name is None else \
+            tuple(sorted(set(opt.specs[parent_name].defaults) & set(opt.specs[opt_name].defaults)))
+        for hp, value in cell.items():  # a hyperparameter axis: fixed at the cell's value
+            if axes.sets(hp, opt_name, opt.specs, shared_names):
+                search_all.pop(hp, None)
+                fixed_all[hp] = value
         space = {k: v for k, v in opt.specs[opt_name].search_space.items() if k not in fixed_all}
         space.update(search_all)
         tune_seed = self.seed + REPLICATE_SEED_STRIDE * replicate
@@ -108,23 +164,32 @@ class Grid:
         transfer_study = None if transfer is None else f"{transfer}/{opt_name}"
         if replicate and transfer_study:
             transfer_study += f"/r{replicate}"
+        if transfer_study:
+            transfer_study += cell_suffix(cell)
+        base_cell = self._own_cell(entry, opt_name, entry.conditions.cells()[0])
+        if entry.conditions.reuse_tuning and transfer_study is None and cell != base_cell:
+            # reuse_tuning: this cell evaluates the first cell's best configuration, untuned
+            transfer_study = self._study_name(entry, ds, replicate, opt_name, base_cell)
+            plan_trials = 0
         if transfer_study and transfer_study not in {q.study for q in self.plans}:
             raise chk.error(p + ("transfer_from",), f"'{_where(p)}' transfers from {entry.donor!r}, which has no study "
                                                     f"{transfer_study} (fewer replicates or optimizers than this entry)")
-        if opt_name in opt.branches:
-            parent_name = opt.branches[opt_name]
-            shared = tuple(sorted(set(opt.specs[parent_name].defaults) & set(opt.specs[opt_name].defaults)))
+        if parent_name is not None:
+            shared = shared_names
             check_branch_overrides(chk, opt_name, parent_name, shared, fixed_all, search_all, opt.index)
             space = {k: v for k, v in space.items() if k not in shared}
             n_own = space_size(space) if space else 0
-            plan_trials = 0 if not space else (min(entry.trials, n_own) if n_own else entry.trials)
-            base = f"{self.suite}/{entry.name}/{dataset_id(ds)}/{parent_name}"
-            parent = f"{base}/r{replicate}" if replicate else base
+            if plan_trials:
+                plan_trials = 0 if not space else (min(entry.trials, n_own) if n_own else entry.trials)
+            parent_cell = {k: v for k, v in cell.items() if axes.applies(k, parent_name, opt.specs, opt.branches)}
+            parent = self._study_name(entry, ds, replicate, parent_name, parent_cell)
         plan = StudyPlan(
             suite=self.suite, entry=entry.name, task=entry.task, dataset=ds, size=entry.size,
             optimizer=opt_name, options=dict(entry.options), steps=entry.steps, trials=plan_trials,
             eval_seeds=entry.eval_seeds, seed=tune_seed, space=space, fixed=fixed_all, line=chk.line(p),
             transfer_from=transfer_study, replicate=replicate, branch_from=parent, shared=shared,
+            delay=int(cell.get("delay", 0)), schedule=axes.cell_schedule(entry.conditions.schedule, cell),
+            cell=dict(cell),
         )
         origins = {hp: (p + ("hparams", opt_name, "search", hp)) if hp in lsearch
                    else ("optimizers", opt.index[opt_name], "search", hp) for hp in search_all}
@@ -136,6 +201,17 @@ class Grid:
                                    f"has only {n_configs} distinct configuration(s) (every searched hyperparameter is "
                                    "a choice or an integer range); lower 'trials' or widen the space")
         return plan
+
+    def margins(self, everywhere: Any) -> dict[str, Any]:
+        """The declared margins as ``plan.json`` holds them (``harness.results.budget``): the sweep's
+        (every benchmark) and each benchmark's (task, dataset) from its entry."""
+        def form(m: Any) -> dict[str, Any]:
+            return {"kind": m.kind, "value": m.value}
+
+        if everywhere is None and not self._margins:
+            return {}
+        return {"everywhere": None if everywhere is None else form(everywhere),
+                "benchmarks": [{"task": t, "dataset": d, "margin": form(m)} for (t, d), m in self._margins.items()]}
 
     def notes(self, source: str) -> tuple[str, ...]:
         """Things worth knowing that are not errors: a tuned plan whose optimizer default lies outside

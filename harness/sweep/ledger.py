@@ -228,6 +228,13 @@ class Ledger:
             return None, None, True
         if parent_hp is None:
             return None, None, False
+        if plan.trials == 0 and plan.transfer_from is not None:
+            # evaluates another study's configuration (a budget branch of SoftX, a reused cell) from
+            # this parent's runs: the donor's hyperparameters, its own fixed values, the parent's shared
+            donor_hp, donor_slot, waiting = self.evaluated_config(self._plans[plan.transfer_from])
+            if waiting or donor_hp is None:
+                return None, None, waiting
+            return {**donor_hp, **dict(plan.fixed), **shared_part(plan, parent_hp)}, donor_slot, False
         if plan.trials == 0:
             return {**dict(plan.fixed), **shared_part(plan, parent_hp)}, parent_slot, False
         best, tuning = self.best_slot(plan)

@@ -84,7 +84,9 @@ def budget_plan(sweep: Sweep, info: Mapping[str, TaskInfo], text: str) -> dict:
     return {"format": budget.PLAN_FORMAT, "suite": sweep.suite, "sweep_sha256": budget.sweep_digest(text),
             "studies": [{"study": p.study, "trials": p.trials, "eval_seeds": list(p.eval_seeds),
                          "transfer_from": p.transfer_from, "branch_from": p.branch_from,
-                         "direction": info[p.study].direction} for p in sweep.studies]}
+                         "direction": info[p.study].direction, "budget": p.budget, "delay": p.delay,
+                         "cell": dict(p.cell)} for p in sweep.studies],
+            **({"margins": dict(sweep.margins)} if sweep.margins else {})}
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

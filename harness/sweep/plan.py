@@ -6,6 +6,7 @@ Optuna and no torch: every module of the sweep can import this one, and it impor
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,23 @@ def dist_json(dist: Any) -> dict[str, Any]:
     d = {"kind": type(dist).__name__}
     d.update({k: jsonable(v) for k, v in vars(dist).items()})
     return d
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "inf" if math.isinf(value) else f"{value:g}"
+    return str(value)
+
+
+def cell_suffix(cell: Mapping[str, Any], budget: float = 1.0) -> str:
+    """The part of a study name after the optimizer (and replicate) that names its cell and budget."""
+    named = [f"{k}={format_value(v)}" for k, v in cell.items() if not (k == "delay" and v == 0)]
+    out = "/" + ",".join(named) if named else ""
+    if budget != 1.0:
+        out += f"/budget={budget:g}"
+    return out
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,10 @@ class StudyPlan:
     branch_from: str | None = None  # study of the plan whose checkpoints this plan's runs start from
     shared: tuple[str, ...] = ()    # hyperparameters taken from that plan's tuned configuration
     dataset_key: str = ""           # dataset_id(dataset) when the sweep file was read (pinned: see study)
+    delay: int = 0                  # gradient delay of every run (harness.run.delay)
+    schedule: Mapping[str, Any] = field(default_factory=dict)  # LR schedule override ({}: the task's)
+    budget: float = 1.0             # fraction of the step budget its runs train (a WSD budget: see axes)
+    cell: Mapping[str, Any] = field(default_factory=dict)  # the axis values of its cell (harness.sweep.axes)
 
     def __post_init__(self) -> None:
         if not self.dataset_key:
@@ -88,7 +110,8 @@ class StudyPlan:
         the file had when the sweep file was read (``dataset_key``): a file edited during a sweep does
         not rename its studies; its runs fail instead (``harness.sweep.worker``)."""
         base = f"{self.suite}/{self.entry}/{self.dataset_key}/{self.optimizer}"
-        return f"{base}/r{self.replicate}" if self.replicate else base
+        base = f"{base}/r{self.replicate}" if self.replicate else base
+        return base + cell_suffix(self.cell, self.budget)
 
     @property
     def eval_study(self) -> str:
@@ -109,6 +132,10 @@ class StudyPlan:
             # Only when set: studies created before these keys existed resume unchanged.
             **({"replicate": self.replicate} if self.replicate else {}),
             **({"branch_from": self.branch_from, "shared": list(self.shared)} if self.branch_from else {}),
+            **({"delay": self.delay} if self.delay else {}),
+            **({"schedule": {k: jsonable(v) for k, v in sorted(self.schedule.items())}} if self.schedule else {}),
+            **({"budget": self.budget} if self.budget != 1.0 else {}),
+            **({"cell": {k: jsonable(v) for k, v in self.cell.items()}} if self.cell else {}),
         }
 
 
@@ -127,6 +154,7 @@ class Sweep:
     data_dir: str | None = None
     notes: tuple[str, ...] = ()  # things worth knowing that are not errors (printed by the CLI)
     checkpoint_every: float | None = 600.0  # seconds between a run's checkpoints (None: off)
+    margins: Mapping[str, Any] = field(default_factory=dict)  # declared margins, as plan.json holds them
 
     def plan(self, study: str) -> StudyPlan:
         return next(p for p in self.studies if p.study == study)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.sweep import axes
 from harness.sweep.expand import Entry, Grid, Optimizers
 from harness.sweep.plan import MAX_SEED, Heartbeat, PrunerConfig, SamplerConfig, StudyPlan, Sweep
 from harness.sweep.yamlfile import _Checker, _parse_yaml, _where
@@ -52,6 +53,7 @@ SCHEMA: dict[str, str] = {
                   "eval seeds; the leaderboard's intervals then include tuning luck. Trials are per replicate",
     "checkpoint_every": "seconds between training checkpoints of a run (default 600; off: none), so a killed "
                         "worker's retry resumes instead of restarting",
+    **axes.KEYS,
 }
 TASK_SCHEMA: dict[str, str] = {
     "task": "registered task name",
@@ -67,6 +69,7 @@ TASK_SCHEMA: dict[str, str] = {
                      "(e.g. tune a 130M LLM, evaluate at 360M); implies trials: 0",
     "optimizers": "the sweep optimizers this entry runs (default: all of them), e.g. a baseline only some tasks use",
     "replicates": "overrides the sweep's replicates for this entry",
+    **{k: f"{v} (this entry; over the sweep's)" for k, v in axes.KEYS.items()},
 }
 OPTIMIZER_SCHEMA: dict[str, str] = {
     "name": "registered optimizer name",
@@ -125,7 +128,9 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
     heartbeat = _heartbeat_config(chk, data.get("heartbeat"))
     replicates = chk.integer(data.get("replicates", 1), ("replicates",), 1)
     checkpoint_every = _checkpoint_every(chk, data.get("checkpoint_every", 600))
-    defaults = _Defaults(seed=seed, trials=trials, eval_seeds=eval_seeds, size=size, steps=steps, replicates=replicates)
+    conditions = axes.read(chk, data, ())
+    defaults = _Defaults(seed=seed, trials=trials, eval_seeds=eval_seeds, size=size, steps=steps, replicates=replicates,
+                         conditions=conditions)
 
     # The registries (and plugins) import torch: only now, so plain typos are reported instantly.
     opt = _optimizers(chk, data["optimizers"])
@@ -134,7 +139,7 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
         grid.add(_task_entry(chk, ("tasks", i), entry, defaults, opt, grid.plans))
     return Sweep(path=source, suite=suite, description=description, studies=tuple(grid.plans), seed=seed,
                  sampler=sampler, pruner=pruner, heartbeat=heartbeat, data_dir=data_dir, notes=grid.notes(source),
-                 checkpoint_every=checkpoint_every)
+                 checkpoint_every=checkpoint_every, margins=grid.margins(conditions.margin))
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,7 @@ class _Defaults:
     size: str | None
     steps: int | None
     replicates: int
+    conditions: axes.Conditions
 
 
 def _optimizers(chk: _Checker, value: Any) -> Optimizers:
@@ -257,10 +263,18 @@ def _task_entry(chk: _Checker, p: tuple, entry: Any, defaults: _Defaults, opt: O
                                 f"sweep optimizers: {', '.join(opt.overrides)}")
         chk.keys(override, hp, {k: v for k, v in OPTIMIZER_SCHEMA.items() if k != "name"}, "an hparams override")
         local_overrides[opt_name] = _overrides(chk, opt.specs[opt_name], override, hp)
+    conditions = axes.read(chk, entry, p, defaults.conditions)
+    axes.check_axis_names(chk, conditions, entry_optimizers, opt.specs, p)
+    if isinstance(conditions.margin, dict):
+        unknown = sorted(set(conditions.margin) - set(datasets))
+        if unknown:
+            raise chk.error(p + ("margin",), f"'{_where(p + ('margin',))}' names dataset(s) {', '.join(unknown)} that "
+                                             f"this entry does not run; its datasets: {', '.join(datasets)}")
     return Entry(path=p, keys=frozenset(entry), name=entry_name, task=task_name, size=entry_size,
                  datasets=tuple(datasets), options=dict(options), steps=entry_steps, trials=entry_trials,
                  replicates=entry_replicates, optimizers=tuple(entry_optimizers), eval_seeds=entry_seeds,
-                 overrides=local_overrides, donor=donor, source_datasets=tuple(source_datasets))
+                 overrides=local_overrides, donor=donor, source_datasets=tuple(source_datasets),
+                 conditions=conditions)
 
 
 def _checkpoint_every(chk: _Checker, value: Any) -> float | None:

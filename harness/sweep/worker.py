@@ -233,7 +233,7 @@ class Worker(Ledger):
                                   "progress": False, "checkpoints": self._checkpoints(plan, phase, spec)}
         if phase == "tune" and self.sweep.pruner is not None:
             fractions = list(self.sweep.pruner.fractions)
-            steps = spec.steps or task.steps
+            steps = spec.train_steps or task.steps  # a budget's own steps when tuned at that budget
 
             def on_eval(step: int, metrics: Mapping[str, float]) -> bool:
                 # Report only at the configured budget fractions: every trial of the study is then
@@ -318,7 +318,7 @@ class Worker(Ledger):
         children start from when ``plan`` is a parent (``harness.sweep.branch``)."""
         from harness.run.checkpoint import CheckpointPolicy
 
-        keep = branching.keep_steps(self.sweep, plan, phase, int(spec.steps)) if self.sweep.children(plan) else frozenset()
+        keep = branching.keep_steps(self.sweep, plan, phase, spec) if self.sweep.children(plan) else frozenset()
         return CheckpointPolicy(every_seconds=self.sweep.checkpoint_every, keep_steps=keep)
 
     def _run_event(self, plan, study, phase, trial, slot, status, value, seconds, skipped, detail="") -> Event:
