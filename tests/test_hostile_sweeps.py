@@ -252,17 +252,17 @@ def test_check_out_read_only_exits_2_before_measuring(tmp_path):
     if runner is None:
         pytest.skip("cannot make a read-only folder here (root without mount namespaces)")
     code = textwrap.dedent(f"""
-        import json, time
+        import json
         from harness.cli import main
-        t0 = time.monotonic()
-        print(json.dumps([main(["check", "--device", "cpu", "--quick", "--out", {str(ro / "c")!r}]),
-                          time.monotonic() - t0]))
+        print(json.dumps(main(["check", "--device", "cpu", "--quick", "--out", {str(ro / "c")!r}])))
     """)
     proc = subprocess.run([*runner, sys.executable, "-c", code], env=_env(), cwd=str(ROOT), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    exit_code, seconds = json.loads(proc.stdout.strip().splitlines()[-1])
+    exit_code = json.loads(proc.stdout.strip().splitlines()[-1])
     assert exit_code == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert "cannot write the check output folder (--out)" in proc.stderr and seconds < 5
+    assert "cannot write the check output folder (--out)" in proc.stderr
+    # refused before measuring: no section of the check ran (each prints its "== <section>" header)
+    assert "==" not in proc.stdout, proc.stdout[-2000:]
     assert not any(ro.iterdir())
 
