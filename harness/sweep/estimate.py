@@ -71,6 +71,34 @@ def _alpha_sign(plan: Any) -> float | None:
         return None
 
 
+def _trained_steps(sweep: Any, plan: Any, budget: int) -> int:
+    """Steps one run of ``plan`` trains out of the full budget ``budget`` (K): ``T`` for its budget
+    fraction, less the steps it takes from its parent's checkpoint when it branches (SoftX: S(T); a
+    WSD budget branch: its decay start D(T), SoftX's min(S(T), D(T)); ``harness.run.lineage``)."""
+    from harness.run.schedules import budget_steps
+
+    total = budget_steps(budget, plan.budget) if plan.budget < 1.0 else budget
+    if plan.branch_from is None:
+        return total
+    alpha = _alpha_sign(plan) if "alpha_sign" in _defaults(plan.optimizer) else None
+    start = math.floor(alpha * total) if alpha is not None and math.isfinite(alpha) else None
+    parent = sweep.plan(plan.branch_from)
+    fraction = plan.schedule.get("decay_fraction") if plan.schedule.get("kind") == "wsd" else None
+    if parent.budget > plan.budget and fraction is not None:
+        decay_start = total - max(1, math.floor(float(fraction) * total + 0.5))
+        start = decay_start if start is None else min(start, decay_start)
+    return total - (start or 0)
+
+
+def _defaults(optimizer: str) -> Mapping[str, Any]:
+    from harness import plugins
+
+    try:
+        return plugins.optimizer(optimizer).defaults
+    except UserError:
+        return {}
+
+
 def planned_runs(sweep: Any, default_steps: Mapping[tuple[str, str, str], int] | None = None) -> list[PlannedRun]:
     """Every run the sweep plans, one ``PlannedRun`` each. ``default_steps`` maps (task, size,
     dataset) to the budget a pilot ran where the sweep leaves ``steps`` to the task."""
@@ -78,10 +106,7 @@ def planned_runs(sweep: Any, default_steps: Mapping[tuple[str, str, str], int] |
     for plan in sweep.studies:
         budget = plan.steps or (default_steps or {}).get((plan.task, plan.size, plan.dataset_key))
         branched = plan.branch_from is not None
-        steps = budget
-        if branched and budget is not None:
-            alpha = _alpha_sign(plan)
-            steps = budget - math.floor(alpha * budget) if alpha is not None and math.isfinite(alpha) else budget
+        steps = None if budget is None else _trained_steps(sweep, plan, budget)
         tune_phase, eval_phase = ("branch", "branch") if branched else ("tune", "eval")
         n_tune = 0 if plan.transfer_from else plan.trials
         for phase, n in ((tune_phase, n_tune), (eval_phase, len(plan.eval_seeds))):
