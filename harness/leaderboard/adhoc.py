@@ -1,9 +1,9 @@
 """Ad-hoc run folders on the leaderboard: the records ``optbench run --out DIR`` writes (phase
 ``run``, no study, suite ``adhoc``) hold no tuned configurations re-run on fresh seeds (phase
 ``eval``), which is what the leaderboard compares. ``as_evaluations`` takes the runs of each
-optimizer as its evaluations instead, and ``caveat`` / ``with_caveat_column`` say so in the
-Markdown (a note of the board) and in every CSV row (a ``caveat`` column): the configurations were
-not tuned alike, so a difference between optimizers may be one between their configurations.
+optimizer as its evaluations instead, and ``notes`` / ``with_caveat_column`` say so in the Markdown
+(a note of the board) and in every CSV row (a ``caveat`` column): the configurations were not tuned
+alike, so a difference between optimizers may be one between their configurations.
 
 A pre-processing step on the rows ``harness.leaderboard.load.load_runs`` returns, applied by
 ``harness.leaderboard.cli.build`` only when a folder holds run rows and no eval rows at all (a
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 RUN_PHASE = "run"
 EVAL_PHASE = "eval"
@@ -37,38 +36,26 @@ def is_adhoc(frame) -> bool:
     return RUN_PHASE in phases and EVAL_PHASE not in phases
 
 
-def as_evaluations(frame):
-    """``(rows, notes)``: the ad-hoc runs relabelled as eval runs (replicate 0, keyed by their seed),
-    other phases left as they are, and the notes the board must carry (the caveat first, then one per
-    benchmark and optimizer whose runs hold more than one configuration). Rows that are not ad-hoc
-    are returned unchanged with no notes."""
+def as_evaluations(frame) -> tuple[object, bool]:
+    """``(rows, relabelled)``: the ad-hoc runs relabelled as eval runs (replicate 0, keyed by their
+    seed) and True; or the rows unchanged and False when they are not ad-hoc."""
     if not is_adhoc(frame):
-        return frame, []
+        return frame, False
     frame = frame.copy()
-    runs = frame["phase"].astype(str) == RUN_PHASE
-    frame.loc[runs, "phase"] = EVAL_PHASE
+    frame.loc[frame["phase"].astype(str) == RUN_PHASE, "phase"] = EVAL_PHASE
     frame["replicate"] = 0
-    return frame, [CAVEAT, *_mixed_configurations(frame[runs])]
+    return frame, True
 
 
-def _mixed_configurations(runs) -> list[str]:
-    if "hparams" not in runs.columns:
-        return []
-    configs: dict[tuple[str, str, str], set[str]] = {}
-    for task, dataset, name, hp in zip(runs["task"], runs["dataset"], runs["optimizer"], runs["hparams"]):
-        configs.setdefault((str(task), str(dataset), str(name)), set()).add(_canonical(hp))
-    mixed = [f"{name} on {task}/{dataset} ({len(c)} configurations)"
-             for (task, dataset, name), c in sorted(configs.items()) if len(c) > 1]
+def notes(rows) -> list[str]:
+    """The notes an ad-hoc board carries, read off its computed ``rows``: the caveat, then the
+    entries whose kept runs hold more than one configuration (``hparams`` 'mixed')."""
+    mixed = [f"{r['optimizer']} on {r['task']}/{r['dataset']}" + (f" [{r['variant']}]" if r["variant"] else "")
+             for r in rows if r["hparams"] == "mixed"]
     if not mixed:
-        return []
-    return ["these optimizers ran several configurations, pooled as if one (hparams 'mixed'): " + ", ".join(mixed)]
-
-
-def _canonical(hparams) -> str:
-    try:
-        return json.dumps(json.loads(hparams), sort_keys=True)
-    except (TypeError, ValueError):
-        return str(hparams)
+        return [CAVEAT]
+    return [CAVEAT, "these entries pool runs of several configurations as if they were one (hparams 'mixed'): "
+            + ", ".join(mixed)]
 
 
 def replace_notes(notes, added) -> tuple[str, ...]:

@@ -65,11 +65,11 @@ def build(results, *, metric_split: str = "test", allow_mixed: bool = False,
         source = str(results)
     else:
         frame, messages, source = results, [], ""
-    frame, adhoc_notes = adhoc.as_evaluations(frame)
+    frame, relabelled = adhoc.as_evaluations(frame)
     pooled = check_versions(frame, mixed_versions=mixed_versions, source=source)
     board = compute(frame, metric_split=metric_split, allow_mixed=allow_mixed, source=source, margins=margins)
-    if adhoc_notes:
-        board = dataclasses.replace(board, notes=adhoc.replace_notes(board.notes, adhoc_notes))
+    if relabelled:
+        board = dataclasses.replace(board, notes=adhoc.replace_notes(board.notes, adhoc.notes(board.rows)))
     if pooled:
         board = dataclasses.replace(board, notes=(pooled, *board.notes))
         messages = [*messages, pooled]
