@@ -59,7 +59,8 @@ def _curves(frame, *, every=10, steps=40, seconds_per_step=0.1):
     out = []
     for rid, final in zip(frame["run_id"], frame["val_metric"]):
         for step in range(every, steps + 1, every):
-            out.append({"run_id": rid, "step": step, "split": "val", "name": "accuracy", "value": final * step / steps})
+            value = final if step == steps else final * step / steps  # the last point is the final value, exactly
+            out.append({"run_id": rid, "step": step, "split": "val", "name": "accuracy", "value": value})
             out.append({"run_id": rid, "step": step, "split": "train", "name": "seconds",
                         "value": step * seconds_per_step})
     return pd.DataFrame(out)

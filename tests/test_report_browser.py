@@ -261,3 +261,27 @@ def test_a_script_error_would_be_seen(browser, tmp_path):
     state = browser.evaluate(STATE)
     assert state["ready"] is None and "undefinedFunction" in state["errors"]
     assert any("undefinedFunction" in p for p in _problems(browser.events, broken.as_uri()))
+
+
+def test_a_page_with_conditions_axes_and_time_to_target(browser, tmp_path):
+    """Budget-free records with a delay, an axis and two benchmarks: the overview's time-to-target
+    profile and axis charts are drawn, and nothing reports an error."""
+    from test_report_conditions import _records
+
+    from harness.report import data as rd
+    from harness.report import html
+
+    frame, curves = _records()
+    path, n_charts = html.write_page(rd.from_frame(frame, curves, tmp_path), tmp_path / "report.html")
+    url = path.resolve().as_uri()
+    browser.events.clear()
+    browser.send("Page.navigate", {"url": url})
+    browser.wait_for("Page.loadEventFired")
+    assert browser.evaluate(STATE)["ready"] == "1"
+    assert browser.evaluate(SHOW % json.dumps("#overview"))
+    kinds = [c["kind"] for c in browser.evaluate(CHARTS)]
+    assert "time_profile" in kinds and "axis" in kinds
+    for chart in browser.evaluate(CHARTS):
+        assert chart["drawnWidth"] > 100 and chart["marks"] >= 1, chart
+    assert browser.evaluate(STATE)["errors"] is None and _problems(browser.events, url) == []
+    assert n_charts >= 2

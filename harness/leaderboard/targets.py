@@ -132,31 +132,37 @@ def condition_label(conditions: dict) -> str:
     return ",".join(parts)
 
 
-def profile_rows(rows) -> list[dict]:
-    """AlgoPerf integrated scores per condition, measure and optimizer over the full-budget benchmarks
-    with a target (a benchmark whose every median is 0 or unknown is left out)."""
-    out = []
+def ratio_tables(rows, measure: str) -> dict[str, dict[str, dict[str, float]]]:
+    """Per condition (``condition_label``): AlgoPerf performance ratios ``r[benchmark][entry]`` of the
+    ``measure`` medians of the full-budget benchmarks with a target (``profiles.time_ratios``; a
+    benchmark with a median that is 0 or unknown is left out)."""
     by_condition: dict[str, dict[str, dict[str, float]]] = {}
-    for measure in MEASURES:
-        by_condition.clear()
-        for r in rows:
-            if r["budget"] != 1.0 or not math.isfinite(r["target"]):
-                continue
-            label = condition_label(r["_conditions"])
-            workload = "/".join((r["task"], r["dataset"], r["size"], r["variant"]))
-            t = r[f"median_{measure}"]
-            by_condition.setdefault(label, {}).setdefault(workload, {})[r["optimizer"]] = t
-        for label, times in sorted(by_condition.items()):
-            usable = {w: {s: (math.inf if math.isnan(t) else t) for s, t in row.items()} for w, row in times.items()
-                      if all(not math.isnan(t) and t > 0 for t in row.values())}
-            if not usable:
-                continue
+    for r in rows:
+        if r["budget"] != 1.0 or not math.isfinite(r["target"]):
+            continue
+        workload = "/".join((r["task"], r["dataset"], r["size"], r["variant"]))
+        by_condition.setdefault(condition_label(r["_conditions"]), {}).setdefault(workload, {})[r["optimizer"]] = \
+            r[f"median_{measure}"]
+    out = {}
+    for label, times in sorted(by_condition.items()):
+        usable = {w: row for w, row in times.items() if all(not math.isnan(t) and t > 0 for t in row.values())}
+        if usable:
             names = sorted({s for row in usable.values() for s in row}, key=display_key)
-            ratios = profiles.time_ratios(usable, names)
-            scores = profiles.integrated_score(ratios)
-            for name in names:
-                ran = sum(name in row for row in usable.values())
-                out.append({"condition": label, "measure": measure, "optimizer": name, "n_benchmarks": len(usable),
-                            "n_ran": ran, "score": scores[name]})
+            out[label] = profiles.time_ratios(usable, names)
     return out
 
+
+def profile_rows(rows) -> list[dict]:
+    """AlgoPerf integrated scores (``profiles.integrated_score``, r_max = 4) per condition, measure and
+    entry over ``ratio_tables``."""
+    out = []
+    for measure in MEASURES:
+        for label, ratios in ratio_tables(rows, measure).items():
+            scores = profiles.integrated_score(ratios)
+            for name in sorted(scores, key=display_key):
+                ran = sum(1 for r in rows if r["optimizer"] == name and r["budget"] == 1.0
+                          and condition_label(r["_conditions"]) == label
+                          and "/".join((r["task"], r["dataset"], r["size"], r["variant"])) in ratios)
+                out.append({"condition": label, "measure": measure, "optimizer": name, "n_benchmarks": len(ratios),
+                            "n_ran": ran, "score": scores[name]})
+    return out

@@ -1,54 +1,48 @@
-"""Budget and delay sections: the leaderboard computed at each value of a condition, and for delays
-the paired change from the undelayed runs.
+"""Budget, delay, axis and time-to-target sections of the report, read off the leaderboard's own
+condition tables (``harness.leaderboard.conditions``, ``axes``, ``targets``) over every condition
+(``ReportData.full``: each budget, delay and cell condition its own benchmark); nothing is recomputed
+here.
 
-* At each value v of a condition (``budget`` or ``delay``), the rows at v go through
-  ``harness.leaderboard.compute`` unchanged: means, intervals, ranks and verdicts per budget or delay
-  are the leaderboard's own.
-* Delay robustness: per benchmark and optimizer, Δ = metric(delay d) − metric(delay 0) as the
-  leaderboard's paired comparison (``harness.leaderboard.compare.compare``: replicate r with r, the
-  runs sharing an eval seed within, two-level 95% interval, verdict against the benchmark's margin at
-  delay 0). Ranked by degradation: the optimizer that loses least first.
+* ``compute(data, column)``: per benchmark of the default condition, the leaderboard rows at each
+  value of ``budget`` or ``delay`` (every other condition at its default).
+* ``degradation``: the leaderboard's delay-robustness rows of a benchmark, ranked by degradation.
+* ``axes``: the axis rows per axis; ``time_rows``: the time-to-target rows.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from harness import leaderboard
-from harness.errors import UserError
-from harness.leaderboard.compare import Comparison, compare
+from harness.leaderboard.conditions import non_default, siblings
 from harness.report import data as rd
-from harness.vocab import Metric
 
 
 @dataclass
 class Condition:
-    """One condition kind across its values: per benchmark key, value -> that benchmark's leaderboard rows."""
+    """One condition kind across its values: per benchmark key (of the default condition),
+    value -> that benchmark's leaderboard rows at the value."""
 
     column: str
     label: str
     values: list
-    boards: dict            # value -> Leaderboard (or the UserError text when it cannot be computed)
     by_bench: dict          # benchmark key -> {value: [rows]}
+
+
+def _extras(data: rd.ReportData):
+    full = getattr(data, "full", None)
+    return None if full is None else full.extras
 
 
 def compute(data: rd.ReportData, column: str) -> Condition:
     values = data.conditions[column]
-    boards, by_bench = {}, {}
-    for value in values:
-        rows = rd.at_condition(data.frame, column, value)
-        try:
-            board = leaderboard.compute(rows, metric_split=data.metric_split, allow_mixed=data.allow_mixed,
-                                        source=str(data.root))
-        except UserError as exc:
-            boards[value] = str(exc)
-            continue
-        boards[value] = board
-        for row in board.rows:
-            key = tuple(row[k] for k in leaderboard.BENCH_KEYS)
-            by_bench.setdefault(key, {}).setdefault(value, []).append(row)
-    return Condition(column, rd.CONDITIONS[column][1], values, boards, by_bench)
+    by_bench: dict = {}
+    extras = _extras(data)
+    if extras is not None:
+        for key, by_value in siblings(extras.benches, column):
+            if any(non_default({k: v for k, v in b.conditions.items() if k != column}) for b in by_value.values()):
+                continue  # the other conditions must be at their defaults (a delay section holds the full budget)
+            by_bench[key] = {float(v): extras.rows_of(b) for v, b in by_value.items()}
+    return Condition(column, rd.CONDITIONS[column][1], values, dict(sorted(by_bench.items())))
 
 
 def best_changes(per_value: dict) -> bool:
@@ -57,47 +51,36 @@ def best_changes(per_value: dict) -> bool:
     return len(bests) > 1
 
 
-@dataclass(frozen=True)
-class Degradation:
-    optimizer: str
-    delay: float
-    comparison: Comparison
-    gain: float             # sign * diff: > 0 means the delayed runs did better
-
-
-def _values(rows, column: str) -> dict:
-    out = {}
-    for rep, seed, value, status in zip(rows["replicate"], rows["seed"], rows[column], rows["status"]):
-        v = rd.finite(value) if status == "ok" else math.nan
-        out[(int(rep), int(seed))] = v if math.isfinite(v) else math.nan
-    return out
-
-
-def degradation(data: rd.ReportData, cond: Condition, key) -> list[Degradation]:
-    """Paired Δ = metric(d) − metric(0) per optimizer and delay d > 0 on benchmark ``key``; ranked by
-    degradation (least loss first, per delay)."""
-    base = cond.by_bench.get(key, {}).get(0.0)
-    if not base:
+def degradation(data: rd.ReportData, key) -> list[dict]:
+    """The leaderboard's delay-robustness rows of benchmark ``key`` (task, dataset, size, variant),
+    each delay's rows ranked by degradation, the optimizer that loses least first."""
+    extras = _extras(data)
+    if extras is None:
         return []
-    margin = base[0]["margin"]
-    metric = Metric(base[0]["metric"], base[0]["direction"])
-    column = f"{data.metric_split}_metric"
-    frame = data.frame[data.frame["phase"] == "eval"]
-    same = (frame[list(leaderboard.BENCH_KEYS)] == list(key)).all(axis=1)
-    if not same.any():  # the variant label of a subset can differ from the one over every row
-        same = (frame[list(leaderboard.BENCH_KEYS[:3])] == list(key[:3])).all(axis=1)
-    frame = frame[same]
-    out = []
-    for delay in cond.values:
-        if delay == 0:
-            continue
-        for name in sorted({r["optimizer"] for r in base}, key=leaderboard.display_key):
-            mine = frame[frame["optimizer"] == name]
-            at_d, _ = leaderboard.latest_evals(rd.at_condition(mine, "delay", delay))
-            at_0, _ = leaderboard.latest_evals(rd.at_condition(mine, "delay", 0))
-            if at_d.empty or at_0.empty:
-                continue
-            c = compare(_values(at_d, column), _values(at_0, column), margin, metric)
-            out.append(Degradation(name, delay, c, metric.sign * c.diff if c.n else math.nan))
-    out.sort(key=lambda d: (d.delay, -d.gain if math.isfinite(d.gain) else math.inf))
+    return [r for r in extras.delay_rows if (r["task"], r["dataset"], r["size"], r["variant"]) == tuple(key)]
+
+
+def axes(data: rd.ReportData) -> dict[str, list[dict]]:
+    """axis -> its rows (``harness.leaderboard.axes``), the delay axis left to the delay sections."""
+    extras = _extras(data)
+    out: dict[str, list[dict]] = {}
+    for row in (extras.axis_rows if extras is not None else ()):
+        if row["axis"] != "delay":
+            out.setdefault(row["axis"], []).append(row)
     return out
+
+
+def time_rows(data: rd.ReportData) -> list[dict]:
+    """The time-to-target rows over every condition ([] when the records hold no conditions or axes)."""
+    extras = _extras(data)
+    return list(extras.time_rows) if extras is not None and extras.active else []
+
+
+def profiles(data: rd.ReportData, measure: str = "steps") -> dict[str, dict]:
+    """condition label -> the time-to-target performance ratios of its full-budget benchmarks, for the
+    conditions with at least two benchmarks (a profile of one benchmark says nothing)."""
+    from harness.leaderboard import targets
+
+    rows = time_rows(data)
+    return {label: ratios for label, ratios in targets.ratio_tables(rows, measure).items() if len(ratios) >= 2}
+

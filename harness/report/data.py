@@ -19,7 +19,7 @@ from pathlib import Path
 
 from harness import leaderboard
 from harness.errors import UserError
-from harness.leaderboard.load import variants
+from harness.leaderboard.load import entry_label, parse_cell, split_cell, variants
 
 # condition column -> its default value and what it is called on the page
 CONDITIONS = {"budget": (1.0, "step budget (fraction of the full budget)"),
@@ -39,6 +39,9 @@ class ReportData:
     curves: object                # curves of the eval runs and of the Soft* runs
     board: object | None          # harness.leaderboard.Leaderboard, or None when it cannot be computed
     board_note: str               # why there is no leaderboard ("" when there is one)
+    # the leaderboard over every condition (each its own benchmark): its ``extras`` hold the budget,
+    # delay, axis and time-to-target tables (harness.leaderboard.conditions); None when not computable
+    full: object | None
     metric_split: str
     allow_mixed: bool
     conditions: dict = field(default_factory=dict)   # column -> sorted values present, when not only the default
@@ -50,6 +53,10 @@ def prepare(frame):
     for column in ("task", "dataset", "size", "optimizer", "phase", "status", "direction", "metric"):
         frame[column] = frame[column].fillna("").astype(str)
     frame["variant"] = variants(frame)
+    frame["base_optimizer"] = frame["optimizer"]
+    if "cell" in frame.columns:  # hyperparameter-axis cells are entries of their own, as on the leaderboard
+        frame["optimizer"] = [entry_label(name, split_cell(parse_cell(cell))[1])
+                              for name, cell in zip(frame["optimizer"], frame["cell"])]
     if "replicate" not in frame.columns:
         frame["replicate"] = 0
     frame["replicate"] = frame["replicate"].fillna(0).astype(int)
@@ -103,6 +110,7 @@ def from_frame(frame, curves, root: Path, *, metric_split: str = "test", allow_m
     if len(frame) == 0:
         raise UserError(f"no run records under {root}: run optbench suite or optbench sweep first")
     leaderboard.check_consistent(frame, allow_mixed=allow_mixed, source=str(root))
+    raw_frame = frame
     frame = prepare(frame)
     conditions = condition_values(frame)
     base = default_condition(frame)
@@ -110,15 +118,23 @@ def from_frame(frame, curves, root: Path, *, metric_split: str = "test", allow_m
     tunes = base[base["phase"] == "tune"]
     board, board_note = None, ""
     try:  # other budgets and delays are not pooled in: they have their own sections
-        board = leaderboard.compute(base, metric_split=metric_split, allow_mixed=allow_mixed, source=str(root))
+        board = leaderboard.compute(default_condition(raw_frame), metric_split=metric_split,
+                                    allow_mixed=allow_mixed, source=str(root))
     except UserError as exc:  # e.g. a sweep still tuning: the tune figures are still useful
         board_note = str(exc)
     data = ReportData(root=Path(root), frame=frame, evals=evals, tunes=tunes, curves=curves, board=board,
-                      board_note=board_note, metric_split=metric_split, allow_mixed=allow_mixed,
+                      board_note=board_note, full=None, metric_split=metric_split, allow_mixed=allow_mixed,
                       conditions=conditions, warnings=list(messages or []))
     if curves is None:
         data.curves = _read_curves(data)
+    if board is not None and (conditions or _has_cells(frame)):  # every condition: its own benchmarks
+        data.full = leaderboard.compute(raw_frame, metric_split=metric_split, allow_mixed=allow_mixed,
+                                        source=str(root), curves=data.curves)
     return data
+
+
+def _has_cells(frame) -> bool:
+    return "cell" in frame.columns and bool(frame["cell"].fillna("").astype(str).str.len().gt(0).any())
 
 
 def load(results, *, metric_split: str = "test", allow_mixed: bool = False) -> ReportData:
@@ -137,7 +153,7 @@ def _read_curves(data: ReportData):
 
     frame = data.frame
     wanted = set(frame.loc[frame["phase"] == "eval", "run_id"]) | \
-        set(frame.loc[frame["optimizer"].isin(SOFT_OPTIMIZERS), "run_id"])
+        set(frame.loc[frame["base_optimizer"].isin(SOFT_OPTIMIZERS), "run_id"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         curves = records.read_curves(data.root, wanted)

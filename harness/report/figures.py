@@ -31,6 +31,13 @@ CAPTIONS = {
               "per optimizer, joined across budgets.",
     "delay": "The leaderboard computed at each gradient delay: mean and 95% interval per optimizer, joined "
              "across delays.",
+    "time_profile": "AlgoPerf performance profile of time to target (steps), one panel per condition with at least "
+                    "two full-budget benchmarks: the fraction of benchmarks on which an optimizer's median steps to "
+                    "the target are within tau times the fastest's (a miss never is); the legend gives the integrated "
+                    "score (r_max = 4).",
+    "axis": "The metric against a sweep axis: each cell's mean and 95% interval (the leaderboard's), one line per "
+            "optimizer entry without the axis; the tables give each cell's paired difference from the axis's "
+            "reference value and SoftX − X.",
 }
 
 
@@ -44,7 +51,7 @@ def rows_for(kind: str, data: rd.ReportData, key) -> tuple:
         return None if tunes is None else (tunes, evals)
     if kind == "temperature":
         for rows in (evals, tunes):
-            if rows is not None and rows["optimizer"].isin(rd.SOFT_OPTIMIZERS).any():
+            if rows is not None and rows["base_optimizer"].isin(rd.SOFT_OPTIMIZERS).any():
                 return rows, data.curves
         return None
     raise ValueError(f"unknown figure kind {kind!r}; known: {', '.join(KINDS)}")
@@ -129,3 +136,35 @@ def condition_figure(column: str, key, rows_by_value, label: str):
     if not panels.condition(c.axes[0], c, key, column, rows_by_value, label):
         return None
     return finish(c)
+
+
+def time_profile_figure(data: rd.ReportData):
+    """One panel per condition with two or more full-budget benchmarks with a target, or None."""
+    from harness.report import condition_panels, conditions
+
+    ratios = conditions.profiles(data, "steps")
+    if not ratios:
+        return None
+    c = canvas(len(ratios), "Time to target: performance profiles (steps)")
+    for ax, (label, table) in zip(c.axes, ratios.items()):
+        condition_panels.time_profile(ax, c, table, label, "steps")
+    return finish(c)
+
+
+def axis_figures(data: rd.ReportData) -> dict[str, object]:
+    """axis -> one figure with a panel per benchmark: the metric against the axis (``conditions.axes``)."""
+    from harness.report import condition_panels, conditions
+
+    out = {}
+    for name, rows in conditions.axes(data).items():
+        by_bench: dict[tuple, list[dict]] = {}
+        for r in rows:
+            by_bench.setdefault((r["task"], r["dataset"], r["size"], r["variant"]), []).append(r)
+        keys = [k for k in sorted(by_bench) if any(r["comparison"] == "along" for r in by_bench[k])]
+        if not keys:
+            continue
+        c = canvas(len(keys), f"metric vs {name}")
+        for ax, key in zip(c.axes, keys):
+            condition_panels.axis(ax, c, key, by_bench[key], name, data.metric_split)
+        out[name] = finish(c)
+    return out

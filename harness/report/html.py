@@ -9,8 +9,10 @@ Tabs (plain sections without JavaScript):
 * **Benchmarks**: a drill-down per benchmark: its facts (metric, margin, target), its rows, the
   validation curves with seed bands, LR sensitivity per replicate, best-after-k with branched
   optimizers named, the temperature schedule of the Soft* runs, and, when the records hold other
-  step budgets or gradient delays, a section for each (``conditions``).
-* **Overview**: the performance profile, skipped figures and warnings.
+  step budgets or gradient delays, a section for each (``html_conditions``).
+* **Overview**: the performance profile; with budgets, delays or axes in the records, the
+  time-to-target table and its performance profiles, and the metric against each sweep axis with
+  its table; skipped figures and warnings.
 * **Provenance**: what the runs recorded (commit, versions, devices, origins of plugins), the
   benchmark variants, and what made the page.
 
@@ -294,64 +296,11 @@ def bench_section(data: rd.ReportData, key, charts: Charts, extra: list[cond.Con
     parts.append(f'<div class="figs">{"".join(figs)}</div>')
     if missing:
         parts.append(f'<p class="skip">No data for: {E(", ".join(missing))}.</p>')
+    from harness.report.html_conditions import condition_section
+
     for c in extra:
         parts.append(condition_section(data, c, key, charts))
     return "".join(parts) + "</section>"
-
-
-def condition_section(data: rd.ReportData, c: cond.Condition, key, charts: Charts) -> str:
-    per_value = c.by_bench.get(key)
-    if not per_value:
-        return ""
-    title = "Step budgets" if c.column == "budget" else "Gradient delay"
-    parts = [f'<section class="condition" data-condition="{E(c.column)}"><h3>{title}</h3>']
-    if c.column == "budget" and cond.best_changes(per_value):
-        parts.append('<p class="alert">The best optimizer changes with the budget: '
-                     + "; ".join(f"{v:g}: {', '.join(r['optimizer'] for r in rows if r['best_mean'])}"
-                                 for v, rows in sorted(per_value.items())) + ".</p>")
-    fig = figures.condition_figure(c.column, key, per_value, c.label)
-    parts.append(charts.figure(fig, c.column, figures.CAPTIONS[c.column], f"metric vs {c.label}"))
-    names = sorted({r["optimizer"] for rows in per_value.values() for r in rows}, key=leaderboard.display_key)
-    used: set = set()
-    head = "".join(f"<th>{E(c.column)} {v:g}</th>" for v in sorted(per_value))
-    body = []
-    for name in names:
-        cells = [_td(E(name), leaderboard.display_key(name)[0], "")]
-        for v in sorted(per_value):
-            row = next((r for r in per_value[v] if r["optimizer"] == name), None)
-            if row is None:
-                cells.append(_td("—", None))
-                continue
-            d = md._decimals(per_value[v])
-            versus = "best" if row["best_mean"] else row["vs_best_verdict"]
-            cells.append(_td(f"{_main_cell(row, d, used)} [{md._num(row['ci_lo'], d)}, "
-                             f"{md._num(row['ci_hi'], d)}] rank {row['rank']} {_badge(versus)}", row["mean"]))
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    parts.append(f'<div class="scroll"><table class="sortable"><thead><tr><th>optimizer</th>{head}</tr></thead>'
-                 f'<tbody>{"".join(body)}</tbody></table></div>' + _flag_list(used))
-    if c.column == "delay":
-        parts.append(_degradation_table(data, c, key))
-    return "".join(parts) + "</section>"
-
-
-def _degradation_table(data: rd.ReportData, c: cond.Condition, key) -> str:
-    found = cond.degradation(data, c, key)
-    if not found:
-        return '<p class="skip">No paired runs at delay 0 and another delay.</p>'
-    base = c.by_bench[key][0.0]
-    d, margin = md._decimals(base), base[0]["margin"]
-    body = []
-    for rank, g in enumerate(found, 1):
-        x = g.comparison
-        change = f"{md._signed(x.diff, margin, d)} [{md._signed(x.lo, margin, d)}, {md._signed(x.hi, margin, d)}]"
-        body.append(f"<tr>{_td(E(g.optimizer), None, '')}{_td(f'{g.delay:g}', g.delay)}{_td(str(rank), rank)}"
-                    f"{_td(change, g.gain)}{_td(_badge(x.verdict, f' (margin ±{margin:.3g})'), None, '')}"
-                    f"{_td(str(x.n), x.n)}</tr>")
-    return ('<p>Delay robustness: Δ = metric(delay d) − metric(delay 0), paired (replicate r with r, shared eval '
-            'seeds), the leaderboard\'s 95% interval and verdict against the margin at delay 0; ranked by '
-            'degradation, the optimizer that loses least first.</p><div class="scroll"><table class="sortable">'
-            "<thead><tr><th>optimizer</th><th>delay</th><th>rank by degradation</th><th>Δ [95% CI]</th>"
-            f'<th>verdict</th><th>paired runs</th></tr></thead><tbody>{"".join(body)}</tbody></table></div>')
 
 
 # ------------------------------------------------------------------------------------------- page
@@ -388,6 +337,11 @@ def build_page(data: rd.ReportData) -> tuple[str, int]:
         notes += [skipped] if skipped else []
     else:
         notes.append("performance profile skipped: no leaderboard")
+    from harness.report.html_conditions import overview_sections
+
+    more, skipped_more = overview_sections(data, charts)
+    overview += more
+    notes += skipped_more
     notes += data.warnings
     overview += [f'<p class="skip">{E(n)}</p>' for n in notes]
     title = f"optbench report{': ' + suites if suites else ''}"

@@ -257,7 +257,7 @@ def _view(ax, lines, ok_values, c: Canvas) -> None:
 
 def temperature(ax, c: Canvas, key, rows, curve_rows) -> bool:
     """tau of the Soft* eval runs after the switch, one line per seed; x from the switch to the end."""
-    soft = rows[rows["optimizer"].isin(rd.SOFT_OPTIMIZERS)]
+    soft = rows[rows["base_optimizer"].isin(rd.SOFT_OPTIMIZERS)]
     tau = curve_rows[(curve_rows["split"] == "opt") & (curve_rows["name"] == "tau")
                      & curve_rows["run_id"].isin(set(soft["run_id"]))]
     tau = tau[np.isfinite(tau["value"].astype(float)) & (tau["value"].astype(float) > 0)]

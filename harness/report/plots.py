@@ -20,6 +20,10 @@ has one style everywhere, twins told apart by line style and marker: ``harness.r
   optimizer drawn, each with the number of benchmarks it ran; needs two benchmarks.
 * ``budget_<task>.png``, ``delay_<task>.png``: only when the records hold runs at other step budgets
   or gradient delays: the leaderboard's mean and 95% interval per optimizer at each value.
+* ``time_to_target_profile.png``: with budgets, delays or axes in the records, AlgoPerf's profile of
+  the time-to-target medians (steps), one panel per condition with two or more full-budget
+  benchmarks; ``axis_<name>.png``: the metric against each sweep axis (the delay axis aside: it has
+  ``delay_<task>.png``), each cell's mean and 95% interval.
 * ``temperature.png``: SoftSignum/SoftMuon temperature tau (curves split "opt", name "tau") of the
   eval runs from the first logged point after the switch at step floor(alpha_sign * K).
 
@@ -89,6 +93,7 @@ def write_pngs(data: rd.ReportData, out: Path, report: Report) -> None:
             path = out / f"{column}_{task}.png"
             _save(fig, path)
             report.figures.append((path, f"{_TITLES[column]}: {task}", figures.CAPTIONS[column]))
+    _condition_pngs(data, out, report)
     fig = figures.temperature_figure(data)
     if fig is None:
         report.skipped.append("temperature trace skipped: no SoftSignum/SoftMuon runs with a 'tau' curve "
@@ -96,6 +101,25 @@ def write_pngs(data: rd.ReportData, out: Path, report: Report) -> None:
     else:
         _save(fig, out / "temperature.png")
         report.figures.append((out / "temperature.png", "Temperature trace", figures.CAPTIONS["temperature"]))
+
+
+def _condition_pngs(data: rd.ReportData, out: Path, report: Report) -> None:
+    """The time-to-target profile and the metric-vs-axis figures: only when the records hold
+    conditions or axes (``ReportData.full``)."""
+    if data.full is None or not data.full.extras.active:
+        return
+    fig = figures.time_profile_figure(data)
+    if fig is not None:
+        _save(fig, out / "time_to_target_profile.png")
+        report.figures.append((out / "time_to_target_profile.png", "Time to target: performance profile",
+                               figures.CAPTIONS["time_profile"]))
+    elif conditions.time_rows(data):
+        report.skipped.append("time-to-target profile skipped: it needs at least 2 full-budget benchmarks with a "
+                              "target under one condition")
+    for axis, fig in figures.axis_figures(data).items():
+        path = out / f"axis_{axis}.png"
+        _save(fig, path)
+        report.figures.append((path, f"Metric vs {axis}", figures.CAPTIONS["axis"]))
 
 
 _TITLES = {"curves": "Validation curves", "lr_sensitivity": "LR sensitivity", "best_after_k": "Best after k trials",
@@ -127,7 +151,7 @@ def make_report(results, out_dir=None, *, metric_split: str = "test", allow_mixe
         from harness.report import html as page
 
         report.page, report.charts = page.write_page(data, out / "report.html")
-    _write_index(report, data.board, data.board_note)
+    _write_index(report, data.board, data.board_note, data.full)
     return report
 
 
@@ -135,7 +159,7 @@ def _shift_headings(markdown: str) -> str:
     return "\n".join("#" + line if line.startswith("#") else line for line in markdown.splitlines())
 
 
-def _write_index(report: Report, board, board_note: str) -> None:
+def _write_index(report: Report, board, board_note: str, full=None) -> None:
     suites = ", ".join(board.suites) if board else ""
     lines = [f"# optbench report{': ' + suites if suites else ''}", ""]
     if report.page is not None:
@@ -143,6 +167,10 @@ def _write_index(report: Report, board, board_note: str) -> None:
                   f"({os.path.relpath(report.page, report.out_dir)}) (one file, works offline).", ""]
     if board is not None:
         lines += [_shift_headings(leaderboard.render_markdown(board)), ""]
+        if full is not None:  # budgets, delays, axes, time to target: the leaderboard's own sections
+            from harness.leaderboard.render_conditions import sections
+
+            lines += [_shift_headings("\n".join(sections(full))), ""]
     else:
         lines += ["## Leaderboard", "", f"Not available: {board_note}", ""]
     lines += ["## Figures", ""]

@@ -65,9 +65,17 @@ def _order() -> list[str]:
 
 @functools.cache
 def style(optimizer: str) -> Style:
-    """The optimizer's fixed style; plugins (not in the registry) by a stable hash of the name."""
+    """The optimizer's fixed style; plugins (not in the registry) by a stable hash of the name. An
+    axis entry (``softsignum[alpha_sign=0.5]``) has its optimizer's colour and line, and a marker of
+    its own."""
     from harness.leaderboard import soft_ref
+    from harness.leaderboard.load import base_name
 
+    if base_name(optimizer) != optimizer:
+        base = style(base_name(optimizer))
+        shift = 1 + sum(map(ord, optimizer[len(base_name(optimizer)):])) % (len(MARKERS) - 1)
+        return Style(base.color, base.linestyle, MARKERS[(MARKERS.index(base.marker) + shift) % len(MARKERS)],
+                     base.index)
     order = _order()
     index = order.index(optimizer) if optimizer in order else len(order) + sum(map(ord, optimizer))
     switching = [n for n in order if soft_ref(n)]
