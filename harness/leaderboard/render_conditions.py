@@ -77,12 +77,12 @@ def _budgets(rows: Sequence[dict], decimals) -> list[str]:
         for name in names:
             cells = [name]
             for b in budgets:
-                r = cell.get((name, b))
-                if r is None:
+                at = cell.get((name, b))
+                if at is None:
                     cells.append("—")
                     continue
-                versus = "best" if r["best_mean"] else (r["vs_best_verdict"] or "—")
-                cells.append(f"{_interval(r['mean'], r['ci_lo'], r['ci_hi'], d)} rank {r['rank']}, {versus}")
+                versus = "best" if at["best_mean"] else (at["vs_best_verdict"] or "—")
+                cells.append(f"{_interval(at['mean'], at['ci_lo'], at['ci_hi'], d)} rank {at['rank']}, {versus}")
             body.append(cells)
         lines += md._md_table(["optimizer"] + [f"budget {b:g}" for b in budgets], body,
                               ["---"] + ["--:"] * len(budgets)) + [""]
