@@ -94,7 +94,7 @@ def _row_line(row: Mapping[str, Any]) -> str:
         slot = f" slot {row['trial']}" if row.get("trial") is not None else ""
     value = row.get("objective") if row.get("phase") == "tune" else row.get("test_metric")
     try:
-        shown = f"{float(value):.4g}"
+        shown = f"{float(value):.4g}"  # type: ignore[arg-type]  # None or text: the except
     except (TypeError, ValueError):
         shown = "-"
     status = row.get("status") or ""
@@ -107,7 +107,7 @@ def _row_line(row: Mapping[str, Any]) -> str:
 def launch_and_follow(sweep: Any, url: str, out: Path, workers: int, resources: slurm.SlurmResources, *,
                       info: Mapping[str, Any], command: str, poll_s: float = 5.0,
                       folder: str | os.PathLike | None = None,
-                      say: Callable[[str], None] = _say) -> tuple[int, Any]:
+                      say: Callable[[str], object] = _say) -> tuple[int, Any]:
     """Submit (or find alive from an earlier launch) the workers, then ``follow``. Returns
     ``(0, census)``; ``(130, None)`` when interrupted (the jobs keep running)."""
     from harness.sweep import status as sweep_status
@@ -147,7 +147,7 @@ def launch_and_follow(sweep: Any, url: str, out: Path, workers: int, resources: 
 
 
 def follow(sweep: Any, url: str, out: Path, job_ids: Sequence[str], *, info: Mapping[str, Any], prefix: str,
-           poll_s: float, say: Callable[[str], None]) -> Any:
+           poll_s: float, say: Callable[[str], object]) -> Any:
     """Poll until every planned run has a readable record, or no task is alive. Returns the census
     (``harness.sweep.reconcile.Census``)."""
     from harness.results import store as records
