@@ -55,6 +55,21 @@ def reference_of(means: Mapping[str, float], metric: Metric, baseline: str) -> t
     return next(k for k, v in finite.items() if v == best), best
 
 
+def policy_from_plan(declared: Mapping | None, source: str = "the sweep file") -> MarginPolicy | None:
+    """The margins a sweep file declared, as ``plan.json`` holds them (``harness.results.budget.
+    declared_margins``: ``everywhere`` and per (task, dataset) ``benchmarks``); None when it declared none."""
+    if not declared:
+        return None
+
+    def margin(form: Mapping) -> Margin:
+        return Margin(str(form["kind"]), float(form["value"]))
+
+    everywhere = declared.get("everywhere")
+    per_benchmark = {(str(b["task"]), str(b["dataset"])): margin(b["margin"]) for b in declared.get("benchmarks") or ()}
+    return MarginPolicy(per_benchmark=per_benchmark, everywhere=None if everywhere is None else margin(everywhere),
+                        source=source)
+
+
 def policy_from_cli(text: str | None) -> MarginPolicy:
     """``--margin 0.005`` / ``--margin 1%``: one margin for every benchmark (ValueError if malformed)."""
     if text is None:

@@ -18,8 +18,9 @@ each importing only modules listed before it:
 
 - ``harness.sweep.plan``: the validated sweep as frozen data (``Sweep``, ``StudyPlan``, settings);
 - ``harness.sweep.yamlfile``, ``harness.sweep.space`` (search space <-> Optuna, QMC, finite spaces),
-  ``harness.sweep.expand`` (a validated entry into its plans), ``harness.sweep.schema`` (the file,
-  its validation: ``load``);
+  ``harness.sweep.axes`` (conditions and axes: schedule, delay, cells, budgets, margins),
+  ``harness.sweep.expand`` (a validated entry into its plans: cells, SoftX branches, budget branches),
+  ``harness.sweep.schema`` (the file, its validation: ``load``);
 - ``harness.sweep.optuna_api`` (every use of Optuna beyond its user API, behind one adapter),
   ``harness.sweep.storage`` (storage URLs, the journal's torn tail), ``harness.sweep.slots`` (which trial
   holds which planned run; when one is given up), ``harness.sweep.liveness`` (is a trial's owner
@@ -29,8 +30,10 @@ each importing only modules listed before it:
   best configuration, what a plan evaluates), ``harness.sweep.reconcile`` (the run records vs the
   journal, over a ledger);
 - ``harness.sweep.worker`` (a ledger that claims, heartbeats and runs), ``harness.sweep.local``
-  (checks before writing, ``<out>/plan.json``; local workers), ``harness.sweep.cli``, and the SLURM
-  launcher (``harness.sweep.slurm``, ``harness.sweep.slurm_job``).
+  (checks before writing, ``<out>/plan.json``; local workers), ``harness.sweep.eta`` (time left from
+  measured runs), ``harness.sweep.status`` (``optbench status``), the SLURM launcher
+  (``harness.sweep.slurm``, ``harness.sweep.slurm_job``, ``harness.sweep.slurm_follow``),
+  ``harness.sweep.estimate`` (``optbench plan``) and ``harness.sweep.cli``.
 
 **Claims.** Each planned run is a **slot** -- tune slot ``k`` (k = 0..trials-1), or an eval slot per
 (seed, best configuration) -- enqueued as a WAITING Optuna trial carrying the user attribute
