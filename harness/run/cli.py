@@ -164,7 +164,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if parent is not None:
         say(f"optbench run: starting from {args.branch_from} (run {spec.branched_from}, steps after "
             f"{spec.branch_step} only)")
-    with _plain_warnings():
+    from harness.run.preempt import sigterm_stops_training
+
+    # SIGTERM (a scheduler's stop) ends the run after its current step, with a checkpoint once
+    # the run has taken a step: the same command resumes there.
+    with _plain_warnings(), sigterm_stops_training(interrupt_sigint=False):
         result = run(spec, out_dir=out, data_dir=args.data_dir, device=args.device, progress=args.progress,
                      task=task, checkpoints=policy, branch_from=parent)
     if int(os.environ.get("RANK", "0")) != 0:

@@ -31,7 +31,7 @@ from harness import plugins
 from harness.errors import UserError, unknown
 from harness.results import store as records
 from harness.run import checkpoint as ckpt
-from harness.run import schedules
+from harness.run import preempt, schedules
 from harness.run.assemble import assemble, git_sha  # noqa: F401  (git_sha: re-exported)
 from harness.run.assemble import now as _now
 from harness.run.checkpoint import CheckpointPolicy
@@ -377,7 +377,10 @@ def train(
     batches = session.batches(state.done)
     session.model.train()
     clock.start()
+    stack = contextlib.ExitStack()
     try:
+        if dist.world_size == 1:  # a SIGTERM waits for the end of the step (harness.run.preempt); DDP stops at once
+            stack.enter_context(preempt.training())
         for step in range(state.done, total):
             factor = schedules.lr_factor(step, total, schedule)
             for group, base in zip(optimizer.param_groups, session.base_lrs):
@@ -428,9 +431,12 @@ def train(
                     clock.settle()
                     save_checkpoint(done)
                 last_save = time.monotonic()
+            if preempt.requested():
+                _save_before_stopping(done, state, first_bad, clock, save_checkpoint)
     except torch.linalg.LinAlgError as exc:  # e.g. an SVD of a NaN momentum at the soft switch
         status, detail = "diverged", f"linear algebra failed at step {state.done + 1}: {exc}"
     finally:
+        stack.close()
         clock.stop()
         if bar is not None:
             bar.close()
@@ -442,6 +448,19 @@ def train(
         if not _finite(state.test_metrics.get(task.metric.name, math.nan)):
             status, detail = "diverged", f"non-finite test {task.metric.name}"
     return status, detail
+
+
+def _save_before_stopping(done: int, state: LoopState, first_bad: Callable[[int], int | None], clock: RunClock,
+                          save_checkpoint: Callable[[int], None] | None) -> None:
+    """A SIGTERM arrived during step ``done`` (``harness.run.preempt``): save a checkpoint there when the
+    losses since the last check are finite and the run has an output folder, then stop (an interrupt)."""
+    if save_checkpoint is not None and state.checked != done and first_bad(done) is None:
+        state.checked = done
+    if save_checkpoint is not None and state.checked == done:
+        with clock.paused():
+            clock.settle()
+            save_checkpoint(done)
+    preempt.stop(done)
 
 
 def _eval_step(task: Task, session: Session, state: LoopState, clock: RunClock, done: int) -> tuple[str, str]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import sys
 import time
 import warnings
@@ -148,27 +147,16 @@ def _worker_count(value: str) -> int:
     return n
 
 
-@contextlib.contextmanager
 def _sigterm_as_interrupt():
-    """A cluster scheduler stops a job with SIGTERM: release the current trial as Ctrl-C does.
+    """A cluster scheduler stops a job with SIGTERM: release the current trial as Ctrl-C does, after
+    the running step and a checkpoint of it (``harness.run.preempt``), so the re-run resumes there.
 
     SIGINT gets Python's KeyboardInterrupt handler explicitly: a process started in the background by
     a non-interactive shell (``optbench sweep ... &``, nohup, some CI runners) inherits SIGINT as
     ignored, and its workers would then never release their trials when told to stop."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
+    from harness.run.preempt import sigterm_stops_training
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-        previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_int)
+    return sigterm_stops_training(interrupt_sigint=True)
 
 
 @contextlib.contextmanager

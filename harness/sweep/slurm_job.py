@@ -10,8 +10,8 @@ Signals, the reason the command runs as a child process and not in-process
 submitit installs its handlers in the job's Python process: the preemption/timeout signal
 (``--signal=USR2@<signal_delay_s>``; SLURM also sends it at preemption when the cluster sets
 ``preempt_send_user_signal``) checkpoints the callable and requeues the job (``scontrol requeue``);
-SIGTERM is logged and ignored. ``optbench worker`` has the opposite need: SIGTERM or SIGINT makes
-it release its current trial at once (``harness.sweep.cli._sigterm_as_interrupt``), so that other
+SIGTERM is logged and ignored. ``optbench worker`` has the opposite need: SIGTERM makes it finish
+the current step, checkpoint it and release its trial (``harness.run.preempt``; SIGINT: at once), so other
 workers re-run it without waiting for the heartbeat grace. In one process these handlers would
 replace each other. As a child, the worker keeps its own: SLURM signals every process of the job
 step, so the child gets the SIGTERM of ``scancel``, of preemption or of the time limit directly,
