@@ -51,6 +51,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 # --- the command, end to end ------------------------------------------------------------------
 
+@pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_quick_cpu_check_subprocess(tmp_path):
     out = tmp_path / "chk"
     env = dict(os.environ, PYTHONWARNINGS="ignore")
@@ -104,6 +105,7 @@ def _raising_build(groups, hparams, total_steps):
     raise RuntimeError("injected fault\nsecond line is not reported")
 
 
+@pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_injected_fault_exits_1_and_names_the_cells(monkeypatch, tmp_path, capsys):
     broken = dataclasses.replace(optimizers.REGISTRY["signum"], build_fn=_raising_build)
     monkeypatch.setitem(optimizers.REGISTRY, "signum", broken)

@@ -100,6 +100,7 @@ def _curves(result) -> list[tuple]:
                   if (c["split"], c["name"]) != ("train", "seconds"))
 
 
+@pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 @pytest.mark.parametrize("task", TASKS)
 def test_resume_in_a_new_process_gives_the_identical_record(task, interrupted, tmp_path):
     out, specs = interrupted
@@ -136,6 +137,7 @@ SIGKILL_SELF = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_sigkill_mid_run_then_resume_in_a_new_process(tmp_path):
     spec = _spec("tabular_mlp", "signum")
     script = tmp_path / "kill.py"
@@ -333,6 +335,7 @@ def _cli(*args: str, env=None) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_branch_through_the_cli(tmp_path):
     out = str(tmp_path / "out")
     common = ["--task", "tabular_mlp", "--size", "tiny", "--steps", "30", "--seed", "4", "--out", out,

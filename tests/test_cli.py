@@ -49,6 +49,7 @@ def test_list_names_tasks_and_optimizers():
     assert one.returncode == 0 and "datasets:" in one.stdout and "breast_cancer" in one.stdout
 
 
+@pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_run_writes_one_record_and_resume_skips(tmp_path):
     out_dir = tmp_path / "res"
     args = ("run", "--task", "tabular_mlp", "--optimizer", "softsignum", "--size", "tiny", "--steps", "30",

@@ -274,6 +274,7 @@ def _small_filesystem_runner(folder: Path, kilobytes: int) -> list[str] | None:
     return ["unshare", "-m", "sh", "-c", script, "sh"] if probe.returncode == 0 else None
 
 
+@pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_a_really_full_disk_during_run_and_sweep_exits_1(tmp_path):
     """On a real 256 KB file system that a filler leaves almost full: ``optbench run`` (a checkpoint)
     and ``optbench sweep`` stop with exit 1 and one message, and leave no partial file; with the space

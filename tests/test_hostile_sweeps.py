@@ -201,6 +201,7 @@ def test_a_data_file_edited_during_a_sweep_files_nothing_under_the_old_content(t
 # Output into a closed pipe never stops a sweep's workers
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_a_sweep_whose_progress_reader_is_gone_finishes_every_run(tmp_path):
     """``optbench sweep --progress json --workers 2 | head -1``, deterministically: the reader is gone
     before the first event. Before: a BrokenPipeError traceback, and the sweep stopped part-way."""

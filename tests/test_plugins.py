@@ -77,6 +77,7 @@ def user_module(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------ import paths, CLI
 
+@pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_a_user_optimizer_and_the_example_task_by_import_path(user_module, tmp_path):
     env = _env(user_module, EXAMPLE)
     out = tmp_path / "runs"

@@ -25,6 +25,7 @@ def _suite(sweep_file, out, workers: int = 1) -> str:
     return (out / "leaderboard.csv").read_text() + (out / "leaderboard.md").read_text()
 
 
+@pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 @pytest.mark.parametrize("sampler, workers", [("tpe", 1), ("qmc", 2)])
 def test_a_suite_twice_gives_the_same_leaderboard_bit_for_bit(tmp_path, sampler, workers):
     sweep_file = write_sweep(tmp_path / "s.yaml", sampler=sampler, trials=3, eval_seeds=2, replicates=2)
@@ -55,6 +56,7 @@ def test_a_path_dataset_is_known_by_its_content_not_its_location(tmp_path):
     assert dataset_id("digits") == "digits" and dataset_id("path:/no/such/file.csv") == "path:/no/such/file.csv"
 
 
+@pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_moving_the_file_of_a_sweep_reruns_nothing(tmp_path):
     data = tmp_path / "a" / "table.csv"
     data.parent.mkdir()

@@ -565,6 +565,7 @@ def test_default_outside_a_narrowed_range_makes_trial0_a_sampled_trial(tmp_path,
     assert all(1e-9 <= t.params["lr"] <= 2e-9 for t in trials)
 
 
+@pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_default_outside_a_narrowed_range_is_a_note_on_the_command_line(tmp_path):
     sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=[{"name": "signum", "search": {"momentum": [0.5, 0.6]}}],
                              trials=1, eval_seeds=1, steps=2)
@@ -610,6 +611,7 @@ def test_two_worker_processes_one_journal_exact_runs(tmp_path):
         assert sorted(t.user_attrs[sweep_slots.SLOT] for t in owned) == [0, 1, 2, 3]
 
 
+@pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_sigkill_mid_trial_then_restart_completes(tmp_path):
     sweep_file = write_sweep(tmp_path / "s.yaml")
     sweep = sweep_schema.load(sweep_file)
@@ -706,6 +708,7 @@ def test_importing_sweep_modules_imports_neither_optuna_nor_torch():
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
 
 
+@pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_ctrl_c_releases_the_trial_and_rerun_resumes(tmp_path):
     sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], trials=3, eval_seeds=1)
     sweep = sweep_schema.load(sweep_file)

@@ -401,6 +401,7 @@ def _read_only_runner(folder: Path) -> list[str] | None:
     return ["unshare", "-m", "sh", "-c", script, "sh"]
 
 
+@pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_read_only_outputs_exit_2_before_any_work(tmp_path):
     """The issue's list: --out on a read-only folder (sweep, run), leaderboard/report --out there,
     --storage there (after which sweep.yaml must not have been written). One interpreter runs all
@@ -446,6 +447,7 @@ def test_read_only_outputs_exit_2_before_any_work(tmp_path):
 # 9. The smaller ones
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_sigkill_of_one_of_two_workers_still_exits_0(tmp_path, capsys, monkeypatch):
     """`optbench sweep --workers 2`: worker 1 (a real subprocess) is SIGKILLed inside its first run;
     worker 0 (this process) re-runs that trial and finishes: every planned run recorded, exit 0."""
@@ -606,6 +608,7 @@ def _leaderboard_text(out: Path) -> str:
     return leaderboard.render_csv(board) + leaderboard.render_csv(board, "aggregate") + leaderboard.render_markdown(board)
 
 
+@pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_killed_five_times_then_damaged_resumes_to_the_uninterrupted_leaderboard(tmp_path, capsys):
     started = time.monotonic()
     sweep_file = tmp_path / "e2e.yaml"
