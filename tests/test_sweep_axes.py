@@ -104,6 +104,14 @@ def test_hyperparameter_axes_split_only_the_optimizers_that_have_them(tmp_path):
     assert soft.cell == {"alpha_sign": 0.8, "min_lr_ratio": 0.1}
 
 
+def test_a_schedule_axis_keeps_the_wsd_keys_for_its_wsd_cells(tmp_path):
+    sweep = _load(tmp_path, tasks=[_task(schedule={"decay_fraction": 0.1}, axes={"schedule": ["cosine", "wsd"]})],
+                  optimizers=["adamw"])
+    cosine, wsd = sweep.studies
+    assert cosine.schedule == {"kind": "cosine"} and wsd.schedule == {"kind": "wsd", "decay_fraction": 0.1}
+    assert cosine.study.endswith("/adamw/schedule=cosine") and wsd.study.endswith("/adamw/schedule=wsd")
+
+
 def test_a_shared_hyperparameter_axis_is_set_on_the_parent_and_followed_by_the_child(tmp_path):
     sweep = _load(tmp_path, tasks=[_task(axes={"momentum": [0.8, 0.95]})], optimizers=BRANCHED)
     by = _studies(sweep)

@@ -254,9 +254,15 @@ def check_axis_names(chk: _Checker, cond: Conditions, optimizers: Sequence[str],
 
 
 def cell_schedule(base: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[str, Any]:
-    """The schedule override of a cell: the entry's, with the cell's schedule axes over it."""
+    """The schedule override of a cell: the entry's, with the cell's schedule axes over it. With a
+    ``schedule`` axis, the entry's wsd-only keys apply to its wsd cells only."""
     out = dict(base)
     for key in SCHEDULE_AXES:
         if key in cell:
             out["kind" if key == "schedule" else key] = cell[key]
+    if "schedule" in cell and cell["schedule"] != "wsd":
+        # the entry's wsd keys (decay_fraction, decay_shape) describe its wsd cells, not this one
+        for key in ("decay_fraction", "decay_shape"):
+            if key not in cell:
+                out.pop(key, None)
     return out
