@@ -288,6 +288,8 @@ def settle(pilot_folder: str | os.PathLike, margin: str) -> list[str]:
         if not row.get("vs_best_verdict"):
             continue
         bench = "/".join(str(row[k]) for k in ("task", "dataset", "size") if row.get(k))
+        if row.get("variant"):  # a condition (delay=1, budget=0.5, ...) or task options
+            bench += f" [{row['variant']}]"
         need_r = row.get("vs_best_replicates_needed")
         need_n = row.get("vs_best_seeds_needed")
         fmt = lambda v: "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{int(v)}"  # noqa: E731
