@@ -163,7 +163,7 @@ def _compare_main(args: argparse.Namespace) -> int:
         for message in messages:
             print(f"optbench compare: warning: {label} ({folder}): {message}", file=sys.stderr)
         boards.append(board)
-    text = diff.render(diff.diff(*boards, a=args.a, b=args.b), args.format)
+    text = diff.render(diff.diff(boards[0], boards[1], a=args.a, b=args.b), args.format)
     if args.out:
         atomic_write_text(Path(args.out), text)
         print(f"wrote {args.out}", file=sys.stderr)
