@@ -175,7 +175,7 @@ def test_a_budget_and_delay_sweep_records_every_condition_and_branches_equal_scr
     out = tmp_path / "out"
     tasks = [_task(steps=20, schedule={"kind": "wsd", "decay_fraction": 0.2}, budgets=[0.5, 1.0], delay=[0, 1])]
     sweep, _, _, _ = run_inprocess(write_sweep(tmp_path / "s.yaml", tasks=tasks, optimizers=BRANCHED, trials=1,
-                                               eval_seeds=1), out)
+                                               eval_seeds=1, margin=0.02), out)
     df = records(out)
     assert len(df) == sweep.planned_runs == df["run_id"].nunique()
     ev = df[df["phase"] == "eval"]
@@ -201,3 +201,15 @@ def test_a_budget_and_delay_sweep_records_every_condition_and_branches_equal_scr
         row = half[half["spec"] == spec_json].iloc[0]
         assert scratch.row["test_metric"] == row["test_metric"]
         assert scratch.row["final_train_loss"] == row["final_train_loss"]
+    # the leaderboard keeps every condition apart, at the margin the sweep file declared
+    from harness.leaderboard.cli import build
+
+    board, _ = build(out)
+    assert {r["variant"] for r in board.rows} == {"", "budget=0.5", "delay=1", "budget=0.5,delay=1"}
+    assert {r["margin"] for r in board.rows} == {0.02}
+    assert all("sweep file" in r["margin_rule"] for r in board.rows)
+    from harness.leaderboard.cli import write
+
+    names = {p.name for p in write(out, tmp_path / "lb")}
+    assert {"leaderboard.csv", "leaderboard_budgets.csv", "leaderboard_delay.csv", "leaderboard_axes.csv"} <= names
+    assert len((tmp_path / "lb" / "leaderboard_delay.csv").read_text().splitlines()) == 1 + 2 * 2  # 2 opts x 2 budgets

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from harness.errors import UserError
 from harness.leaderboard import adhoc
-from harness.leaderboard.columns import describe
+from harness.leaderboard.columns import EXTRA_TABLES, describe
 from harness.leaderboard.compute import METRIC_SPLITS, Leaderboard, compute
 from harness.leaderboard.load import load_runs
 from harness.leaderboard.margins import MarginPolicy, policy_from_cli
@@ -63,6 +63,8 @@ def build(results, *, metric_split: str = "test", allow_mixed: bool = False,
     if isinstance(results, (str, os.PathLike)):
         frame, messages = load_runs(results)
         source = str(results)
+        if margins is None:
+            margins = declared_margins(results)
     else:
         frame, messages, source = results, [], ""
     frame, relabelled = adhoc.as_evaluations(frame)
@@ -76,6 +78,16 @@ def build(results, *, metric_split: str = "test", allow_mixed: bool = False,
     return board, messages
 
 
+def declared_margins(results: str | os.PathLike) -> MarginPolicy | None:
+    """The margins the sweep file of a sweep's results folder declared (``margin:``, kept in its
+    ``plan.json``), or None (then the leaderboard's documented defaults apply)."""
+    from harness.leaderboard.margins import policy_from_plan
+    from harness.results import budget, store
+
+    root = store.results_root(results)
+    return policy_from_plan(budget.declared_margins(budget.read_plan(root)), source=f"the sweep file ({root / 'sweep.yaml'})")
+
+
 def csv_text(board: Leaderboard, table: str = "benchmarks") -> str:
     """``render_csv``, with the ``caveat`` column when the board is of ad-hoc runs."""
     text = render_csv(board, table)
@@ -85,7 +97,9 @@ def csv_text(board: Leaderboard, table: str = "benchmarks") -> str:
 def write(results, out_dir, formats: Sequence[str] = FORMATS, metric_split: str = "test", *,
           allow_mixed: bool = False, margins: MarginPolicy | None = None, mixed_versions: bool = False) -> list[Path]:
     """Write the leaderboard of ``results`` into ``out_dir``: ``leaderboard.csv`` and
-    ``leaderboard_aggregate.csv`` for "csv", ``leaderboard.md`` for "md", each replaced atomically.
+    ``leaderboard_aggregate.csv`` for "csv" (and, when the records hold budgets, delays or axis cells,
+    ``leaderboard_<table>.csv`` for each of ``columns.EXTRA_TABLES``), ``leaderboard.md`` for "md",
+    each replaced atomically.
     Returns the paths. Unreadable run files are named in a ``warnings.warn`` each and skipped."""
     from harness.outputs import writable_dir
 
@@ -102,6 +116,10 @@ def write(results, out_dir, formats: Sequence[str] = FORMATS, metric_split: str 
     if "csv" in formats:
         texts["leaderboard.csv"] = csv_text(board, "benchmarks")
         texts["leaderboard_aggregate.csv"] = csv_text(board, "aggregate")
+        extras = board.extras
+        if extras is not None and getattr(extras, "active", False):  # budgets, delays, axis cells
+            for table in EXTRA_TABLES:
+                texts[f"leaderboard_{table}.csv"] = render_csv(board, table)
     if "md" in formats:
         texts["leaderboard.md"] = render_markdown(board)
     for name, text in texts.items():
