@@ -183,4 +183,9 @@ def describe() -> str:
     for table, (columns, what) in EXTRA_TABLES.items():
         lines += ["", f"--table {table} ({what}):"]
         lines += [f"  {name:<26} {doc}" for name, doc in columns.items()]
+    lines += ["", "Ad-hoc folders (runs of optbench run, no sweep): both main tables end with", f"  {'caveat':<26} {CAVEAT}"]
     return "\n".join(lines) + "\n"
+
+
+CAVEAT = ("why these numbers compare configurations that were not tuned alike (the runs of each optimizer are "
+          "its evaluations); a sweep's tables have no such column")
