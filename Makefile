@@ -12,7 +12,7 @@ LATEST := .venv-latest
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: demo test test-all test-latest lock lint bench clean-results
+.PHONY: demo test test-slow test-all test-latest lock lint bench clean-results
 
 # The pinned environment. The build backend (setuptools) comes from the lock too: without build
 # isolation pip would otherwise fetch the newest setuptools for the editable install.
@@ -40,7 +40,12 @@ demo: $(BIN)/optbench
 	@echo "make demo: the run records   $(DEMO_OUT)/runs/ and curves/ (optbench leaderboard / report / compare read them)"
 
 test: $(BIN)/optbench
-	OPTBENCH_OFFLINE=1 $(BIN)/python -m pytest -q
+	OPTBENCH_OFFLINE=1 $(BIN)/python -m pytest -q --durations=10
+
+# The long end-to-end tests (subprocesses, real SLURM, kill-and-resume, torch.compile): CI runs them
+# after `make test`; `make test-all` runs both sets in one go.
+test-slow: $(BIN)/optbench
+	OPTBENCH_OFFLINE=1 $(BIN)/python -m pytest -q -m "slow and not gpu" --durations=15
 
 test-all: $(BIN)/optbench
 	OPTBENCH_OFFLINE=1 $(BIN)/python -m pytest -q -m "slow or not slow"
