@@ -88,3 +88,17 @@ def test_run_records_follow_the_umask(tmp_path, mask, expected):
         path = store.write_run(tmp_path, {"run_id": "r1", "status": "ok"},
                                [{"step": 1, "split": "train", "name": "loss", "value": 1.0}])
     assert mode(path) == expected and mode(store.curves_dir(tmp_path) / "r1.parquet") == expected
+
+
+def test_checkpoints_follow_the_umask_too(tmp_path):
+    import torch
+
+    from harness.run import checkpoint as ckpt
+
+    old = os.umask(0o022)
+    try:
+        path = ckpt.save(tmp_path / "c" / "step-3.pt", {"x": torch.zeros(3)})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert ckpt.load(path)["x"].shape == (3,) and not list(path.parent.glob(".*.tmp"))

@@ -31,7 +31,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,25 +88,16 @@ def latest(out: str | os.PathLike, run_id: str) -> Path | None:
 
 
 def save(path: Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically. A full disk raises ``DiskFull`` (no partial file)."""
-    from harness.outputs import raise_if_disk_full
+    """Write ``state`` to ``path`` atomically (``harness.outputs.atomic_write``: fsync'ed, the mode of a
+    new file). A full disk raises ``DiskFull`` (no partial file)."""
+    from harness.outputs import atomic_write, raise_if_disk_full
 
+    size = _tensor_bytes(state)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise_if_disk_full(exc, path, _tensor_bytes(state))
+        return atomic_write(path, lambda tmp: torch.save(dict(state, format=FORMAT), tmp), size_hint=size)
+    except RuntimeError as exc:  # torch reports a full disk as a RuntimeError too
+        raise_if_disk_full(exc, path, size)
         raise
-    os.close(fd)
-    try:
-        torch.save(dict(state, format=FORMAT), tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, Exception):  # torch reports a full disk as OSError or as a RuntimeError
-            raise_if_disk_full(exc, path, _tensor_bytes(state))
-        raise
-    return path
 
 
 def _tensor_bytes(value: Any) -> int:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.outputs import writable_dir, writable_file
+from harness.outputs import atomic_write_text, writable_dir, writable_file
 from harness.results import budget
 from harness.sweep import optuna_api
 from harness.sweep.ledger import config_refusal
@@ -69,8 +69,8 @@ def prepare(sweep: Sweep, out: str | os.PathLike, storage_url: str | None) -> tu
         text = Path(sweep.path).read_text()
         # plan.json first: a stop between the two leaves a plan.json the leaderboard refuses (it
         # names this command), never an old budget next to a new sweep file.
-        _atomic_write_text(budget.plan_path(out), json.dumps(budget_plan(sweep, info, text), indent=1) + "\n")
-        _atomic_write_text(out / budget.SWEEP_FILE, text)
+        atomic_write_text(budget.plan_path(out), json.dumps(budget_plan(sweep, info, text), indent=1) + "\n")
+        atomic_write_text(out / budget.SWEEP_FILE, text)
     worker = Worker(sweep, url, out, info=info)
     for plan in sweep.studies:
         worker.study(plan, "tune" if plan.trials else "eval")
@@ -87,19 +87,6 @@ def budget_plan(sweep: Sweep, info: Mapping[str, TaskInfo], text: str) -> dict:
                          "direction": info[p.study].direction, "budget": p.budget, "delay": p.delay,
                          "cell": dict(p.cell)} for p in sweep.studies],
             **({"margins": dict(sweep.margins)} if sweep.margins else {})}
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    from harness.outputs import raise_if_disk_full
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise_if_disk_full(exc, path, len(text.encode()))
-        raise
 
 
 def worker_command(sweep_path: str, storage_url: str, out: str, worker_id: int) -> list[str]:
