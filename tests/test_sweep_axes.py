@@ -121,11 +121,17 @@ def test_a_shared_hyperparameter_axis_is_set_on_the_parent_and_followed_by_the_c
     assert "momentum" not in child.fixed and child.branch_from == f"{base}/signum/momentum=0.95"
 
 
-def test_reuse_tuning_tunes_the_first_cell_only(tmp_path):
+def test_reuse_tuning_tunes_the_first_cell_only_and_the_leaderboard_says_so(tmp_path):
+    from harness.leaderboard.cli import reuse_note
+
     sweep = _load(tmp_path, tasks=[_task(delay=[0, 1], reuse_tuning=True)], optimizers=["adamw"])
     first, second = sweep.studies
     assert (first.trials, first.transfer_from) == (3, None)
     assert (second.trials, second.transfer_from, second.delay) == (0, first.study, 1)
+    sweep_local.prepare(sweep, tmp_path / "out", None)
+    note = reuse_note(tmp_path / "out")
+    assert note.startswith("1 cell(s) were not tuned") and "tabular_mlp/synthetic/adamw/delay=1 uses" in note
+    assert reuse_note(tmp_path / "nothing-here") == ""
 
 
 def test_budgets_add_untuned_decay_branches_of_the_full_plans(tmp_path):

@@ -75,7 +75,24 @@ def build(results, *, metric_split: str = "test", allow_mixed: bool = False,
     if pooled:
         board = dataclasses.replace(board, notes=(pooled, *board.notes))
         messages = [*messages, pooled]
+    reused = reuse_note(results) if isinstance(results, (str, os.PathLike)) else ""
+    if reused:
+        board = dataclasses.replace(board, notes=(*board.notes, reused))
     return board, messages
+
+
+def reuse_note(results: str | os.PathLike) -> str:
+    """The note saying which cells were not tuned but evaluate the first cell's configuration (a sweep
+    file's ``reuse_tuning: true``, read from ``plan.json``), or ""."""
+    from harness.results import budget, store
+
+    pairs = budget.reused_tuning(budget.read_plan(store.results_root(results)))
+    if not pairs:
+        return ""
+    example = ", ".join(f"{s.split('/', 1)[1]} uses {d.split('/', 1)[1]}'s" for s, d in pairs[:2])
+    return (f"{len(pairs)} cell(s) were not tuned: they evaluate the tuned configuration of their entry's first cell "
+            f"(reuse_tuning), so their differences isolate the condition, not its best configuration ({example}"
+            f"{', ...' if len(pairs) > 2 else ''})")
 
 
 def declared_margins(results: str | os.PathLike) -> MarginPolicy | None:

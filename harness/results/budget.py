@@ -157,6 +157,17 @@ def declared_margins(plan: dict | None) -> dict[str, Any]:
     return margins if isinstance(margins, dict) else {}
 
 
+def reused_tuning(plan: dict | None) -> list[tuple[str, str]]:
+    """(study, donor) for each study that evaluates another cell's tuned configuration of the same
+    entry, dataset and optimizer (a sweep file's ``reuse_tuning: true``), as ``plan.json`` lists them."""
+    out = []
+    for study in (plan or {}).get("studies", ()):
+        donor = study.get("transfer_from")
+        if donor and study["study"].split("/")[:4] == donor.split("/")[:4]:
+            out.append((study["study"], donor))
+    return out
+
+
 def _best_slot(slots: Any, objectives: Any, directions: Any) -> int | None:
     """The slot of the best objective (each compared in its row's direction; NaN never best), ties to
     the lowest slot; None when no row has a number."""
