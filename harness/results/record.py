@@ -153,7 +153,9 @@ def from_spec(spec: Any, *, environment: Mapping[str, Any], **outcome: Any) -> R
         amp=spec.amp or "", compile=bool(spec.compile),
         optimizer_origin=opt_origin.label(), optimizer_version=opt_origin.version,
         task_origin=task_origin.label(), task_version=task_origin.version,
-        **{k: str(environment[k]) for k in ENVIRONMENT}, world_size=int(environment.get("world_size", 1)),
+        git_sha=str(environment["git_sha"]), torch_version=str(environment["torch_version"]),
+        python_version=str(environment["python_version"]), device=str(environment["device"]),
+        world_size=int(environment.get("world_size", 1)),
         branched_from=spec.branched_from, branch_step=spec.branch_step,
         **outcome,
     )

@@ -85,8 +85,15 @@ def result_epoch(version: object) -> str:
     mine, theirs = release(package_version()), release(str(version))
     if theirs is None or (mine is not None and theirs > mine):
         return str(version)
-    opened = [c.version for c in RESULT_CHANGES if c.records and release(c.version) <= theirs]
-    return max(opened, key=release) if opened else f"before {RESULT_CHANGES[0].version}"
+    opened = [c.version for c in RESULT_CHANGES if c.records and _change_release(c.version) <= theirs]
+    return max(opened, key=_change_release) if opened else f"before {RESULT_CHANGES[0].version}"
+
+
+def _change_release(version: str) -> tuple[int, ...]:
+    """``release`` of a ``RESULT_CHANGES`` entry's version, which is always a release number."""
+    numbers = release(version)
+    assert numbers is not None, f"RESULT_CHANGES lists {version!r}, not a release number"
+    return numbers
 
 
 def mixed_epochs(versions: Iterable[object]) -> dict[str, Counter]:

@@ -242,7 +242,7 @@ def _checkpointing(args: argparse.Namespace, spec: Any):
         except ValueError as exc:
             raise UserError(f"--branch-from {branch}: {str(exc).replace(f'{branch}: ', '', 1)} (a checkpoint is a "
                             "step-<S>.pt file under <out>/checkpoints/<run_id>/ of the parent run)") from None
-    return CheckpointPolicy(every_seconds=every or None, keep_steps=keep), parent
+    return CheckpointPolicy(every_seconds=every or None, keep_steps=frozenset(keep)), parent
 
 
 def _schedule_override(args: argparse.Namespace) -> dict[str, Any]:

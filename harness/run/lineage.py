@@ -84,7 +84,9 @@ def switch_step(spec: RunSpec) -> int | None:
     alpha = spec.hparams.get("alpha_sign")
     if alpha is None or spec.steps is None:
         return None
-    return sign_phase_steps(float(alpha), int(spec.train_steps))
+    train_steps = spec.train_steps
+    assert train_steps is not None  # RunSpec.train_steps is None only while steps is
+    return sign_phase_steps(float(alpha), int(train_steps))
 
 
 def schedule_of(spec: RunSpec) -> Schedule | None:
@@ -125,14 +127,17 @@ def branch_step(child: RunSpec, parent: RunSpec) -> int:
     if not same and s is None:
         raise BranchRefused(f"{child.optimizer} has no alpha_sign, so no switch step to branch at")
     if parent.budget == child.budget:
+        assert s is not None  # equal budgets: not the same optimizer (refused above), so s was checked
         return int(s)  # SoftX from X, same length: at the switch (the Softsign paper's protocol)
     sched = schedule_of(child)
     if sched is None or sched.kind != "wsd":
         raise BranchRefused(f"a run at budget {child.budget:g} branches from a longer run only under a wsd schedule "
                             f"(its stable phase is every budget's); this one is "
                             f"{sched.kind if sched else 'the task' + chr(39) + 's own'}: run it from scratch")
+    train_steps = child.train_steps
+    assert train_steps is not None  # a resolved spec: its steps are set
     try:
-        start = decay_start(int(child.train_steps), sched)
+        start = decay_start(int(train_steps), sched)
     except ScheduleError as exc:
         raise BranchRefused(str(exc)) from None
     step = start if s is None else min(s, start)
@@ -170,6 +175,7 @@ def budget_keep_steps(spec: RunSpec, budgets: Any) -> frozenset[int]:
     if sched is None:
         raise ScheduleError("budget branches start from the stable phase of a wsd schedule; this run has the task's "
                             "own schedule: give it one (schedule kind wsd with a decay_fraction)")
+    assert spec.steps is not None  # a resolved spec (the CLI resolves it first)
     points = branch_points(int(spec.steps), budgets, sched)
     for p in points:
         if p.fraction >= spec.budget:

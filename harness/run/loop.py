@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -52,6 +52,9 @@ from harness.run.session import (  # noqa: F401  (re-exported: harness.run.loop 
 from harness.run.timing import RunClock, Timer
 from harness.spec import DataChanged, RunSpec, dataset_id, seed_problem, steps_problem
 from harness.task import SIZES, Task
+
+if TYPE_CHECKING:
+    from torch.nn.parallel import DistributedDataParallel
 
 _Timer = Timer  # the name tests and older code use
 
@@ -209,7 +212,9 @@ def _complete_spec(spec: RunSpec, task: Task | None, data_dir, out_dir) -> tuple
     if hparams != spec.hparams:
         spec = spec.with_(hparams=hparams)
     if task is not None and spec.dataset and spec.steps is not None:
-        override = _run_schedule_override(task, spec.steps, int(spec.train_steps), spec.schedule)
+        train_steps = spec.train_steps
+        assert train_steps is not None  # RunSpec.train_steps is None only while steps is
+        override = _run_schedule_override(task, spec.steps, int(train_steps), spec.schedule)
         return (spec.with_(schedule=override) if override != spec.schedule else spec), task
     if task is None and spec.dataset and spec.steps is not None and out_dir is not None \
             and records.is_finished(out_dir, spec.run_id):
@@ -493,8 +498,10 @@ def _forward_backward(task: Task, session: Session, batch: Any) -> torch.Tensor:
     micro = micro_batches(batch, task.grad_accum)
     loss = None
     for i, mb in enumerate(micro):
+        # cast: with world_size > 1 Session.open wrapped the model in DDP (under torch.compile too, whose
+        # module forwards no_sync to it); nn.Module's own attribute typing says Tensor | Module.
         sync = contextlib.nullcontext() if session.dist.world_size == 1 or i == len(micro) - 1 \
-            else session.train_model.no_sync()
+            else cast("DistributedDataParallel", session.train_model).no_sync()
         with sync:
             with session.autocast():
                 part = task.loss(session.train_model, mb)
@@ -502,4 +509,5 @@ def _forward_backward(task: Task, session: Session, batch: Any) -> torch.Tensor:
                 part = part / len(micro)
             part.backward()
         loss = part.detach() if loss is None else loss + part.detach()
+    assert loss is not None  # micro_batches gives task.grad_accum >= 1 micro-batches
     return loss

@@ -203,6 +203,7 @@ def decay_steps(total: int, schedule: Schedule) -> int:
     if schedule.kind != "wsd":
         raise ScheduleError(f"decay_steps is defined for schedule wsd, not {schedule.kind!r}")
     _check_total(total)
+    assert schedule.decay_fraction is not None  # Schedule.__post_init__ requires it for wsd
     return max(1, _round_half_up(schedule.decay_fraction * total))
 
 

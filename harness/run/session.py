@@ -165,7 +165,9 @@ class Session:
 
             train_model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
         if spec.compile:
-            train_model = torch.compile(train_model)
+            compiled = torch.compile(train_model)
+            assert isinstance(compiled, nn.Module)  # torch.compile of a module is a module (OptimizedModule)
+            train_model = compiled
         params = [p for p in model.parameters() if p.requires_grad]
         delay = GradientDelay(params, spec.delay) if spec.delay else None
         if delay is not None:
@@ -242,7 +244,9 @@ class Session:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base
         ckpt.restore_rng(loaded["rng"])
-        state = LoopState.from_dict(loaded["loop"], spec.train_steps, self.device)
+        total = spec.train_steps
+        assert total is not None  # a run's spec is resolved (steps set) before its session opens
+        state = LoopState.from_dict(loaded["loop"], total, self.device)
         if not own:  # another optimizer: whether *this* one has diagnostics (SoftX's tau) is not known yet
             state.has_diagnostics = None
         return state
