@@ -46,6 +46,7 @@ def shared_part(plan: StudyPlan, parent_hparams: Mapping[str, Any]) -> dict[str,
     defaults (so a default the parent did not search is passed on explicitly)."""
     from harness import plugins
 
+    assert plan.branch_from is not None  # asked of branch (child) plans only
     parent = plugins.optimizer(plan.branch_from.split("/")[3])
     resolved = parent.resolve(dict(parent_hparams))
     return {k: resolved[k] for k in plan.shared}
@@ -98,6 +99,7 @@ def branch_start(sweep: Sweep, out: str | Path, plan: StudyPlan, spec: Any, pare
     from harness.run import checkpoint as ckpt  # torch: imported only when a run is about to start
     from harness.run.lineage import BranchRefused, branch_step
 
+    assert plan.branch_from is not None  # asked of branch (child) plans only
     parent = sweep.plan(plan.branch_from)
     if spec.phase == "tune" and parent.trials == 0:
         return spec, None  # an untuned parent has no tune runs to branch from

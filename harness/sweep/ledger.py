@@ -27,7 +27,7 @@ from harness.sweep.resolve import TaskInfo, resolve_plan
 from harness.sweep.slots import CONFIG
 from harness.sweep.space import default_hparams, default_params, hparams_from_params, qmc_params, stable_seed
 from harness.sweep.storage import SweepWarning, open_storage, redact_url, storage_kind
-from harness.vocab import Metric
+from harness.vocab import Metric, as_direction
 
 
 class Ledger:
@@ -60,8 +60,8 @@ class Ledger:
         name = plan.study if phase == "tune" else plan.eval_study
         if name in self._studies:
             return self._studies[name]
-        direction = Metric(self.info(plan).metric, self.info(plan).direction).optuna_direction
-        pruner = optuna.pruners.NopPruner()
+        direction = Metric(self.info(plan).metric, as_direction(self.info(plan).direction)).optuna_direction
+        pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
         if phase == "tune" and self.sweep.pruner is not None:
             pruner = optuna.pruners.MedianPruner(n_startup_trials=self.sweep.pruner.n_startup_trials, n_warmup_steps=0)
         stored = optuna_api.study_user_attrs(self.storage, name)
@@ -121,7 +121,7 @@ class Ledger:
         from harness import plugins
 
         defaults = default_params(plan.space, plugins.optimizer(plan.optimizer).defaults)
-        out = {}
+        out: dict[int, tuple[dict, dict]] = {}
         for k in range(plan.trials):
             if k == 0 and defaults is not None:
                 params = defaults
@@ -144,7 +144,7 @@ class Ledger:
             t = done[slot]
             if t is None or t.state.name != "COMPLETE" or t.value is None:
                 continue
-            if best is None or Metric("objective", direction).better(t.value, best[1].value):
+            if best is None or Metric("objective", as_direction(direction)).better(t.value, best[1].value):
                 best = (slot, t)
         return best, False
 
@@ -206,10 +206,12 @@ class Ledger:
     def parent_configuration(self, plan: StudyPlan) -> tuple[dict[str, Any] | None, int | None, bool]:
         """The parent's evaluated configuration (all its hyperparameters), its best slot, and whether the
         parent is still being tuned. ``(None, None, False)`` when the parent has no complete trial."""
+        assert plan.branch_from is not None  # asked of branch (child) plans only
         return self.evaluated_config(self.sweep.plan(plan.branch_from))
 
     def child_ready(self, plan: StudyPlan, phase: str) -> bool:
         """A child's tuning waits for its parent's tuning, its evaluation for its parent's evaluation."""
+        assert plan.branch_from is not None  # asked of branch (child) plans only
         parent = self.sweep.plan(plan.branch_from)
         if phase == "tune":
             _, _, tuning = self.parent_configuration(plan)

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from harness.errors import UserError
 from harness.outputs import atomic_write_text, writable_dir, writable_file
@@ -28,7 +29,7 @@ from harness.sweep.storage import (
 from harness.sweep.worker import Event, Worker
 
 
-def check_outputs(sweep: Sweep, out: str | os.PathLike, storage_url: str | None):
+def check_outputs(sweep: Sweep, out: str | os.PathLike, storage_url: str | None) -> tuple[Path, str, Any]:
     """Everything about where a sweep writes, checked before anything is written: the results
     folder (not a file, writable or creatable), the storage (a journal file that can be written in
     a folder that exists or is the results folder; a database that answers), and every existing
@@ -122,7 +123,7 @@ def worker_env(worker_id: int, workers: int) -> dict[str, str]:
 
 def run_local_workers(sweep: Sweep, storage_url: str, out: str | os.PathLike, workers: int,
                       on_event: Callable[[Event], None], *, info: Mapping[str, TaskInfo] | None = None,
-                      on_line: Callable[[int, str], None] | None = None) -> int:
+                      on_line: Callable[[int, str], object] | None = None) -> int:
     """Run ``workers`` workers on this machine: worker 0 in this process (it has everything
     imported already) and ``workers - 1`` ``optbench worker`` subprocesses whose JSON events are
     relayed to ``on_event``.

@@ -229,6 +229,7 @@ class Reconciler:
         run_id = trial.user_attrs.get("run_id") if trial is not None else None
         row = _read(self.out, run_id) if run_id else None
         if row is None and state.given_up:
+            assert trial is not None  # a given-up slot has a last attempt (_last_attempt)
             error = (trial.user_attrs.get(rules.ERROR) or {}).get("detail") or "no error recorded"
             out.unrecorded.append(f"{_where(plan, phase, slot)} (run {run_id or 'never configured'}: {error})")
             return

@@ -34,6 +34,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.errors import UserError
 
@@ -105,7 +106,7 @@ class SlurmResources:
         self.sbatch_options()  # validates extra_sbatch
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, object], where: str = "slurm") -> SlurmResources:
+    def from_mapping(cls, values: Mapping[str, Any], where: str = "slurm") -> SlurmResources:
         """From a sweep file's ``slurm:`` mapping (or parsed flags): unknown keys are refused,
         naming the valid ones."""
         if not isinstance(values, Mapping):

@@ -29,7 +29,7 @@ from harness.sweep.reconcile import Reconciler
 from harness.sweep.resolve import TaskInfo, resolve_run, utc_now
 from harness.sweep.slots import BEAT, DUPLICATE, ERROR, MAX_RETRY, OWNER, RELEASED, SLOT, SURPLUS
 from harness.sweep.space import config_key, space_size, stable_seed, suggest, unused_params
-from harness.vocab import Metric
+from harness.vocab import Metric, as_direction
 
 
 @dataclass
@@ -331,7 +331,7 @@ class Worker(Ledger):
         if phase == "tune":
             values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
             if values:
-                best = Metric(info.metric, info.direction).best(values)
+                best = Metric(info.metric, as_direction(info.direction)).best(values)
         wanted = range(plan.trials) if phase == "tune" else (self.eval_slots(plan) or {})
         return Event("run", self.worker_id, done, total, study=plan.study, phase=phase, slot=slot,
                      trial=trial.number, status=status, value=value, best=best, metric=info.metric, seconds=seconds,
