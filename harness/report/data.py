@@ -16,10 +16,14 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import leaderboard
 from harness.errors import UserError
 from harness.leaderboard.load import entry_label, parse_cell, split_cell, variants
+
+if TYPE_CHECKING:  # pandas is imported where frames are built
+    import pandas as pd
 
 # condition column -> its default value and what it is called on the page
 CONDITIONS = {"budget": (1.0, "step budget (fraction of the full budget)"),
@@ -33,15 +37,15 @@ class ReportData:
     """The rows of one results folder, ready for the figures and the page."""
 
     root: Path
-    frame: object                 # every run row, key columns as text, with ``variant``
-    evals: object                 # latest eval row per (benchmark, optimizer, replicate, seed), default condition
-    tunes: object                 # tune rows, default condition
-    curves: object                # curves of the eval runs and of the Soft* runs
-    board: object | None          # harness.leaderboard.Leaderboard, or None when it cannot be computed
+    frame: pd.DataFrame           # every run row, key columns as text, with ``variant``
+    evals: pd.DataFrame           # latest eval row per (benchmark, optimizer, replicate, seed), default condition
+    tunes: pd.DataFrame           # tune rows, default condition
+    curves: pd.DataFrame          # curves of the eval runs and of the Soft* runs
+    board: leaderboard.Leaderboard | None  # None when it cannot be computed
     board_note: str               # why there is no leaderboard ("" when there is one)
     # the leaderboard over every condition (each its own benchmark): its ``extras`` hold the budget,
     # delay, axis and time-to-target tables (harness.leaderboard.conditions); None when not computable
-    full: object | None
+    full: leaderboard.Leaderboard | None
     metric_split: str
     allow_mixed: bool
     conditions: dict = field(default_factory=dict)   # column -> sorted values present, when not only the default
@@ -164,15 +168,15 @@ def _read_curves(data: ReportData):
     return curves
 
 
-def by_benchmark(frame) -> dict[tuple[str, str, str, str], object]:
+def by_benchmark(frame) -> dict[tuple[str, ...], pd.DataFrame]:
     """benchmark key -> its rows, in sorted order."""
     groups = frame.groupby(list(leaderboard.BENCH_KEYS), sort=False)
     return {tuple(map(str, key)): rows for key, rows in sorted(groups, key=lambda kv: kv[0])}
 
 
-def by_task(frame) -> dict[str, dict[tuple, object]]:
+def by_task(frame) -> dict[str, dict[tuple, pd.DataFrame]]:
     """task -> {benchmark key -> rows}, in sorted order."""
-    out: dict[str, dict[tuple, object]] = {}
+    out: dict[str, dict[tuple, pd.DataFrame]] = {}
     for key, rows in by_benchmark(frame).items():
         out.setdefault(key[0], {})[key] = rows
     return out

@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from harness.report import data as rd
 from harness.report import panels
 from harness.report.style import canvas, finish
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 KINDS = ("curves", "lr_sensitivity", "best_after_k", "temperature")
 TITLES = {"curves": "validation curves (eval runs)", "lr_sensitivity": "LR sensitivity (tune trials)",
@@ -41,7 +46,7 @@ CAPTIONS = {
 }
 
 
-def rows_for(kind: str, data: rd.ReportData, key) -> tuple:
+def rows_for(kind: str, data: rd.ReportData, key) -> tuple | None:
     """The arguments a panel of ``kind`` draws for benchmark ``key`` (None when it has no rows)."""
     evals = rd.by_benchmark(data.evals).get(key) if len(data.evals) else None
     tunes = rd.by_benchmark(data.tunes).get(key) if len(data.tunes) else None
@@ -81,7 +86,7 @@ def grid(kind: str, data: rd.ReportData, keys: list, title: str):
     return finish(c)
 
 
-def task_figures(kind: str, data: rd.ReportData) -> dict[str, object]:
+def task_figures(kind: str, data: rd.ReportData) -> dict[str, Figure]:
     """task -> its figure of ``kind`` (tasks without data left out)."""
     source = data.tunes if kind in ("lr_sensitivity", "best_after_k") else data.evals
     out = {}
@@ -118,7 +123,7 @@ def profile_figure(board):
     return (None, skipped) if skipped else (finish(c), None)
 
 
-def condition_figures(cond) -> dict[str, object]:
+def condition_figures(cond) -> dict[str, Figure]:
     """task -> one figure with a panel per benchmark: the leaderboard at each value of a condition
     (``conditions.Condition``)."""
     out = {}
@@ -151,7 +156,7 @@ def time_profile_figure(data: rd.ReportData):
     return finish(c)
 
 
-def axis_figures(data: rd.ReportData) -> dict[str, object]:
+def axis_figures(data: rd.ReportData) -> dict[str, Figure]:
     """axis -> one figure with a panel per benchmark: the metric against the axis (``conditions.axes``)."""
     from harness.report import condition_panels, conditions
 

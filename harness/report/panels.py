@@ -285,10 +285,10 @@ def temperature(ax, c: Canvas, key, rows, curve_rows) -> bool:
     ax.set_xlim(x_lo - pad, x_hi + pad)  # the logged points only: before the first one there is nothing
     switches.discard(None)
     if switches:
-        text = ", ".join(f"{int(s)}" for s in sorted(switches))
+        text = ", ".join(f"{int(s)}" for s in sorted(s for s in switches if s is not None))  # None discarded above
         ax.text(0.02, 0.03, f"switch at step S = {text}", transform=ax.transAxes, fontsize=7, color="0.3")
         for switch in switches:
-            if x_lo - pad <= switch:
+            if switch is not None and x_lo - pad <= switch:
                 ax.axvline(switch, color="0.4", linestyle=":", linewidth=1.0)
         c.note("S = floor(alpha_sign K), the step where the sign phase ends (dotted when inside the view)")
     ax.set_yscale("log")
@@ -331,7 +331,7 @@ def profile(ax, c: Canvas, board) -> str | None:
     finite = sorted({r for row in ratios.values() for r in row.values() if math.isfinite(r)})
     tau_max = max(finite) * 1.02 if finite and max(finite) > 1.0 else 1.05
     taus = np.array(sorted({1.0, *finite, tau_max}))
-    curves = stats.performance_profile(ratios, taus)
+    curves = stats.performance_profile(ratios, taus.tolist())  # the same floats, as the Sequence it takes
     n = len(values)
     ran = {name: sum(math.isfinite(v.get(name, math.nan)) for v in values.values()) for name in curves}
     for name in sorted(curves, key=leaderboard.display_key):

@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from harness import leaderboard
 from harness.errors import UserError
@@ -43,6 +44,9 @@ from harness.outputs import atomic_write_bytes, atomic_write_text
 from harness.report import conditions, figures
 from harness.report import data as rd
 from harness.report.style import png_bytes
+
+if TYPE_CHECKING:
+    from harness.leaderboard.conditions import Extras
 
 
 @dataclass
@@ -106,7 +110,9 @@ def write_pngs(data: rd.ReportData, out: Path, report: Report) -> None:
 def _condition_pngs(data: rd.ReportData, out: Path, report: Report) -> None:
     """The time-to-target profile and the metric-vs-axis figures: only when the records hold
     conditions or axes (``ReportData.full``)."""
-    if data.full is None or not data.full.extras.active:
+    # cast: Leaderboard.extras is annotated object (harness.leaderboard.compute), and compute(), which
+    # made data.full, always sets an Extras there.
+    if data.full is None or not cast("Extras", data.full.extras).active:
         return
     fig = figures.time_profile_figure(data)
     if fig is not None:

@@ -18,11 +18,17 @@ import functools
 import io
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # matplotlib is imported once a figure is drawn
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+    from matplotlib.typing import LineStyleType
 
 PALETTE = ("tab:blue", "tab:gray", "tab:orange", "tab:red", "tab:green", "tab:purple",
            "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
-SWITCH_LINES = ("--", "-.", ":", (0, (5, 1, 1, 1)))  # switching optimizers, in registry order
+SWITCH_LINES: tuple[LineStyleType, ...] = ("--", "-.", ":", (0, (5, 1, 1, 1)))  # switching optimizers, in registry order
 REPLICATE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 SCALE = {"max": "higher is better", "min": "lower is better"}
 NAMES = {"val_loss": "loss", "char_acc": "character accuracy", "rmse": "RMSE", "mae": "MAE",
@@ -40,7 +46,7 @@ MAX_COLUMNS = 3
 @dataclass(frozen=True)
 class Style:
     color: str
-    linestyle: object
+    linestyle: LineStyleType
     marker: str
     index: int        # position in the registry order: staggers marker positions
 
@@ -117,11 +123,11 @@ class Canvas:
     """A figure with its panels, the legend entries collected while drawing, and notes for the
     figure's foot (what lines, bands and marks mean)."""
 
-    fig: object
+    fig: Figure
     axes: list
     legend: dict
     notes: list
-    title: object = None
+    title: Text | None = None
 
     def add(self, name: str, handle, detail: str = "", *, last: bool = False) -> None:
         """A legend entry for ``name``; ``detail`` (e.g. "3 seeds") is shown when every panel agrees.
@@ -176,7 +182,7 @@ def canvas(n: int, title: str, *, legend: bool = True, columns: int = MAX_COLUMN
     return Canvas(fig, axes, {}, [], text)
 
 
-def finish(c: Canvas) -> object:
+def finish(c: Canvas) -> Figure:
     """Grow the figure's foot to hold the notes (wrapped to its width), place them there and the
     legend right of the panels; returns the figure. The panels keep their size in inches."""
     import textwrap
