@@ -498,8 +498,7 @@ def _forward_backward(task: Task, session: Session, batch: Any) -> torch.Tensor:
     micro = micro_batches(batch, task.grad_accum)
     loss = None
     for i, mb in enumerate(micro):
-        # cast: with world_size > 1 Session.open wrapped the model in DDP (under torch.compile too, whose
-        # module forwards no_sync to it); nn.Module's own attribute typing says Tensor | Module.
+        # cast: at world_size > 1 Session.open wrapped it in DDP (a compiled module forwards no_sync)
         sync = contextlib.nullcontext() if session.dist.world_size == 1 or i == len(micro) - 1 \
             else cast("DistributedDataParallel", session.train_model).no_sync()
         with sync:
