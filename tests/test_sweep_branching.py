@@ -148,3 +148,29 @@ def test_replicate_runs_are_recorded_with_their_index(tmp_path):
     ev = df[df["phase"] == "eval"]
     assert ev["run_id"].is_unique and sorted(ev["seed"]) == [1, 1, 2, 2]
     assert set(df["study"]) == {"t/tabular_mlp/synthetic/adamw", "t/tabular_mlp/synthetic/adamw/r1"}
+
+
+def test_a_child_whose_parent_has_no_complete_trial_fails_its_runs_and_the_worker_goes_on(tmp_path, monkeypatch):
+    """Every tune run of Signum raises (given up): SoftSignum's tune runs have no configuration to take
+    lr, momentum and weight decay from. They are recorded as failed with that reason (then given up);
+    the worker finishes instead of crashing."""
+    from harness.run import loop
+
+    real_run = loop.run
+
+    def run_or_raise(spec, *args, **kwargs):
+        if spec.optimizer == "signum":
+            raise RuntimeError("boom: this optimizer always fails here")
+        return real_run(spec, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "run", run_or_raise)
+    out = tmp_path / "out"
+    tasks = [{"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], "steps": 12}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_inprocess(write_sweep(tmp_path / "s.yaml", tasks=tasks, optimizers=BRANCHED, trials=1, eval_seeds=1), out)
+    df = records(out)
+    soft = df[df["optimizer"] == "softsignum"]
+    assert len(soft) == 1 and (soft["status"] == "failed").all()
+    assert "has no complete tune trial" in soft["status_detail"].iloc[0]
+    assert set(df[df["optimizer"] == "signum"]["status"]) == {"failed"}

@@ -214,7 +214,18 @@ class Worker(Ledger):
             if self.sweep.sampler.name == "tpe":
                 study.sampler = self._sampler(plan, slot)
             hparams = {**plan.fixed, **suggest(trial, plan.space)}
+            if plan.branch_from is not None and parent_hp is None:
+                # Every tune trial of the parent was pruned or given up: there is no configuration to take
+                # the shared hyperparameters from. The child's run fails (retried, then given up), it does
+                # not stop the worker.
+                spec, _ = resolve_run(self.sweep, plan, hparams, plan.seed, "tune", slot)
+                self._name_run(trial, spec)
+                return self._record_failure(
+                    plan, study, phase, trial, slot, spec, info,
+                    f"its parent study {plan.branch_from} has no complete tune trial (all pruned or given up): "
+                    "no configuration to branch from", utc_now(), 0.0)
             if plan.branch_from is not None:
+                assert parent_hp is not None
                 hparams.update(branching.shared_part(plan, parent_hp))
             if self._draw_again_if_taken(plan, study, trial, slot):
                 return None
@@ -226,6 +237,8 @@ class Worker(Ledger):
         self._check_data(plan, spec)
         parent_checkpoint = None
         if plan.branch_from is not None:  # the branched spec names its parent: its own run_id
+            # (an eval slot of a child exists only once its parent has a configuration: Ledger.eval_slots)
+            assert parent_hp is not None, f"{plan.study}: an eval slot without a parent configuration"
             spec, parent_checkpoint = branching.branch_start(self.sweep, self.out, plan, spec, parent_hp, parent_slot)
         self._name_run(trial, spec)
         pruned = False
