@@ -249,6 +249,8 @@ def test_clip_interval_keeps_mean_intervals_in_range():
     (0.005, 0.005, 3, "0.005"),
     (0.123456, 0.005, 3, "0.123"),
     (-0.0, 0.005, 3, "0.000"),
+    (-2e-17, 0.036, 3, "0.000"),  # summation noise of identical paired runs
+    (1e-8, 0.005, 3, "0.00000001"),  # small but above noise: its sign shows
     (12.3456, math.nan, 1, "12.3"),
     (math.nan, 0.005, 3, "n/a"),
 ])

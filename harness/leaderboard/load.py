@@ -271,8 +271,9 @@ def condition_labels(frame, conditions: list[dict[str, Any]] | None = None) -> l
     """Per row: "" or the conditions that differ within its (task, dataset, size) and are not at their
     defaults (budget 1, delay 0; a cell's conditions have none), e.g. ``budget=0.5,delay=1``
     (``budget``, ``delay``, then the schedule keys, in ``CONDITION_AXES`` order). The default
-    condition keeps the label it had before conditions existed; an omitted key is at its default, so
-    two conditions never share a label."""
+    condition keeps the label it had before conditions existed; an omitted key is at its default (a
+    cell without a schedule axis trains with its task's schedule: no ``schedule=null``), so two
+    conditions never share a label."""
     conditions = condition_values(frame) if conditions is None else conditions
     order = {k: i for i, k in enumerate(("budget", *CONDITION_AXES))}
     labels = [""] * len(conditions)
@@ -281,8 +282,8 @@ def condition_labels(frame, conditions: list[dict[str, Any]] | None = None) -> l
                             if len({json.dumps(conditions[j].get(k)) for j in idx}) > 1},
                            key=lambda k: (order.get(k, len(order)), k))
         for i in idx:
-            labels[i] = ",".join(f"{k}={json.dumps(conditions[i].get(k))}" for k in differing
-                                 if k not in CONDITION_DEFAULTS or conditions[i][k] != CONDITION_DEFAULTS[k])
+            labels[i] = ",".join(f"{k}={json.dumps(conditions[i][k])}" for k in differing if k in conditions[i]
+                                 and (k not in CONDITION_DEFAULTS or conditions[i][k] != CONDITION_DEFAULTS[k]))
     return labels
 
 
