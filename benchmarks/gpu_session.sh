@@ -113,7 +113,7 @@ from pathlib import Path
 scratch, out, tag = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 rows = {}
 try:
-    from harness import records
+    from harness.results import store as records
     if (scratch / "paper" / "runs").is_dir():
         for r in records.read_runs(scratch / "paper").to_dict("records"):
             steps = max(int(r["steps_done"]), 1)

@@ -267,6 +267,7 @@ def _log(base: Path, task: int) -> str:
     return path.read_text() if path.exists() else ""
 
 
+@pytest.mark.slow  # real SLURM/PostgreSQL processes: CI runs it with the slow tests (make test-slow)
 def test_array_of_two_one_scancelled_the_other_finishes(tmp_path, slurm):
     base, go = tmp_path / "task", tmp_path / "go"
     t0 = time.monotonic()
@@ -292,6 +293,7 @@ def test_array_of_two_one_scancelled_the_other_finishes(tmp_path, slurm):
     print(f"array of 2 started in {started:.1f}s, finished in {time.monotonic() - t0:.1f}s")
 
 
+@pytest.mark.slow  # real SLURM/PostgreSQL processes: CI runs it with the slow tests (make test-slow)
 def test_preempted_task_is_requeued_and_finishes(tmp_path, slurm):
     """submitit's preemption as ``job._interrupt()`` sends it: SIGTERM to the job's processes, then
     its USR2. The command stops on the SIGTERM; the job lingers, gets the USR2, checkpoints and
@@ -314,6 +316,7 @@ def test_preempted_task_is_requeued_and_finishes(tmp_path, slurm):
     print(f"preempted -> running again after {requeued:.1f}s")
 
 
+@pytest.mark.slow  # real SLURM/PostgreSQL processes: CI runs it with the slow tests (make test-slow)
 def test_submit_workers_runs_optbench_workers_to_a_complete_sweep(tmp_path, slurm):
     """Two ``optbench worker`` array tasks on one journal (one node: its file locking holds) finish
     a tiny prepared sweep: every planned run recorded once."""

@@ -81,6 +81,7 @@ def postgres_url():
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.slow  # real SLURM/PostgreSQL processes: CI runs it with the slow tests (make test-slow)
 def test_postgres_sigkill_mid_trial_is_rerun_by_another_worker(tmp_path, postgres_url, monkeypatch):
     from optuna.trial import TrialState
 
