@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -132,7 +133,9 @@ def test_slurm_suite_survives_a_scancelled_worker(tmp_path, cluster):
     print(text)
     assert proc.returncode == 0, text
     assert f"submitted 2 SLURM worker(s): {job_ids[0]}, {job_ids[1]}" in text
-    assert f"worker {job_ids[1]} CANCELLED" in text
+    # The follower polls squeue every few seconds: a cancelled task is seen as CANCELLED, or only as
+    # COMPLETING when its worker stops within one poll (it checkpoints its step and exits on SIGTERM).
+    assert re.search(rf"worker {re.escape(job_ids[1])} (CANCELLED|COMPLETING)", text), text
     assert f"{sweep.planned_runs}/{sweep.planned_runs} runs recorded" in text
     assert (out / "leaderboard.md").is_file() and "adamw" in (out / "leaderboard.md").read_text()
 
