@@ -25,8 +25,8 @@ Two kinds of row per axis value (``comparison``):
 from __future__ import annotations
 
 from harness.leaderboard.compare import Comparison, compare
-from harness.leaderboard.conditions import comparison_fields, siblings, sort_values
 from harness.leaderboard.load import axis_values, base_name, display_key, entry_label, format_value, soft_ref
+from harness.leaderboard.siblings import comparison_fields, siblings, sort_values
 from harness.vocab import CONDITION_AXES
 
 SOFT_FIELDS = ("n", "diff", "lo", "hi", "verdict", "excludes_zero", "mde", "replicates_needed", "seeds_needed")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from harness.leaderboard import render_md as md
+from harness.leaderboard import render_text as md
 from harness.leaderboard.load import display_key
 
 
@@ -21,7 +21,7 @@ def _decimals(board) -> dict[tuple, int]:
     by: dict[tuple, list[dict]] = {}
     for r in board.rows:
         by.setdefault((r["task"], r["dataset"], r["size"]), []).append(r)
-    return {k: md._decimals(v) for k, v in by.items()}
+    return {k: md.decimals(v) for k, v in by.items()}
 
 
 def _d(decimals: dict, row: dict) -> int:
@@ -29,7 +29,7 @@ def _d(decimals: dict, row: dict) -> int:
 
 
 def _interval(mean: float, lo: float, hi: float, d: int) -> str:
-    return f"{md._num(mean, d)} [{md._num(lo, d)}, {md._num(hi, d)}]"
+    return f"{md.num(mean, d)} [{md.num(lo, d)}, {md.num(hi, d)}]"
 
 
 def _delta(row: dict, d: int, prefix: str = "") -> str:
@@ -37,10 +37,10 @@ def _delta(row: dict, d: int, prefix: str = "") -> str:
     if not row.get(f"{prefix}n"):
         return "—"
     m = row["margin"]
-    text = (f"{md._signed(row[f'{prefix}diff'], m, d)} [{md._signed(row[f'{prefix}lo'], m, d)}, "
-            f"{md._signed(row[f'{prefix}hi'], m, d)}] **{row[f'{prefix}verdict']}**")
+    text = (f"{md.signed(row[f'{prefix}diff'], m, d)} [{md.signed(row[f'{prefix}lo'], m, d)}, "
+            f"{md.signed(row[f'{prefix}hi'], m, d)}] **{row[f'{prefix}verdict']}**")
     mde = row.get(f"{prefix}mde")
-    return text + (f" (MDE {md._num(mde, d)})" if mde is not None and math.isfinite(mde) else "")
+    return text + (f" (MDE {md.num(mde, d)})" if mde is not None and math.isfinite(mde) else "")
 
 
 def sections(board) -> list[str]:
@@ -84,7 +84,7 @@ def _budgets(rows: Sequence[dict], decimals) -> list[str]:
                 versus = "best" if at["best_mean"] else (at["vs_best_verdict"] or "—")
                 cells.append(f"{_interval(at['mean'], at['ci_lo'], at['ci_hi'], d)} rank {at['rank']}, {versus}")
             body.append(cells)
-        lines += md._md_table(["optimizer"] + [f"budget {b:g}" for b in budgets], body,
+        lines += md.md_table(["optimizer"] + [f"budget {b:g}" for b in budgets], body,
                               ["---"] + ["--:"] * len(budgets)) + [""]
     return lines
 
@@ -109,19 +109,19 @@ def _times(rows: Sequence[dict], profile: Sequence[dict], decimals) -> list[str]
     for r in rows:
         d = max(_d(decimals, r), 2)
         target = "none" if not math.isfinite(r["target"]) else \
-            f"{'≥' if r['direction'] == 'max' else '≤'} {md._num(r['target'], d)}"
+            f"{'≥' if r['direction'] == 'max' else '≤'} {md.num(r['target'], d)}"
         reached = "—" if r["reached"] is None else f"{r['reached']}/{r['n_runs'] - r['n_missing']}"
         body.append([_bench(r), r["optimizer"], f"{target} ({r['target_rule'].split(':')[0]})", reached,
                      _time(r["median_steps"], r["steps_lo"], r["steps_hi"], False),
                      _time(r["median_seconds"], r["seconds_lo"], r["seconds_hi"], True)])
-    lines += md._md_table(["benchmark", "optimizer", "target", "reached", "median steps [95% CI]",
+    lines += md.md_table(["benchmark", "optimizer", "target", "reached", "median steps [95% CI]",
                            "median seconds [95% CI]"], body, ["---", "---", "---", "--:", "--:", "--:"])
     if profile:
         lines += ["", "AlgoPerf integrated performance-profile scores (r_max = 4; 1 = fastest on every benchmark) "
                   "over the full-budget benchmarks of each condition:", ""]
         body = [[r["condition"] or "default", r["measure"], r["optimizer"], f"{r['score']:.3f}",
                  f"{r['n_ran']}/{r['n_benchmarks']}"] for r in profile]
-        lines += md._md_table(["condition", "measure", "optimizer", "score", "benchmarks run"], body,
+        lines += md.md_table(["condition", "measure", "optimizer", "score", "benchmarks run"], body,
                               ["---", "---", "---", "--:", "--:"])
     return lines + [""]
 
@@ -138,8 +138,8 @@ def _delays(rows: Sequence[dict], decimals) -> list[str]:
         d = _d(decimals, r)
         rank = "—" if r["rank_by_degradation"] is None else str(r["rank_by_degradation"])
         body.append([_bench(r), f"{r['delay']:g}", rank, r["optimizer"],
-                     f"{md._num(r['mean_delay0'], d)} → {md._num(r['mean_delayed'], d)}", _delta(r, d)])
-    return lines + md._md_table(["benchmark", "delay", "rank", "optimizer", "mean: delay 0 → d", "Δ [95% CI]"],
+                     f"{md.num(r['mean_delay0'], d)} → {md.num(r['mean_delayed'], d)}", _delta(r, d)])
+    return lines + md.md_table(["benchmark", "delay", "rank", "optimizer", "mean: delay 0 → d", "Δ [95% CI]"],
                                 body, ["---", "--:", "--:", "---", "--:", "--:"]) + [""]
 
 
@@ -162,6 +162,6 @@ def _axes(rows: Sequence[dict], decimals) -> list[str]:
             s = soft.get((r["task"], r["dataset"], r["size"], r["variant"], r["optimizer"]))
             body.append([_bench(r), r["family"], r["value"], _interval(r["mean"], r["ci_lo"], r["ci_hi"], d),
                          _delta(r, d), f"{_delta(s, d)} vs {s['reference']}" if s else "—"])
-        lines += md._md_table(["benchmark", "optimizer", axis, "mean [95% CI]", f"Δ vs {axis} = {ref}",
+        lines += md.md_table(["benchmark", "optimizer", axis, "mean [95% CI]", f"Δ vs {axis} = {ref}",
                                "SoftX − X"], body, ["---", "---", "--:", "--:", "--:", "--:"]) + [""]
     return lines

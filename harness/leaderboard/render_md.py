@@ -6,10 +6,14 @@ minimum detectable effects, a details table, then the aggregate table. Pure rend
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from harness.leaderboard.load import display_key, soft_entry
-from harness.stats.verdicts import VERDICTS, format_bound
+from harness.leaderboard.render_text import decimals as _decimals
+from harness.leaderboard.render_text import md_table as _md_table
+from harness.leaderboard.render_text import num as _num
+from harness.leaderboard.render_text import signed as _signed
+from harness.stats.verdicts import VERDICTS
 
 BASELINE = "adamw"
 SHORT = {"better": "B", "worse": "W", "equivalent": "E", "inconclusive": "I"}
@@ -28,40 +32,8 @@ LEGEND = (
 )
 
 
-def _decimals(rows: Sequence[dict]) -> int:
-    """Decimals for one benchmark: the typical std shown with 2 significant digits (4 significant
-    digits of the mean when no std exists), clamped to 0..8."""
-    stds = sorted(r["std"] for r in rows if math.isfinite(r["std"]) and r["std"] > 0)
-    if stds:
-        scale, digits = stds[len(stds) // 2], 2
-    else:
-        means = [abs(r["mean"]) for r in rows if math.isfinite(r["mean"]) and r["mean"] != 0]
-        if not means:
-            return 4
-        scale, digits = max(means), 4
-    return int(min(8, max(0, digits - 1 - math.floor(math.log10(scale)))))
-
-
-def _num(value: float, decimals: int) -> str:
-    if not math.isfinite(value):
-        return "n/a"
-    text = f"{value:.{decimals}f}"
-    return text.replace("-", "") if float(text) == 0.0 else text
-
-
-def _signed(value: float, margin: float, decimals: int) -> str:
-    """A difference or bound with enough digits to show its side of 0 and of ±margin, and a sign."""
-    text = format_bound(value, margin, decimals)
-    return text if text.startswith("-") or text == "n/a" else ("+" + text if float(text) != 0 else text)
-
-
 def _bench_label(row: dict) -> str:
     return f"{row['dataset']} [{row['variant']}]" if row["variant"] else row["dataset"]
-
-
-def _md_table(header: Sequence[str], body: Iterable[Sequence[str]], align: Sequence[str]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    return lines + ["| " + " | ".join(cells) + " |" for cells in body]
 
 
 def render_markdown(board, title: str | None = None) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.leaderboard.conditions import non_default, siblings
+from harness.leaderboard.siblings import non_default, siblings
 from harness.report import data as rd
 
 

@@ -13,7 +13,7 @@ from harness.leaderboard import render_md as md
 from harness.report import conditions as cond
 from harness.report import data as rd
 from harness.report import figures
-from harness.report.html import Charts, E, _badge, _flag_list, _main_cell, _td
+from harness.report.html_parts import Charts, E, _badge, _flag_list, _main_cell, _td
 
 
 def condition_section(data: rd.ReportData, c: cond.Condition, key, charts: Charts) -> str:
