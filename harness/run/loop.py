@@ -437,7 +437,7 @@ def train(
                     save_checkpoint(done)
                 last_save = time.monotonic()
             if preempt.requested():
-                _save_before_stopping(done, state, first_bad, clock, save_checkpoint)
+                preempt.save_and_stop(done, state, first_bad, clock, save_checkpoint)
     except torch.linalg.LinAlgError as exc:  # e.g. an SVD of a NaN momentum at the soft switch
         status, detail = "diverged", f"linear algebra failed at step {state.done + 1}: {exc}"
     finally:
@@ -453,19 +453,6 @@ def train(
         if not _finite(state.test_metrics.get(task.metric.name, math.nan)):
             status, detail = "diverged", f"non-finite test {task.metric.name}"
     return status, detail
-
-
-def _save_before_stopping(done: int, state: LoopState, first_bad: Callable[[int], int | None], clock: RunClock,
-                          save_checkpoint: Callable[[int], None] | None) -> None:
-    """A SIGTERM arrived during step ``done`` (``harness.run.preempt``): save a checkpoint there when the
-    losses since the last check are finite and the run has an output folder, then stop (an interrupt)."""
-    if save_checkpoint is not None and state.checked != done and first_bad(done) is None:
-        state.checked = done
-    if save_checkpoint is not None and state.checked == done:
-        with clock.paused():
-            clock.settle()
-            save_checkpoint(done)
-    preempt.stop(done)
 
 
 def _eval_step(task: Task, session: Session, state: LoopState, clock: RunClock, done: int) -> tuple[str, str]:

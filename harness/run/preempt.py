@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 _active = 0          # training loops running in this process (0 or 1)
 _requested = False   # a SIGTERM arrived during one
@@ -47,6 +48,20 @@ def stop(step: int) -> None:
     global _requested
     _requested = False
     raise KeyboardInterrupt(f"stopped by SIGTERM after step {step}")
+
+
+def save_and_stop(done: int, state: Any, first_bad: Callable[[int], int | None], clock: Any,
+                  save_checkpoint: Callable[[int], None] | None) -> None:
+    """The training loop's answer to a request (``harness.run.loop.train``, at the end of step ``done``):
+    save a checkpoint there when the losses since the last check are finite and the run has an output
+    folder (``state.checked`` marks the verified steps; ``clock`` pauses the training clock), then stop."""
+    if save_checkpoint is not None and state.checked != done and first_bad(done) is None:
+        state.checked = done
+    if save_checkpoint is not None and state.checked == done:
+        with clock.paused():
+            clock.settle()
+            save_checkpoint(done)
+    stop(done)
 
 
 @contextlib.contextmanager

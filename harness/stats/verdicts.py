@@ -480,19 +480,16 @@ def _side(a: float, b: float) -> int:
     return (a > b) - (a < b)
 
 
-NOISE = 1e-9  # |x| below NOISE * margin prints as 0 (format_bound)
-
-
-def format_bound(x: float, margin: float = math.nan, decimals: int = 3) -> str:
+def format_bound(x: float, margin: float = math.nan, decimals: int = 3, noise: float = 1e-9) -> str:
     """``x`` in fixed-point with ``decimals`` decimals (say the table's), and more until the printed
     number sits on the same side of 0, +margin and -margin as ``x``: -0.0003 prints as -0.0003, not
     -0.000, and 0.0049 as 0.0049, not 0.005, against a margin of 0.005. "n/a" when not finite.
-    A value within a billionth of the margin of 0 is floating-point noise (the mean of paired differences
+    A value within ``noise`` (a billionth) of the margin of 0 is floating-point noise (the mean of paired differences
     of runs that agree but for summation order, -2e-17): it prints as 0."""
     x, margin = float(x) + 0.0, float(margin)  # -0.0 -> 0.0
     if not math.isfinite(x):
         return "n/a"
-    if math.isfinite(margin) and margin > 0 and abs(x) < NOISE * margin:
+    if math.isfinite(margin) and margin > 0 and abs(x) < noise * margin:
         x = 0.0
     refs = [0.0] + ([margin, -margin] if math.isfinite(margin) else [])
     for places in range(max(0, decimals), max(0, decimals) + 30):
