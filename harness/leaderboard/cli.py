@@ -177,22 +177,29 @@ def register(subparsers) -> None:
     _register_compare(subparsers)
 
 
-def _compare_main(args: argparse.Namespace) -> int:
-    from harness.leaderboard import diff
-
+def _checked_args(args: argparse.Namespace, out_what: str) -> MarginPolicy | None:
+    """Before any work: ``--margin`` parsed (None when not given: the sweep file's or the defaults
+    apply) and ``--out`` writable; ``UserError`` (exit 2) otherwise."""
     try:
-        margins = policy_from_cli(args.margin)
+        margins = policy_from_cli(args.margin) if args.margin else None
     except ValueError as exc:
         raise UserError(f"--margin: {exc}") from None
     if args.out:
         from harness.outputs import writable_file
 
-        writable_file(args.out, "comparison file (--out)")  # before any work: refuse now, not after
+        writable_file(args.out, out_what)
+    return margins
+
+
+def _compare_main(args: argparse.Namespace) -> int:
+    from harness.leaderboard import diff
+
+    margins = _checked_args(args, "comparison file (--out)")
     boards = []
     for label, folder in (("A", args.a), ("B", args.b)):
         try:
             board, messages = build(folder, metric_split=args.metric_split, allow_mixed=args.allow_mixed,
-                                    margins=margins if args.margin else None, mixed_versions=args.mixed_versions)
+                                    margins=margins, mixed_versions=args.mixed_versions)
         except UserError as exc:
             raise UserError(f"{label} ({folder}): {exc}") from None
         for message in messages:
@@ -248,16 +255,9 @@ def _main(args: argparse.Namespace) -> int:
         fmt = suffix if suffix in FORMATS else "md"
     if fmt == "md" and args.table != "benchmarks":
         raise UserError("--table applies to --format csv; the Markdown always holds both tables")
-    try:
-        margins = policy_from_cli(args.margin)
-    except ValueError as exc:
-        raise UserError(f"--margin: {exc}") from None
-    if args.out:
-        from harness.outputs import writable_file
-
-        writable_file(args.out, "leaderboard file (--out)")  # before any work: refuse now, not after
+    margins = _checked_args(args, "leaderboard file (--out)")
     board, messages = build(args.results, metric_split=args.metric_split, allow_mixed=args.allow_mixed,
-                            margins=margins if args.margin else None, mixed_versions=args.mixed_versions)
+                            margins=margins, mixed_versions=args.mixed_versions)
     for message in messages:
         print(f"optbench leaderboard: warning: {message}", file=sys.stderr)
     text = csv_text(board, args.table) if fmt == "csv" else render_markdown(board)
