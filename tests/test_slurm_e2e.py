@@ -110,8 +110,10 @@ def test_slurm_suite_survives_a_scancelled_worker(tmp_path, cluster):
     released (SIGTERM) and run by worker 0; every planned run is recorded once and the leaderboard
     is written by the submitting process."""
     url = cluster
+    # 3000 steps (about 5 s a run): the scancel must land while worker 1 is inside its run. At 300 steps
+    # (0.5 s) the run could finish before SIGTERM arrived, and nothing was released (a CI failure).
     sweep_file = write_sweep(tmp_path / "s.yaml", suite="e2e", optimizers=["adamw"], trials=3, eval_seeds=2,
-                             tasks=[{"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], "steps": 300}])
+                             tasks=[{"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], "steps": 3000}])
     sweep, out = sweep_schema.load(sweep_file), tmp_path / "out"
     t0 = time.monotonic()
     proc = _suite(sweep_file, out, url)
