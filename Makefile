@@ -76,6 +76,7 @@ lock:
 
 lint: $(BIN)/optbench
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 bench: $(BIN)/optbench

@@ -41,8 +41,11 @@ def mlp(width: int, depth: int, d_in: int, d_out: int, seed: int) -> nn.Sequenti
 
 def roles(model: nn.Sequential) -> dict[str, list[nn.Parameter]]:
     linears = [m for m in model if isinstance(m, nn.Linear)]
-    return {"matrix": [m.weight for m in linears[:-1]], "head": [linears[-1].weight],
-            "vector": [m.bias for m in linears]}
+    return {
+        "matrix": [m.weight for m in linears[:-1]],
+        "head": [linears[-1].weight],
+        "vector": [m.bias for m in linears],
+    }
 
 
 def main(argv=None) -> int:
@@ -109,27 +112,72 @@ def main(argv=None) -> int:
     swap_us = 1e6 * statistics.median(swaps)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"cpu, {args.threads} thread(s), load average {load:.2f} (shared VM: timings are noisy)")
-    print(f"MLP {d_in}-{args.width}x{args.depth}-{d_out}: {n_params / 1e6:.2f}M parameters, batch {args.batch}, "
-          f"{args.optimizer}, delay {args.delay}; {args.repeats} repeats x {args.steps} steps per side")
+    print(
+        f"MLP {d_in}-{args.width}x{args.depth}-{d_out}: {n_params / 1e6:.2f}M parameters, batch {args.batch}, "
+        f"{args.optimizer}, delay {args.delay}; {args.repeats} repeats x {args.steps} steps per side"
+    )
     print(f"backward + step          median {statistics.median(base_ms):8.2f} ms")
     print(f"backward + swap + step   median {statistics.median(with_ms):8.2f} ms")
-    print(f"ratio (with / without)   median {med:.4f}x, IQR [{q[0]:.4f}, {q[2]:.4f}], "
-          f"range [{min(ratios):.4f}, {max(ratios):.4f}]")
-    print(f"swap alone               median {swap_us:8.1f} us ({len(delay.params)} tensors; "
-          f"{swap_us / 1e3 / statistics.median(base_ms) * 100:.3f}% of a step)")
-    print(f"ring memory              {delay.nbytes() / 2**20:.1f} MiB = {args.delay} x the gradients "
-          f"({4 * n_params / 2**20:.1f} MiB of fp32 parameters)")
+    print(
+        f"ratio (with / without)   median {med:.4f}x, IQR [{q[0]:.4f}, {q[2]:.4f}], "
+        f"range [{min(ratios):.4f}, {max(ratios):.4f}]"
+    )
+    print(
+        f"swap alone               median {swap_us:8.1f} us ({len(delay.params)} tensors; "
+        f"{swap_us / 1e3 / statistics.median(base_ms) * 100:.3f}% of a step)"
+    )
+    print(
+        f"ring memory              {delay.nbytes() / 2**20:.1f} MiB = {args.delay} x the gradients "
+        f"({4 * n_params / 2**20:.1f} MiB of fp32 parameters)"
+    )
     out = Path(args.out or "benchmarks/results/delay_overhead_cpu.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["device", "threads", "load_avg", "params", "batch", "optimizer", "delay", "repeats", "steps",
-                    "base_median_ms", "delayed_median_ms", "ratio_median", "ratio_q1", "ratio_q3", "ratio_min",
-                    "ratio_max", "swap_median_us", "ring_bytes"])
-        w.writerow(["cpu", args.threads, f"{load:.2f}", n_params, args.batch, args.optimizer, args.delay,
-                    args.repeats, args.steps, f"{statistics.median(base_ms):.3f}",
-                    f"{statistics.median(with_ms):.3f}", f"{med:.4f}", f"{q[0]:.4f}", f"{q[2]:.4f}",
-                    f"{min(ratios):.4f}", f"{max(ratios):.4f}", f"{swap_us:.1f}", delay.nbytes()])
+        w.writerow(
+            [
+                "device",
+                "threads",
+                "load_avg",
+                "params",
+                "batch",
+                "optimizer",
+                "delay",
+                "repeats",
+                "steps",
+                "base_median_ms",
+                "delayed_median_ms",
+                "ratio_median",
+                "ratio_q1",
+                "ratio_q3",
+                "ratio_min",
+                "ratio_max",
+                "swap_median_us",
+                "ring_bytes",
+            ]
+        )
+        w.writerow(
+            [
+                "cpu",
+                args.threads,
+                f"{load:.2f}",
+                n_params,
+                args.batch,
+                args.optimizer,
+                args.delay,
+                args.repeats,
+                args.steps,
+                f"{statistics.median(base_ms):.3f}",
+                f"{statistics.median(with_ms):.3f}",
+                f"{med:.4f}",
+                f"{q[0]:.4f}",
+                f"{q[2]:.4f}",
+                f"{min(ratios):.4f}",
+                f"{max(ratios):.4f}",
+                f"{swap_us:.1f}",
+                delay.nbytes(),
+            ]
+        )
     print(f"wrote {out}")
     return 0
 

@@ -75,8 +75,10 @@ def main(argv=None) -> int:
     m_ours, m_bare = statistics.median(ours), statistics.median(bare)
     ratio = m_ours / m_bare
     ratio_min = min(ours) / min(bare)
-    print(f"device {device}, threads {args.threads}, {args.task}/{spec.dataset} [{args.size}] "
-          f"{args.optimizer}, {spec.steps} steps, {args.repeats} repeats")
+    print(
+        f"device {device}, threads {args.threads}, {args.task}/{spec.dataset} [{args.size}] "
+        f"{args.optimizer}, {spec.steps} steps, {args.repeats} repeats"
+    )
     print(f"{'loop':<10}{'median s':>10}{'ms/step':>10}")
     print(f"{'bare':<10}{m_bare:>10.3f}{1e3 * m_bare / spec.steps:>10.3f}")
     print(f"{'optbench':<10}{m_ours:>10.3f}{1e3 * m_ours / spec.steps:>10.3f}")
@@ -85,11 +87,42 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["device", "threads", "task", "dataset", "size", "optimizer", "steps", "repeats",
-                    "bare_median_s", "optbench_median_s", "ratio", "bare_min_s", "optbench_min_s", "ratio_min"])
-        w.writerow([str(device), args.threads, args.task, spec.dataset, args.size, args.optimizer, spec.steps,
-                    args.repeats, f"{m_bare:.4f}", f"{m_ours:.4f}", f"{ratio:.4f}", f"{min(bare):.4f}",
-                    f"{min(ours):.4f}", f"{ratio_min:.4f}"])
+        w.writerow(
+            [
+                "device",
+                "threads",
+                "task",
+                "dataset",
+                "size",
+                "optimizer",
+                "steps",
+                "repeats",
+                "bare_median_s",
+                "optbench_median_s",
+                "ratio",
+                "bare_min_s",
+                "optbench_min_s",
+                "ratio_min",
+            ]
+        )
+        w.writerow(
+            [
+                str(device),
+                args.threads,
+                args.task,
+                spec.dataset,
+                args.size,
+                args.optimizer,
+                spec.steps,
+                args.repeats,
+                f"{m_bare:.4f}",
+                f"{m_ours:.4f}",
+                f"{ratio:.4f}",
+                f"{min(bare):.4f}",
+                f"{min(ours):.4f}",
+                f"{ratio_min:.4f}",
+            ]
+        )
     print(f"wrote {out}")
     return 0
 

@@ -48,14 +48,18 @@ CLI_LLM_SIZES = ("small", "130m")
 def print_table(rows: list[dict[str, Any]]) -> None:
     """Wall-time table; 'cpu x' is the same ratio on process CPU time (robust to a busy machine).
     Build rows: ms of the one-off build, 'x AdamW' = AdamW steps, 'x Muon' = Muon steps."""
-    head = (f"{'set':<4}{'optimizer':<15}{'phase':<14}{'ms':>10}{'AdamW ms':>10}{'x AdamW':>9}{'cpu x':>8}"
-            f"{'x Muon':>8}  target")
+    head = (
+        f"{'set':<4}{'optimizer':<15}{'phase':<14}{'ms':>10}{'AdamW ms':>10}{'x AdamW':>9}{'cpu x':>8}"
+        f"{'x Muon':>8}  target"
+    )
     print("\n" + head + "\n" + "-" * (len(head) + 22))
     for r in rows:
         vs_muon = f"{r['vs_muon']:.2f}" if "vs_muon" in r else ""
         target = f"{r['target']} {r['ok']}".strip()
-        print(f"{r['set']:<4}{r['optimizer']:<15}{r['phase']:<14}{r['ms']:>10.1f}{r['adamw_ms']:>10.1f}"
-              f"{r['ratio']:>9.2f}{r['cpu_ratio']:>8.2f}{vs_muon:>8}  {target}".rstrip())
+        print(
+            f"{r['set']:<4}{r['optimizer']:<15}{r['phase']:<14}{r['ms']:>10.1f}{r['adamw_ms']:>10.1f}"
+            f"{r['ratio']:>9.2f}{r['cpu_ratio']:>8.2f}{vs_muon:>8}  {target}".rstrip()
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,8 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     ap.add_argument("--build-samples", type=int, default=3, help="fresh switches timed for the build")
     ap.add_argument("--total-steps", type=int, default=1000, help="K for the soft phase (N = K - 1)")
-    ap.add_argument("--llm", choices=CLI_LLM_SIZES, default=None,
-                    help="LLM set size (default: small on CPU, 130m on CUDA)")
+    ap.add_argument(
+        "--llm", choices=CLI_LLM_SIZES, default=None, help="LLM set size (default: small on CPU, 130m on CUDA)"
+    )
     ap.add_argument("--out", default=None, help="CSV path (default benchmarks/results/optimizer_step_<device>.csv)")
     args = ap.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0 or args.build_samples < 1 or args.total_steps < 10:
@@ -81,39 +86,79 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     llm = args.llm or ("130m" if device.type == "cuda" else "small")
     load = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
-    print(f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, "
-          f"torch {torch.__version__}, threads {torch.get_num_threads()}, cores {os.cpu_count()}, "
-          f"load average {load[0]:.1f}, repeats {args.repeats}, warmup {args.warmup}")
+    print(
+        f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, cores {os.cpu_count()}, "
+        f"load average {load[0]:.1f}, repeats {args.repeats}, warmup {args.warmup}"
+    )
 
     sets = {"a": ("a", resnet18_shapes()), "b": ("b", llm_shapes(**LLM_SIZES[llm]))}
     chosen = ["a", "b"] if args.set == "both" else [args.set]
     rows = []
     for key in chosen:
         print()
-        rows += run_set(*sets[key], device, warmup=args.warmup, repeats=args.repeats,
-                        build_samples=args.build_samples, total_steps=args.total_steps,
-                        log=lambda line: print(line, flush=True))
+        rows += run_set(
+            *sets[key],
+            device,
+            warmup=args.warmup,
+            repeats=args.repeats,
+            build_samples=args.build_samples,
+            total_steps=args.total_steps,
+            log=lambda line: print(line, flush=True),
+        )
     print_table(rows)
     load_end = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
-    print(f"load average at the end {load_end[0]:.1f} on {os.cpu_count()} cores"
-          + ("  (busy machine: timings are noisy)" if load_end[0] > (os.cpu_count() or 1) else ""))
+    print(
+        f"load average at the end {load_end[0]:.1f} on {os.cpu_count()} cores"
+        + ("  (busy machine: timings are noisy)" if load_end[0] > (os.cpu_count() or 1) else "")
+    )
 
     out = Path(args.out or f"benchmarks/results/optimizer_step_{device.type}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["device", "torch", "threads", "set", "n_params", "llm", "optimizer", "phase", "implementation",
-              "ms", "adamw_ms", "ratio", "cpu_ms", "adamw_cpu_ms", "cpu_ratio", "vs_muon", "target", "ok",
-              "repeats", "load_avg"]
+    fields = [
+        "device",
+        "torch",
+        "threads",
+        "set",
+        "n_params",
+        "llm",
+        "optimizer",
+        "phase",
+        "implementation",
+        "ms",
+        "adamw_ms",
+        "ratio",
+        "cpu_ms",
+        "adamw_cpu_ms",
+        "cpu_ratio",
+        "vs_muon",
+        "target",
+        "ok",
+        "repeats",
+        "load_avg",
+    ]
     with out.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         for r in rows:
-            w.writerow({**r, "device": device.type, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                        "llm": llm if r["set"] == "b" else "", "repeats": args.repeats,
-                        "ms": f"{r['ms']:.3f}", "adamw_ms": f"{r['adamw_ms']:.3f}", "ratio": f"{r['ratio']:.4f}",
-                        "cpu_ms": f"{r['cpu_ms']:.3f}", "adamw_cpu_ms": f"{r['adamw_cpu_ms']:.3f}",
-                        "cpu_ratio": f"{r['cpu_ratio']:.4f}",
-                        "vs_muon": f"{r['vs_muon']:.4f}" if "vs_muon" in r else "",
-                        "load_avg": f"{load_end[0]:.2f}"})
+            w.writerow(
+                {
+                    **r,
+                    "device": device.type,
+                    "torch": torch.__version__,
+                    "threads": torch.get_num_threads(),
+                    "llm": llm if r["set"] == "b" else "",
+                    "repeats": args.repeats,
+                    "ms": f"{r['ms']:.3f}",
+                    "adamw_ms": f"{r['adamw_ms']:.3f}",
+                    "ratio": f"{r['ratio']:.4f}",
+                    "cpu_ms": f"{r['cpu_ms']:.3f}",
+                    "adamw_cpu_ms": f"{r['adamw_cpu_ms']:.3f}",
+                    "cpu_ratio": f"{r['cpu_ratio']:.4f}",
+                    "vs_muon": f"{r['vs_muon']:.4f}" if "vs_muon" in r else "",
+                    "load_avg": f"{load_end[0]:.2f}",
+                }
+            )
     print(f"wrote {out}")
 
 

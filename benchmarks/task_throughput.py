@@ -84,8 +84,23 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-COLUMNS = ("task", "size", "dataset", "model", "amp", "compile", "batch_items", "unit", "items_per_s",
-           "step_ms", "params", "tflops_per_s", "mfu", "peak_mem_gb", "notes")
+COLUMNS = (
+    "task",
+    "size",
+    "dataset",
+    "model",
+    "amp",
+    "compile",
+    "batch_items",
+    "unit",
+    "items_per_s",
+    "step_ms",
+    "params",
+    "tflops_per_s",
+    "mfu",
+    "peak_mem_gb",
+    "notes",
+)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -106,20 +121,37 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--device", help="cpu or cuda[:i] (default: cuda when present)")
-    p.add_argument("--case", action="append", metavar="TASK:SIZE",
-                   help="run only these cases (repeatable), e.g. llm:paper; default: the device's set")
+    p.add_argument(
+        "--case",
+        action="append",
+        metavar="TASK:SIZE",
+        help="run only these cases (repeatable), e.g. llm:paper; default: the device's set",
+    )
     p.add_argument("--steps", type=int, help="timed steps (default: 20 on CPU, 50 on CUDA)")
     p.add_argument("--warmup", type=int, help="untimed steps first (default: 3 on CPU, 10 on CUDA)")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
-                   help="bf16 autocast on CUDA (default: on; CPU always fp32)")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the model (default: on for CUDA, off for CPU)")
-    p.add_argument("--llm-batch", type=int, default=None,
-                   help="llm sequences per step (default: 128 on CUDA -- the 130M recipe's 512 needs "
-                        "several GPUs or gradient accumulation -- and the task's own on CPU)")
+    p.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bf16 autocast on CUDA (default: on; CPU always fp32)",
+    )
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the model (default: on for CUDA, off for CPU)",
+    )
+    p.add_argument(
+        "--llm-batch",
+        type=int,
+        default=None,
+        help="llm sequences per step (default: 128 on CUDA -- the 130M recipe's 512 needs "
+        "several GPUs or gradient accumulation -- and the task's own on CPU)",
+    )
     p.add_argument("--peak-tflops", type=float, help="peak bf16 TFLOP/s for MFU (default: from the GPU name)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--data-dir", help="data folder for the tasks (default: $OPTBENCH_DATA_DIR or ~/.cache/optbench)")
@@ -160,11 +192,25 @@ def main(argv: list[str] | None = None) -> int:
     for case in cases:
         print(f"[{case.label}] ...", file=sys.stderr, flush=True)
         try:
-            row = measure(case, device, steps=steps, warmup=warmup, amp=args.amp, compile=compile_,
-                          llm_batch=llm_batch, data_dir=args.data_dir, peak=peak)
+            row = measure(
+                case,
+                device,
+                steps=steps,
+                warmup=warmup,
+                amp=args.amp,
+                compile=compile_,
+                llm_batch=llm_batch,
+                data_dir=args.data_dir,
+                peak=peak,
+            )
         except Exception as exc:  # one failing case (missing data, OOM) must not lose the others
-            row = {"task": case.task, "size": case.size, "unit": case.unit, "device": _device_name(device),
-                   "notes": f"failed: {type(exc).__name__}: {str(exc)[:120]}"}
+            row = {
+                "task": case.task,
+                "size": case.size,
+                "unit": case.unit,
+                "device": _device_name(device),
+                "notes": f"failed: {type(exc).__name__}: {str(exc)[:120]}",
+            }
         rows.append(row)
         if cuda:
             torch.cuda.empty_cache()

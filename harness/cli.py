@@ -18,13 +18,13 @@ from harness.outputs import DiskFull, is_disk_full, say, silence
 
 # Command modules, in the order `optbench --help` lists them.
 COMMAND_MODULES = (
-    "harness.run.cli",        # list, run
-    "harness.sweep.cli",      # sweep, worker, suite
-    "harness.sweep.estimate", # plan
-    "harness.sweep.status",   # status
-    "harness.leaderboard",    # leaderboard
-    "harness.report.cli",     # report
-    "harness.check.cli",      # check
+    "harness.run.cli",  # list, run
+    "harness.sweep.cli",  # sweep, worker, suite
+    "harness.sweep.estimate",  # plan
+    "harness.sweep.status",  # status
+    "harness.leaderboard",  # leaderboard
+    "harness.report.cli",  # report
+    "harness.check.cli",  # check
 )
 
 
@@ -40,9 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.results.record import SCHEMA_VERSION
     from harness.results.versions import package_version
 
-    parser.add_argument("--version", action="version",
-                        version=f"optbench {package_version()} (results schema {SCHEMA_VERSION})",
-                        help="print optbench's version (and the results-schema version its records carry) and exit")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"optbench {package_version()} (results schema {SCHEMA_VERSION})",
+        help="print optbench's version (and the results-schema version its records carry) and exit",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -79,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         if not is_disk_full(exc):
             raise
         where = f" writing {exc.filename}" if getattr(exc, "filename", None) else ""
-        say(f"optbench {args.command}: error: no space left on the device{where}; free some space and re-run the "
-            "same command (finished runs are kept)")
+        say(
+            f"optbench {args.command}: error: no space left on the device{where}; free some space and re-run the "
+            "same command (finished runs are kept)"
+        )
         return 1
     except KeyboardInterrupt:
         say(f"optbench {args.command}: interrupted; finished runs are kept, re-run the same command to resume")

@@ -122,8 +122,10 @@ def raise_if_disk_full(exc: BaseException, path: str | os.PathLike, needed: int)
     if not is_disk_full(exc) and (free is None or free >= needed):
         return
     have = "" if free is None else f", {_size(free)} free"
-    raise DiskFull(f"no space left on the device to write {path} (it needs about {_size(needed)}{have}); nothing "
-                   "was half-written: free some space and re-run the same command (finished runs are kept)") from None
+    raise DiskFull(
+        f"no space left on the device to write {path} (it needs about {_size(needed)}{have}); nothing "
+        "was half-written: free some space and re-run the same command (finished runs are kept)"
+    ) from None
 
 
 _TMP_ATTEMPTS = 100

@@ -19,4 +19,6 @@ def offline() -> bool:
 
     Tests and CI set these; loaders then fail fast with a message naming the file to fetch.
     """
-    return any(os.environ.get(k, "") not in ("", "0") for k in ("OPTBENCH_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(
+        os.environ.get(k, "") not in ("", "0") for k in ("OPTBENCH_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )

@@ -60,6 +60,7 @@ BUILT_IN = Origin("built-in")
 
 # ----------------------------------------------------------------------------------- lookups
 
+
 def optimizer(name: str) -> Any:
     """The ``OptimizerSpec`` called ``name`` (see the module docstring for the forms)."""
     return resolve("optimizer", name)[0]
@@ -108,8 +109,10 @@ def _resolve_plugin(kind: str, name: str) -> tuple[Any, Origin]:
     points = [ep for ep in _entry_points(kind) if ep.name == name]
     sources = (["built-in"] if name in builtin else []) + [f"entry point {ep.value} ({_dist(ep)})" for ep in points]
     if len(sources) > 1:
-        raise UserError(f"{kind} name {name!r} is provided by {len(sources)} sources: {'; '.join(sources)}; "
-                        f"uninstall one, or name the plugin by its import path (pkg.module:ATTR)")
+        raise UserError(
+            f"{kind} name {name!r} is provided by {len(sources)} sources: {'; '.join(sources)}; "
+            f"uninstall one, or name the plugin by its import path (pkg.module:ATTR)"
+        )
     if name in builtin:
         return builtin[name], BUILT_IN
     if points:
@@ -117,8 +120,9 @@ def _resolve_plugin(kind: str, name: str) -> tuple[Any, Origin]:
         try:
             obj = ep.load()
         except (Exception, SystemExit) as exc:  # SystemExit: a module that exits on import
-            raise UserError(f"{kind} {name!r}: entry point {ep.value} of {_dist(ep)} failed to load: "
-                            f"{_import_failure(exc)}") from None
+            raise UserError(
+                f"{kind} {name!r}: entry point {ep.value} of {_dist(ep)} failed to load: {_import_failure(exc)}"
+            ) from None
         module = ep.value.split(":", 1)[0]
         return _accept(kind, name, obj, Origin("entry point", _dist(ep), _version_of(module, ep)))
     known = sorted(set(builtin) | {ep.name for ep in _entry_points(kind)})
@@ -190,7 +194,9 @@ def _import_failure(exc: BaseException) -> str:
     """What went wrong importing a plugin module, in words: a module that calls ``sys.exit`` while it
     is imported is a broken plugin, not the end of optbench's command."""
     if isinstance(exc, SystemExit):
-        return f"the module called sys.exit({exc.code!r}) while being imported (SystemExit); a plugin module must not exit"
+        return (
+            f"the module called sys.exit({exc.code!r}) while being imported (SystemExit); a plugin module must not exit"
+        )
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -201,8 +207,10 @@ def _accept(kind: str, name: str, obj: Any, where: Origin) -> tuple[Any, Origin]
 
         if isinstance(obj, TaskSpec):
             return obj, where
-        raise UserError(f"task {name!r} ({where.source}) is a {type(obj).__name__}, not a harness.task.TaskSpec "
-                        "record (see tasks/*.py: each module exports one TASK = TaskSpec(...))")
+        raise UserError(
+            f"task {name!r} ({where.source}) is a {type(obj).__name__}, not a harness.task.TaskSpec "
+            "record (see tasks/*.py: each module exports one TASK = TaskSpec(...))"
+        )
     import torch
 
     from optimizers._base import OptimizerSpec
@@ -211,23 +219,29 @@ def _accept(kind: str, name: str, obj: Any, where: Origin) -> tuple[Any, Origin]
         return obj, where
     if inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer):
         return wrap_optimizer_class(obj, name), where
-    raise UserError(f"optimizer {name!r} ({where.source}) is a {type(obj).__name__}, not an "
-                    "optimizers.OptimizerSpec or a torch.optim.Optimizer subclass")
+    raise UserError(
+        f"optimizer {name!r} ({where.source}) is a {type(obj).__name__}, not an "
+        "optimizers.OptimizerSpec or a torch.optim.Optimizer subclass"
+    )
 
 
 def _torch_optimizer(name: str) -> tuple[Any, Origin]:
     import torch
 
-    attr = name[len(TORCH_PREFIX):]
+    attr = name[len(TORCH_PREFIX) :]
     cls = getattr(torch.optim, attr, None)
     if not (inspect.isclass(cls) and issubclass(cls, torch.optim.Optimizer)) or cls is torch.optim.Optimizer:
-        known = sorted(n for n, c in vars(torch.optim).items()
-                       if inspect.isclass(c) and issubclass(c, torch.optim.Optimizer) and c is not torch.optim.Optimizer)
+        known = sorted(
+            n
+            for n, c in vars(torch.optim).items()
+            if inspect.isclass(c) and issubclass(c, torch.optim.Optimizer) and c is not torch.optim.Optimizer
+        )
         raise UserError(f"torch.optim has no optimizer {attr!r}; known: {', '.join(known)}")
     return wrap_optimizer_class(cls, name), Origin("torch.optim", "torch", torch.__version__)
 
 
 # ------------------------------------------------------------------------------ wrapping a class
+
 
 def class_defaults(cls: type[Optimizer]) -> dict[str, Any]:
     """Hyperparameters of an optimizer class, from its ``__init__`` signature: every argument after
@@ -264,16 +278,19 @@ def unsupported_class(cls: type[Optimizer]) -> str | None:
     if "lr" not in params:
         alias = next((a for a in _LR_ALIASES if a in params), None)
         named = f"its learning rate is the argument {alias!r}" if alias else "it takes no learning rate"
-        return (f"{named}; optbench's schedules set each param group's 'lr', so the class must take an "
-                "'lr' argument (rename it, or wrap the class in one that does)")
+        return (
+            f"{named}; optbench's schedules set each param group's 'lr', so the class must take an "
+            "'lr' argument (rename it, or wrap the class in one that does)"
+        )
     closure = inspect.signature(cls.step).parameters.get("closure")
     if closure is not None and closure.default is inspect.Parameter.empty:
-        return ("its step() needs a closure that re-evaluates the loss (as L-BFGS does); optbench's loop "
-                "calls step() once per batch without one")
+        return (
+            "its step() needs a closure that re-evaluates the loss (as L-BFGS does); optbench's loop "
+            "calls step() once per batch without one"
+        )
     sparse = getattr(torch.optim, "SparseAdam", None)
     if sparse is not None and issubclass(cls, sparse):
-        return ("it accepts only sparse gradients (nn.Embedding(sparse=True)); optbench's tasks produce "
-                "dense gradients")
+        return "it accepts only sparse gradients (nn.Embedding(sparse=True)); optbench's tasks produce dense gradients"
     return None
 
 
@@ -304,9 +321,15 @@ def wrap_optimizer_class(cls: type[Optimizer], name: str) -> Any:
         return _build_wrapped(cls, groups, hparams, routed)
 
     summary = (inspect.getdoc(cls) or cls.__name__).splitlines()[0]
-    return OptimizerSpec(name=name, summary=f"{cls.__module__}.{cls.__qualname__}: {summary}", defaults=defaults,
-                         search_space=space, build_fn=build, implementation="plugin",
-                         extra={"class": f"{cls.__module__}.{cls.__qualname__}", "routing": routed or "all"})
+    return OptimizerSpec(
+        name=name,
+        summary=f"{cls.__module__}.{cls.__qualname__}: {summary}",
+        defaults=defaults,
+        search_space=space,
+        build_fn=build,
+        implementation="plugin",
+        extra={"class": f"{cls.__module__}.{cls.__qualname__}", "routing": routed or "all"},
+    )
 
 
 def _build_wrapped(cls: type, groups: Mapping[str, list], hparams: Mapping[str, Any], routed: str | None):
@@ -325,8 +348,15 @@ def _build_wrapped(cls: type, groups: Mapping[str, list], hparams: Mapping[str, 
     main = decay_groups(matrices, own["weight_decay"]) if "weight_decay" in own else [{"params": matrices}]
     param_groups = [{**g, "route": "main"} for g in main if g["params"]]
     param_groups += [{**g, "route": "aux"} for g in decay_groups(rest, hparams["aux_weight_decay"])]
-    return RoutedOptimizer(param_groups, cls, aux_lr=hparams["aux_lr"], aux_betas=tuple(hparams["aux_betas"]),
-                           aux_eps=hparams["aux_eps"], aux_weight_decay=hparams["aux_weight_decay"], **own)
+    return RoutedOptimizer(
+        param_groups,
+        cls,
+        aux_lr=hparams["aux_lr"],
+        aux_betas=tuple(hparams["aux_betas"]),
+        aux_eps=hparams["aux_eps"],
+        aux_weight_decay=hparams["aux_weight_decay"],
+        **own,
+    )
 
 
 def __getattr__(name: str) -> Any:

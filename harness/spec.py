@@ -53,7 +53,7 @@ def dataset_id(dataset: str) -> str:
         return dataset
     from pathlib import Path
 
-    path = Path(dataset[len(PATH_PREFIX):]).expanduser()
+    path = Path(dataset[len(PATH_PREFIX) :]).expanduser()
     try:
         stat = path.stat()
         return _content_id(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
@@ -126,9 +126,9 @@ class RunSpec:
     trial: int | None = None
     replicate: int = 0  # tuning replicate (independent study) this run belongs to; 0 without replicates
     branched_from: str = ""  # run_id of the parent whose checkpoint this run starts from ('' = from scratch)
-    branch_step: int = 0     # the step of that checkpoint (0 when not branched)
-    delay: int = 0           # gradients reach the optimizer this many steps late (0: no delay; harness.run.delay)
-    budget: float = 1.0      # fraction of the full budget ``steps`` this run trains (WSD budget branch; 1.0: all)
+    branch_step: int = 0  # the step of that checkpoint (0 when not branched)
+    delay: int = 0  # gradients reach the optimizer this many steps late (0: no delay; harness.run.delay)
+    budget: float = 1.0  # fraction of the full budget ``steps`` this run trains (WSD budget branch; 1.0: all)
     schedule: Mapping[str, Any] = field(default_factory=dict)  # LR schedule override ({}: the task's own)
     cell: Mapping[str, Any] = field(default_factory=dict)  # the sweep cell's axis values (bookkeeping; {}: none)
 
@@ -141,9 +141,15 @@ class RunSpec:
             raise ValueError(f"invalid steps {steps_problem(self.steps)}")
         if seed_problem(self.seed):
             raise ValueError(f"invalid seed {seed_problem(self.seed)}")
-        if not isinstance(self.branch_step, int) or self.branch_step < 0 or bool(self.branched_from) != (self.branch_step > 0):
-            raise ValueError(f"branched_from and branch_step go together (a run_id and a step >= 1), got "
-                             f"{self.branched_from!r} and {self.branch_step!r}")
+        if (
+            not isinstance(self.branch_step, int)
+            or self.branch_step < 0
+            or bool(self.branched_from) != (self.branch_step > 0)
+        ):
+            raise ValueError(
+                f"branched_from and branch_step go together (a run_id and a step >= 1), got "
+                f"{self.branched_from!r} and {self.branch_step!r}"
+            )
         if not isinstance(self.delay, int) or isinstance(self.delay, bool) or self.delay < 0:
             raise ValueError(f"delay must be a non-negative integer (steps), got {self.delay!r}")
         if isinstance(self.budget, bool) or not isinstance(self.budget, (int, float)) or not 0 < self.budget <= 1:
@@ -152,8 +158,9 @@ class RunSpec:
         if not isinstance(self.replicate, int) or self.replicate < 0:
             raise ValueError(f"replicate must be a non-negative integer, got {self.replicate!r}")
         if not isinstance(self.schedule, Mapping):
-            raise ValueError(f"schedule must be a mapping (an LR schedule override; empty: the task's own), "
-                             f"got {self.schedule!r}")
+            raise ValueError(
+                f"schedule must be a mapping (an LR schedule override; empty: the task's own), got {self.schedule!r}"
+            )
         # Freeze the mappings' contents into plain dicts so asdict/json are stable.
         object.__setattr__(self, "hparams", dict(self.hparams))
         object.__setattr__(self, "task_options", dict(self.task_options))

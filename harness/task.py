@@ -36,8 +36,22 @@ from harness.errors import UserError, unknown
 from harness.vocab import ROLES, SIZES, Metric
 
 __all__ = [
-    "SIZES", "ROLES", "Metric", "Task", "TaskData", "TaskSpec", "TaskRequest", "Option", "Dataset", "TinyRun",
-    "load_data", "clear_data_cache", "device_generator", "epoch_indices", "check_roles", "roles_by_module",
+    "SIZES",
+    "ROLES",
+    "Metric",
+    "Task",
+    "TaskData",
+    "TaskSpec",
+    "TaskRequest",
+    "Option",
+    "Dataset",
+    "TinyRun",
+    "load_data",
+    "clear_data_cache",
+    "device_generator",
+    "epoch_indices",
+    "check_roles",
+    "roles_by_module",
     "is_lr_key",
 ]
 
@@ -113,8 +127,9 @@ def device_generator(generator: torch.Generator, device: torch.device) -> torch.
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def epoch_indices(n: int, batch_size: int, generator: torch.Generator, rank: int = 0,
-                  world_size: int = 1) -> Iterator[torch.Tensor]:
+def epoch_indices(
+    n: int, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1
+) -> Iterator[torch.Tensor]:
     """Endless index batches over ``n`` training rows: a permutation per epoch, drawn from
     ``generator`` on its device, cut into batches of ``batch_size // world_size`` (the last partial
     batch is dropped). Under DDP every rank draws the same permutation (same generator seed) and keeps
@@ -126,7 +141,7 @@ def epoch_indices(n: int, batch_size: int, generator: torch.Generator, rank: int
             perm = perm[rank::world_size]
         size = min(per_rank, perm.numel())
         for start in range(0, perm.numel() - size + 1, size):
-            yield perm[start:start + size]
+            yield perm[start : start + size]
 
 
 def check_roles(model: nn.Module, roles: Mapping[str, list[nn.Parameter]]) -> None:
@@ -220,8 +235,9 @@ class Option:
         if types == (str,):
             return "be non-empty text"
         if len(types) > 1:
-            return "be " + " or ".join({int: "an integer", float: "a number", str: "text", bool: "true/false"}[t]
-                                       for t in types)
+            return "be " + " or ".join(
+                {int: "an integer", float: "a number", str: "text", bool: "true/false"}[t] for t in types
+            )
         noun = "an integer" if types == (int,) else "a number"
         if self.minimum is not None and self.below is not None:
             return f"lie in [{self.minimum:g}, {self.below:g})"
@@ -248,8 +264,9 @@ class Option:
         if self.choices and coerced not in self.choices:
             raise unknown(self.name, coerced, self.choices)
         number = isinstance(coerced, (int, float)) and not isinstance(coerced, bool)
-        if number and ((self.minimum is not None and coerced < self.minimum)
-                       or (self.below is not None and coerced >= self.below)):
+        if number and (
+            (self.minimum is not None and coerced < self.minimum) or (self.below is not None and coerced >= self.below)
+        ):
             raise UserError(f"invalid option {self.name}={value!r} for task {task} (must {self.requirement()})")
         return coerced
 
@@ -399,11 +416,17 @@ class TaskSpec:
         problems = [f"sizes {self.sizes} not within {SIZES}"] if not set(self.sizes) <= set(SIZES) else []
         problems += [f"option {n!r} declared twice" for n in sorted({n for n in names if names.count(n) > 1})]
         problems += [f"no default dataset for size {s!r}" for s in self.sizes if s not in self.default_dataset]
-        problems += [f"default dataset {d!r} is not declared" for d in self.default_dataset.values()
-                     if self.find_dataset(d) is None]
+        problems += [
+            f"default dataset {d!r} is not declared"
+            for d in self.default_dataset.values()
+            if self.find_dataset(d) is None
+        ]
         problems += ["no metric declared"] if not self.metrics else []
-        problems += [f"dataset {d.name!r} reports {d.metric}, not among the task's metrics"
-                     for d in self.datasets if d.metric is not None and d.metric not in self.metrics]
+        problems += [
+            f"dataset {d.name!r} reports {d.metric}, not among the task's metrics"
+            for d in self.datasets
+            if d.metric is not None and d.metric not in self.metrics
+        ]
         if problems:
             raise ValueError(f"task {self.name!r}: " + "; ".join(problems))
 
@@ -435,8 +458,7 @@ class TaskSpec:
         bad = sorted(set(options) - {o.name for o in self.options})
         if bad:
             raise self._unknown_options(bad)
-        return {o.name: o.check(options[o.name], self.name) if o.name in options else o.default
-                for o in self.options}
+        return {o.name: o.check(options[o.name], self.name) if o.name in options else o.default for o in self.options}
 
     def _unknown_options(self, bad: list[str]) -> UserError:
         known = ", ".join(sorted(o.name for o in self.options)) or "(none)"
@@ -450,15 +472,17 @@ class TaskSpec:
         given = dataset is not None
         dataset = self.default_dataset[size] if dataset is None else dataset
         if isinstance(dataset, str) and dataset in self.groups:
-            raise UserError(f"{dataset!r} is a group of datasets, not one; run each of: "
-                            f"{', '.join(self.groups[dataset])}")
+            raise UserError(
+                f"{dataset!r} is a group of datasets, not one; run each of: {', '.join(self.groups[dataset])}"
+            )
         if self.find_dataset(dataset) is None:
             raise unknown("dataset", dataset, [d.name for d in self.datasets])
         request = TaskRequest(self.name, size, dataset, self.check_options(options), given)
         return self.resolve(request) if self.resolve is not None else request
 
-    def make(self, size: str = "tiny", dataset: str | None = None, data_dir: str | Path | None = None,
-             **options: Any) -> Task:
+    def make(
+        self, size: str = "tiny", dataset: str | None = None, data_dir: str | Path | None = None, **options: Any
+    ) -> Task:
         """Check the request, locate the data (downloading when allowed), load it (cached per
         process) and build the ``Task``. Raises ``UserError`` for bad input and missing files."""
         request = self.request(size, dataset, **options)

@@ -120,6 +120,7 @@ class OptimizerSpec:
 
 # --- validation helpers (each raises ValueError naming the parameter) -------------------------
 
+
 def check_nonneg(name: str, value: Any) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
         raise ValueError(f"invalid {name}: {value!r} (must be a finite number >= 0)")
@@ -212,6 +213,7 @@ def checked_group(optimizer: torch.optim.Optimizer, check: Callable[[dict[str, A
 
 
 # --- weight-decay grouping ---------------------------------------------------------------------
+
 
 def decay_groups(params: Iterable[torch.nn.Parameter], weight_decay: float, **extra: Any) -> list[dict]:
     """Split ``params`` into a decayed group (ndim >= 2) and a non-decayed group (1-D and scalars).

@@ -17,6 +17,7 @@ from torch import Tensor
 
 # --- the temperature schedule ---------------------------------------------------------------------
 
+
 def fit_cauchy(values: Tensor, *, overwrite: bool = False) -> tuple[Tensor, Tensor]:
     """Robust Cauchy fit of all entries: ``mu = median(v)``, ``sigma = median(|v - mu|)``.
 
@@ -144,7 +145,13 @@ _HALF = (torch.float16, torch.bfloat16)
 
 
 def fit_schedule(
-    values: list[Tensor], n: int, *, eps: float, newton_iters: int, tmax: float, c: float | None = None,
+    values: list[Tensor],
+    n: int,
+    *,
+    eps: float,
+    newton_iters: int,
+    tmax: float,
+    c: float | None = None,
     scales: list[float] | None = None,
 ) -> Tensor:
     """One schedule of length ``n`` over all entries of ``values`` (each entry of ``values[i]``
@@ -160,7 +167,7 @@ def fit_schedule(
     flat = torch.empty(sum(v.numel() for v in values), dtype=dtype, device=device)
     offset = 0
     for i, v in enumerate(values):
-        segment = flat[offset:offset + v.numel()]
+        segment = flat[offset : offset + v.numel()]
         source = v.detach().reshape(-1).to(device)
         if scales is None or scales[i] == 1.0:
             segment.copy_(source)

@@ -66,8 +66,12 @@ def init_switch_state(group: dict[str, Any], alpha_sign: float, total_steps: int
     group[key] = None
 
 
-def share_switch_state(groups: Sequence[dict[str, Any]], new: dict[str, Any], key: str,
-                       derive: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None) -> None:
+def share_switch_state(
+    groups: Sequence[dict[str, Any]],
+    new: dict[str, Any],
+    key: str,
+    derive: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None,
+) -> None:
     """A group added after the switch to an ``"optimizer"``-scoped pool takes the pool's switch state
     (``derive(source, new)`` if given, else the same object): one schedule stays one schedule."""
     if new.get("schedule_scope", "optimizer") != "optimizer":
@@ -116,8 +120,11 @@ def check_shared_schedule(groups: Sequence[Mapping[str, Any]], keys: Sequence[st
 
 
 def load_keeping_own_keys(
-    optimizer: torch.optim.Optimizer, state_dict: dict[str, Any], load: Callable[[dict[str, Any]], None],
-    *, required: Sequence[str] = ("step",),
+    optimizer: torch.optim.Optimizer,
+    state_dict: dict[str, Any],
+    load: Callable[[dict[str, Any]], None],
+    *,
+    required: Sequence[str] = ("step",),
 ) -> None:
     """``load(state_dict)`` (torch's ``load_state_dict``), then put back every group key the
     checkpoint lacks (saved values win). ``required`` keys, when this optimizer's group has them,

@@ -46,9 +46,16 @@ class AdamW(torch.optim.AdamW):
     torch.optim.AdamW's own default on CPUs. ``foreach=True`` with a tensor lr is torch's refusal.
     """
 
-    def __init__(self, params, lr: float | torch.Tensor = DEFAULTS["lr"],
-                 betas: tuple[float, float] = DEFAULTS["betas"], eps: float = DEFAULTS["eps"],
-                 weight_decay: float = DEFAULTS["weight_decay"], *, foreach: bool | None = None):
+    def __init__(
+        self,
+        params,
+        lr: float | torch.Tensor = DEFAULTS["lr"],
+        betas: tuple[float, float] = DEFAULTS["betas"],
+        eps: float = DEFAULTS["eps"],
+        weight_decay: float = DEFAULTS["weight_decay"],
+        *,
+        foreach: bool | None = None,
+    ):
         check_lr("lr", lr)
         if foreach is None:
             foreach = not isinstance(lr, torch.Tensor)
@@ -66,8 +73,9 @@ def build(groups: Mapping[str, list[torch.nn.Parameter]], hparams: dict[str, Any
     """AdamW over every role; 1-D parameters are not decayed."""
     del total_steps
     param_groups = decay_groups(all_params(groups), hparams["weight_decay"])
-    return AdamW(param_groups, lr=hparams["lr"], betas=hparams["betas"], eps=hparams["eps"],
-                 weight_decay=hparams["weight_decay"])
+    return AdamW(
+        param_groups, lr=hparams["lr"], betas=hparams["betas"], eps=hparams["eps"], weight_decay=hparams["weight_decay"]
+    )
 
 
 SPEC = OptimizerSpec(

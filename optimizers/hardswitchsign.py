@@ -104,8 +104,14 @@ def validate(group: Mapping[str, Any]) -> None:
 
 
 def sgd_step(
-    params: list[Tensor], scaled_directions: Tensors, factor: Tensor, *, lr: float, weight_decay: float,
-    foreach: bool, directions_are_scratch: bool = False,
+    params: list[Tensor],
+    scaled_directions: Tensors,
+    factor: Tensor,
+    *,
+    lr: float,
+    weight_decay: float,
+    foreach: bool,
+    directions_are_scratch: bool = False,
 ) -> None:
     """``p <- p * (1 - lr wd) - lr * factor * x`` for the stored ``x = (1 - beta) d`` and the 0-d
     ``factor = gain / (1 - beta)``, over tensors of one device and dtype."""
@@ -160,9 +166,16 @@ class HardSwitchSign(torch.optim.Optimizer):
         *,
         foreach: bool = True,
     ):
-        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov,
-                    "alpha_sign": alpha_sign, "switch_scale": switch_scale, "foreach": foreach,
-                    "total_steps": total_steps}
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "alpha_sign": alpha_sign,
+            "switch_scale": switch_scale,
+            "foreach": foreach,
+            "total_steps": total_steps,
+        }
         validate(defaults)
         super().__init__(params, defaults)
 
@@ -178,8 +191,12 @@ class HardSwitchSign(torch.optim.Optimizer):
         super().add_param_group(param_group)
         group = checked_group(self, validate)
         init_switch_state(group, group["alpha_sign"], group["total_steps"], "sgd_gain", step=clock)
-        share_switch_state(self.param_groups, group, "sgd_gain",
-                           derive=lambda src, new: src["sgd_gain"] / src["switch_scale"] * new["switch_scale"])
+        share_switch_state(
+            self.param_groups,
+            group,
+            "sgd_gain",
+            derive=lambda src, new: src["sgd_gain"] / src["switch_scale"] * new["switch_scale"],
+        )
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``, keeping the keys a Signum checkpoint lacks (branching)."""
@@ -204,8 +221,13 @@ class HardSwitchSign(torch.optim.Optimizer):
                 for bucket in buckets:
                     signum_step(*bucket, **hp, momentum=momentum, nesterov=nesterov, foreach=foreach)
                 continue
-            post.append((group, buckets, [scaled_momentum_directions(g, e, momentum, nesterov, foreach=foreach)
-                                          for _, g, e in buckets]))
+            post.append(
+                (
+                    group,
+                    buckets,
+                    [scaled_momentum_directions(g, e, momentum, nesterov, foreach=foreach) for _, g, e in buckets],
+                )
+            )
         due = [(group, directions) for group, _, directions in post if group["sgd_gain"] is None]
         if due:  # the switch: one RMS over every parameter that switches now
             rms_inputs = [(ds, 1.0 - group["momentum"]) for group, directions in due for ds in directions]
@@ -216,8 +238,15 @@ class HardSwitchSign(torch.optim.Optimizer):
             for (p, _, _), x in zip(buckets, directions):
                 gain = group["sgd_gain"].to(p[0].device)
                 factor = (gain.double() if p[0].dtype == torch.float64 else gain) / (1.0 - group["momentum"])
-                sgd_step(p, x, factor, lr=group["lr"], weight_decay=group["weight_decay"],
-                         foreach=group["foreach"], directions_are_scratch=group["nesterov"])
+                sgd_step(
+                    p,
+                    x,
+                    factor,
+                    lr=group["lr"],
+                    weight_decay=group["weight_decay"],
+                    foreach=group["foreach"],
+                    directions_are_scratch=group["nesterov"],
+                )
         return loss
 
     def diagnostics(self) -> dict[str, float]:
@@ -229,8 +258,7 @@ class HardSwitchSign(torch.optim.Optimizer):
         return {"phase": 0.0}
 
 
-def build(groups: Mapping[str, list[torch.nn.Parameter]], hparams: dict[str, Any],
-          total_steps: int) -> HardSwitchSign:
+def build(groups: Mapping[str, list[torch.nn.Parameter]], hparams: dict[str, Any], total_steps: int) -> HardSwitchSign:
     """HardSwitchSign over every role, switching at ``floor(alpha_sign * total_steps)``; 1-D params not decayed."""
     param_groups = decay_groups(all_params(groups), hparams["weight_decay"])
     keys = ("lr", "momentum", "weight_decay", "nesterov", "alpha_sign", "switch_scale")
@@ -246,6 +274,8 @@ SPEC = OptimizerSpec(
     build_fn=build,
     implementation="foreach",
     branch_from="signum",
-    extra={"momentum_convention": "heavy-ball m <- beta*m + g (first m = g), stored as (1-beta)*m",
-           "post_switch_lr": "switch_scale * lr / rms(d at step S+1), pooled over all parameters"},
+    extra={
+        "momentum_convention": "heavy-ball m <- beta*m + g (first m = g), stored as (1-beta)*m",
+        "post_switch_lr": "switch_scale * lr / rms(d at step S+1), pooled over all parameters",
+    },
 )

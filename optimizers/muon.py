@@ -121,6 +121,7 @@ NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 # --- pure tensor functions -------------------------------------------------------------------
 
+
 def ns_compute_dtype(ns_dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """The dtype the Newton-Schulz iterations run in: ``"auto"`` / ``None`` = bfloat16 on CUDA and
     float32 elsewhere; ``"bfloat16"`` / ``"float32"`` (or a torch dtype) as given."""
@@ -197,7 +198,7 @@ def shape_scale(p: Tensor, mode: str = "reference") -> float:
     Jordan's ``muon.py`` and the official SoftMuon (1 for a square conv kernel). ``"flattened"``: of the
     ``(out, in*kh*kw)`` matrix that NS5 sees.
     """
-    rows, cols = (as_matrix(p).shape if mode == "flattened" else p.shape[-2:])
+    rows, cols = as_matrix(p).shape if mode == "flattened" else p.shape[-2:]
     return math.sqrt(max(1.0, rows / cols))
 
 
@@ -246,8 +247,14 @@ def adamw_foreach(
 # --- the optimizer ---------------------------------------------------------------------------
 
 # Per-group keys and the hyperparameter each comes from (for error messages that name it).
-MUON_KEYS = {"lr": "lr", "weight_decay": "weight_decay", "momentum": "momentum", "nesterov": "nesterov",
-             "shape_scale": "shape_scale", "ns_dtype": "ns_dtype"}
+MUON_KEYS = {
+    "lr": "lr",
+    "weight_decay": "weight_decay",
+    "momentum": "momentum",
+    "nesterov": "nesterov",
+    "shape_scale": "shape_scale",
+    "ns_dtype": "ns_dtype",
+}
 AUX_KEYS = {"lr": "aux_lr", "betas": "aux_betas", "eps": "aux_eps", "weight_decay": "aux_weight_decay"}
 
 
@@ -288,14 +295,33 @@ class Muon(torch.optim.Optimizer):
     _aux_keys: Mapping[str, str] = AUX_KEYS
     _extra_keys: tuple[str, ...] = ()  # constructor keywords a subclass adds
 
-    def __init__(self, params, lr: float | Tensor = DEFAULTS["lr"], weight_decay: float = DEFAULTS["weight_decay"],
-                 momentum: float = DEFAULTS["momentum"], nesterov: bool = DEFAULTS["nesterov"],
-                 aux_lr: float | Tensor = DEFAULTS["aux_lr"], aux_betas: tuple[float, float] = DEFAULTS["aux_betas"],
-                 aux_eps: float = DEFAULTS["aux_eps"], aux_weight_decay: float = DEFAULTS["aux_weight_decay"],
-                 shape_scale: str = DEFAULTS["shape_scale"], ns_dtype: str = DEFAULTS["ns_dtype"], **extra: Any):
-        defaults = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov,
-                    "aux_lr": aux_lr, "aux_betas": tuple(aux_betas), "aux_eps": aux_eps,
-                    "aux_weight_decay": aux_weight_decay, "shape_scale": shape_scale, "ns_dtype": ns_dtype}
+    def __init__(
+        self,
+        params,
+        lr: float | Tensor = DEFAULTS["lr"],
+        weight_decay: float = DEFAULTS["weight_decay"],
+        momentum: float = DEFAULTS["momentum"],
+        nesterov: bool = DEFAULTS["nesterov"],
+        aux_lr: float | Tensor = DEFAULTS["aux_lr"],
+        aux_betas: tuple[float, float] = DEFAULTS["aux_betas"],
+        aux_eps: float = DEFAULTS["aux_eps"],
+        aux_weight_decay: float = DEFAULTS["aux_weight_decay"],
+        shape_scale: str = DEFAULTS["shape_scale"],
+        ns_dtype: str = DEFAULTS["ns_dtype"],
+        **extra: Any,
+    ):
+        defaults = {
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "momentum": momentum,
+            "nesterov": nesterov,
+            "aux_lr": aux_lr,
+            "aux_betas": tuple(aux_betas),
+            "aux_eps": aux_eps,
+            "aux_weight_decay": aux_weight_decay,
+            "shape_scale": shape_scale,
+            "ns_dtype": ns_dtype,
+        }
         unknown = sorted(set(extra) - set(self._extra_keys))
         if unknown:
             raise TypeError(f"{type(self).__name__}.__init__() got unexpected keyword argument(s) {unknown}")
@@ -440,16 +466,27 @@ class Muon(torch.optim.Optimizer):
             exp_avg_sqs.append(state["exp_avg_sq"])
             steps.append(state["step"])
         beta1, beta2 = group["betas"]
-        adamw_foreach(params, grads, exp_avgs, exp_avg_sqs, steps, lr=step_lr(group["lr"]), beta1=beta1, beta2=beta2,
-                      eps=group["eps"], weight_decay=group["weight_decay"])
+        adamw_foreach(
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            steps,
+            lr=step_lr(group["lr"]),
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+        )
 
     def diagnostics(self) -> dict[str, float]:
         """Nothing cheap and useful to log beyond the loss (as for Signum and AdamW)."""
         return {}
 
 
-def param_groups(groups: Mapping[str, list[torch.nn.Parameter]], hparams: Mapping[str, Any],
-                 **muon_extra: Any) -> list[dict[str, Any]]:
+def param_groups(
+    groups: Mapping[str, list[torch.nn.Parameter]], hparams: Mapping[str, Any], **muon_extra: Any
+) -> list[dict[str, Any]]:
     """Route roles to groups: ``matrix`` (ndim >= 2) -> one Muon group; everything else -> AdamW
     groups split by ``decay_groups`` (no weight decay on 1-D parameters)."""
     matrices: list[torch.nn.Parameter] = []
@@ -463,10 +500,22 @@ def param_groups(groups: Mapping[str, list[torch.nn.Parameter]], hparams: Mappin
             (matrices if role == "matrix" and p.ndim >= 2 else others).append(p)
     out: list[dict[str, Any]] = []
     if matrices:
-        out.append({"params": matrices, "use_muon": True,
-                    **{key: hparams[name] for key, name in MUON_KEYS.items()}, **muon_extra})
-    out += decay_groups(others, hparams["aux_weight_decay"], use_muon=False, lr=hparams["aux_lr"],
-                        betas=tuple(hparams["aux_betas"]), eps=hparams["aux_eps"])
+        out.append(
+            {
+                "params": matrices,
+                "use_muon": True,
+                **{key: hparams[name] for key, name in MUON_KEYS.items()},
+                **muon_extra,
+            }
+        )
+    out += decay_groups(
+        others,
+        hparams["aux_weight_decay"],
+        use_muon=False,
+        lr=hparams["aux_lr"],
+        betas=tuple(hparams["aux_betas"]),
+        eps=hparams["aux_eps"],
+    )
     return out
 
 
@@ -484,7 +533,12 @@ SPEC = OptimizerSpec(
     search_space=SEARCH_SPACE,
     build_fn=build,
     implementation="foreach",
-    extra={"ns_steps": 5, "batched_by_shape": True,
-           "variants": {"shape_scale": "reference (default, Keller Jordan's muon.py) | flattened (optbench's earlier)",
-                        "ns_dtype": "auto (default: bfloat16 on CUDA, float32 elsewhere) | bfloat16 | float32"}},
+    extra={
+        "ns_steps": 5,
+        "batched_by_shape": True,
+        "variants": {
+            "shape_scale": "reference (default, Keller Jordan's muon.py) | flattened (optbench's earlier)",
+            "ns_dtype": "auto (default: bfloat16 on CUDA, float32 elsewhere) | bfloat16 | float32",
+        },
+    },
 )

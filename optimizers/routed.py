@@ -48,11 +48,17 @@ class RoutedOptimizer(torch.optim.Optimizer):
 
     main_cls: type[torch.optim.Optimizer] | None = None
 
-    def __init__(self, params, main_cls: type[torch.optim.Optimizer] | None = None, *,
-                 aux_lr: float | Tensor = AUX_DEFAULTS["aux_lr"],
-                 aux_betas: tuple[float, float] = AUX_DEFAULTS["aux_betas"],
-                 aux_eps: float = AUX_DEFAULTS["aux_eps"], aux_weight_decay: float = AUX_DEFAULTS["aux_weight_decay"],
-                 **main_kwargs: Any):
+    def __init__(
+        self,
+        params,
+        main_cls: type[torch.optim.Optimizer] | None = None,
+        *,
+        aux_lr: float | Tensor = AUX_DEFAULTS["aux_lr"],
+        aux_betas: tuple[float, float] = AUX_DEFAULTS["aux_betas"],
+        aux_eps: float = AUX_DEFAULTS["aux_eps"],
+        aux_weight_decay: float = AUX_DEFAULTS["aux_weight_decay"],
+        **main_kwargs: Any,
+    ):
         main_cls = main_cls if main_cls is not None else type(self).main_cls
         if not (isinstance(main_cls, type) and issubclass(main_cls, torch.optim.Optimizer)):
             raise TypeError(f"main_cls must be a torch.optim.Optimizer subclass, got {main_cls!r}")
@@ -65,7 +71,12 @@ class RoutedOptimizer(torch.optim.Optimizer):
         check_nonneg("aux_weight_decay", aux_weight_decay)
         self._main_cls = main_cls
         self._main_kwargs = dict(main_kwargs)
-        self._aux_kwargs: dict[str, Any] = {"lr": aux_lr, "betas": tuple(aux_betas), "eps": aux_eps, "weight_decay": aux_weight_decay}
+        self._aux_kwargs: dict[str, Any] = {
+            "lr": aux_lr,
+            "betas": tuple(aux_betas),
+            "eps": aux_eps,
+            "weight_decay": aux_weight_decay,
+        }
         self._parts: dict[str, torch.optim.Optimizer | None] = {"main": None, "aux": None}
         super().__init__(params, {**main_kwargs, **{AUX_KEYS[k]: v for k, v in self._aux_kwargs.items()}})
 
@@ -139,8 +150,13 @@ class RoutedOptimizer(torch.optim.Optimizer):
                 inner.__setstate__({"state": self.state, "param_groups": groups})
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**super().__getstate__(), "_main_cls": self._main_cls, "_main_kwargs": self._main_kwargs,
-                "_aux_kwargs": self._aux_kwargs, "_parts": self._parts}
+        return {
+            **super().__getstate__(),
+            "_main_cls": self._main_cls,
+            "_main_kwargs": self._main_kwargs,
+            "_aux_kwargs": self._aux_kwargs,
+            "_parts": self._parts,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)

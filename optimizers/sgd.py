@@ -60,8 +60,13 @@ class SGD(torch.optim.Optimizer):
         *,
         foreach: bool = True,
     ):
-        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov,
-                    "foreach": foreach}
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "foreach": foreach,
+        }
         validate(defaults)
         super().__init__(params, defaults)
 
@@ -104,8 +109,13 @@ def build(groups: Mapping[str, list[torch.nn.Parameter]], hparams: dict[str, Any
     """SGD over every role; 1-D parameters are not decayed."""
     del total_steps
     param_groups = decay_groups(all_params(groups), hparams["weight_decay"])
-    return SGD(param_groups, lr=hparams["lr"], momentum=hparams["momentum"],
-               weight_decay=hparams["weight_decay"], nesterov=hparams["nesterov"])
+    return SGD(
+        param_groups,
+        lr=hparams["lr"],
+        momentum=hparams["momentum"],
+        weight_decay=hparams["weight_decay"],
+        nesterov=hparams["nesterov"],
+    )
 
 
 SPEC = OptimizerSpec(

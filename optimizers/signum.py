@@ -71,6 +71,7 @@ def validate(group: Mapping[str, Any]) -> None:
 
 # --- pure update functions (shared with SoftSignum and SGD) -------------------------------------
 
+
 def momentum_directions(
     grads: list[Tensor], bufs: list[Tensor], momentum: float, nesterov: bool, *, foreach: bool
 ) -> Tensors:
@@ -119,7 +120,12 @@ def step_lr(lr: float | Tensor) -> float | Tensor:
 
 
 def decay_and_step(
-    params: list[Tensor], updates: Tensors, lr: float | Tensor, weight_decay: float, *, foreach: bool,
+    params: list[Tensor],
+    updates: Tensors,
+    lr: float | Tensor,
+    weight_decay: float,
+    *,
+    foreach: bool,
     scale: float = 1.0,
 ) -> None:
     """``p <- p * (1 - lr * wd)`` then ``p <- p - lr * scale * u`` (decay uses the current lr)."""
@@ -147,8 +153,15 @@ def decay_and_step(
 
 
 def signum_step(
-    params: list[Tensor], grads: list[Tensor], bufs: list[Tensor], *, lr: float, weight_decay: float,
-    momentum: float, nesterov: bool, foreach: bool,
+    params: list[Tensor],
+    grads: list[Tensor],
+    bufs: list[Tensor],
+    *,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    nesterov: bool,
+    foreach: bool,
 ) -> None:
     """One Signum step over tensors of one device and dtype (``bufs``: the ``exp_avg`` buffers)."""
     directions = scaled_momentum_directions(grads, bufs, momentum, nesterov, foreach=foreach)
@@ -210,8 +223,13 @@ class Signum(torch.optim.Optimizer):
         *,
         foreach: bool = True,
     ):
-        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov,
-                    "foreach": foreach}
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "foreach": foreach,
+        }
         validate(defaults)
         super().__init__(params, defaults)
 
@@ -246,8 +264,12 @@ class Signum(torch.optim.Optimizer):
             params, grads, bufs = collect(self, group, "exp_avg")
             if not params:
                 continue
-            hp = {"lr": group["lr"], "weight_decay": group["weight_decay"], "momentum": group["momentum"],
-                  "nesterov": group["nesterov"]}
+            hp = {
+                "lr": group["lr"],
+                "weight_decay": group["weight_decay"],
+                "momentum": group["momentum"],
+                "nesterov": group["nesterov"],
+            }
             if group["foreach"]:
                 for bucket in by_device_and_dtype(params, grads, bufs):
                     signum_step(*bucket, **hp, foreach=True)
@@ -264,8 +286,13 @@ def build(groups: Mapping[str, list[torch.nn.Parameter]], hparams: dict[str, Any
     """Signum over every role; 1-D parameters are not decayed."""
     del total_steps  # Signum has no internal schedule
     param_groups = decay_groups(all_params(groups), hparams["weight_decay"])
-    return Signum(param_groups, lr=hparams["lr"], momentum=hparams["momentum"],
-                  weight_decay=hparams["weight_decay"], nesterov=hparams["nesterov"])
+    return Signum(
+        param_groups,
+        lr=hparams["lr"],
+        momentum=hparams["momentum"],
+        weight_decay=hparams["weight_decay"],
+        nesterov=hparams["nesterov"],
+    )
 
 
 SPEC = OptimizerSpec(

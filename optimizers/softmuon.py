@@ -112,13 +112,15 @@ SEARCH_SPACE = dict(muon.SEARCH_SPACE)
 
 # --- pure tensor functions -------------------------------------------------------------------
 
+
 def polar_saturation(eps: float) -> float:
     """``c`` with ``c / sqrt(1 + c^2) = 1 - eps``: a direction with ``tau s >= c`` is saturated."""
     return (1.0 - eps) / math.sqrt(eps * (2.0 - eps))
 
 
-def soft_polar(M: Tensor, tau: float | Tensor, steps: int | None = None,
-               dtype: str | torch.dtype | None = None) -> Tensor:
+def soft_polar(
+    M: Tensor, tau: float | Tensor, steps: int | None = None, dtype: str | torch.dtype | None = None
+) -> Tensor:
     """Spectral soft sign ``Phi_tau(M) = M (M^T M + tau^-2 I)^(-1/2) = U diag(tau s / sqrt(1 + tau^2 s^2)) V^T``.
 
     ``M`` is ``(..., rows, cols)`` (leading dims are a batch); ``tau > 0`` a float or a 0-d tensor
@@ -203,6 +205,7 @@ def singular_values(tensors: list[Tensor]) -> Tensor:
 
 # --- the optimizer ---------------------------------------------------------------------------
 
+
 def validate(hparams: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` naming the first invalid SoftMuon hyperparameter."""
     muon.validate(hparams)
@@ -238,20 +241,49 @@ class SoftMuon(Muon):
     _muon_keys = {**muon.MUON_KEYS, **{key: key for key in (*SOFT_KEYS, "total_steps")}}
     _extra_keys = (*SOFT_KEYS, "total_steps")
 
-    def __init__(self, params, total_steps: int, lr: float | Tensor = DEFAULTS["lr"],
-                 weight_decay: float = DEFAULTS["weight_decay"], momentum: float = DEFAULTS["momentum"],
-                 nesterov: bool = DEFAULTS["nesterov"], aux_lr: float | Tensor = DEFAULTS["aux_lr"],
-                 aux_betas: tuple[float, float] = DEFAULTS["aux_betas"], aux_eps: float = DEFAULTS["aux_eps"],
-                 aux_weight_decay: float = DEFAULTS["aux_weight_decay"], shape_scale: str = DEFAULTS["shape_scale"],
-                 ns_dtype: str = DEFAULTS["ns_dtype"], alpha_sign: float = DEFAULTS["alpha_sign"],
-                 eps: float = DEFAULTS["eps"], tmax: float = DEFAULTS["tmax"],
-                 newton_iters: int = DEFAULTS["newton_iters"], soft_ns_steps: int | None = DEFAULTS["soft_ns_steps"],
-                 schedule_source: str = DEFAULTS["schedule_source"], schedule_scope: str = DEFAULTS["schedule_scope"]):
-        super().__init__(params, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov, aux_lr=aux_lr,
-                         aux_betas=aux_betas, aux_eps=aux_eps, aux_weight_decay=aux_weight_decay,
-                         shape_scale=shape_scale, ns_dtype=ns_dtype, total_steps=total_steps, alpha_sign=alpha_sign,
-                         eps=eps, tmax=tmax, newton_iters=newton_iters, soft_ns_steps=soft_ns_steps,
-                         schedule_source=schedule_source, schedule_scope=schedule_scope)
+    def __init__(
+        self,
+        params,
+        total_steps: int,
+        lr: float | Tensor = DEFAULTS["lr"],
+        weight_decay: float = DEFAULTS["weight_decay"],
+        momentum: float = DEFAULTS["momentum"],
+        nesterov: bool = DEFAULTS["nesterov"],
+        aux_lr: float | Tensor = DEFAULTS["aux_lr"],
+        aux_betas: tuple[float, float] = DEFAULTS["aux_betas"],
+        aux_eps: float = DEFAULTS["aux_eps"],
+        aux_weight_decay: float = DEFAULTS["aux_weight_decay"],
+        shape_scale: str = DEFAULTS["shape_scale"],
+        ns_dtype: str = DEFAULTS["ns_dtype"],
+        alpha_sign: float = DEFAULTS["alpha_sign"],
+        eps: float = DEFAULTS["eps"],
+        tmax: float = DEFAULTS["tmax"],
+        newton_iters: int = DEFAULTS["newton_iters"],
+        soft_ns_steps: int | None = DEFAULTS["soft_ns_steps"],
+        schedule_source: str = DEFAULTS["schedule_source"],
+        schedule_scope: str = DEFAULTS["schedule_scope"],
+    ):
+        super().__init__(
+            params,
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            nesterov=nesterov,
+            aux_lr=aux_lr,
+            aux_betas=aux_betas,
+            aux_eps=aux_eps,
+            aux_weight_decay=aux_weight_decay,
+            shape_scale=shape_scale,
+            ns_dtype=ns_dtype,
+            total_steps=total_steps,
+            alpha_sign=alpha_sign,
+            eps=eps,
+            tmax=tmax,
+            newton_iters=newton_iters,
+            soft_ns_steps=soft_ns_steps,
+            schedule_source=schedule_source,
+            schedule_scope=schedule_scope,
+        )
 
     @staticmethod
     def _validate(hparams: Mapping[str, Any]) -> None:
@@ -296,18 +328,30 @@ class SoftMuon(Muon):
     def _build_due_schedules(self) -> None:
         """Muon groups whose coming step is their first soft one get their schedule: one per pool
         (``schedule_scope``), from the pooled singular values of every matrix with a gradient."""
-        due = [g for g in self.param_groups
-               if g["use_muon"] and g["tau_schedule"] is None and soft_index(g, g["step"] + 1) is not None]
+        due = [
+            g
+            for g in self.param_groups
+            if g["use_muon"] and g["tau_schedule"] is None and soft_index(g, g["step"] + 1) is not None
+        ]
         for pool in pools(due):
             members = [due[i] for i in pool]
-            mats = [self._schedule_source(g, p, p.grad) for g in members for p in g["params"]
-                    if p.grad is not None and p.numel() > 0]
+            mats = [
+                self._schedule_source(g, p, p.grad)
+                for g in members
+                for p in g["params"]
+                if p.grad is not None and p.numel() > 0
+            ]
             if not mats:  # no gradients (or zero-size matrices only): the step skips these; fit at the next one
                 continue
             first = members[0]
-            schedule = fit_schedule([singular_values(mats)], first["total_steps"] - first["sign_steps"],
-                                    eps=first["eps"], newton_iters=first["newton_iters"], tmax=first["tmax"],
-                                    c=polar_saturation(first["eps"]))
+            schedule = fit_schedule(
+                [singular_values(mats)],
+                first["total_steps"] - first["sign_steps"],
+                eps=first["eps"],
+                newton_iters=first["newton_iters"],
+                tmax=first["tmax"],
+                c=polar_saturation(first["eps"]),
+            )
             for group in members:
                 group["tau_schedule"] = schedule
 
@@ -372,7 +416,7 @@ SPEC = OptimizerSpec(
         },
         "variants": {
             "schedule_source": "gradient (default, official: raw-gradient singular values) | "
-                               "nesterov (singular values of the Nesterov input u, optbench's earlier)",
+            "nesterov (singular values of the Nesterov input u, optbench's earlier)",
             "schedule_scope": "optimizer (default, official: one schedule over all Muon matrices) | group",
             "shape_scale": "reference (default, official) | flattened",
             "ns_dtype": "auto (default: bfloat16 on CUDA, float32 elsewhere) | bfloat16 | float32",

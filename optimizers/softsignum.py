@@ -145,9 +145,16 @@ def validate(group: Mapping[str, Any]) -> None:
 
 # --- the update ---------------------------------------------------------------------------------
 
+
 def soft_step(
-    params: list[Tensor], directions: Tensors, tau: Tensor, *, lr: float, weight_decay: float,
-    foreach: bool, directions_are_scratch: bool = False,
+    params: list[Tensor],
+    directions: Tensors,
+    tau: Tensor,
+    *,
+    lr: float,
+    weight_decay: float,
+    foreach: bool,
+    directions_are_scratch: bool = False,
 ) -> None:
     """``p <- p * (1 - lr wd) - lr * tanh(tau * d)`` over tensors of one device and dtype.
 
@@ -214,9 +221,19 @@ class SoftSignum(torch.optim.Optimizer):
         *,
         foreach: bool = True,
     ):
-        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov,
-                    "alpha_sign": alpha_sign, "eps": eps, "tmax": tmax, "newton_iters": newton_iters,
-                    "schedule_scope": schedule_scope, "foreach": foreach, "total_steps": total_steps}
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "alpha_sign": alpha_sign,
+            "eps": eps,
+            "tmax": tmax,
+            "newton_iters": newton_iters,
+            "schedule_scope": schedule_scope,
+            "foreach": foreach,
+            "total_steps": total_steps,
+        }
         validate(defaults)
         super().__init__(params, defaults)
 
@@ -265,15 +282,28 @@ class SoftSignum(torch.optim.Optimizer):
                 continue
             # The buffers hold exp_avg = (1 - beta) m, so these are (1 - beta) d. Every group's
             # directions come first: a schedule built at the switch pools them across groups.
-            soft.append((group, j, buckets, [scaled_momentum_directions(g, e, momentum, nesterov, foreach=foreach)
-                                             for _, g, e in buckets]))
+            soft.append(
+                (
+                    group,
+                    j,
+                    buckets,
+                    [scaled_momentum_directions(g, e, momentum, nesterov, foreach=foreach) for _, g, e in buckets],
+                )
+            )
         self._build_due_schedules(soft)
         for group, j, buckets, directions in soft:
             if group["tau_schedule"] is None:  # only zero-size tensors so far: nothing to update
                 continue
             for (p, _, _), d in zip(buckets, directions):
-                soft_step(p, d, _bucket_tau(group, j, p[0]), lr=group["lr"], weight_decay=group["weight_decay"],
-                          foreach=group["foreach"], directions_are_scratch=group["nesterov"])
+                soft_step(
+                    p,
+                    d,
+                    _bucket_tau(group, j, p[0]),
+                    lr=group["lr"],
+                    weight_decay=group["weight_decay"],
+                    foreach=group["foreach"],
+                    directions_are_scratch=group["nesterov"],
+                )
         return loss
 
     def _build_due_schedules(self, soft: list) -> None:
@@ -290,8 +320,14 @@ class SoftSignum(torch.optim.Optimizer):
             if not values:  # zero-size tensors only: fit at the first step that has entries
                 continue
             first = members[0][0]
-            schedule = fit_schedule(values, first["total_steps"] - first["sign_steps"], eps=first["eps"],
-                                    newton_iters=first["newton_iters"], tmax=first["tmax"], scales=scales)
+            schedule = fit_schedule(
+                values,
+                first["total_steps"] - first["sign_steps"],
+                eps=first["eps"],
+                newton_iters=first["newton_iters"],
+                tmax=first["tmax"],
+                scales=scales,
+            )
             for group, _ in members:
                 group["tau_schedule"] = schedule
 
@@ -343,8 +379,7 @@ def _bucket_tau(group: dict[str, Any], j: int, like: Tensor) -> Tensor:
 def build(groups: Mapping[str, list[torch.nn.Parameter]], hparams: dict[str, Any], total_steps: int) -> SoftSignum:
     """SoftSignum over every role with one schedule over ``total_steps``; 1-D parameters not decayed."""
     param_groups = decay_groups(all_params(groups), hparams["weight_decay"])
-    keys = ("lr", "momentum", "weight_decay", "nesterov", "alpha_sign", "eps", "tmax", "newton_iters",
-            "schedule_scope")
+    keys = ("lr", "momentum", "weight_decay", "nesterov", "alpha_sign", "eps", "tmax", "newton_iters", "schedule_scope")
     return SoftSignum(param_groups, total_steps, **{k: hparams[k] for k in keys})
 
 
@@ -357,8 +392,12 @@ SPEC = OptimizerSpec(
     build_fn=build,
     implementation="foreach",
     branch_from="signum",
-    extra={"momentum_convention": "heavy-ball m <- beta*m + g (first m = g), stored as (1-beta)*m",
-           "cpu_tanh": "2*(sigmoid(2x)-1/2) on the CPU foreach path, torch.tanh elsewhere",
-           "variants": {"schedule_scope": "optimizer (default, official: one schedule over every parameter) | "
-                                          "group (one per param group, optbench's earlier)"}},
+    extra={
+        "momentum_convention": "heavy-ball m <- beta*m + g (first m = g), stored as (1-beta)*m",
+        "cpu_tanh": "2*(sigmoid(2x)-1/2) on the CPU foreach path, torch.tanh elsewhere",
+        "variants": {
+            "schedule_scope": "optimizer (default, official: one schedule over every parameter) | "
+            "group (one per param group, optbench's earlier)"
+        },
+    },
 )

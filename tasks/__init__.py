@@ -26,8 +26,7 @@ def get(name: str) -> TaskSpec:
         raise unknown("task", name, REGISTRY) from None
 
 
-def make(name: str, size: str = "tiny", dataset: str | None = None, data_dir: str | None = None,
-         **options) -> Task:
+def make(name: str, size: str = "tiny", dataset: str | None = None, data_dir: str | None = None, **options) -> Task:
     """Build task ``name`` at ``size`` on ``dataset`` (the size's default when None): check the request,
     locate and load the data (cached per process), build the ``Task``.
 

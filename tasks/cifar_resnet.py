@@ -33,8 +33,10 @@ from harness.task import Metric, Option, Task, TaskRequest, TaskSpec, TinyRun, r
 from tasks.data import images
 from tasks.data.images import CIFAR_FILES  # noqa: F401  (tests/test_check.py reads it here)
 
-DESCRIPTION = ("CIFAR ResNets (ResNet-8/20/32 option A, ResNet-18 with 3x3 stem; BatchNorm) on CIFAR-10/100, "
-               "optionally long-tailed; crop+flip on device; top-1 accuracy")
+DESCRIPTION = (
+    "CIFAR ResNets (ResNet-8/20/32 option A, ResNet-18 with 3x3 stem; BatchNorm) on CIFAR-10/100, "
+    "optionally long-tailed; crop+flip on device; top-1 accuracy"
+)
 MODELS = ("resnet8", "resnet20", "resnet32", "resnet18")
 
 SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -47,10 +49,10 @@ SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 OPTIONS = (
-    Option("model", str, None, "ResNet depth / family", auto="size (tiny, small: resnet8; paper: resnet32)",
-           choices=MODELS),
-    Option("imbalance", float, 1.0, "long-tail ratio k = n_max / n_min of the training set (1: as is)",
-           minimum=1),
+    Option(
+        "model", str, None, "ResNet depth / family", auto="size (tiny, small: resnet8; paper: resnet32)", choices=MODELS
+    ),
+    Option("imbalance", float, 1.0, "long-tail ratio k = n_max / n_min of the training set (1: as is)", minimum=1),
     Option("augment", bool, True, "random crop (zero padding) + horizontal flip on the device"),
     Option("batch_size", int, None, "images per optimizer step", auto="size (32, 64, 128)", minimum=1),
     Option("data_seed", int, 0, "fixes the validation hold-out and the long-tailed subsets", minimum=0),
@@ -61,9 +63,12 @@ OPTIONS = (
 # (LDAM-DRW paper, Table 2, ERM rows); ResNet-18 on CIFAR-10 (kuangliu README, 93.02 %); our own runs
 # for the offline sets. Other (model, dataset, k) combinations have no target.
 REFERENCE_ACCURACY: dict[tuple[str, str, float], float] = {
-    ("resnet32", "cifar10", 1.0): 0.9249, ("resnet32", "cifar10", 10.0): 0.8639,
-    ("resnet32", "cifar10", 100.0): 0.7036, ("resnet32", "cifar100", 10.0): 0.5570,
-    ("resnet32", "cifar100", 100.0): 0.3832, ("resnet18", "cifar10", 1.0): 0.9302,
+    ("resnet32", "cifar10", 1.0): 0.9249,
+    ("resnet32", "cifar10", 10.0): 0.8639,
+    ("resnet32", "cifar10", 100.0): 0.7036,
+    ("resnet32", "cifar100", 10.0): 0.5570,
+    ("resnet32", "cifar100", 100.0): 0.3832,
+    ("resnet18", "cifar10", 1.0): 0.9302,
 }
 OFFLINE_TARGETS = {("synthetic", 1.0): 0.5, ("digits", 1.0): 0.9}
 
@@ -90,7 +95,7 @@ class BasicBlockA(nn.Module):
         out = self.bn2(self.conv2(out))
         shortcut = x
         if self.stride != 1 or self.extra:
-            shortcut = x[:, :, ::self.stride, ::self.stride]
+            shortcut = x[:, :, :: self.stride, :: self.stride]
             shortcut = F.pad(shortcut, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
         return F.relu(out + shortcut)
 
@@ -104,8 +109,7 @@ class BasicBlockB(nn.Module):
         self.conv2, self.bn2 = _conv3x3(c_out, c_out), nn.BatchNorm2d(c_out)
         self.shortcut = nn.Sequential()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -116,8 +120,9 @@ class BasicBlockB(nn.Module):
 class CifarResNet(nn.Module):
     """3x3 stem -> stages of BasicBlocks -> global average pool -> Linear head."""
 
-    def __init__(self, block: type[nn.Module], widths: tuple[int, ...], depths: tuple[int, ...],
-                 in_channels: int, n_classes: int):
+    def __init__(
+        self, block: type[nn.Module], widths: tuple[int, ...], depths: tuple[int, ...], in_channels: int, n_classes: int
+    ):
         super().__init__()
         self.conv1 = _conv3x3(in_channels, widths[0])
         self.bn1 = nn.BatchNorm2d(widths[0])
@@ -156,7 +161,7 @@ def build_model(name: str, in_channels: int, n_classes: int, generator: torch.Ge
     if name == "resnet18":
         args = (BasicBlockB, (64, 128, 256, 512), (2, 2, 2, 2))
     elif name in ("resnet8", "resnet20", "resnet32"):
-        n = (int(name[len("resnet"):]) - 2) // 6
+        n = (int(name[len("resnet") :]) - 2) // 6
         args = (BasicBlockA, (16, 32, 64), (n, n, n))
     else:
         raise unknown("model", name, MODELS)
@@ -180,8 +185,9 @@ def resolve(request: TaskRequest) -> TaskRequest:
     """Model and batch size from the size when not given."""
     defaults = SIZE_DEFAULTS[request.size]
     opts = request.options
-    return request.with_options(model=opts["model"] or defaults["model"],
-                                batch_size=opts["batch_size"] or defaults["batch_size"])
+    return request.with_options(
+        model=opts["model"] or defaults["model"], batch_size=opts["batch_size"] or defaults["batch_size"]
+    )
 
 
 def locate(request: TaskRequest, data_dir: Path) -> images.ImageKey:
@@ -213,12 +219,25 @@ def build(request: TaskRequest, data: images.Images) -> Task:
         return images.ImageData(data, device, batch_size, opts["augment"])
 
     return Task(
-        name="cifar_resnet", dataset=dataset, size=size, metric=Metric("accuracy", "max"), steps=steps,
-        eval_every=eval_every, make_model=make_model, make_data=make_data, loss=images.classification_loss,
-        evaluate=images.classification_evaluator(k > 1.0), roles=_roles,
+        name="cifar_resnet",
+        dataset=dataset,
+        size=size,
+        metric=Metric("accuracy", "max"),
+        steps=steps,
+        eval_every=eval_every,
+        make_model=make_model,
+        make_data=make_data,
+        loss=images.classification_loss,
+        evaluate=images.classification_evaluator(k > 1.0),
+        roles=_roles,
         penalty=1.0 / source.n_classes,  # chance level: a diverged run ranks with a model that learned nothing
-        target=target, schedule="cosine", warmup_fraction=warmup, grad_clip=None, batch_size=batch_size,
-        options=opts, description=f"{DESCRIPTION}; {model_name}",
+        target=target,
+        schedule="cosine",
+        warmup_fraction=warmup,
+        grad_clip=None,
+        batch_size=batch_size,
+        options=opts,
+        description=f"{DESCRIPTION}; {model_name}",
     )
 
 

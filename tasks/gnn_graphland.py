@@ -73,15 +73,29 @@ MODELS = ("gt", "sage")
 
 OPTIONS = (
     Option("model", str, "gt", "gt (graph transformer, as in the Softsign paper) or sage", choices=MODELS),
-    Option("split", (str, int), None, "GraphLand: RL, RH, TH; sbm: RH, RL; heterophilous: fixed split 0..9",
-           auto="dataset (GraphLand RL, sbm RH, heterophilous 0)"),
-    Option("hidden", int, None, "width h", auto="size (16, 32, 512; 400 / 200 on GraphLand's largest graphs)",
-           minimum=1),
+    Option(
+        "split",
+        (str, int),
+        None,
+        "GraphLand: RL, RH, TH; sbm: RH, RL; heterophilous: fixed split 0..9",
+        auto="dataset (GraphLand RL, sbm RH, heterophilous 0)",
+    ),
+    Option(
+        "hidden", int, None, "width h", auto="size (16, 32, 512; 400 / 200 on GraphLand's largest graphs)", minimum=1
+    ),
     Option("layers", int, None, "residual layers L", auto="size (1, 2, 3)", minimum=1),
-    Option("heads", int, None, "attention heads H (gt only)", auto="size (2, 4, 4; 8 on heterophilous sets)",
-           minimum=1),
-    Option("dropout", float, None, "dropout probability",
-           auto="size (0, 0, 0.1; 0.2 on heterophilous sets)", minimum=0, below=1),
+    Option(
+        "heads", int, None, "attention heads H (gt only)", auto="size (2, 4, 4; 8 on heterophilous sets)", minimum=1
+    ),
+    Option(
+        "dropout",
+        float,
+        None,
+        "dropout probability",
+        auto="size (0, 0, 0.1; 0.2 on heterophilous sets)",
+        minimum=0,
+        below=1,
+    ),
     Option("data_seed", int, 0, "seed of the synthetic graph (sbm only)", minimum=0),
 )
 
@@ -138,8 +152,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, dim: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, dim), nn.Dropout(dropout), nn.GELU(), nn.Linear(dim, dim),
-                                 nn.Dropout(dropout))
+        self.net = nn.Sequential(
+            nn.Linear(dim, dim), nn.Dropout(dropout), nn.GELU(), nn.Linear(dim, dim), nn.Dropout(dropout)
+        )
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         return self.net(x)
@@ -179,13 +194,13 @@ class NodeModel(nn.Module):
     ``forward(x, edge_index)`` returns ``[N, outputs]`` logits, or ``[N]`` when ``outputs == 1``.
     """
 
-    def __init__(self, arch: str, in_dim: int, outputs: int, hidden: int, layers: int, heads: int,
-                 dropout: float):
+    def __init__(self, arch: str, in_dim: int, outputs: int, hidden: int, layers: int, heads: int, dropout: float):
         super().__init__()
         if arch not in MODELS:
             raise ValueError(f"unknown model {arch!r}; known: {', '.join(MODELS)}")
-        self.input = nn.Sequential(FeatureEmbedding(in_dim, hidden), nn.Dropout(dropout), nn.GELU(),
-                                   nn.Linear(hidden, hidden))
+        self.input = nn.Sequential(
+            FeatureEmbedding(in_dim, hidden), nn.Dropout(dropout), nn.GELU(), nn.Linear(hidden, hidden)
+        )
         blocks: list[nn.Module] = []
         for _ in range(layers):
             if arch == "gt":
@@ -194,8 +209,9 @@ class NodeModel(nn.Module):
             else:
                 blocks.append(PreNormResidual(hidden, SAGEBlock(hidden, dropout)))
         self.blocks = nn.ModuleList(blocks)
-        self.output = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.GELU(),
-                                    nn.Linear(hidden, outputs))
+        self.output = nn.Sequential(
+            nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, outputs)
+        )
 
     @property
     def head(self) -> nn.Linear:
@@ -209,8 +225,17 @@ class NodeModel(nn.Module):
         return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
-def build_model(generator: torch.Generator, *, arch: str, in_dim: int, outputs: int, hidden: int,
-                layers: int, heads: int, dropout: float) -> NodeModel:
+def build_model(
+    generator: torch.Generator,
+    *,
+    arch: str,
+    in_dim: int,
+    outputs: int,
+    hidden: int,
+    layers: int,
+    heads: int,
+    dropout: float,
+) -> NodeModel:
     """A ``NodeModel`` whose initialisation is drawn only from ``generator``.
 
     PyG's Linear layers initialise from the global RNG, so the model is built under a forked CPU RNG
@@ -227,8 +252,6 @@ def parameter_roles(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     ``vector``, every other weight ``matrix``."""
     head = model.head if isinstance(model, NodeModel) else None
     return roles_by_module(model, embedding=(FeatureEmbedding,), head=head)
-
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -261,11 +284,19 @@ def resolve(request: TaskRequest) -> TaskRequest:
         base["hidden"] = _PAPER_HIDDEN.get(dataset, base["hidden"])
         if family == "heterophilous":
             base.update(heads=8, dropout=0.2)
-    picked = {key: base[key] if chosen[key] is None else chosen[key] for key in ("hidden", "layers", "heads", "dropout")}
+    picked = {
+        key: base[key] if chosen[key] is None else chosen[key] for key in ("hidden", "layers", "heads", "dropout")
+    }
     if chosen["model"] == "gt" and picked["hidden"] % picked["heads"]:
-        raise UserError(f"invalid hidden/heads: hidden {picked['hidden']} must be a multiple of heads {picked['heads']}")
-    resolved: dict[str, Any] = {"model": chosen["model"], "split": graphs.resolve_split(dataset, chosen["split"]),
-                                **picked, "dropout": float(picked["dropout"])}
+        raise UserError(
+            f"invalid hidden/heads: hidden {picked['hidden']} must be a multiple of heads {picked['heads']}"
+        )
+    resolved: dict[str, Any] = {
+        "model": chosen["model"],
+        "split": graphs.resolve_split(dataset, chosen["split"]),
+        **picked,
+        "dropout": float(picked["dropout"]),
+    }
     if family == "synthetic":
         resolved["data_seed"] = chosen["data_seed"]
     elif chosen["data_seed"] != 0:
@@ -284,19 +315,37 @@ def build(request: TaskRequest, graph: graphs.Graph) -> Task:
     metric = graphs.metric_of(dataset)
 
     def make_model(generator: torch.Generator) -> NodeModel:
-        return build_model(generator, arch=opts["model"], in_dim=graph.x.shape[1], outputs=graph.outputs,
-                           hidden=opts["hidden"], layers=opts["layers"], heads=opts["heads"], dropout=opts["dropout"])
+        return build_model(
+            generator,
+            arch=opts["model"],
+            in_dim=graph.x.shape[1],
+            outputs=graph.outputs,
+            hidden=opts["hidden"],
+            layers=opts["layers"],
+            heads=opts["heads"],
+            dropout=opts["dropout"],
+        )
 
     def make_data(device: torch.device) -> GraphData:
         return GraphData(graph, torch.device(device), self_loops=opts["model"] == "gt")
 
     return Task(
-        name="gnn_graphland", dataset=dataset, size=size, metric=graphs.METRICS[metric],
-        steps=_SIZE[size]["steps"], eval_every=_SIZE[size]["eval_every"], make_model=make_model,
-        make_data=make_data, loss=_loss, evaluate=_evaluator(metric), roles=parameter_roles,
+        name="gnn_graphland",
+        dataset=dataset,
+        size=size,
+        metric=graphs.METRICS[metric],
+        steps=_SIZE[size]["steps"],
+        eval_every=_SIZE[size]["eval_every"],
+        make_model=make_model,
+        make_data=make_data,
+        loss=_loss,
+        evaluate=_evaluator(metric),
+        roles=parameter_roles,
         penalty=graphs.penalty_of(metric),
         target=_SBM_TARGET[size] if graphs.family_of(dataset) == "synthetic" else None,
-        schedule="constant", warmup_fraction=0.0, grad_clip=None,  # GraphLand: constant LR, no warmup
+        schedule="constant",
+        warmup_fraction=0.0,
+        grad_clip=None,  # GraphLand: constant LR, no warmup
         options=opts,
         description=f"{opts['model']} (L={opts['layers']}, h={opts['hidden']}) on {dataset} split {opts['split']}, {metric}",
     )

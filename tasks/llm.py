@@ -55,13 +55,16 @@ from harness.task import Metric, Option, Task, TaskRequest, TaskSpec, TinyRun, r
 from tasks.data import tokens
 from tasks.data.tokens import BYTES, HUB_CORPORA, InMemoryTokens, StreamedTokens, dist_rank_world
 
-DESCRIPTION = ("Llama-style decoder LM pretraining (RMSNorm, RoPE, SwiGLU, SDPA; models tiny, small, 20M, 130M, "
-               "360M, 720M); val loss / perplexity")
+DESCRIPTION = (
+    "Llama-style decoder LM pretraining (RMSNorm, RoPE, SwiGLU, SDPA; models tiny, small, 20M, 130M, "
+    "360M, 720M); val loss / perplexity"
+)
 _PYDOC = "pydoc"
 
 # --------------------------------------------------------------------------------------------------
 # Model configs
 # --------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -73,20 +76,20 @@ class ModelConfig:
     n_heads: int
     n_kv_heads: int
     ffn: int
-    vocab: int | None          # None: use the tokenizer's vocabulary size as is
+    vocab: int | None  # None: use the tokenizer's vocabulary size as is
     tied: bool
     ctx: int
-    batch_size: int            # sequences per optimizer step (global)
-    tokens: int                # default training token budget
-    val_tokens: int            # held-out tokens per split (val, test)
-    tokenizer: str             # default tokenizer for streamed corpora
-    dataset: str               # default dataset when this model is picked at paper size
+    batch_size: int  # sequences per optimizer step (global)
+    tokens: int  # default training token budget
+    val_tokens: int  # held-out tokens per split (val, test)
+    tokenizer: str  # default tokenizer for streamed corpora
+    dataset: str  # default dataset when this model is picked at paper size
     warmup_fraction: float = 0.05
     min_lr_ratio: float = 0.1
     rope_theta: float = 10_000.0
     norm_eps: float = 1e-5
     eval_every: int = 1000
-    grad_accum: int = 1        # default micro-batches per step (fits the published batch on one GPU)
+    grad_accum: int = 1  # default micro-batches per step (fits the published batch on one GPU)
     source: str = ""
 
     @property
@@ -98,33 +101,125 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
     c.name: c
     for c in (
         # tiny: a 20-step run in well under a second on one CPU thread; GQA exercised on purpose.
-        ModelConfig("tiny", 32, 2, 4, 2, 64, None, False, 32, batch_size=8, tokens=40 * 8 * 32,
-                    val_tokens=4096, tokenizer=BYTES, dataset=_PYDOC, eval_every=10,
-                    source="CPU tests"),
+        ModelConfig(
+            "tiny",
+            32,
+            2,
+            4,
+            2,
+            64,
+            None,
+            False,
+            32,
+            batch_size=8,
+            tokens=40 * 8 * 32,
+            val_tokens=4096,
+            tokenizer=BYTES,
+            dataset=_PYDOC,
+            eval_every=10,
+            source="CPU tests",
+        ),
         # small: the demo size, ~3-6 s per run on one CPU thread on pydoc bytes.
         # (~4 s of CPU time for 150 steps + 4 evals; val loss 5.55 -> ~2.9 nats/byte, below the
         # 3.26 of a unigram byte model).
-        ModelConfig("small", 64, 2, 4, 4, 128, None, True, 64, batch_size=16, tokens=150 * 16 * 64,
-                    val_tokens=8192, tokenizer=BYTES, dataset=_PYDOC, eval_every=50,
-                    source="CPU demo"),
-        ModelConfig("20M", 384, 4, 6, 6, 1024, 32000, True, 256, batch_size=256, tokens=400_000_000,
-                    val_tokens=1_000_000, tokenizer="t5-base", dataset="c4", warmup_fraction=0.1,
-                    source="[I] small GaLore-style sibling for quick GPU checks"),
-        ModelConfig("130M", 768, 12, 12, 12, 2048, 32000, False, 256, batch_size=512,
-                    tokens=20_000 * 512 * 256, val_tokens=10_000_000, tokenizer="t5-base", dataset="c4",
-                    warmup_fraction=0.1, norm_eps=1e-6, grad_accum=4,
-                    source="GaLore configs/llama_130m.json + scripts/benchmark_c4/llama_130m.sh"),
+        ModelConfig(
+            "small",
+            64,
+            2,
+            4,
+            4,
+            128,
+            None,
+            True,
+            64,
+            batch_size=16,
+            tokens=150 * 16 * 64,
+            val_tokens=8192,
+            tokenizer=BYTES,
+            dataset=_PYDOC,
+            eval_every=50,
+            source="CPU demo",
+        ),
+        ModelConfig(
+            "20M",
+            384,
+            4,
+            6,
+            6,
+            1024,
+            32000,
+            True,
+            256,
+            batch_size=256,
+            tokens=400_000_000,
+            val_tokens=1_000_000,
+            tokenizer="t5-base",
+            dataset="c4",
+            warmup_fraction=0.1,
+            source="[I] small GaLore-style sibling for quick GPU checks",
+        ),
+        ModelConfig(
+            "130M",
+            768,
+            12,
+            12,
+            12,
+            2048,
+            32000,
+            False,
+            256,
+            batch_size=512,
+            tokens=20_000 * 512 * 256,
+            val_tokens=10_000_000,
+            tokenizer="t5-base",
+            dataset="c4",
+            warmup_fraction=0.1,
+            norm_eps=1e-6,
+            grad_accum=4,
+            source="GaLore configs/llama_130m.json + scripts/benchmark_c4/llama_130m.sh",
+        ),
         # SmolLM2-360M architecture; recipe [I] GaLore llama_350m budget (60k steps x 131k tokens).
-        ModelConfig("360M", 960, 32, 15, 5, 2560, 49152, True, 256, batch_size=512,
-                    tokens=60_000 * 512 * 256, val_tokens=10_000_000,
-                    tokenizer="HuggingFaceTB/SmolLM2-360M", dataset="fineweb-edu", warmup_fraction=0.1,
-                    rope_theta=100_000.0, grad_accum=8,
-                    source="HuggingFaceTB/SmolLM2-360M config.json; budget of GaLore llama_350m.sh"),
+        ModelConfig(
+            "360M",
+            960,
+            32,
+            15,
+            5,
+            2560,
+            49152,
+            True,
+            256,
+            batch_size=512,
+            tokens=60_000 * 512 * 256,
+            val_tokens=10_000_000,
+            tokenizer="HuggingFaceTB/SmolLM2-360M",
+            dataset="fineweb-edu",
+            warmup_fraction=0.1,
+            rope_theta=100_000.0,
+            grad_accum=8,
+            source="HuggingFaceTB/SmolLM2-360M config.json; budget of GaLore llama_350m.sh",
+        ),
         # epfml 720M: 62 x 32 accumulation x 512 tokens ~ 1M tokens per step, 48k steps, 2k warmup.
-        ModelConfig("720M", 2048, 12, 16, 16, 5632, 50304, True, 512, batch_size=62 * 32,
-                    tokens=48_000 * 62 * 32 * 512, val_tokens=10_000_000, tokenizer="gpt2",
-                    dataset="fineweb-edu", warmup_fraction=2000 / 48_000, min_lr_ratio=0.01,
-                    grad_accum=32, source="epfml/llm-optimizer-benchmark scripts/720m"),
+        ModelConfig(
+            "720M",
+            2048,
+            12,
+            16,
+            16,
+            5632,
+            50304,
+            True,
+            512,
+            batch_size=62 * 32,
+            tokens=48_000 * 62 * 32 * 512,
+            val_tokens=10_000_000,
+            tokenizer="gpt2",
+            dataset="fineweb-edu",
+            warmup_fraction=2000 / 48_000,
+            min_lr_ratio=0.01,
+            grad_accum=32,
+            source="epfml/llm-optimizer-benchmark scripts/720m",
+        ),
     )
 }
 SIZE_MODEL = {"tiny": "tiny", "small": "small", "paper": "130M"}
@@ -133,6 +228,7 @@ SIZE_MODEL = {"tiny": "tiny", "small": "small", "paper": "130M"}
 # --------------------------------------------------------------------------------------------------
 # Model
 # --------------------------------------------------------------------------------------------------
+
 
 class RMSNorm(nn.Module):
     """x / rms(x) * g, computed in fp32 and returned in the input dtype (bf16-autocast safe)."""
@@ -265,8 +361,13 @@ def init_weights(model: Llama, generator: torch.Generator) -> None:
                 nn.init.normal_(p, 0.0, std, generator=generator)
 
 
-def build_model(cfg: ModelConfig, vocab: int | None = None, tied: bool | None = None,
-                generator: torch.Generator | None = None, device: str | torch.device | None = None) -> Llama:
+def build_model(
+    cfg: ModelConfig,
+    vocab: int | None = None,
+    tied: bool | None = None,
+    generator: torch.Generator | None = None,
+    device: str | torch.device | None = None,
+) -> Llama:
     """Build ``cfg`` (on ``device``; "meta" builds without memory for parameter counts).
 
     ``vocab`` defaults to the config's; ``generator`` given -> weights initialised from it.
@@ -319,8 +420,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-
-
 def model_vocab(cfg: ModelConfig, tok) -> int:
     """The embedding size for ``cfg`` with ``tok`` (see the module docstring)."""
     return tokens.embedding_rows(cfg.vocab, tok)
@@ -329,6 +428,7 @@ def model_vocab(cfg: ModelConfig, tok) -> int:
 # --------------------------------------------------------------------------------------------------
 # Loss and evaluation
 # --------------------------------------------------------------------------------------------------
+
 
 def lm_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Mean next-token cross-entropy (fp32 logits, also under bf16 autocast)."""
@@ -351,7 +451,7 @@ def evaluate(model: nn.Module, data: InMemoryTokens | StreamedTokens, split: str
     mine = rows[rank::world]
     total = torch.zeros((), dtype=torch.float64, device=rows.device)
     for i in range(0, mine.shape[0], data.batch_size):
-        chunk = mine[i:i + data.batch_size]
+        chunk = mine[i : i + data.batch_size]
         logits = net(chunk[:, :-1])
         total += F.cross_entropy(logits.float().flatten(0, 1), chunk[:, 1:].flatten(), reduction="sum").double()
     stats = torch.stack([total, torch.tensor(float(mine[:, 1:].numel()), dtype=torch.float64, device=rows.device)])
@@ -363,26 +463,52 @@ def evaluate(model: nn.Module, data: InMemoryTokens | StreamedTokens, split: str
     return {"val_loss": loss, "loss": loss, "ppl": ppl}
 
 
-
-
 # --------------------------------------------------------------------------------------------------
 # The record
 # --------------------------------------------------------------------------------------------------
 
 OPTIONS = (
-    Option("model", str, None, "a model config (see MODEL_CONFIGS)", auto="size (tiny, small, 130M)",
-           choices=tuple(MODEL_CONFIGS)),
-    Option("tokenizer", str, None, "bytes, a tokenizer.json path, or a HF hub id (e.g. t5-base)",
-           auto="dataset (bytes offline; the model config's for streamed corpora)"),
-    Option("tokens", int, None, "training token budget; steps = tokens // (batch_size * ctx)",
-           auto="the model config", minimum=1),
-    Option("batch_size", int, None, "sequences per optimizer step, global (split over DDP ranks)",
-           auto="the model config", minimum=1),
+    Option(
+        "model",
+        str,
+        None,
+        "a model config (see MODEL_CONFIGS)",
+        auto="size (tiny, small, 130M)",
+        choices=tuple(MODEL_CONFIGS),
+    ),
+    Option(
+        "tokenizer",
+        str,
+        None,
+        "bytes, a tokenizer.json path, or a HF hub id (e.g. t5-base)",
+        auto="dataset (bytes offline; the model config's for streamed corpora)",
+    ),
+    Option(
+        "tokens",
+        int,
+        None,
+        "training token budget; steps = tokens // (batch_size * ctx)",
+        auto="the model config",
+        minimum=1,
+    ),
+    Option(
+        "batch_size",
+        int,
+        None,
+        "sequences per optimizer step, global (split over DDP ranks)",
+        auto="the model config",
+        minimum=1,
+    ),
     Option("tied", bool, None, "tie the input and output embeddings", auto="the model config"),
-    Option("val_tokens", int, None, "held-out tokens in each of val and test", auto="the model config",
-           minimum=1),
-    Option("grad_accum", int, None, "micro-batches per step (the loop splits each rank's batch; memory, "
-                                    "not math)", auto="the model config", minimum=1),
+    Option("val_tokens", int, None, "held-out tokens in each of val and test", auto="the model config", minimum=1),
+    Option(
+        "grad_accum",
+        int,
+        None,
+        "micro-batches per step (the loop splits each rank's batch; memory, not math)",
+        auto="the model config",
+        minimum=1,
+    ),
 )
 
 # Steps-to-target thresholds (val_loss in nats/token) per (model, dataset, tokenizer); None elsewhere.
@@ -406,14 +532,23 @@ def resolve(request: TaskRequest) -> TaskRequest:
 
     batch, budget = pick("batch_size"), pick("tokens")
     if budget < batch * cfg.ctx:
-        raise UserError(f"invalid llm option tokens={budget}: less than one step of batch_size x ctx = "
-                        f"{batch} x {cfg.ctx} = {batch * cfg.ctx} tokens")
+        raise UserError(
+            f"invalid llm option tokens={budget}: less than one step of batch_size x ctx = "
+            f"{batch} x {cfg.ctx} = {batch * cfg.ctx} tokens"
+        )
     accum = pick("grad_accum")
     if batch % accum:
         raise UserError(f"invalid llm option grad_accum={accum}: batch_size {batch} is not a multiple of it")
     tokenizer = opts["tokenizer"] or (cfg.tokenizer if dataset in HUB_CORPORA else BYTES)
-    resolved = {"model": cfg.name, "tokenizer": tokenizer, "tokens": budget, "batch_size": batch,
-                "tied": pick("tied"), "val_tokens": pick("val_tokens"), "grad_accum": accum}
+    resolved = {
+        "model": cfg.name,
+        "tokenizer": tokenizer,
+        "tokens": budget,
+        "batch_size": batch,
+        "tied": pick("tied"),
+        "val_tokens": pick("val_tokens"),
+        "grad_accum": accum,
+    }
     return TaskRequest(request.task, size, dataset, resolved, request.dataset_given)
 
 
@@ -439,15 +574,31 @@ def build(request: TaskRequest, data: tokens.Tokens) -> Task:
         return InMemoryTokens(data.train, data.heldout, ctx, batch, device)
 
     return Task(
-        name="llm", dataset=dataset, size=size, metric=VAL_LOSS, steps=steps, eval_every=min(cfg.eval_every, steps),
-        make_model=make_model, make_data=make_data, loss=lm_loss, evaluate=evaluate, roles=model_roles,
+        name="llm",
+        dataset=dataset,
+        size=size,
+        metric=VAL_LOSS,
+        steps=steps,
+        eval_every=min(cfg.eval_every, steps),
+        make_model=make_model,
+        make_data=make_data,
+        loss=lm_loss,
+        evaluate=evaluate,
+        roles=model_roles,
         penalty=math.log(vocab),  # a model that learned nothing predicts uniformly
-        target=_TARGETS.get((cfg.name, dataset, opts["tokenizer"])), schedule="cosine",
-        warmup_fraction=cfg.warmup_fraction, min_lr_ratio=cfg.min_lr_ratio, grad_clip=1.0, batch_size=batch,
-        grad_accum=opts["grad_accum"], options=opts,
-        description=(f"llm {cfg.name} (d{cfg.d_model} L{cfg.n_layers} H{cfg.n_heads}/{cfg.n_kv_heads} "
-                     f"FFN{cfg.ffn} vocab {vocab} {'tied' if opts['tied'] else 'untied'} ctx {ctx}) on "
-                     f"{dataset}, tokenizer {opts['tokenizer']}, {steps} steps x {batch} x {ctx} tokens"),
+        target=_TARGETS.get((cfg.name, dataset, opts["tokenizer"])),
+        schedule="cosine",
+        warmup_fraction=cfg.warmup_fraction,
+        min_lr_ratio=cfg.min_lr_ratio,
+        grad_clip=1.0,
+        batch_size=batch,
+        grad_accum=opts["grad_accum"],
+        options=opts,
+        description=(
+            f"llm {cfg.name} (d{cfg.d_model} L{cfg.n_layers} H{cfg.n_heads}/{cfg.n_kv_heads} "
+            f"FFN{cfg.ffn} vocab {vocab} {'tied' if opts['tied'] else 'untied'} ctx {ctx}) on "
+            f"{dataset}, tokenizer {opts['tokenizer']}, {steps} steps x {batch} x {ctx} tokens"
+        ),
     )
 
 

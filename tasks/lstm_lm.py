@@ -51,20 +51,33 @@ from harness.task import Metric, Option, Task, TaskRequest, TaskSpec, TinyRun, r
 from tasks.data import text
 from tasks.data.text import TextStream, Window
 
-DESCRIPTION = ("2-layer LSTM language model with truncated BPTT: next-character accuracy (Softsign NCP) "
-               "or word-level perplexity")
+DESCRIPTION = (
+    "2-layer LSTM language model with truncated BPTT: next-character accuracy (Softsign NCP) or word-level perplexity"
+)
 
 OPTIONS = (
-    Option("level", str, "char", "char (metric char_acc, max) or word (metric perplexity, min)",
-           choices=text.LEVELS),
-    Option("vocab_size", int, None, "keep the K most frequent train symbols (+ <unk>); 0 = keep all",
-           auto="size and level (char: all, paper 4096; word: 32768)", minimum=0),
+    Option("level", str, "char", "char (metric char_acc, max) or word (metric perplexity, min)", choices=text.LEVELS),
+    Option(
+        "vocab_size",
+        int,
+        None,
+        "keep the K most frequent train symbols (+ <unk>); 0 = keep all",
+        auto="size and level (char: all, paper 4096; word: 32768)",
+        minimum=0,
+    ),
     Option("hidden", int, None, "LSTM hidden size", auto="size (32, 128, 1024)", minimum=1),
     Option("embed", int, None, "embedding size (must equal hidden when tied)", auto="hidden", minimum=1),
     Option("layers", int, 2, "stacked LSTM layers", minimum=1),
     Option("tied", bool, True, "share the embedding and the decoder weight (Press & Wolf 2017)"),
-    Option("dropout", float, None, "on embeddings, between LSTM layers and before the decoder",
-           auto="size (0)", minimum=0, below=1),
+    Option(
+        "dropout",
+        float,
+        None,
+        "on embeddings, between LSTM layers and before the decoder",
+        auto="size (0)",
+        minimum=0,
+        below=1,
+    ),
     Option("batch_size", int, None, "parallel columns of the token stream", auto="size (8, 16, 64)", minimum=1),
     Option("bptt", int, None, "window length (truncated BPTT)", auto="size (16, 64, 256)", minimum=1),
 )
@@ -74,11 +87,16 @@ OPTIONS = (
 _PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"hidden": 32, "batch_size": 8, "bptt": 16, "dropout": 0.0, "steps": 20, "eval_every": 10},
     "small": {"hidden": 128, "batch_size": 16, "bptt": 64, "dropout": 0.0, "steps": 120, "eval_every": 40},
-    "paper": {"hidden": 1024, "batch_size": 64, "bptt": 256, "dropout": 0.0, "steps": 5000,
-              "eval_every": 500},
+    "paper": {"hidden": 1024, "batch_size": 64, "bptt": 256, "dropout": 0.0, "steps": 5000, "eval_every": 500},
 }
-_VOCAB_PRESET = {("char", "tiny"): 0, ("char", "small"): 0, ("char", "paper"): 4096,
-                 ("word", "tiny"): 32768, ("word", "small"): 32768, ("word", "paper"): 32768}
+_VOCAB_PRESET = {
+    ("char", "tiny"): 0,
+    ("char", "small"): 0,
+    ("char", "paper"): 4096,
+    ("word", "tiny"): 32768,
+    ("word", "small"): 32768,
+    ("word", "paper"): 32768,
+}
 # Steps-to-target thresholds, only where the corpus is the size's default one (elsewhere unknown).
 _TARGETS = {("small", "pydoc"): 0.45, ("paper", "nli"): 0.55}
 _TINY_CHARS = (36_000, 2_000, 2_000)  # train/val/test characters kept at size tiny
@@ -103,8 +121,7 @@ class LSTMLanguageModel(nn.Module):
         if tied and embed != hidden:
             raise ValueError(f"tied embeddings need embed == hidden, got {embed} and {hidden}")
         self.embedding = nn.Embedding(vocab, embed)
-        self.lstm = nn.LSTM(embed, hidden, num_layers=layers, batch_first=True,
-                            dropout=dropout if layers > 1 else 0.0)
+        self.lstm = nn.LSTM(embed, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
         self.decoder = nn.Linear(hidden, vocab)
         if tied:
@@ -157,7 +174,6 @@ def _core(model: nn.Module) -> nn.Module:
     return model
 
 
-
 def _loss(model: nn.Module, batch: Window) -> torch.Tensor:
     """Mean next-token cross entropy of one window, continuing from the carried state."""
     core = _core(model)
@@ -183,7 +199,7 @@ def _evaluate_split(model: nn.Module, data: TextStream, split: str, level: str) 
     state = None
     for start in range(0, length - 1, data.bptt):
         stop = min(start + data.bptt, length - 1)
-        targets = cols[:, start + 1:stop + 1].long()
+        targets = cols[:, start + 1 : stop + 1].long()
         logits, state = model(cols[:, start:stop].long(), state)
         logits = logits.float()
         nll += F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").double()
@@ -194,8 +210,6 @@ def _evaluate_split(model: nn.Module, data: TextStream, split: str, level: str) 
     if level == "char":
         return {"char_acc": acc, "bpc": loss / math.log(2.0), "loss": loss}
     return {"perplexity": math.exp(loss) if loss < 700 else math.inf, "word_acc": acc, "loss": loss}
-
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -216,15 +230,18 @@ def resolve(request: TaskRequest) -> TaskRequest:
         opts["embed"] = opts["hidden"]
     opts["dropout"] = float(opts["dropout"])
     if opts["tied"] and opts["embed"] != opts["hidden"]:
-        raise UserError(f"tied embeddings need embed == hidden (got embed={opts['embed']}, "
-                        f"hidden={opts['hidden']}); set tied=false or drop embed")
+        raise UserError(
+            f"tied embeddings need embed == hidden (got embed={opts['embed']}, "
+            f"hidden={opts['hidden']}); set tied=false or drop embed"
+        )
     return request.with_options(**opts)
 
 
 def locate(request: TaskRequest, data_dir: Path) -> text.CorpusKey:
     opts = request.options
-    return text.locate_corpus(request.dataset, data_dir, opts["level"], opts["vocab_size"],
-                              _TINY_CHARS if request.size == "tiny" else None)
+    return text.locate_corpus(
+        request.dataset, data_dir, opts["level"], opts["vocab_size"], _TINY_CHARS if request.size == "tiny" else None
+    )
 
 
 def build(request: TaskRequest, corpus: text.Corpus) -> Task:
@@ -236,7 +253,8 @@ def build(request: TaskRequest, corpus: text.Corpus) -> Task:
     if corpus.train.numel() // batch_size < 2 * bptt:
         raise UserError(
             f"dataset {dataset!r} has {corpus.train.numel()} training tokens: too few for batch_size="
-            f"{batch_size} columns of at least 2*bptt={2 * bptt} tokens; lower batch_size or bptt")
+            f"{batch_size} columns of at least 2*bptt={2 * bptt} tokens; lower batch_size or bptt"
+        )
     if corpus.val.numel() < 2 or corpus.test.numel() < 2:
         raise UserError(f"dataset {dataset!r} has fewer than 2 val or test tokens; it needs more text")
     vocab = len(corpus.vocab)
@@ -264,10 +282,25 @@ def build(request: TaskRequest, corpus: text.Corpus) -> Task:
         # A uniform guess has perplexity = vocabulary size: the worst plausible finite value.
         metric, penalty, target = PERPLEXITY, float(vocab), None
     return Task(
-        name="lstm_lm", dataset=dataset, size=size, metric=metric, steps=preset["steps"],
-        eval_every=preset["eval_every"], make_model=make_model, make_data=make_data, loss=_loss,
-        evaluate=evaluate, roles=roles, penalty=penalty, target=target, schedule="cosine", warmup_fraction=0.05,
-        grad_clip=1.0, batch_size=batch_size, options=opts, description=DESCRIPTION,
+        name="lstm_lm",
+        dataset=dataset,
+        size=size,
+        metric=metric,
+        steps=preset["steps"],
+        eval_every=preset["eval_every"],
+        make_model=make_model,
+        make_data=make_data,
+        loss=_loss,
+        evaluate=evaluate,
+        roles=roles,
+        penalty=penalty,
+        target=target,
+        schedule="cosine",
+        warmup_fraction=0.05,
+        grad_clip=1.0,
+        batch_size=batch_size,
+        options=opts,
+        description=DESCRIPTION,
     )
 
 

@@ -32,32 +32,50 @@ from harness.errors import UserError
 from harness.task import Option, Task, TaskRequest, TaskSpec, TinyRun, roles_by_module
 from tasks.data import tables
 
-DESCRIPTION = ("MLP (n_blocks x [Linear-ReLU-Dropout] + Linear head, optional piecewise-linear numeric "
-               "embeddings) on tabular data; accuracy (classification) or RMSE (regression)")
+DESCRIPTION = (
+    "MLP (n_blocks x [Linear-ReLU-Dropout] + Linear head, optional piecewise-linear numeric "
+    "embeddings) on tabular data; accuracy (classification) or RMSE (regression)"
+)
 
 OPTIONS = (
     Option("d_block", int, None, "width of every block", auto="size (32, 128, 512)", minimum=1),
     Option("n_blocks", int, None, "number of [Linear-ReLU-Dropout] blocks", auto="size (2, 3, 3)", minimum=1),
     Option("dropout", float, None, "dropout probability", auto="size (0, 0, 0.1)", minimum=0, below=1),
-    Option("batch_size", int, None, "rows per optimizer step",
-           auto="size (64, 128; paper: per dataset, docs/protocol.md#tabular-mlp)", minimum=1),
-    Option("num_embeddings", str, "none", "none (plain MLP) or piecewise (Q-LR piecewise-linear embeddings)",
-           choices=("none", "piecewise")),
+    Option(
+        "batch_size",
+        int,
+        None,
+        "rows per optimizer step",
+        auto="size (64, 128; paper: per dataset, docs/protocol.md#tabular-mlp)",
+        minimum=1,
+    ),
+    Option(
+        "num_embeddings",
+        str,
+        "none",
+        "none (plain MLP) or piecewise (Q-LR piecewise-linear embeddings)",
+        choices=("none", "piecewise"),
+    ),
     Option("n_bins", int, 48, "quantile bins per numerical feature for piecewise embeddings", minimum=2),
     Option("d_embedding", int, 16, "embedding width per numerical feature", minimum=1),
-    Option("scaling", str, "quantile", "quantile (noisy quantile -> normal) or standard",
-           choices=("quantile", "standard")),
+    Option(
+        "scaling", str, "quantile", "quantile (noisy quantile -> normal) or standard", choices=("quantile", "standard")
+    ),
     Option("target", str, None, "target column (required for path: datasets; overrides OpenML's default)"),
-    Option("task_type", str, "auto", "auto (inferred from the target), regression, binary or multiclass",
-           choices=("auto", "regression", "binary", "multiclass")),
+    Option(
+        "task_type",
+        str,
+        "auto",
+        "auto (inferred from the target), regression, binary or multiclass",
+        choices=("auto", "regression", "binary", "multiclass"),
+    ),
     Option("data_seed", int, 0, "fixes the train/val/test split and the quantile noise", minimum=0),
 )
 
 # Per-size model and budget. "small" is the demo size: one run with evals takes ~3-6 s on one CPU thread.
 SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": {"d_block": 32, "n_blocks": 2, "dropout": 0.0, "batch_size": 64, "steps": 40, "eval_every": 20},
-    "small": {"d_block": 128, "n_blocks": 3, "dropout": 0.0, "batch_size": 128, "steps": 800,
-              "eval_every": 200},
+    "small": {"d_block": 128, "n_blocks": 3, "dropout": 0.0, "batch_size": 128, "steps": 800, "eval_every": 200},
     # The reference tunes n_blocks in [1, 6], d_block in [64, 1024] and dropout jointly; these
     # fixed defaults are a middle point of that space [I]; set them as task options in a sweep.
     "paper": {"d_block": 512, "n_blocks": 3, "dropout": 0.1, "batch_size": None, "epochs": 100},
@@ -65,17 +83,30 @@ SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
 
 # The reference's batch sizes for the named sets (docs/protocol.md#tabular-mlp); the rest follow the same
 # rule by training-set size.
-PAPER_BATCH = {"adult": 256, "california": 256, "house": 256, "higgs-small": 512, "black-friday": 512,
-               "diamonds": 512, "covertype": 1024}
+PAPER_BATCH = {
+    "adult": 256,
+    "california": 256,
+    "house": 256,
+    "higgs-small": 512,
+    "black-friday": 512,
+    "diamonds": 512,
+    "covertype": 1024,
+}
 
 # Steps-to-target thresholds: a little below the tuned MLP's test score (reference table in
 # docs/protocol.md#tabular-mlp, AdamW column, converted to original units where needed) for the named
 # sets [I]; from our own small runs for the bundled ones. None where no reference exists (user files,
 # raw-price regressions).
 TARGETS: dict[str, tuple[str, float]] = {
-    "synthetic": ("accuracy", 0.80), "breast_cancer": ("accuracy", 0.95), "wine": ("accuracy", 0.95),
-    "digits": ("accuracy", 0.95), "diabetes": ("rmse", 60.0), "adult": ("accuracy", 0.85),
-    "higgs-small": ("accuracy", 0.72), "covertype": ("accuracy", 0.95), "california": ("rmse", 50_000.0),
+    "synthetic": ("accuracy", 0.80),
+    "breast_cancer": ("accuracy", 0.95),
+    "wine": ("accuracy", 0.95),
+    "digits": ("accuracy", 0.95),
+    "diabetes": ("rmse", 60.0),
+    "adult": ("accuracy", 0.85),
+    "higgs-small": ("accuracy", 0.72),
+    "covertype": ("accuracy", 0.95),
+    "california": ("rmse", 50_000.0),
     "house": ("rmse", 32_000.0),
 }
 
@@ -131,8 +162,17 @@ class PiecewiseLinearEmbeddings(nn.Module):
 class TabularMLP(nn.Module):
     """[optional embeddings] -> n_blocks x [Linear -> ReLU -> Dropout] -> Linear head."""
 
-    def __init__(self, n_num: int, n_cat: int, n_out: int, d_block: int, n_blocks: int, dropout: float,
-                 bins: tuple[np.ndarray, ...] | None = None, d_embedding: int = 16):
+    def __init__(
+        self,
+        n_num: int,
+        n_cat: int,
+        n_out: int,
+        d_block: int,
+        n_blocks: int,
+        dropout: float,
+        bins: tuple[np.ndarray, ...] | None = None,
+        d_embedding: int = 16,
+    ):
         super().__init__()
         self.n_num = n_num
         self.embeddings = PiecewiseLinearEmbeddings(bins, d_embedding) if bins else None
@@ -147,7 +187,7 @@ class TabularMLP(nn.Module):
         """PyTorch's Linear init (U(+-1/sqrt(fan_in)) for weight and bias), drawn from ``generator``."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                bound = module.in_features ** -0.5
+                bound = module.in_features**-0.5
                 nn.init.uniform_(module.weight, -bound, bound, generator=generator)
                 nn.init.uniform_(module.bias, -bound, bound, generator=generator)
         if self.embeddings is not None:
@@ -155,7 +195,7 @@ class TabularMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.embeddings is not None:
-            x = torch.cat([self.embeddings(x[:, :self.n_num]), x[:, self.n_num:]], dim=1)
+            x = torch.cat([self.embeddings(x[:, : self.n_num]), x[:, self.n_num :]], dim=1)
         return self.head(self.blocks(x))
 
 
@@ -165,8 +205,16 @@ def build_model(prep: tables.Prepared, opts: Mapping[str, Any], generator: torch
     bins = prep.bins if opts["num_embeddings"] == "piecewise" else None
     # Build without touching the global RNG (module constructors draw their default init from it).
     with torch.random.fork_rng(devices=[]):
-        model = TabularMLP(prep.n_num, prep.x["train"].shape[1] - prep.n_num, n_out, opts["d_block"],
-                           opts["n_blocks"], opts["dropout"], bins, opts["d_embedding"])
+        model = TabularMLP(
+            prep.n_num,
+            prep.x["train"].shape[1] - prep.n_num,
+            n_out,
+            opts["d_block"],
+            opts["n_blocks"],
+            opts["dropout"],
+            bins,
+            opts["d_embedding"],
+        )
     if generator is not None:
         model.reset_parameters(generator)
     return model
@@ -174,8 +222,6 @@ def build_model(prep: tables.Prepared, opts: Mapping[str, Any], generator: torch
 
 def _roles(model: TabularMLP) -> dict[str, list[nn.Parameter]]:
     return roles_by_module(model, embedding=(PiecewiseLinearEmbeddings,), head=model.head)
-
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -200,9 +246,15 @@ def resolve(request: TaskRequest) -> TaskRequest:
 
 def locate(request: TaskRequest, data_dir: Path) -> tables.TableKey:
     opts = request.options
-    return tables.locate(request.dataset, data_dir, target=opts["target"], task_type=opts["task_type"],
-                         scaling=opts["scaling"], data_seed=opts["data_seed"],
-                         n_bins=opts["n_bins"] if opts["num_embeddings"] == "piecewise" else None)
+    return tables.locate(
+        request.dataset,
+        data_dir,
+        target=opts["target"],
+        task_type=opts["task_type"],
+        scaling=opts["scaling"],
+        data_seed=opts["data_seed"],
+        n_bins=opts["n_bins"] if opts["num_embeddings"] == "piecewise" else None,
+    )
 
 
 def build(request: TaskRequest, prep: tables.Prepared) -> Task:
@@ -211,8 +263,9 @@ def build(request: TaskRequest, prep: tables.Prepared) -> Task:
     size, dataset, opts = request.size, request.dataset, dict(request.options)
     n_train = prep.x["train"].shape[0]
     if opts["batch_size"] is None:  # paper: the reference's per-dataset batch, else the same rule by size
-        opts["batch_size"] = PAPER_BATCH.get(dataset) or (256 if n_train <= 30_000 else 512 if n_train <= 120_000
-                                                          else 1024)
+        opts["batch_size"] = PAPER_BATCH.get(dataset) or (
+            256 if n_train <= 30_000 else 512 if n_train <= 120_000 else 1024
+        )
     if size == "paper":
         # The reference: no epoch cap with early stopping (patience 16) and constant LR; the harness has
         # a fixed step budget, so we give a fixed number of epochs [I] and evaluate once per epoch.
@@ -244,11 +297,25 @@ def build(request: TaskRequest, prep: tables.Prepared) -> Task:
         return tables.TabularData(prep, device, batch_size)
 
     return Task(
-        name="tabular_mlp", dataset=dataset, size=size, metric=metric, steps=steps, eval_every=eval_every,
-        make_model=make_model, make_data=make_data, loss=tables.loss_fn(prep.kind),
-        evaluate=tables.evaluator(prep.kind, prep.y_std), roles=_roles, penalty=float(penalty), target=target,
-        schedule=schedule, warmup_fraction=warmup, grad_clip=1.0, batch_size=batch_size,
-        options=opts, description=f"{DESCRIPTION}; {prep.kind}, {n_train} training rows",
+        name="tabular_mlp",
+        dataset=dataset,
+        size=size,
+        metric=metric,
+        steps=steps,
+        eval_every=eval_every,
+        make_model=make_model,
+        make_data=make_data,
+        loss=tables.loss_fn(prep.kind),
+        evaluate=tables.evaluator(prep.kind, prep.y_std),
+        roles=_roles,
+        penalty=float(penalty),
+        target=target,
+        schedule=schedule,
+        warmup_fraction=warmup,
+        grad_clip=1.0,
+        batch_size=batch_size,
+        options=opts,
+        description=f"{DESCRIPTION}; {prep.kind}, {n_train} training rows",
     )
 
 

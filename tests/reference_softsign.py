@@ -50,8 +50,9 @@ def newton_quantile(p: Tensor, mu: Tensor, sigma: Tensor, max_iter: int = 10, to
     return q
 
 
-def schedule_from_values(values: Tensor, n: int, c: Tensor | float, *, p_dtype: torch.dtype,
-                         newton_iters: int, tmax: float) -> Tensor:
+def schedule_from_values(
+    values: Tensor, n: int, c: Tensor | float, *, p_dtype: torch.dtype, newton_iters: int, tmax: float
+) -> Tensor:
     """``clamp(c / q(j / n), 1, tmax)`` with ``mu = median(values)``, ``sigma = median|values - mu|``."""
     mu = values.median()
     sigma = (values - mu).abs().median()
@@ -62,28 +63,35 @@ def schedule_from_values(values: Tensor, n: int, c: Tensor | float, *, p_dtype: 
     return torch.clamp(c / q, 1.0, tmax)
 
 
-def softsignum_schedule(d: Tensor, n: int, eps: float = 1e-4, newton_iters: int = 10, tmax: float = 1e9,
-                        exact_constants: bool = True) -> Tensor:
+def softsignum_schedule(
+    d: Tensor, n: int, eps: float = 1e-4, newton_iters: int = 10, tmax: float = 1e9, exact_constants: bool = True
+) -> Tensor:
     """The official SoftSignum ``get_temperature_schedule`` on all entries ``d`` (flat)."""
     if exact_constants:
-        return schedule_from_values(d, n, math.atanh(1 - eps), p_dtype=torch.float64,
-                                    newton_iters=newton_iters, tmax=tmax)
+        return schedule_from_values(
+            d, n, math.atanh(1 - eps), p_dtype=torch.float64, newton_iters=newton_iters, tmax=tmax
+        )
     c = torch.atanh(torch.tensor(1 - eps))  # float32, as the official code
     return schedule_from_values(d, n, c, p_dtype=torch.float32, newton_iters=newton_iters, tmax=tmax)
 
 
-def softmuon_schedule(grads: list[Tensor], n: int, eps: float = 1e-4, newton_iters: int = 10, tmax: float = 1e9,
-                      exact_constants: bool = True) -> Tensor:
+def softmuon_schedule(
+    grads: list[Tensor],
+    n: int,
+    eps: float = 1e-4,
+    newton_iters: int = 10,
+    tmax: float = 1e9,
+    exact_constants: bool = True,
+) -> Tensor:
     """The official SoftMuon ``get_temperature_schedule``: singular values of every raw gradient
     (conv kernels as ``(out, in*kh*kw)``), pooled; ``p`` is float64 in the official code."""
-    sigmas = torch.cat([torch.linalg.svdvals(g.reshape(g.shape[0], -1) if g.ndim > 2 else g).flatten()
-                        for g in grads])
+    sigmas = torch.cat([torch.linalg.svdvals(g.reshape(g.shape[0], -1) if g.ndim > 2 else g).flatten() for g in grads])
     y = 1 - eps
     if exact_constants:
         c = y / math.sqrt(1 - y * y)
     else:
         y32 = torch.as_tensor(y)  # float32: 1 - y^2 cancels (official inverse_soft_clipping)
-        c = y32 / (1 - y32 ** 2) ** 0.5
+        c = y32 / (1 - y32**2) ** 0.5
     return schedule_from_values(sigmas, n, c, p_dtype=torch.float64, newton_iters=newton_iters, tmax=tmax)
 
 
@@ -93,9 +101,21 @@ def softmuon_schedule(grads: list[Tensor], n: int, eps: float = 1e-4, newton_ite
 class PortSoftSignum:
     """The official single-tensor SoftSignum with dampening 0, no normalisation, not maximising."""
 
-    def __init__(self, groups: list[dict], *, lr: float, momentum: float, nesterov: bool, sign_iters: int,
-                 transition_iters: int, eps: float = 1e-4, newton_iters: int = 10, tmax: float = 1e9,
-                 pool: str = "all", exact_constants: bool = True):
+    def __init__(
+        self,
+        groups: list[dict],
+        *,
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+        sign_iters: int,
+        transition_iters: int,
+        eps: float = 1e-4,
+        newton_iters: int = 10,
+        tmax: float = 1e9,
+        pool: str = "all",
+        exact_constants: bool = True,
+    ):
         self.groups = [{"params": list(g["params"]), "weight_decay": g["weight_decay"]} for g in groups]
         self.lr, self.momentum, self.nesterov = lr, momentum, nesterov
         self.sign_iters, self.transition_iters = sign_iters, transition_iters
@@ -107,8 +127,9 @@ class PortSoftSignum:
 
     def _schedule(self, directions: list[Tensor]) -> Tensor:
         flat = torch.cat([d.reshape(-1) for d in directions])
-        return softsignum_schedule(flat, self.transition_iters, self.eps, self.newton_iters, self.tmax,
-                                   self.exact_constants)
+        return softsignum_schedule(
+            flat, self.transition_iters, self.eps, self.newton_iters, self.tmax, self.exact_constants
+        )
 
     @torch.no_grad()
     def step(self) -> None:
@@ -171,7 +192,7 @@ def muon_regularized_update(G: Tensor, steps: int, temp: Tensor) -> Tensor:
         X = X.mT
     A = X @ X.mT
     eye = torch.eye(A.size(-1), dtype=A.dtype)
-    A = A + eye / (temp ** 2)
+    A = A + eye / (temp**2)
     norm_a = A.norm(dim=(-2, -1), keepdim=True)
     A = A / norm_a
     Y = A
@@ -219,8 +240,9 @@ class PortSoftMuonWithAuxAdam:
             if group["use_muon"]:
                 si, ti = group["sign_iters"], group["transition_iters"]
                 if current == si + 1:
-                    group["schedule"] = softmuon_schedule([p.grad for p in group["params"]], ti,
-                                                          exact_constants=self.exact_constants)
+                    group["schedule"] = softmuon_schedule(
+                        [p.grad for p in group["params"]], ti, exact_constants=self.exact_constants
+                    )
                 temperature = None
                 if group.get("schedule") is not None and current > si:
                     temperature = group["schedule"][max(0, min(current - si - 1, ti - 1))]
@@ -232,8 +254,9 @@ class PortSoftMuonWithAuxAdam:
             else:
                 beta1, beta2 = group["betas"]
                 for p in group["params"]:
-                    state = self.state.setdefault(id(p), {"exp_avg": torch.zeros_like(p),
-                                                          "exp_avg_sq": torch.zeros_like(p), "step": 0})
+                    state = self.state.setdefault(
+                        id(p), {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p), "step": 0}
+                    )
                     state["step"] += 1
                     buf1, buf2 = state["exp_avg"], state["exp_avg_sq"]
                     buf1.lerp_(p.grad, 1 - beta1)

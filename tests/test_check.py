@@ -51,12 +51,19 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 # --- the command, end to end ------------------------------------------------------------------
 
+
 @pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_quick_cpu_check_subprocess(tmp_path):
     out = tmp_path / "chk"
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "check", "--device", "cpu", "--quick", "--out",
-                           str(out)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=280)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "check", "--device", "cpu", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=280,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = proc.stdout
     for header in ("== environment", "== smoke", "== optimizer_step", "== throughput", "== ns5", "== summary"):
@@ -88,8 +95,13 @@ def test_quick_cpu_check_subprocess(tmp_path):
     assert len(adamw) == 2 and all(0.05 < x < 20 for x in adamw)
     # Throughput of every task family in its own unit; NS5 in TFLOP/s.
     units = {r["item"].split(":")[0]: r["unit"] for r in by_section["throughput"]}
-    assert units == {"cifar_resnet": "images/s", "gnn_graphland": "nodes/s", "llm": "tokens/s",
-                     "lstm_lm": "tokens/s", "tabular_mlp": "rows/s"}
+    assert units == {
+        "cifar_resnet": "images/s",
+        "gnn_graphland": "nodes/s",
+        "llm": "tokens/s",
+        "lstm_lm": "tokens/s",
+        "tabular_mlp": "rows/s",
+    }
     assert all(float(r["value"]) > 0 for r in by_section["throughput"] + by_section["ns5"])
 
     report = json.loads((out / "check_cpu.json").read_text())
@@ -123,11 +135,14 @@ def test_injected_fault_exits_1_and_names_the_cells(monkeypatch, tmp_path, capsy
     assert json.loads((tmp_path / "check_cpu.json").read_text())["exit_code"] == 1
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--device", "tpu"], "unknown device 'tpu'; known: cpu, cuda, cuda:N, mps"),
-    (["--device", "cuda"], "CUDA is not available"),
-    (["--device", "cpu", "--peak-tflops", "-3"], "invalid --peak-tflops"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--device", "tpu"], "unknown device 'tpu'; known: cpu, cuda, cuda:N, mps"),
+        (["--device", "cuda"], "CUDA is not available"),
+        (["--device", "cpu", "--peak-tflops", "-3"], "invalid --peak-tflops"),
+    ],
+)
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv, message):
     assert not torch.cuda.is_available()  # conftest hides GPUs
     out = tmp_path / "never"
@@ -137,6 +152,7 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv, message):
 
 
 # --- smoke classification ---------------------------------------------------------------------
+
 
 def test_divergence_at_defaults_passes_after_lr_retry_but_not_twice():
     cell = check_smoke.Cell("tabular_mlp", "muon")
@@ -172,14 +188,20 @@ def _sleepy_build(groups, hparams, total_steps):
 def test_a_cell_past_its_time_limit_fails_and_the_smoke_goes_on(monkeypatch, tmp_path):
     slow = dataclasses.replace(optimizers.REGISTRY["adamw"], name="slowopt", build_fn=_sleepy_build)
     monkeypatch.setitem(optimizers.REGISTRY, "slowopt", slow)
-    monkeypatch.setattr(check_smoke, "cells", lambda amp_modes: [check_smoke.Cell("tabular_mlp", "slowopt"),
-                                                                 check_smoke.Cell("tabular_mlp", "adamw")])
+    monkeypatch.setattr(
+        check_smoke,
+        "cells",
+        lambda amp_modes: [check_smoke.Cell("tabular_mlp", "slowopt"), check_smoke.Cell("tabular_mlp", "adamw")],
+    )
     quick = check.plan_for("cpu", True)
     monkeypatch.setattr(check, "plan_for", lambda device_type, quick_: dataclasses.replace(quick, smoke_cell_s=1))
     code, report = check.run_check(torch.device("cpu"), quick=True, out=tmp_path, sections=("smoke",))
     assert code == 1
     smoke = {r["label"]: r for r in report.details["smoke"]}
-    assert smoke["tabular_mlp/slowopt"]["status"] == "FAIL" and "timed out after 1s" in smoke["tabular_mlp/slowopt"]["detail"]
+    assert (
+        smoke["tabular_mlp/slowopt"]["status"] == "FAIL"
+        and "timed out after 1s" in smoke["tabular_mlp/slowopt"]["detail"]
+    )
     assert smoke["tabular_mlp/adamw"]["status"] == "pass"
 
 
@@ -235,6 +257,7 @@ def test_time_limit_restores_the_outer_timer():
 
 # --- environment ------------------------------------------------------------------------------
 
+
 def test_dataset_presence_asks_the_task_modules(tmp_path):
     rows = {(r["task"], r["dataset"]): r for r in check_env.dataset_presence(tmp_path)}
     assert rows[("llm", "pydoc")]["status"] == "available"
@@ -254,7 +277,10 @@ def test_dataset_presence_asks_the_task_modules(tmp_path):
 
 
 def test_package_status_reports_missing_and_broken_packages():
-    assert check_env.package_status("no-such-dist-xyz", "no_such_module_xyz") == {"version": "", "status": "not installed"}
+    assert check_env.package_status("no-such-dist-xyz", "no_such_module_xyz") == {
+        "version": "",
+        "status": "not installed",
+    }
     broken = check_env.package_status("pytest", "no_such_module_xyz")  # installed, but the import fails
     assert broken["version"] and broken["status"].startswith("import fails: ModuleNotFoundError")
     assert check_env.package_status("pytest", "pytest")["status"] == "ok"
@@ -294,6 +320,7 @@ def test_forced_offline_restores_the_environment(monkeypatch):
 
 # --- what CPU can exercise of the CUDA path ---------------------------------------------------
 
+
 def test_loop_runs_forward_and_eval_under_bf16_autocast_on_cpu():
     seen: list[tuple[str, bool, torch.dtype]] = []
 
@@ -301,6 +328,7 @@ def test_loop_runs_forward_and_eval_under_bf16_autocast_on_cpu():
         def wrapped(*args):
             seen.append((where, torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
             return fn(*args)
+
         return wrapped
 
     results = {}
@@ -367,8 +395,18 @@ def test_step_timing_synchronises_around_the_step(monkeypatch):
 
 def test_mfu_arithmetic_with_a_fake_clock():
     steps, peak = 3, 2e-6  # TFLOP/s: a made-up peak, so the MFU is a plain number to check
-    row = check_speed.measure(Case("llm", "tiny"), torch.device("cpu"), steps=steps, warmup=0, amp=False,
-                              compile=False, llm_batch=None, data_dir=None, peak=peak, clock=FakeClock(tick=0.5))
+    row = check_speed.measure(
+        Case("llm", "tiny"),
+        torch.device("cpu"),
+        steps=steps,
+        warmup=0,
+        amp=False,
+        compile=False,
+        llm_batch=None,
+        data_dir=None,
+        peak=peak,
+        clock=FakeClock(tick=0.5),
+    )
     task = tasks.make("llm", size="tiny")
     model = task.make_model(torch.Generator().manual_seed(0))
     cfg = model.cfg
@@ -407,17 +445,29 @@ def test_bf16_newton_schulz_and_muon_run_on_cpu():
     fp32, bf16 = newton_schulz5(G, dtype=torch.float32), newton_schulz5(G, dtype=torch.bfloat16)
     assert bf16.dtype == torch.float32 and bf16.shape == G.shape
     assert ((bf16 - fp32).norm() / fp32.norm()).item() < 0.05
-    spec, task = loop.resolve(task="llm", optimizer="muon", size="tiny", steps=6, amp="bf16",
-                              hparams={"ns_dtype": "bfloat16"})
+    spec, task = loop.resolve(
+        task="llm", optimizer="muon", size="tiny", steps=6, amp="bf16", hparams={"ns_dtype": "bfloat16"}
+    )
     assert loop.run(spec, task=task, device="cpu", progress=False).row["status"] == "ok"
 
 
-@pytest.mark.parametrize("name, peak", [
-    ("NVIDIA H100 80GB HBM3", 989.4), ("NVIDIA H100 PCIe", 756.0), ("NVIDIA H100 NVL", 835.0),
-    ("NVIDIA H200", 989.4), ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA A100 80GB PCIe", 312.0),
-    ("NVIDIA A10G", 125.0), ("NVIDIA L4", 121.0), ("NVIDIA L40S", 362.05),
-    ("NVIDIA GeForce RTX 4090", 165.2), ("Tesla T4", None), (None, None),
-])
+@pytest.mark.parametrize(
+    "name, peak",
+    [
+        ("NVIDIA H100 80GB HBM3", 989.4),
+        ("NVIDIA H100 PCIe", 756.0),
+        ("NVIDIA H100 NVL", 835.0),
+        ("NVIDIA H200", 989.4),
+        ("NVIDIA A100-SXM4-80GB", 312.0),
+        ("NVIDIA A100 80GB PCIe", 312.0),
+        ("NVIDIA A10G", 125.0),
+        ("NVIDIA L4", 121.0),
+        ("NVIDIA L40S", 362.05),
+        ("NVIDIA GeForce RTX 4090", 165.2),
+        ("Tesla T4", None),
+        (None, None),
+    ],
+)
 def test_peak_table(name, peak):
     assert check_speed.peak_tflops(name)[0] == peak
     assert check_speed.peak_tflops(name, 123.0) == (123.0, "--peak-tflops")
@@ -429,15 +479,27 @@ def test_gpu_session_script_dry_run_on_cpu(tmp_path):
     CPU: a lent GPU's minutes must not go to a typo in the script."""
     copy = tmp_path / "out"
     copy.mkdir()
-    env = dict(os.environ, PYTHON=sys.executable, GPU_SESSION_DEVICE="cpu", GPU_SESSION_SIZE="tiny",
-               GPU_SESSION_STEPS="3", GPU_SESSION_CHECK_ARGS="--quick", GPU_SESSION_RESULTS=str(tmp_path / "res"),
-               OUT=str(copy))
-    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_session.sh")], capture_output=True, text=True,
-                          env=env, timeout=600)
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        GPU_SESSION_DEVICE="cpu",
+        GPU_SESSION_SIZE="tiny",
+        GPU_SESSION_STEPS="3",
+        GPU_SESSION_CHECK_ARGS="--quick",
+        GPU_SESSION_RESULTS=str(tmp_path / "res"),
+        OUT=str(copy),
+    )
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_session.sh")], capture_output=True, text=True, env=env, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "all parts passed" in proc.stdout
     smoke = read_csv(tmp_path / "res" / "paper_smoke_cpu.csv")
     assert sorted(r["task"] for r in smoke) == sorted(tasks.REGISTRY)
     assert {r["status"] for r in smoke} == {"ok"} and {r["steps_done"] for r in smoke} == {"3"}
-    assert sorted(p.name for p in copy.iterdir()) == ["check_cpu.csv", "check_cpu.json", "gpu_session_cpu.log",
-                                                      "paper_smoke_cpu.csv"]
+    assert sorted(p.name for p in copy.iterdir()) == [
+        "check_cpu.csv",
+        "check_cpu.json",
+        "gpu_session_cpu.log",
+        "paper_smoke_cpu.csv",
+    ]

@@ -39,8 +39,14 @@ def _env() -> dict[str, str]:
 def _spec(task: str, optimizer: str = "softsignum"):
     # softsignum with alpha_sign 0.5: the stop falls in the sign phase, the switch after the resume,
     # so the optimizer's own schedule state crosses the checkpoint too.
-    spec, _ = resolve(task=task, optimizer=optimizer, size="tiny", steps=STEPS, seed=3,
-                      hparams={"alpha_sign": 0.5} if optimizer == "softsignum" else {})
+    spec, _ = resolve(
+        task=task,
+        optimizer=optimizer,
+        size="tiny",
+        steps=STEPS,
+        seed=3,
+        hparams={"alpha_sign": 0.5} if optimizer == "softsignum" else {},
+    )
     return spec
 
 
@@ -81,23 +87,40 @@ def interrupted(tmp_path_factory):
     specs = {name: _spec(name) for name in TASKS}
     script = out / "part_one.py"
     script.write_text(PART_ONE)
-    proc = subprocess.run([sys.executable, str(script), str(out), str(STOP_AT), *(s.to_json() for s in specs.values())],
-                          env=_env(), cwd=str(ROOT), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out), str(STOP_AT), *(s.to_json() for s in specs.values())],
+        env=_env(),
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, specs
 
 
 def _same_record(a: dict, b: dict) -> None:
     """Everything but timings, timestamps and the resume bookkeeping."""
-    skip = {"train_seconds", "eval_seconds", "optimizer_seconds", "wall_seconds", "peak_memory_bytes",
-            "started_at", "finished_at", "resumed_at_step"}
+    skip = {
+        "train_seconds",
+        "eval_seconds",
+        "optimizer_seconds",
+        "wall_seconds",
+        "peak_memory_bytes",
+        "started_at",
+        "finished_at",
+        "resumed_at_step",
+    }
     assert {k: v for k, v in a.items() if k not in skip} == {k: v for k, v in b.items() if k not in skip}
 
 
 def _curves(result) -> list[tuple]:
     """Every curve point but the training seconds at each evaluation (a timing)."""
-    return sorted((c["split"], c["name"], c["step"], c["value"]) for c in result.curves
-                  if (c["split"], c["name"]) != ("train", "seconds"))
+    return sorted(
+        (c["split"], c["name"], c["step"], c["value"])
+        for c in result.curves
+        if (c["split"], c["name"]) != ("train", "seconds")
+    )
 
 
 @pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
@@ -143,8 +166,14 @@ def test_sigkill_mid_run_then_resume_in_a_new_process(tmp_path):
     script = tmp_path / "kill.py"
     script.write_text(SIGKILL_SELF)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, str(script), str(out), spec.to_json(), "20"], env=_env(), cwd=str(ROOT),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out), spec.to_json(), "20"],
+        env=_env(),
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert ckpt.saved_steps(out, spec.run_id) == [10, 20]  # killed after step 20's was written, before 10's went
     assert not records.is_finished(out, spec.run_id)
@@ -271,6 +300,7 @@ def test_policy_validates():
 
 # ------------------------------------------------------------------------------------ branching
 
+
 def _shared(spec_child, parent_name: str):
     """The parent's spec: same task, data, seed, budget; the child's hyperparameters that the parent
     has (the paper's protocol: SoftX starts from X tuned with the same shared hyperparameters)."""
@@ -281,14 +311,21 @@ def _shared(spec_child, parent_name: str):
     return spec_child.with_(optimizer=parent_name, hparams=optimizers.REGISTRY[parent_name].resolve(hp))
 
 
-@pytest.mark.parametrize("child, task", [("softsignum", "tabular_mlp"), ("softmuon", "llm"),
-                                         ("hardswitchsign", "cifar_resnet")])
+@pytest.mark.parametrize(
+    "child, task", [("softsignum", "tabular_mlp"), ("softmuon", "llm"), ("hardswitchsign", "cifar_resnet")]
+)
 def test_a_branched_run_equals_the_unbranched_run(tmp_path, child, task):
     import optimizers
     from optimizers._switch import sign_phase_steps
 
-    spec, _ = resolve(task=task, optimizer=child, size="tiny", steps=STEPS, seed=2,
-                      hparams={"alpha_sign": 0.6, "lr": 3e-3 if child != "softmuon" else 0.02})
+    spec, _ = resolve(
+        task=task,
+        optimizer=child,
+        size="tiny",
+        steps=STEPS,
+        seed=2,
+        hparams={"alpha_sign": 0.6, "lr": 3e-3 if child != "softmuon" else 0.02},
+    )
     parent_name = optimizers.REGISTRY[child].branch_from
     parent = _shared(spec, parent_name)
     s = sign_phase_steps(0.6, STEPS)
@@ -300,8 +337,16 @@ def test_a_branched_run_equals_the_unbranched_run(tmp_path, child, task):
     # Its own run_id, naming the parent: the same result may differ in the last bits off CPU.
     assert scratch.row["run_id"] == spec.run_id != branched.row["run_id"]
     assert branched.row["run_id"] == spec.with_(branched_from=parent.run_id, branch_step=s).run_id
-    for key in ("status", "steps_done", "val_metric", "test_metric", "best_val_metric", "final_train_loss",
-                "objective", "metrics"):
+    for key in (
+        "status",
+        "steps_done",
+        "val_metric",
+        "test_metric",
+        "best_val_metric",
+        "final_train_loss",
+        "objective",
+        "metrics",
+    ):
         assert branched.row[key] == scratch.row[key], key
     # Train/val/test curves are identical; before S they are the parent's (its optimizer
     # diagnostics before S, SoftX's own "opt" samples, are not part of a branch).
@@ -331,15 +376,33 @@ def test_branching_refuses_a_parent_with_other_data_or_budget(tmp_path):
 
 
 def _cli(*args: str, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=str(ROOT), env=env or _env(),
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=str(ROOT),
+        env=env or _env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_branch_through_the_cli(tmp_path):
     out = str(tmp_path / "out")
-    common = ["--task", "tabular_mlp", "--size", "tiny", "--steps", "30", "--seed", "4", "--out", out,
-              "--set", "lr=3e-3"]
+    common = [
+        "--task",
+        "tabular_mlp",
+        "--size",
+        "tiny",
+        "--steps",
+        "30",
+        "--seed",
+        "4",
+        "--out",
+        out,
+        "--set",
+        "lr=3e-3",
+    ]
     parent = _cli("run", "--optimizer", "signum", "--keep-checkpoint", "27", *common)
     assert parent.returncode == 0, parent.stderr
     (folder,) = (tmp_path / "out" / "checkpoints").iterdir()
@@ -351,6 +414,7 @@ def test_branch_through_the_cli(tmp_path):
     soft = df[df["optimizer"] == "softsignum"].iloc[0]
     assert soft["branched_from"] == folder.name and soft["branch_step"] == 27
     # (That a branch equals the run from scratch is tested in-process above.)
-    bad = _cli("run", "--optimizer", "signum", "--keep-checkpoint", "31", "--branch-from", str(tmp_path / "no.pt"),
-               *common)
+    bad = _cli(
+        "run", "--optimizer", "signum", "--keep-checkpoint", "31", "--branch-from", str(tmp_path / "no.pt"), *common
+    )
     assert bad.returncode == 2 and "steps 1..30" in bad.stderr

@@ -16,8 +16,14 @@ from harness.run.cli import parse_sets, parse_value
 
 def optbench(*args, cwd=None, timeout=120):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def test_parse_values():
@@ -42,8 +48,18 @@ def test_version_prints_the_package_and_results_schema_versions():
 def test_list_names_tasks_and_optimizers():
     out = optbench("list")
     assert out.returncode == 0, out.stderr
-    for name in ("cifar_resnet", "gnn_graphland", "llm", "lstm_lm", "tabular_mlp",
-                 "adamw", "signum", "softsignum", "muon", "softmuon"):
+    for name in (
+        "cifar_resnet",
+        "gnn_graphland",
+        "llm",
+        "lstm_lm",
+        "tabular_mlp",
+        "adamw",
+        "signum",
+        "softsignum",
+        "muon",
+        "softmuon",
+    ):
         assert name in out.stdout
     one = optbench("list", "--task", "tabular_mlp")
     assert one.returncode == 0 and "datasets:" in one.stdout and "breast_cancer" in one.stdout
@@ -52,8 +68,25 @@ def test_list_names_tasks_and_optimizers():
 @pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_run_writes_one_record_and_resume_skips(tmp_path):
     out_dir = tmp_path / "res"
-    args = ("run", "--task", "tabular_mlp", "--optimizer", "softsignum", "--size", "tiny", "--steps", "30",
-            "--set", "lr=3e-3", "--set", "alpha_sign=0.5", "--seed", "3", "--out", out_dir)
+    args = (
+        "run",
+        "--task",
+        "tabular_mlp",
+        "--optimizer",
+        "softsignum",
+        "--size",
+        "tiny",
+        "--steps",
+        "30",
+        "--set",
+        "lr=3e-3",
+        "--set",
+        "alpha_sign=0.5",
+        "--seed",
+        "3",
+        "--out",
+        out_dir,
+    )
     first = optbench(*args)
     assert first.returncode == 0, first.stderr
     assert "status=ok" in first.stdout and "wrote" in first.stdout
@@ -73,8 +106,9 @@ def test_run_writes_one_record_and_resume_skips(tmp_path):
 
 
 def test_diverging_run_exits_zero_and_is_recorded(tmp_path):
-    out = optbench("run", "--task", "tabular_mlp", "--optimizer", "adamw", "--steps", "30",
-                   "--set", "lr=1e3", "--out", tmp_path)
+    out = optbench(
+        "run", "--task", "tabular_mlp", "--optimizer", "adamw", "--steps", "30", "--set", "lr=1e3", "--out", tmp_path
+    )
     assert out.returncode == 0, out.stderr
     df = records.read_runs(tmp_path)
     assert list(df["status"]) == ["diverged"]
@@ -84,16 +118,29 @@ def test_diverging_run_exits_zero_and_is_recorded(tmp_path):
 BAD_INPUTS = [
     (("--task", "cifar", "--optimizer", "adamw"), ["unknown task 'cifar'", "cifar_resnet", "tabular_mlp"]),
     (("--task", "tabular_mlp", "--optimizer", "adam"), ["unknown optimizer 'adam'", "adamw", "softmuon"]),
-    (("--task", "tabular_mlp", "--optimizer", "adamw", "--dataset", "nope"), ["unknown dataset 'nope'",
-                                                                             "breast_cancer"]),
+    (
+        ("--task", "tabular_mlp", "--optimizer", "adamw", "--dataset", "nope"),
+        ["unknown dataset 'nope'", "breast_cancer"],
+    ),
     (("--task", "tabular_mlp", "--optimizer", "adamw", "--set", "lrr=0.1"), ["'lrr'", "weight_decay"]),
     (("--task", "tabular_mlp", "--optimizer", "adamw", "--set", "lr=-1"), ["lr"]),
     (("--task", "tabular_mlp", "--optimizer", "signum", "--set", "momentum=1.5"), ["momentum"]),
     (("--task", "tabular_mlp", "--optimizer", "softsignum", "--set", "alpha_sign=2"), ["alpha_sign"]),
     (("--task", "tabular_mlp", "--optimizer", "adamw", "--size", "huge"), ["unknown size 'huge'", "paper"]),
     (("--task", "tabular_mlp", "--optimizer", "adamw", "--steps", "0"), ["steps"]),
-    (("--task", "tabular_mlp", "--optimizer", "adamw", "--dataset", "path:/nonexistent/t.csv",
-      "--set", "task.target=y"), ["/nonexistent/t.csv"]),
+    (
+        (
+            "--task",
+            "tabular_mlp",
+            "--optimizer",
+            "adamw",
+            "--dataset",
+            "path:/nonexistent/t.csv",
+            "--set",
+            "task.target=y",
+        ),
+        ["/nonexistent/t.csv"],
+    ),
     (("--task", "cifar_resnet", "--optimizer", "adamw", "--size", "paper"), ["cifar-10", "data"]),
 ]
 

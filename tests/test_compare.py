@@ -54,8 +54,9 @@ def _entry(comparison, dataset, optimizer):
 def test_a_folder_against_itself_changes_nothing(board_a):
     comparison = diff.diff(board_a, board_a, "A", "B")
     assert comparison.n_changes == 0 and comparison.notes == []
-    assert len(comparison.benchmarks) == len({tuple(r[k] for k in ("task", "dataset", "size", "variant"))
-                                              for r in board_a.rows})
+    assert len(comparison.benchmarks) == len(
+        {tuple(r[k] for k in ("task", "dataset", "size", "variant")) for r in board_a.rows}
+    )
     text = diff.render_markdown(comparison)
     assert f"0 of {len(comparison.benchmarks)} benchmarks changed (0 change(s))." in text
     rows = list(csv.DictReader(io.StringIO(diff.render_csv(comparison))))
@@ -97,8 +98,9 @@ def test_planted_changes_are_found_and_named(frame, board_a):
     rows = {(r["dataset"], r["optimizer"]): r for r in csv.DictReader(io.StringIO(diff.render_csv(comparison)))}
     assert rows[("breast_cancer", "signum")]["in_b"] == "false" and rows[("sbm", "adamw")]["in_b"] == "false"
     assert rows[("diabetes", "adamw")]["mean_moved"] == "true" and rows[("diabetes", "muon")]["best_changed"] == "true"
-    assert math.isclose(float(rows[("diabetes", "adamw")]["b_mean"]) - float(rows[("diabetes", "adamw")]["a_mean"]),
-                        -5.0, abs_tol=1e-6)
+    assert math.isclose(
+        float(rows[("diabetes", "adamw")]["b_mean"]) - float(rows[("diabetes", "adamw")]["a_mean"]), -5.0, abs_tol=1e-6
+    )
 
 
 def _subset(out: Path, frame, *datasets: str) -> Path:

@@ -115,10 +115,17 @@ def test_invalid_delay_is_refused_with_the_valid_choices(bad):
 
 def test_check_delay_is_importable_without_torch():
     """Sweep-file and RunSpec validation (torch-free modules) can check a delay with harness.run.delay."""
-    code = ("import sys; from harness.run.delay import check_delay; assert check_delay(2) == 2; "
-            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import sys; from harness.run.delay import check_delay; assert check_delay(2) == 2; "
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
@@ -332,7 +339,7 @@ def quadratic(lr: float, d: int, steps: int, L: float = 4.0) -> list[float]:
 
 def envelope_rate(path: list[float], a: int, b: int, width: int = 25) -> float:
     """Per-step growth of max|x| between the windows starting at a and b (>= one oscillation)."""
-    top = lambda s: max(abs(v) for v in path[s:s + width])  # noqa: E731
+    top = lambda s: max(abs(v) for v in path[s : s + width])  # noqa: E731
     return (top(b) / top(a)) ** (1.0 / (b - a))
 
 
@@ -529,16 +536,19 @@ def _state_after_one_step(shapes, d=1):
     return serialised(delay.state_dict())
 
 
-@pytest.mark.parametrize("case, match", [
-    ("other_delay", r"delay is 2, this run's is 1"),
-    ("more_params", r"holds 3 parameters, this model has 2"),
-    ("other_shape", r"parameter 1 of shape \[4\], this model's has shape \[5\]"),
-    ("bad_position", r"position"),
-    ("short_buffer", r"must hold 1 slot\(s\) of 2 gradient"),
-    ("tensor_shape", r"delayed gradient 0 \(slot 0\)"),
-    ("not_a_state", r"not a gradient-delay state"),
-    ("steps_without_buffer", r"no buffer"),
-])
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("other_delay", r"delay is 2, this run's is 1"),
+        ("more_params", r"holds 3 parameters, this model has 2"),
+        ("other_shape", r"parameter 1 of shape \[4\], this model's has shape \[5\]"),
+        ("bad_position", r"position"),
+        ("short_buffer", r"must hold 1 slot\(s\) of 2 gradient"),
+        ("tensor_shape", r"delayed gradient 0 \(slot 0\)"),
+        ("not_a_state", r"not a gradient-delay state"),
+        ("steps_without_buffer", r"no buffer"),
+    ],
+)
 def test_mismatched_checkpoint_is_refused_and_changes_nothing(case, match):
     target_params = [nn.Parameter(torch.zeros(2, 3)), nn.Parameter(torch.zeros(5))]
     target = GradientDelay(target_params, 1)

@@ -32,16 +32,33 @@ ROOT = Path(__file__).resolve().parents[1]
 # The commit before the delay, the wsd schedules and the budgets reached the run path.
 BEFORE = "68179788155a02e2a8e5bff1580c86b5dacb5093"
 
-OUTCOME = ("run_id", "spec", "status", "steps", "steps_done", "val_metric", "test_metric", "best_val_metric",
-           "best_val_step", "objective", "steps_to_target", "final_train_loss", "metrics", "optimizer_state_bytes",
-           "param_count")
+OUTCOME = (
+    "run_id",
+    "spec",
+    "status",
+    "steps",
+    "steps_done",
+    "val_metric",
+    "test_metric",
+    "best_val_metric",
+    "best_val_step",
+    "objective",
+    "steps_to_target",
+    "final_train_loss",
+    "metrics",
+    "optimizer_state_bytes",
+    "param_count",
+)
 
 
 def _curves(result_or_list) -> list[tuple]:
     """Every curve point but the training seconds at each evaluation (a timing, new since BEFORE)."""
     curves = getattr(result_or_list, "curves", result_or_list)
-    return sorted((c["split"], c["name"], c["step"], c["value"]) for c in curves
-                  if (c["split"], c["name"]) != ("train", "seconds"))
+    return sorted(
+        (c["split"], c["name"], c["step"], c["value"])
+        for c in curves
+        if (c["split"], c["name"]) != ("train", "seconds")
+    )
 
 
 def _same_outcome(a: dict, b: dict, keys=OUTCOME) -> None:
@@ -51,8 +68,9 @@ def _same_outcome(a: dict, b: dict, keys=OUTCOME) -> None:
 
 
 def _spec(task: str, optimizer: str, steps: int, delay: int = 0, **hparams) -> RunSpec:
-    spec, _ = resolve(task=task, optimizer=optimizer, size="tiny", steps=steps, seed=2, delay=delay,
-                      hparams=hparams or None)
+    spec, _ = resolve(
+        task=task, optimizer=optimizer, size="tiny", steps=steps, seed=2, delay=delay, hparams=hparams or None
+    )
     return spec
 
 
@@ -97,8 +115,14 @@ def test_runs_at_delay_0_are_the_runs_of_before(tmp_path):
     with tarfile.open(tmp_path / "before.tar") as tar:
         tar.extractall(old, filter="data")
     env = dict(os.environ, PYTHONPATH=str(old), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, "-c", BEFORE_SCRIPT, str(old), json.dumps(BEFORE_CASES), json.dumps(OUTCOME)],
-                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", BEFORE_SCRIPT, str(old), json.dumps(BEFORE_CASES), json.dumps(OUTCOME)],
+        cwd=str(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     before = json.loads(proc.stdout)
     for (task, optimizer, steps, hparams), then in zip(BEFORE_CASES, before):
@@ -124,16 +148,20 @@ def test_delay_0_builds_no_ring_and_checkpoints_none(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------- resume: killed after a checkpoint
 
+
 class Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("task, optimizer, d, stop", [
-    ("tabular_mlp", "adamw", 1, 7),
-    ("tabular_mlp", "signum", 2, 1),       # inside the start-up zeros
-    ("tabular_mlp", "softsignum", 1, 13),  # the resume crosses the switch at 15
-    ("lstm_lm", "muon", 1, 11),
-])
+@pytest.mark.parametrize(
+    "task, optimizer, d, stop",
+    [
+        ("tabular_mlp", "adamw", 1, 7),
+        ("tabular_mlp", "signum", 2, 1),  # inside the start-up zeros
+        ("tabular_mlp", "softsignum", 1, 13),  # the resume crosses the switch at 15
+        ("lstm_lm", "muon", 1, 11),
+    ],
+)
 def test_a_resumed_delayed_run_equals_the_uninterrupted_one(tmp_path, monkeypatch, task, optimizer, d, stop):
     spec = _spec(task, optimizer, 30, delay=d, **({"alpha_sign": 0.5} if optimizer == "softsignum" else {}))
     whole = run(spec)
@@ -177,9 +205,17 @@ KILLED = textwrap.dedent("""
 @pytest.mark.slow  # a second interpreter; the in-process resume above is the default guard
 def test_a_delayed_run_killed_after_a_checkpoint_resumes_in_a_new_process(tmp_path):
     spec = _spec("tabular_mlp", "adamw", 40, delay=1)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-c", KILLED, str(tmp_path), spec.to_json(), "23"], cwd=str(ROOT), env=env,
-                          capture_output=True, text=True, timeout=300)
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED, str(tmp_path), spec.to_json(), "23"],
+        cwd=str(ROOT),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert ckpt.saved_steps(tmp_path, spec.run_id) == [23] and not records.is_finished(tmp_path, spec.run_id)
     resumed = run(spec, out_dir=tmp_path)
@@ -190,6 +226,7 @@ def test_a_delayed_run_killed_after_a_checkpoint_resumes_in_a_new_process(tmp_pa
 
 
 # ------------------------------------------------------------------------------- SoftX under delay
+
 
 def _parent_of(child: RunSpec, parent_name: str, **changes) -> RunSpec:
     import optimizers
@@ -234,6 +271,7 @@ def test_softx_refuses_a_parent_of_another_delay_or_without_the_ring(tmp_path):
 
 # -------------------------------------------------------------------------- state bytes and the CLI
 
+
 @pytest.mark.parametrize("optimizer", ["adamw", "signum"])
 def test_the_ring_counts_as_optimizer_state(optimizer):
     rows = {d: run(_spec("tabular_mlp", optimizer, 10, delay=d)).row for d in (0, 2)}
@@ -243,8 +281,20 @@ def test_the_ring_counts_as_optimizer_state(optimizer):
 
 def test_delay_through_the_cli(tmp_path, capsys):
     out = tmp_path / "out"
-    common = ["run", "--task", "tabular_mlp", "--optimizer", "adamw", "--steps", "20", "--seed", "2", "--out", str(out),
-              "--no-progress"]
+    common = [
+        "run",
+        "--task",
+        "tabular_mlp",
+        "--optimizer",
+        "adamw",
+        "--steps",
+        "20",
+        "--seed",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main([*common, "--delay", "1"]) == 0, capsys.readouterr().err
     assert "delay=1" in capsys.readouterr().out
     row = records.read_runs(out).iloc[0]

@@ -35,8 +35,10 @@ def run(opt, params, start, stop):
 
 
 def decay_split(params):
-    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.1},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.1},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
 
 
 @pytest.mark.parametrize("foreach", [False, True])
@@ -57,8 +59,16 @@ def test_rule_against_a_float64_hand_computation(nesterov, foreach):
     then p <- p (1 - lr wd) - lr * gain * d with the heavy-ball d, the gain fixed after the switch."""
     params = make_params(torch.float64)
     lr, beta, K, scale = 0.05, 0.8, 10, 0.7
-    opt = HardSwitchSign(decay_split(params), total_steps=K, lr=lr, momentum=beta, nesterov=nesterov,
-                         alpha_sign=0.5, switch_scale=scale, foreach=foreach)  # S = 5
+    opt = HardSwitchSign(
+        decay_split(params),
+        total_steps=K,
+        lr=lr,
+        momentum=beta,
+        nesterov=nesterov,
+        alpha_sign=0.5,
+        switch_scale=scale,
+        foreach=foreach,
+    )  # S = 5
     hand = [p.detach().clone() for p in params]
     bufs = [torch.zeros_like(p) for p in hand]
     decay = [0.1 if p.ndim >= 2 else 0.0 for p in hand]
@@ -164,9 +174,17 @@ def test_branch_from_a_signum_checkpoint(save_at):
     assert torch.equal(whole.param_groups[0]["sgd_gain"], branch.param_groups[0]["sgd_gain"])
 
 
-@pytest.mark.parametrize(("key", "value"), [("switch_scale", 0.0), ("switch_scale", -1.0),
-                                            ("switch_scale", float("inf")), ("alpha_sign", 1.5),
-                                            ("momentum", 1.0), ("lr", -1.0)])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("switch_scale", 0.0),
+        ("switch_scale", -1.0),
+        ("switch_scale", float("inf")),
+        ("alpha_sign", 1.5),
+        ("momentum", 1.0),
+        ("lr", -1.0),
+    ],
+)
 def test_bad_hyperparameters_name_the_parameter(key, value):
     with pytest.raises(ValueError, match=f"invalid {key}"):
         REGISTRY["hardswitchsign"].build({"matrix": [torch.nn.Parameter(torch.randn(3, 3))]}, {key: value}, 10)

@@ -37,8 +37,13 @@ TINY = ["--task", "tabular_mlp", "--size", "tiny"]
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update(OPTBENCH_OFFLINE="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    env.update(
+        OPTBENCH_OFFLINE="1",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    )
     return env
 
 
@@ -58,6 +63,7 @@ def files_under(folder: Path) -> list[str]:
 # A checkpoint says whose it is
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("stray", ["another seed", "another optimizer"])
 def test_a_checkpoint_of_another_run_is_moved_aside_not_resumed(tmp_path, capsys, stray):
     """A checkpoint of seed 2 (or of Signum) placed in the seed-1 AdamW run's folder: before, the run
@@ -65,8 +71,17 @@ def test_a_checkpoint_of_another_run_is_moved_aside_not_resumed(tmp_path, capsys
     every re-run. Now it is moved aside with a warning and the run trains from scratch."""
     out, clean = tmp_path / "out", tmp_path / "clean"
     victim = [*TINY, "--optimizer", "adamw", "--steps", "20", "--seed", "1"]
-    donor = [*TINY, "--optimizer", "signum" if stray == "another optimizer" else "adamw", "--steps", "20",
-             "--seed", "1" if stray == "another optimizer" else "2", "--keep-checkpoint", "10"]
+    donor = [
+        *TINY,
+        "--optimizer",
+        "signum" if stray == "another optimizer" else "adamw",
+        "--steps",
+        "20",
+        "--seed",
+        "1" if stray == "another optimizer" else "2",
+        "--keep-checkpoint",
+        "10",
+    ]
     assert cli(capsys, "run", *donor, "--out", tmp_path / "donor")[0] == 0
     (donor_ckpt,) = (tmp_path / "donor" / "checkpoints").glob("*/step-10.pt")
     spec, _ = resolve(task="tabular_mlp", optimizer="adamw", size="tiny", steps=20, seed=1)
@@ -79,8 +94,10 @@ def test_a_checkpoint_of_another_run_is_moved_aside_not_resumed(tmp_path, capsys
     assert f"checkpoint {planted} is not this run's: it belongs to run {donor_ckpt.parent.name}" in err
     assert "moved it aside to step-10.pt.foreign" in err
     assert cli(capsys, "run", *victim, "--out", clean)[0] == 0
-    got, want = records.read_runs_file(records.run_path(out, spec.run_id)), \
-        records.read_runs_file(records.run_path(clean, spec.run_id))
+    got, want = (
+        records.read_runs_file(records.run_path(out, spec.run_id)),
+        records.read_runs_file(records.run_path(clean, spec.run_id)),
+    )
     assert got["resumed_at_step"] == 0 and got["seed"] == 1
     assert (got["test_metric"], got["final_train_loss"]) == (want["test_metric"], want["final_train_loss"])
     assert not (out / "checkpoints").exists()  # the stray file went with the finished run's folder
@@ -90,12 +107,28 @@ def test_a_checkpoint_of_another_run_is_moved_aside_not_resumed(tmp_path, capsys
 # --branch-from: only the child's own first S steps; a branched run has its own run_id
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def signum_parent(tmp_path, capsys):
     """A Signum run at lr 3e-4, 40 steps, seed 4, that kept its checkpoints at steps 20, 36 and 40."""
     out = tmp_path / "out"
-    code, _, err = cli(capsys, "run", *TINY, "--optimizer", "signum", "--steps", "40", "--seed", "4", "--set",
-                       "lr=3e-4", "--keep-checkpoint", "20,36,40", "--out", out)
+    code, _, err = cli(
+        capsys,
+        "run",
+        *TINY,
+        "--optimizer",
+        "signum",
+        "--steps",
+        "40",
+        "--seed",
+        "4",
+        "--set",
+        "lr=3e-4",
+        "--keep-checkpoint",
+        "20,36,40",
+        "--out",
+        out,
+    )
     assert code == 0, err
     (folder,) = (out / "checkpoints").iterdir()
     return out, folder
@@ -104,11 +137,14 @@ def signum_parent(tmp_path, capsys):
 CHILD = [*TINY, "--optimizer", "softsignum", "--steps", "40", "--seed", "4", "--set", "alpha_sign=0.5"]  # S = 20
 
 
-@pytest.mark.parametrize("step, extra, words", [
-    (20, ["--set", "lr=1e-3"], ["the parent trained with lr=0.0003 (this run: 0.001)", "--set lr=0.0003"]),
-    (36, ["--set", "lr=3e-4"], ["the checkpoint is at step 36", "switches at step 20 of 40"]),
-    (40, ["--set", "lr=3e-4"], ["the checkpoint is at step 40", "switches at step 20 of 40"]),
-])
+@pytest.mark.parametrize(
+    "step, extra, words",
+    [
+        (20, ["--set", "lr=1e-3"], ["the parent trained with lr=0.0003 (this run: 0.001)", "--set lr=0.0003"]),
+        (36, ["--set", "lr=3e-4"], ["the checkpoint is at step 36", "switches at step 20 of 40"]),
+        (40, ["--set", "lr=3e-4"], ["the checkpoint is at step 40", "switches at step 20 of 40"]),
+    ],
+)
 def test_branch_from_refuses_a_parent_that_is_not_the_childs_first_steps(signum_parent, capsys, step, extra, words):
     out, folder = signum_parent
     before = files_under(out)
@@ -153,6 +189,7 @@ def test_branch_from_an_unreadable_file_exits_2(signum_parent, tmp_path, capsys,
 # Checkpoints do not pile up
 # ---------------------------------------------------------------------------------------------
 
+
 def test_checkpoints_do_not_pile_up_during_a_run(tmp_path, monkeypatch):
     """A checkpoint after every step of 60, branch points 7 and 30 kept: on disk at any time the newest
     and the kept ones that are older (never more than 3); after the run only the kept ones."""
@@ -180,18 +217,26 @@ def test_checkpoints_do_not_pile_up_during_a_run(tmp_path, monkeypatch):
 # A path: file edited during a run voids the run
 # ---------------------------------------------------------------------------------------------
 
+
 def write_table(path: Path, seed: int = 0, rows: int = 200) -> None:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(rows, 3))
-    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "label": (x[:, 0] > 0).astype(int)}).to_csv(path,
-                                                                                                       index=False)
+    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "label": (x[:, 0] > 0).astype(int)}).to_csv(
+        path, index=False
+    )
 
 
 def test_a_data_file_changed_during_a_run_voids_it(tmp_path):
     data = tmp_path / "table.csv"
     write_table(data)
-    spec, task = resolve(task="tabular_mlp", optimizer="adamw", dataset=f"path:{data}", size="tiny", steps=30,
-                         task_options={"target": "label"})
+    spec, task = resolve(
+        task="tabular_mlp",
+        optimizer="adamw",
+        dataset=f"path:{data}",
+        size="tiny",
+        steps=30,
+        task_options={"target": "label"},
+    )
     before = dataset_id(f"path:{data}")
 
     edits = []
@@ -214,13 +259,17 @@ def test_a_data_file_changed_during_a_run_voids_it(tmp_path):
 # One clear message and exit 2 (bad input) or 1 (a full disk), never a traceback
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv, words", [
-    (["--seed", str(2**63)], ["invalid seed", "[0, 2**31 - 1]"]),
-    (["--seed", str(2**31)], ["invalid seed", "[0, 2**31 - 1]"]),
-    (["--steps", str(10**12)], ["invalid steps", "[1, 100,000,000]"]),
-    (["--steps", "1e12"], ["invalid steps", "[1, 100,000,000]"]),
-    (["--checkpoint-every", "nan"], ["--checkpoint-every must be a number of seconds >= 0"]),
-])
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--seed", str(2**63)], ["invalid seed", "[0, 2**31 - 1]"]),
+        (["--seed", str(2**31)], ["invalid seed", "[0, 2**31 - 1]"]),
+        (["--steps", str(10**12)], ["invalid steps", "[1, 100,000,000]"]),
+        (["--steps", "1e12"], ["invalid steps", "[1, 100,000,000]"]),
+        (["--checkpoint-every", "nan"], ["--checkpoint-every must be a number of seconds >= 0"]),
+    ],
+)
 def test_impossible_values_exit_2_before_anything_is_written(tmp_path, capsys, argv, words):
     out = tmp_path / "out"
     code, _, err = cli(capsys, "run", *TINY, "--optimizer", "adamw", *argv, "--out", out)
@@ -231,8 +280,19 @@ def test_impossible_values_exit_2_before_anything_is_written(tmp_path, capsys, a
 
 
 def test_none_is_a_choice_of_a_task_option(tmp_path, capsys):
-    code, _, err = cli(capsys, "run", *TINY, "--optimizer", "adamw", "--steps", "3", "--set",
-                       "task.num_embeddings=none", "--out", tmp_path)
+    code, _, err = cli(
+        capsys,
+        "run",
+        *TINY,
+        "--optimizer",
+        "adamw",
+        "--steps",
+        "3",
+        "--set",
+        "task.num_embeddings=none",
+        "--out",
+        tmp_path,
+    )
     assert code == 0, err
     assert '"num_embeddings": "none"' in records.read_runs(tmp_path)["task_options"].iloc[0]
 
@@ -247,12 +307,14 @@ def test_a_full_disk_exits_1_naming_the_file_with_nothing_half_written(tmp_path,
         def write(obj, where, *args, **kwargs):
             Path(where).write_bytes(b"partial")  # what a writer leaves when the disk fills mid-file
             raise OSError(errno.ENOSPC, "No space left on device")
+
         return write
 
     out = tmp_path / "out"
     monkeypatch.setattr(torch, "save", full(torch.save))
-    code, _, err = cli(capsys, "run", *TINY, "--optimizer", "adamw", "--steps", "10", "--keep-checkpoint", "5",
-                       "--out", out)
+    code, _, err = cli(
+        capsys, "run", *TINY, "--optimizer", "adamw", "--steps", "10", "--keep-checkpoint", "5", "--out", out
+    )
     assert code == 1 and "Traceback" not in err, err
     spec, _ = resolve(task="tabular_mlp", optimizer="adamw", size="tiny", steps=10)
     assert f"no space left on the device to write {ckpt.path_for(out, spec.run_id, 5)} (it needs about" in err
@@ -285,8 +347,10 @@ def test_a_really_full_disk_during_run_and_sweep_exits_1(tmp_path):
     if runner is None:
         pytest.skip("no private tmpfs here (needs root and unshare); the patched test above covers the message")
     sweep_file = tmp_path / "s.yaml"
-    sweep_file.write_text('{"suite": "t", "tasks": [{"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], '
-                          '"steps": 6}], "optimizers": ["adamw"], "trials": 2, "eval_seeds": 1}')
+    sweep_file.write_text(
+        '{"suite": "t", "tasks": [{"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], '
+        '"steps": 6}], "optimizers": ["adamw"], "trials": 2, "eval_seeds": 1}'
+    )
     code = textwrap.dedent(f"""
         import json, os
         from harness.cli import main
@@ -302,8 +366,9 @@ def test_a_really_full_disk_during_run_and_sweep_exits_1(tmp_path):
         codes.append(main(sweep))
         print(json.dumps([codes, leftovers]))
     """)
-    proc = subprocess.run([*runner, sys.executable, "-c", code], env=_env(), cwd=str(ROOT), capture_output=True,
-                          text=True, timeout=240)
+    proc = subprocess.run(
+        [*runner, sys.executable, "-c", code], env=_env(), cwd=str(ROOT), capture_output=True, text=True, timeout=240
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     import json
 
@@ -318,13 +383,21 @@ def test_a_really_full_disk_during_run_and_sweep_exits_1(tmp_path):
 # Output into a closed pipe ends quietly
 # ---------------------------------------------------------------------------------------------
 
+
 def test_list_into_a_closed_pipe_ends_quietly():
     """``optbench list | head -1``, deterministically: the reader is gone before the first write."""
     read, write = os.pipe()
     os.close(read)
     try:
-        proc = subprocess.run([sys.executable, "-m", "harness.cli", "list"], stdout=write, stderr=subprocess.PIPE,
-                              env=_env(), cwd=str(ROOT), text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "harness.cli", "list"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            env=_env(),
+            cwd=str(ROOT),
+            text=True,
+            timeout=120,
+        )
     finally:
         os.close(write)
     assert proc.stderr == "" and proc.returncode == 1

@@ -35,6 +35,7 @@ def stamps(out: Path) -> dict[str, int]:
 # Given up is a state the records can lose and get back
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("damage", ["deleted", "truncated"])
 def test_a_given_up_runs_lost_record_is_written_again_from_the_journal(tmp_path, capsys, monkeypatch, damage):
     """Before: every re-run exited 1 with "re-run the same command to resume", forever. Now the
@@ -85,7 +86,10 @@ def test_a_given_up_runs_lost_record_is_written_again_from_the_journal(tmp_path,
 # A branch falls back the same way whatever is wrong with the parent's checkpoint
 # ---------------------------------------------------------------------------------------------
 
-BRANCHED = ["signum", {"name": "softsignum", "branch_from": "signum", "search": {"alpha_sign": {"choices": [0.5, 0.75]}}}]
+BRANCHED = [
+    "signum",
+    {"name": "softsignum", "branch_from": "signum", "search": {"alpha_sign": {"choices": [0.5, 0.75]}}},
+]
 
 
 @pytest.mark.parametrize("damage", ["truncated", "another step"])
@@ -164,6 +168,7 @@ def test_a_child_that_failed_branched_then_ran_from_scratch_leaves_one_record(tm
 # Data identity is checked when a run ends, not only when it starts
 # ---------------------------------------------------------------------------------------------
 
+
 def test_a_data_file_edited_during_a_sweep_files_nothing_under_the_old_content(tmp_path, capsys, monkeypatch):
     """The path: CSV is rewritten after the second run started. Before: that run was filed under the
     old content's study with the new content's name. Now it is recorded as failed, saying why, and the
@@ -182,8 +187,15 @@ def test_a_data_file_edited_during_a_sweep_files_nothing_under_the_old_content(t
         return real_run(spec, **kwargs)
 
     monkeypatch.setattr(loop, "run", run)
-    tasks = [{"task": "tabular_mlp", "size": "tiny", "datasets": [f"path:{data}"], "steps": 20,
-              "options": {"target": "label"}}]
+    tasks = [
+        {
+            "task": "tabular_mlp",
+            "size": "tiny",
+            "datasets": [f"path:{data}"],
+            "steps": 20,
+            "options": {"target": "label"},
+        }
+    ]
     sweep_file = write_sweep(tmp_path / "s.yaml", tasks=tasks, optimizers=["adamw"], trials=3, eval_seeds=1)
     out = tmp_path / "out"
     code, err = sweep_cli(capsys, sweep_file, "--out", out)
@@ -201,6 +213,7 @@ def test_a_data_file_edited_during_a_sweep_files_nothing_under_the_old_content(t
 # Output into a closed pipe never stops a sweep's workers
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_a_sweep_whose_progress_reader_is_gone_finishes_every_run(tmp_path):
     """``optbench sweep --progress json --workers 2 | head -1``, deterministically: the reader is gone
@@ -210,9 +223,27 @@ def test_a_sweep_whose_progress_reader_is_gone_finishes_every_run(tmp_path):
     read, write = os.pipe()
     os.close(read)
     try:
-        proc = subprocess.run([sys.executable, "-m", "harness.cli", "sweep", str(sweep_file), "--out", str(out),
-                               "--workers", "2", "--progress", "json"], stdout=write, stderr=subprocess.PIPE,
-                              env=_env(), cwd=str(ROOT), text=True, timeout=300)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harness.cli",
+                "sweep",
+                str(sweep_file),
+                "--out",
+                str(out),
+                "--workers",
+                "2",
+                "--progress",
+                "json",
+            ],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            env=_env(),
+            cwd=str(ROOT),
+            text=True,
+            timeout=300,
+        )
     finally:
         os.close(write)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -224,13 +255,17 @@ def test_a_sweep_whose_progress_reader_is_gone_finishes_every_run(tmp_path):
 # Sweep files: seeds every part accepts, names a folder can have
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("changes, words", [
-    ({"seed": 2**63}, "'seed' must be an integer in [0, 2147483647]"),
-    ({"seed": 2**31 - 2, "eval_seeds": 3}, "'eval_seeds' must be an integer in [1, 1]"),
-    ({"eval_seeds": [1, 2**40]}, "'eval_seeds[1]' must be an integer in [0, 2147483647]"),
-    ({"seed": 2**31 - 1500, "eval_seeds": [1], "replicates": 3}, "replicate 2 would tune with seed"),
-    ({"suite": "s" * 300}, "'suite' must be a name of 1 to 64 letters"),
-])
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"seed": 2**63}, "'seed' must be an integer in [0, 2147483647]"),
+        ({"seed": 2**31 - 2, "eval_seeds": 3}, "'eval_seeds' must be an integer in [1, 1]"),
+        ({"eval_seeds": [1, 2**40]}, "'eval_seeds[1]' must be an integer in [0, 2147483647]"),
+        ({"seed": 2**31 - 1500, "eval_seeds": [1], "replicates": 3}, "replicate 2 would tune with seed"),
+        ({"suite": "s" * 300}, "'suite' must be a name of 1 to 64 letters"),
+    ],
+)
 def test_sweep_values_no_part_can_take_exit_2_before_anything_is_written(tmp_path, capsys, monkeypatch, changes, words):
     monkeypatch.chdir(tmp_path)  # the default results folder, results/<suite>, would be here
     sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], trials=1, **{"eval_seeds": 1, **changes})
@@ -243,6 +278,7 @@ def test_sweep_values_no_part_can_take_exit_2_before_anything_is_written(tmp_pat
 # ---------------------------------------------------------------------------------------------
 # check --out on a read-only folder
 # ---------------------------------------------------------------------------------------------
+
 
 def test_check_out_read_only_exits_2_before_measuring(tmp_path):
     from test_sweep_healing import _read_only_runner
@@ -257,8 +293,9 @@ def test_check_out_read_only_exits_2_before_measuring(tmp_path):
         from harness.cli import main
         print(json.dumps(main(["check", "--device", "cpu", "--quick", "--out", {str(ro / "c")!r}])))
     """)
-    proc = subprocess.run([*runner, sys.executable, "-c", code], env=_env(), cwd=str(ROOT), capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [*runner, sys.executable, "-c", code], env=_env(), cwd=str(ROOT), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     exit_code = json.loads(proc.stdout.strip().splitlines()[-1])
     assert exit_code == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -266,4 +303,3 @@ def test_check_out_read_only_exits_2_before_measuring(tmp_path):
     # refused before measuring: no section of the check ran (each prints its "== <section>" header)
     assert "==" not in proc.stdout, proc.stdout[-2000:]
     assert not any(ro.iterdir())
-

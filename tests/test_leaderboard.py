@@ -23,8 +23,9 @@ FIXTURE = ROOT / "tests" / "data" / "leaderboard"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,7 @@ def _row(board, dataset, optimizer):
 
 # ------------------------------------------------------------------------------------------- goldens
 
+
 def assert_csv_matches_golden(text: str, golden: Path) -> None:
     """Same header, same rows, same text in every text cell; numbers equal to 1e-9 relative.
 
@@ -61,8 +63,10 @@ def assert_csv_matches_golden(text: str, golden: Path) -> None:
     sum (which a patch release may change): a golden file pins what the table says, not rounding."""
     import io
 
-    got, want = (pd.read_csv(io.StringIO(t), keep_default_na=False, dtype=str)
-                 for t in (text, golden.read_text(encoding="utf-8")))
+    got, want = (
+        pd.read_csv(io.StringIO(t), keep_default_na=False, dtype=str)
+        for t in (text, golden.read_text(encoding="utf-8"))
+    )
     assert list(got.columns) == list(want.columns)
     assert len(got) == len(want), f"{len(got)} rows, golden has {len(want)}"
     for col in want.columns:
@@ -106,7 +110,7 @@ def test_fixture_planted_cases(board, frame):
     row = _row(board, "diabetes", "signum")
     assert row["vs_adamw_n"] == 2
     assert row["vs_adamw_diff"] == pytest.approx(sum(sig[s] - ada[s] for s in sig) / 2)
-    assert row["vs_adamw_verdict"] == "worse"   # rmse (min): signum's positive difference is worse
+    assert row["vs_adamw_verdict"] == "worse"  # rmse (min): signum's positive difference is worse
     assert _row(board, "diabetes", "softsignum")["soft_n"] == 2
     assert _row(board, "diabetes", "softmuon")["vs_adamw_verdict"] == "better"
     # tune failures: signum diverged at its largest lr on diabetes
@@ -123,10 +127,20 @@ def test_fixture_planted_cases(board, frame):
 
 # ----------------------------------------------------------------------------- hand-computed frame
 
+
 def _frame(rows):
-    base = {"schema_version": 1, "suite": "s", "size": "small", "status": "ok", "task_options": "{}",
-            "steps": 100, "hparams": "{}", "finished_at": "2026-01-01T00:00:00+00:00", "target": math.nan,
-            "steps_to_target": None}
+    base = {
+        "schema_version": 1,
+        "suite": "s",
+        "size": "small",
+        "status": "ok",
+        "task_options": "{}",
+        "steps": 100,
+        "hparams": "{}",
+        "finished_at": "2026-01-01T00:00:00+00:00",
+        "target": math.nan,
+        "steps_to_target": None,
+    }
     out = []
     for i, r in enumerate(rows):
         row = dict(base, run_id=f"r{i}", **r)
@@ -137,18 +151,38 @@ def _frame(rows):
 
 def _evals(task, dataset, metric, direction, table):
     """table: optimizer -> [value per seed 0, 1, 2]."""
-    return [{"task": task, "dataset": dataset, "metric": metric, "direction": direction, "phase": "eval",
-             "optimizer": opt, "seed": seed, "test_metric": value}
-            for opt, vals in table.items() for seed, value in enumerate(vals)]
+    return [
+        {
+            "task": task,
+            "dataset": dataset,
+            "metric": metric,
+            "direction": direction,
+            "phase": "eval",
+            "optimizer": opt,
+            "seed": seed,
+            "test_metric": value,
+        }
+        for opt, vals in table.items()
+        for seed, value in enumerate(vals)
+    ]
 
 
 def test_hand_computed_ranks_differences_and_average_rank():
-    rows = (_evals("t1", "d1", "acc", "max", {"adamw": [0.80, 0.82, 0.84], "muon": [0.85, 0.87, 0.89],
-                                               "signum": [0.70, 0.90, 0.80]})
-            + _evals("t1", "d2", "loss", "min", {"adamw": [1.0, 1.1, 1.2], "muon": [1.5, 1.6, 1.7],
-                                                  "signum": [0.5, 0.6, 0.7]})
-            + _evals("t2", "d3", "acc", "max", {"adamw": [0.5, 0.5, 0.5], "muon": [0.5, 0.5, 0.5],
-                                                 "signum": [0.4, 0.4, 0.4]}))
+    rows = (
+        _evals(
+            "t1",
+            "d1",
+            "acc",
+            "max",
+            {"adamw": [0.80, 0.82, 0.84], "muon": [0.85, 0.87, 0.89], "signum": [0.70, 0.90, 0.80]},
+        )
+        + _evals(
+            "t1", "d2", "loss", "min", {"adamw": [1.0, 1.1, 1.2], "muon": [1.5, 1.6, 1.7], "signum": [0.5, 0.6, 0.7]}
+        )
+        + _evals(
+            "t2", "d3", "acc", "max", {"adamw": [0.5, 0.5, 0.5], "muon": [0.5, 0.5, 0.5], "signum": [0.4, 0.4, 0.4]}
+        )
+    )
     board = leaderboard.compute(_frame(rows))
     muon = _row(board, "d1", "muon")
     assert muon["mean"] == pytest.approx(0.87) and muon["std"] == pytest.approx(0.02)
@@ -190,16 +224,19 @@ def test_hand_computed_ranks_differences_and_average_rank():
 
 def test_different_task_options_are_different_benchmarks():
     rows = _evals("gnn", "d", "acc", "max", {"adamw": [0.8, 0.8, 0.8]})
-    rows += [dict(r, task_options=json.dumps({"model": "sage"}), test_metric=0.6)
-             for r in _evals("gnn", "d", "acc", "max", {"adamw": [0, 0, 0]})]
+    rows += [
+        dict(r, task_options=json.dumps({"model": "sage"}), test_metric=0.6)
+        for r in _evals("gnn", "d", "acc", "max", {"adamw": [0, 0, 0]})
+    ]
     board = leaderboard.compute(_frame(rows))
     assert sorted(r["variant"] for r in board.rows) == ['model="sage"', "model=null"]
     assert sorted(r["mean"] for r in board.rows) == pytest.approx([0.6, 0.8])
 
 
 def test_metric_split_val_uses_val_metric():
-    rows = [dict(r, val_metric=r["test_metric"] + 1) for r in
-            _evals("t", "d", "acc", "max", {"adamw": [0.1, 0.2, 0.3]})]
+    rows = [
+        dict(r, val_metric=r["test_metric"] + 1) for r in _evals("t", "d", "acc", "max", {"adamw": [0.1, 0.2, 0.3]})
+    ]
     board = leaderboard.compute(_frame(rows), metric_split="val")
     assert board.rows[0]["mean"] == pytest.approx(1.2) and board.rows[0]["split"] == "val"
     with pytest.raises(UserError, match="known: test, val"):
@@ -207,6 +244,7 @@ def test_metric_split_val_uses_val_metric():
 
 
 # ------------------------------------------------------------------------------------ bad records
+
 
 def test_no_eval_rows_is_a_clear_error(frame):
     with pytest.raises(UserError, match=r"no eval runs under DIR \(found tune: 45\).*optbench suite"):
@@ -265,6 +303,7 @@ def test_write_files(tmp_path, frame):
 
 # ------------------------------------------------------------------------------------------- CLI
 
+
 def test_cli_csv_to_stdout_matches_golden():
     proc = _cli("leaderboard", str(FIXTURE), "--format", "csv")
     assert proc.returncode == 0, proc.stderr
@@ -302,6 +341,7 @@ def test_cli_names_a_corrupt_file_on_stderr_and_goes_on(frame, tmp_path):
 
 # ------------------------------------------------------------------------------ tuning replicates
 
+
 def _replicate_frame(means: dict, seeds=(1, 2, 3), noise=0.001, branched: dict | None = None):
     """Eval rows of one benchmark: ``means[optimizer][replicate]`` is that replicate's level; each
     seed adds a small shared effect, so the data are two-level with known structure."""
@@ -310,13 +350,27 @@ def _replicate_frame(means: dict, seeds=(1, 2, 3), noise=0.001, branched: dict |
         for rep, level in enumerate(per_rep):
             for s in seeds:
                 rid = f"{opt}-{rep}-{s}"
-                rows.append({
-                    "run_id": rid, "schema_version": records.SCHEMA_VERSION, "suite": "r", "task": "tabular_mlp",
-                    "dataset": "digits", "size": "small", "optimizer": opt, "phase": "eval", "seed": s,
-                    "replicate": rep, "status": "ok", "metric": "accuracy", "direction": "max",
-                    "val_metric": level + noise * s, "test_metric": level + noise * s, "hparams": "{}",
-                    "branched_from": (branched or {}).get((opt, rep, s), ""),
-                })
+                rows.append(
+                    {
+                        "run_id": rid,
+                        "schema_version": records.SCHEMA_VERSION,
+                        "suite": "r",
+                        "task": "tabular_mlp",
+                        "dataset": "digits",
+                        "size": "small",
+                        "optimizer": opt,
+                        "phase": "eval",
+                        "seed": s,
+                        "replicate": rep,
+                        "status": "ok",
+                        "metric": "accuracy",
+                        "direction": "max",
+                        "val_metric": level + noise * s,
+                        "test_metric": level + noise * s,
+                        "hparams": "{}",
+                        "branched_from": (branched or {}).get((opt, rep, s), ""),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -360,10 +414,12 @@ def test_softx_rows_say_when_they_share_the_parent_trajectory():
     soft = _row(board, "digits", "softsignum")
     assert soft["soft_ref"] == "signum" and soft["soft_shared"] is True and soft["soft_verdict"] == "better"
     assert "softsignum − signum (branched: same run to S)" in leaderboard.render_markdown(board)
-    unbranched = _row(leaderboard.compute(_replicate_frame({"signum": [0.7], "softsignum": [0.71]})),
-                      "digits", "softsignum")
+    unbranched = _row(
+        leaderboard.compute(_replicate_frame({"signum": [0.7], "softsignum": [0.71]})), "digits", "softsignum"
+    )
     assert unbranched["soft_shared"] is False
     # HardSwitchSign pairs with Signum too (a fact of its registry spec, not a leaderboard table).
-    hard = _row(leaderboard.compute(_replicate_frame({"signum": [0.7], "hardswitchsign": [0.69]})),
-                "digits", "hardswitchsign")
+    hard = _row(
+        leaderboard.compute(_replicate_frame({"signum": [0.7], "hardswitchsign": [0.69]})), "digits", "hardswitchsign"
+    )
     assert hard["soft_ref"] == "signum" and hard["soft_verdict"] == "worse"

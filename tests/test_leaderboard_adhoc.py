@@ -49,7 +49,9 @@ def test_markdown_and_both_csv_tables_carry_the_caveat(frame):
     assert "Note: " + adhoc.CAVEAT + "." in render_markdown(board) and "not tuned alike" in adhoc.CAVEAT
     for table in ("benchmarks", "aggregate"):
         rows = list(csv.reader(io.StringIO(csv_text(board, table))))
-        assert rows[0][-1] == adhoc.CAVEAT_COLUMN and rows[0][:-1] == next(csv.reader(io.StringIO(render_csv(board, table))))
+        assert rows[0][-1] == adhoc.CAVEAT_COLUMN and rows[0][:-1] == next(
+            csv.reader(io.StringIO(render_csv(board, table)))
+        )
         assert len(rows) > 1 and {r[-1] for r in rows[1:]} == {adhoc.CSV_CAVEAT}
         assert "not tuned alike" in adhoc.CSV_CAVEAT
 

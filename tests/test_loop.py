@@ -49,15 +49,25 @@ def _roles(model):
 
 
 TASK = Task(
-    name="toy", dataset="toy", size="tiny", metric=Metric("rmse", "min"), steps=60, eval_every=20,
-    make_model=_model, make_data=_Data, loss=_loss, evaluate=_evaluate, roles=_roles, penalty=10.0,
-    target=0.5, grad_clip=None,
+    name="toy",
+    dataset="toy",
+    size="tiny",
+    metric=Metric("rmse", "min"),
+    steps=60,
+    eval_every=20,
+    make_model=_model,
+    make_data=_Data,
+    loss=_loss,
+    evaluate=_evaluate,
+    roles=_roles,
+    penalty=10.0,
+    target=0.5,
+    grad_clip=None,
 )
 
 
 def _spec(**kw):
-    base = dict(task="toy", optimizer="adamw", dataset="toy", size="tiny", steps=60, seed=0,
-                hparams={"lr": 1e-2})
+    base = dict(task="toy", optimizer="adamw", dataset="toy", size="tiny", steps=60, seed=0, hparams={"lr": 1e-2})
     base.update(kw)
     return RunSpec(**base)
 

@@ -94,9 +94,21 @@ def _task(fake: FakeClock) -> Task:
         torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
         return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
 
-    return Task(name="clocked", dataset="toy", size="tiny", metric=Metric("mse", "min"), steps=40, eval_every=10,
-                make_model=make_model, make_data=_Data, loss=loss, evaluate=evaluate,
-                roles=lambda m: roles_by_module(m, head=m[2]), penalty=10.0, grad_clip=None)
+    return Task(
+        name="clocked",
+        dataset="toy",
+        size="tiny",
+        metric=Metric("mse", "min"),
+        steps=40,
+        eval_every=10,
+        make_model=make_model,
+        make_data=_Data,
+        loss=loss,
+        evaluate=evaluate,
+        roles=lambda m: roles_by_module(m, head=m[2]),
+        penalty=10.0,
+        grad_clip=None,
+    )
 
 
 def _seconds(result) -> dict[int, float]:
@@ -104,7 +116,8 @@ def _seconds(result) -> dict[int, float]:
 
 
 def test_the_loop_records_training_seconds_at_every_eval_excluding_evals_diagnostics_and_saves(
-        clock, monkeypatch, tmp_path):
+    clock, monkeypatch, tmp_path
+):
     real_save = ckpt.save
 
     def slow_diagnostics(optimizer):  # 10 s each

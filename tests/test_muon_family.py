@@ -37,6 +37,7 @@ def rel_err(a, b):
 
 # --- soft_polar ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("tau", [0.1, 1.0, 10.0, 1e3, 1e9])
 @pytest.mark.parametrize("shape", [(48, 80), (80, 48)])
 def test_soft_polar_accurate_matches_svd(tau, shape):
@@ -92,6 +93,7 @@ def test_soft_polar_rejects_bad_arguments(bad):
 
 # --- newton_schulz5 --------------------------------------------------------------------------
 
+
 def test_newton_schulz5_random_inputs_land_near_one():
     g = torch.Generator().manual_seed(1)
     for shape in [(64, 128), (128, 64), (3, 32, 96)]:
@@ -126,6 +128,7 @@ def test_newton_schulz5_zero_and_vector_inputs():
 
 
 # --- optimizers ------------------------------------------------------------------------------
+
 
 def toy_params(seed: int = 0):
     """One parameter per role, conv kernels wide and tall, a 1-D 'matrix' that must go to AdamW."""
@@ -217,9 +220,14 @@ def test_aux_adamw_equals_torch_adamw():
     aux = groups["conv_first"] + groups["embedding"] + groups["head"] + groups["vector"]
     ref = [torch.nn.Parameter(p.detach().clone()) for p in aux]
     torch_opt = torch.optim.AdamW(
-        [{"params": [r for r in ref if r.ndim >= 2], "weight_decay": 0.05},
-         {"params": [r for r in ref if r.ndim < 2], "weight_decay": 0.0}],
-        lr=3e-3, betas=(0.8, 0.99), eps=1e-7, foreach=True,
+        [
+            {"params": [r for r in ref if r.ndim >= 2], "weight_decay": 0.05},
+            {"params": [r for r in ref if r.ndim < 2], "weight_decay": 0.0},
+        ],
+        lr=3e-3,
+        betas=(0.8, 0.99),
+        eps=1e-7,
+        foreach=True,
     )
     for k in range(6):
         set_grads(flat(groups), seed=100 + k)
@@ -284,6 +292,7 @@ def test_softmuon_schedule_and_soft_update(source):
         for p, p0, u in zip(mats, before, us):
             step = soft_polar(muon.as_matrix(u), tau, steps=5).reshape(p.shape) * muon.shape_scale(p, "reference")
             torch.testing.assert_close(p.detach(), p0 - lr * step, rtol=1e-5, atol=1e-7)
+
     def saturated(tensors):
         s = torch.cat([torch.linalg.svdvals(muon.as_matrix(t)) for t in tensors]).double()
         return float((tau * s >= polar_saturation(1e-4)).double().mean())
@@ -400,12 +409,15 @@ def test_bad_hyperparameters_name_the_parameter(spec_module, name, value):
         spec_module.SPEC.build(toy_params(), {name: value}, 10)
 
 
-@pytest.mark.parametrize(("module", "key", "choices"), [
-    (muon, "shape_scale", "'reference', 'flattened'"),
-    (muon, "ns_dtype", "'auto', 'bfloat16', 'float32'"),
-    (softmuon, "schedule_source", "'gradient', 'nesterov'"),
-    (softmuon, "schedule_scope", "'optimizer', 'group'"),
-])
+@pytest.mark.parametrize(
+    ("module", "key", "choices"),
+    [
+        (muon, "shape_scale", "'reference', 'flattened'"),
+        (muon, "ns_dtype", "'auto', 'bfloat16', 'float32'"),
+        (softmuon, "schedule_source", "'gradient', 'nesterov'"),
+        (softmuon, "schedule_scope", "'optimizer', 'group'"),
+    ],
+)
 def test_variant_options_name_their_choices_and_are_recorded_not_searched(module, key, choices):
     with pytest.raises(ValueError, match=f"invalid {key}: 'nope'; valid: {choices}"):
         module.SPEC.build(toy_params(), {key: "nope"}, 10)
@@ -433,7 +445,7 @@ def test_cuda_paths_bf16():
     out = newton_schulz5(G)
     assert out.dtype == torch.float32 and out.is_cuda
     sv = torch.linalg.svdvals(out.cpu())
-    assert sv.max() < 1.5 and sv[: 32].min() > 0.5
+    assert sv.max() < 1.5 and sv[:32].min() > 0.5
     tau = torch.tensor(3.0, device="cuda")
     assert rel_err(soft_polar(G, tau).cpu(), soft_sign_svd(U, s, V, 3.0)) < 1e-3
     assert rel_err(soft_polar(G, tau, steps=12).cpu(), soft_sign_svd(U, s, V, 3.0)) < 5e-2  # bf16

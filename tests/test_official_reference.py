@@ -59,8 +59,9 @@ def set_gradients(params, twins, step):
 
 def assert_same_params(params, twins, step):
     for i, p in enumerate(params):
-        torch.testing.assert_close(p.detach(), twins[id(p)].detach(), rtol=RTOL, atol=ATOL,
-                                   msg=lambda m, i=i: f"step {step}, tensor {i}: {m}")
+        torch.testing.assert_close(
+            p.detach(), twins[id(p)].detach(), rtol=RTOL, atol=ATOL, msg=lambda m, i=i: f"step {step}, tensor {i}: {m}"
+        )
 
 
 def max_gap(params, twins) -> float:
@@ -69,8 +70,12 @@ def max_gap(params, twins) -> float:
 
 # --- SoftSignum ----------------------------------------------------------------------------------
 
-SIGNUM_SHAPES = {"matrix": [(16, 12), (8, 3, 3, 3)], "embedding": [(20, 6)], "head": [(4, 16)],
-                 "vector": [(12,), (8,), (16,)]}
+SIGNUM_SHAPES = {
+    "matrix": [(16, 12), (8, 3, 3, 3)],
+    "embedding": [(20, 6)],
+    "head": [(4, 16)],
+    "vector": [(12,), (8,), (16,)],
+}
 SIGNUM_K = 80  # alpha_sign 0.9: 72 sign steps, 8 transition steps
 
 
@@ -81,10 +86,14 @@ def softsignum_against_port(hparams: dict):
     hp = REGISTRY["softsignum"].resolve(hparams)
     sign_steps = math.floor(hp["alpha_sign"] * SIGNUM_K)
     # The official class over the same two weight-decay groups as build() (1-D parameters undecayed).
-    port = PortSoftSignum([{"params": [twins[id(p)] for p in g["params"]], "weight_decay": g["weight_decay"]}
-                           for g in ours.param_groups],
-                          lr=hp["lr"], momentum=hp["momentum"], nesterov=hp["nesterov"], sign_iters=sign_steps,
-                          transition_iters=SIGNUM_K - sign_steps)
+    port = PortSoftSignum(
+        [{"params": [twins[id(p)] for p in g["params"]], "weight_decay": g["weight_decay"]} for g in ours.param_groups],
+        lr=hp["lr"],
+        momentum=hp["momentum"],
+        nesterov=hp["nesterov"],
+        sign_iters=sign_steps,
+        transition_iters=SIGNUM_K - sign_steps,
+    )
     return ours, port, [p for g in ours.param_groups for p in g["params"]], twins
 
 
@@ -121,8 +130,13 @@ def test_softsignum_per_group_schedule_is_not_the_official_default():
 
 # --- SoftMuon ------------------------------------------------------------------------------------
 
-MUON_SHAPES = {"matrix": [(32, 16), (16, 32), (24, 16), (8, 4, 3, 3), (64, 2, 3, 3)], "conv_first": [(4, 3, 3, 3)],
-               "embedding": [(50, 16)], "head": [(10, 16)], "vector": [(16,), (24,)]}
+MUON_SHAPES = {
+    "matrix": [(32, 16), (16, 32), (24, 16), (8, 4, 3, 3), (64, 2, 3, 3)],
+    "conv_first": [(4, 3, 3, 3)],
+    "embedding": [(50, 16)],
+    "head": [(10, 16)],
+    "vector": [(16,), (24,)],
+}
 MUON_K = 60  # alpha_sign 0.9: 54 Muon steps, 6 transition steps; the run goes 3 steps past K
 
 
@@ -133,8 +147,12 @@ def softmuon_against_port(hparams: dict):
     sign_steps = math.floor(REGISTRY["softmuon"].resolve(hparams)["alpha_sign"] * MUON_K)
     groups = []
     for g in ours.param_groups:  # the official param-group layout, with our groups' settings
-        group = {"params": [twins[id(p)] for p in g["params"]], "use_muon": g["use_muon"], "lr": g["lr"],
-                 "weight_decay": g["weight_decay"]}
+        group = {
+            "params": [twins[id(p)] for p in g["params"]],
+            "use_muon": g["use_muon"],
+            "lr": g["lr"],
+            "weight_decay": g["weight_decay"],
+        }
         if g["use_muon"]:
             group.update(momentum=g["momentum"], sign_iters=sign_steps, transition_iters=MUON_K - sign_steps)
         else:
@@ -145,8 +163,9 @@ def softmuon_against_port(hparams: dict):
 
 def test_softmuon_defaults_follow_the_official_update():
     ours, port, params, twins = softmuon_against_port({})
-    assert any(p.ndim == 4 and p.shape[0] > p[0].numel() for p in ours.param_groups[0]["params"]), \
+    assert any(p.ndim == 4 and p.shape[0] > p[0].numel() for p in ours.param_groups[0]["params"]), (
         "a tall conv kernel, where the reference and flattened shape scales differ"
+    )
     for step in range(1, MUON_K + 4):
         set_gradients(params, twins, step)
         ours.step()
@@ -173,6 +192,7 @@ def test_softmuon_earlier_variants_are_not_the_official_default(variant):
 
 # --- the constants and dtypes the official code rounds --------------------------------------------
 
+
 def test_official_float32_constants_change_the_schedule_by_rounding_only():
     """The official code forms c from a float32 1 - eps (SoftMuon: 70.6977 instead of 70.7054, 1.1e-4
     relative; SoftSignum: 4.951636 instead of 4.951719) and SoftSignum solves for the quantiles in
@@ -197,6 +217,7 @@ def test_official_float32_constants_change_the_schedule_by_rounding_only():
 
 
 # --- one schedule whatever the grouping ----------------------------------------------------------
+
 
 def test_softsignum_one_schedule_under_the_weight_decay_split():
     """A model with 2-D and 1-D parameters: build() makes a decayed and an undecayed group, and both
@@ -226,9 +247,14 @@ def test_softmuon_one_schedule_over_all_muon_groups(scope):
     roles = make_roles({"matrix": [(24, 16), (16, 16), (8, 4, 3, 3)], "vector": [(16,)]}, seed=4)
     mats = roles["matrix"]
     shared = {"use_muon": True, "alpha_sign": 0.5, "schedule_scope": scope}  # K = 10: the switch at step 6
-    opt = SoftMuon([{"params": mats[:2], "weight_decay": 0.1, **shared},
-                    {"params": mats[2:], "weight_decay": 0.0, **shared},
-                    {"params": roles["vector"], "use_muon": False}], total_steps=10)
+    opt = SoftMuon(
+        [
+            {"params": mats[:2], "weight_decay": 0.1, **shared},
+            {"params": mats[2:], "weight_decay": 0.0, **shared},
+            {"params": roles["vector"], "use_muon": False},
+        ],
+        total_steps=10,
+    )
     params = mats + roles["vector"]
     for step in range(1, 7):
         for p, g in zip(params, gradients(params, step)):
@@ -236,6 +262,7 @@ def test_softmuon_one_schedule_over_all_muon_groups(scope):
         opt.step()  # the gradients of step 6, the switch, stay set: the schedule was fitted to them
     first, second = opt.param_groups[0]["tau_schedule"], opt.param_groups[1]["tau_schedule"]
     c = polar_saturation(1e-4)
+
     def fit(matrices):
         return temperature_schedule(singular_values([p.grad for p in matrices]), 5, c=c)
 

@@ -86,6 +86,7 @@ def save(opt) -> bytes:
 
 # --- declarations ---------------------------------------------------------------------------------
 
+
 def test_registry_names_match_specs():
     assert {"adamw", "signum", "softsignum", "hardswitchsign", "muon", "softmuon", "sgd"} <= set(REGISTRY)
     for name, spec in REGISTRY.items():
@@ -146,6 +147,7 @@ def test_invalid_hyperparameter_names_the_parameter(name, key, value):
 
 # --- behaviour ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", NAMES)
 def test_lowers_the_loss(name):
     model = TinyNet()
@@ -191,8 +193,9 @@ BRANCHED = [name for name in NAMES if REGISTRY[name].branch_from]
 
 
 def test_branch_parents_are_registered():
-    assert {"softsignum": "signum", "softmuon": "muon", "hardswitchsign": "signum"}.items() <= \
-        {n: REGISTRY[n].branch_from for n in BRANCHED}.items()
+    assert {"softsignum": "signum", "softmuon": "muon", "hardswitchsign": "signum"}.items() <= {
+        n: REGISTRY[n].branch_from for n in BRANCHED
+    }.items()
     assert all(REGISTRY[name].branch_from in REGISTRY for name in BRANCHED)
 
 

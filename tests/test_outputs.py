@@ -85,8 +85,9 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 def test_run_records_follow_the_umask(tmp_path, mask, expected):
     """The record writer (harness.results.store.write_run) goes through atomic_write."""
     with umask(mask):
-        path = store.write_run(tmp_path, {"run_id": "r1", "status": "ok"},
-                               [{"step": 1, "split": "train", "name": "loss", "value": 1.0}])
+        path = store.write_run(
+            tmp_path, {"run_id": "r1", "status": "ok"}, [{"step": 1, "split": "train", "name": "loss", "value": 1.0}]
+        )
     assert mode(path) == expected and mode(store.curves_dir(tmp_path) / "r1.parquet") == expected
 
 

@@ -23,7 +23,8 @@ PILOT = ROOT / "tests" / "data" / "leaderboard"
 
 def _sweep(tmp_path: Path, steps: str = "steps: 100", extra: str = "") -> Path:
     path = tmp_path / "plan.yaml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         suite: planned
         size: small
         trials: 3
@@ -37,7 +38,8 @@ def _sweep(tmp_path: Path, steps: str = "steps: 100", extra: str = "") -> Path:
             datasets: [diabetes]
             {steps}
         {extra}
-    """))
+    """)
+    )
     return path
 
 
@@ -67,8 +69,9 @@ def test_a_pilot_prices_each_run_by_its_setup_and_steps(tmp_path):
     tune_line = next(line for line in lines if line.strip().startswith("tune"))
     assert tune_line.split()[1:3] == ["6", "600"]
     assert any("wall time on the pilot's device (cpu)" in line and "2 workers" in line for line in lines)
-    assert any("branch-point checkpoints kept" in line and line.split("storage: ")[1].startswith("2 ")
-               for line in lines)  # signum's 2 eval runs keep their checkpoint at S
+    assert any(
+        "branch-point checkpoints kept" in line and line.split("storage: ")[1].startswith("2 ") for line in lines
+    )  # signum's 2 eval runs keep their checkpoint at S
 
 
 def test_task_defaults_come_from_the_pilot_or_are_named_unknown(tmp_path):
@@ -84,8 +87,10 @@ def test_task_defaults_come_from_the_pilot_or_are_named_unknown(tmp_path):
 
 def test_a_pilot_without_the_sweeps_tasks_says_which_are_missing(tmp_path):
     path = tmp_path / "other.yaml"
-    path.write_text("suite: o\nsize: small\ntrials: 2\neval_seeds: 1\noptimizers: [adamw]\n"
-                    "tasks:\n  - task: lstm_lm\n    datasets: [pydoc]\n    steps: 50\n")
+    path.write_text(
+        "suite: o\nsize: small\ntrials: 2\neval_seeds: 1\noptimizers: [adamw]\n"
+        "tasks:\n  - task: lstm_lm\n    datasets: [pydoc]\n    steps: 50\n"
+    )
     lines = estimate.summary(schema.load(path), estimate.read_pilot(PILOT), [1])
     assert any(line.startswith("wall time: unknown") and "lstm_lm (small)" in line for line in lines)
 
@@ -109,8 +114,14 @@ def test_bad_input_exits_2_naming_the_problem(tmp_path):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OPTBENCH_OFFLINE="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=str(ROOT), env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=str(ROOT),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_cli_plans_without_running_and_refuses_what_the_sweep_refuses(tmp_path):
@@ -119,7 +130,9 @@ def test_cli_plans_without_running_and_refuses_what_the_sweep_refuses(tmp_path):
     assert "12 planned runs" in good.stdout and "4 workers" in good.stdout
     assert not (ROOT / "results" / "planned").exists()  # nothing run, nothing written
     bad = tmp_path / "bad.yaml"
-    bad.write_text("suite: x\ntrials: 2\neval_seeds: 1\noptimizers: [adamw, nosuch]\n"
-                   "tasks:\n  - task: tabular_mlp\n    datasets: [synthetic]\n")
+    bad.write_text(
+        "suite: x\ntrials: 2\neval_seeds: 1\noptimizers: [adamw, nosuch]\n"
+        "tasks:\n  - task: tabular_mlp\n    datasets: [synthetic]\n"
+    )
     refused = _cli("plan", str(bad))
     assert refused.returncode == 2 and "nosuch" in refused.stderr and "Traceback" not in refused.stderr

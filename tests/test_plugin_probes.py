@@ -20,7 +20,7 @@ from harness.errors import UserError
 ROOT = Path(__file__).resolve().parents[1]
 
 MODULES = {
-    "renamed_lr.py": '''
+    "renamed_lr.py": """
         import torch
 
         class Renamed(torch.optim.Optimizer):
@@ -29,14 +29,14 @@ MODULES = {
 
             def step(self, closure=None):
                 pass
-    ''',
-    "exits_on_import.py": '''
+    """,
+    "exits_on_import.py": """
         import sys
         sys.exit(0)
-    ''',
-    "exits_nonzero.py": '''
+    """,
+    "exits_nonzero.py": """
         raise SystemExit("plugin refused to load")
-    ''',
+    """,
 }
 
 
@@ -54,15 +54,28 @@ def plugin_dir(tmp_path, monkeypatch):
 
 
 def _cli(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OPTBENCH_OFFLINE="1", OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([str(folder), str(ROOT)]))
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=str(ROOT), env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        OPTBENCH_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([str(folder), str(ROOT)]),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=str(ROOT),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _sweep(tmp_path: Path, optimizer: str) -> Path:
     path = tmp_path / "sweep.yaml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         suite: probe
         tasks:
           - task: tabular_mlp
@@ -72,15 +85,19 @@ def _sweep(tmp_path: Path, optimizer: str) -> Path:
         optimizers: [adamw, "{optimizer}"]
         trials: 2
         eval_seeds: 1
-    """))
+    """)
+    )
     return path
 
 
-@pytest.mark.parametrize("name, words", [
-    ("renamed_lr:Renamed", "its learning rate is the argument 'learning_rate'"),
-    ("torch:LBFGS", "needs a closure"),
-    ("torch:SparseAdam", "accepts only sparse gradients"),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("renamed_lr:Renamed", "its learning rate is the argument 'learning_rate'"),
+        ("torch:LBFGS", "needs a closure"),
+        ("torch:SparseAdam", "accepts only sparse gradients"),
+    ],
+)
 def test_optimizer_classes_the_loop_cannot_drive_are_refused_naming_why(plugin_dir, name, words):
     with pytest.raises(UserError, match="cannot run in optbench") as info:
         plugins.optimizer(name)

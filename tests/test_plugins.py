@@ -60,8 +60,14 @@ def _env(*paths: Path) -> dict[str, str]:
 
 
 def _cli(env, *args, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=str(ROOT), env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=str(ROOT),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -77,26 +83,48 @@ def user_module(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------ import paths, CLI
 
+
 @pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_a_user_optimizer_and_the_example_task_by_import_path(user_module, tmp_path):
     env = _env(user_module, EXAMPLE)
     out = tmp_path / "runs"
-    proc = _cli(env, "run", "--task", "optbench_example.mixer:TASK", "--optimizer", "my_opt:HeavyBall",
-                "--steps", "20", "--out", str(out), "--set", "lr=0.02")
+    proc = _cli(
+        env,
+        "run",
+        "--task",
+        "optbench_example.mixer:TASK",
+        "--optimizer",
+        "my_opt:HeavyBall",
+        "--steps",
+        "20",
+        "--out",
+        str(out),
+        "--set",
+        "lr=0.02",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = records.read_runs(out).iloc[0]
     assert row["optimizer"] == "my_opt:HeavyBall" and row["task"] == "optbench_example.mixer:TASK"
-    assert row["optimizer_origin"] == "import path my_opt" and row["task_origin"] == "import path optbench_example.mixer"
+    assert (
+        row["optimizer_origin"] == "import path my_opt" and row["task_origin"] == "import path optbench_example.mixer"
+    )
     assert row["task_version"] == "0.1.0"  # the module's __version__ when it is not an installed distribution
     assert json.loads(row["hparams"]) == {"lr": 0.02, "momentum": 0.9, "weight_decay": 0.0}  # foreach is not an hparam
     assert row["status"] == "ok" and row["implementation"] == "plugin"
 
     sweep = tmp_path / "s.yaml"
-    sweep.write_text(json.dumps({
-        "suite": "plug", "trials": 2, "eval_seeds": 1, "size": "tiny",
-        "tasks": [{"task": "optbench_example.mixer:TASK", "steps": 12}],
-        "optimizers": ["adamw", {"name": "my_opt:HeavyBall", "search": {"lr": [1e-5, 1e-2]}}],
-    }))
+    sweep.write_text(
+        json.dumps(
+            {
+                "suite": "plug",
+                "trials": 2,
+                "eval_seeds": 1,
+                "size": "tiny",
+                "tasks": [{"task": "optbench_example.mixer:TASK", "steps": 12}],
+                "optimizers": ["adamw", {"name": "my_opt:HeavyBall", "search": {"lr": [1e-5, 1e-2]}}],
+            }
+        )
+    )
     proc = _cli(env, "suite", str(sweep), "--out", str(tmp_path / "sweep"), "--progress", "none")
     assert proc.returncode == 0, proc.stderr[-2000:]
     df = records.read_runs(tmp_path / "sweep")
@@ -147,8 +175,11 @@ def test_a_two_part_routed_state_dict_from_before_still_loads(user_module):
     n_main = sum(len(g["params"]) for g in whole["param_groups"] if g["route"] == "main")
 
     def part(route, shift):
-        groups = [{**{k: v for k, v in g.items() if k != "route"}, "params": [i - shift for i in g["params"]]}
-                  for g in whole["param_groups"] if g["route"] == route]
+        groups = [
+            {**{k: v for k, v in g.items() if k != "route"}, "params": [i - shift for i in g["params"]]}
+            for g in whole["param_groups"]
+            if g["route"] == route
+        ]
         ids = {i + shift for g in groups for i in g["params"]}
         return {"state": {i - shift: s for i, s in whole["state"].items() if i in ids}, "param_groups": groups}
 
@@ -168,12 +199,15 @@ def test_torch_optim_classes_by_short_name(tmp_path):
         plugins.optimizer("torch:Nope")
 
 
-@pytest.mark.parametrize("name, words", [
-    ("no_such_module:Thing", "cannot import module 'no_such_module'"),
-    ("my_opt:Missing", "module 'my_opt' has no attribute 'Missing'"),
-    ("my_opt:not_an_optimizer", "is a int, not an optimizers.OptimizerSpec or a torch.optim.Optimizer subclass"),
-    ("lion", "unknown optimizer 'lion'"),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("no_such_module:Thing", "cannot import module 'no_such_module'"),
+        ("my_opt:Missing", "module 'my_opt' has no attribute 'Missing'"),
+        ("my_opt:not_an_optimizer", "is a int, not an optimizers.OptimizerSpec or a torch.optim.Optimizer subclass"),
+        ("lion", "unknown optimizer 'lion'"),
+    ],
+)
 def test_bad_plugin_references_exit_2_and_name_the_module(user_module, tmp_path, capsys, name, words):
     code = main(["run", "--task", "tabular_mlp", "--optimizer", name, "--out", str(tmp_path / "o")])
     assert code == 2
@@ -196,7 +230,9 @@ def test_a_name_clash_between_a_built_in_and_an_entry_point_is_refused(tmp_path,
     plugins._entry_point_names.cache_clear()
     plugins._resolve_plugin.cache_clear()
     try:
-        with pytest.raises(UserError, match="'adamw' is provided by 2 sources: built-in; entry point clashing_pkg:AdamW"):
+        with pytest.raises(
+            UserError, match="'adamw' is provided by 2 sources: built-in; entry point clashing_pkg:AdamW"
+        ):
             plugins.optimizer("adamw")
         assert "adamw (clashes with a built-in)" in plugins.available("optimizer")
     finally:
@@ -208,6 +244,7 @@ def test_a_name_clash_between_a_built_in_and_an_entry_point_is_refused(tmp_path,
 
 # --------------------------------------------------------------------------- an installed package
 
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """examples/plugins installed for real (pip, no network: no build isolation, no dependencies)
@@ -218,9 +255,24 @@ def installed(tmp_path_factory):
     source = tmp_path_factory.mktemp("src") / "plugins"
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     # (a copy: building in place would leave build/ and *.egg-info in the checkout)
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                           "--disable-pip-version-check", "--target", str(target), str(source)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (target / "optbench_example" / "lion.py").is_file()
     return target
@@ -234,8 +286,20 @@ def test_an_installed_package_registers_through_entry_points(installed, tmp_path
     assert "mixer_images     [entry point optbench-example-plugins 0.1.0]" in listing.stdout
     assert "adamw            [built-in]" in listing.stdout
     out = tmp_path / "o"
-    proc = _cli(env, "run", "--task", "mixer_images", "--optimizer", "lion", "--steps", "20", "--out", str(out),
-                "--set", "lr=1e-3")
+    proc = _cli(
+        env,
+        "run",
+        "--task",
+        "mixer_images",
+        "--optimizer",
+        "lion",
+        "--steps",
+        "20",
+        "--out",
+        str(out),
+        "--set",
+        "lr=1e-3",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = records.read_runs(out).iloc[0]
     assert row["optimizer"] == "lion" and row["task"] == "mixer_images" and row["status"] == "ok"

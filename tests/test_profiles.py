@@ -26,6 +26,7 @@ INF = math.inf
 
 # ------------------------------------------------------------------------------------ time-to-target
 
+
 def test_time_to_target_first_eval_at_least_as_good():
     steps, loss = [10, 20, 30, 40], [3.0, 2.5, 2.0, 1.9]
     assert time_to_target(steps, loss, 2.0, "min", seconds=0.5) == (30.0, 15.0)  # equal counts
@@ -44,16 +45,19 @@ def test_time_to_target_sorts_by_step_and_nan_never_reaches():
     assert time_to_target([10, 20], [math.nan, math.nan], 1e9, "min") == (INF, INF)
 
 
-@pytest.mark.parametrize(("args", "kwargs", "message"), [
-    (([10], [1.0], None, "min"), {}, "needs a target number, got None"),
-    (([10], [1.0], math.nan, "min"), {}, "needs a target number"),
-    (([10, 20], [1.0], 1.0, "min"), {}, "one value per step: 2 steps, 1 values"),
-    (([10, 10], [1.0, 2.0], 1.0, "min"), {}, "has step 10 twice"),
-    (([1.5], [1.0], 1.0, "min"), {}, "eval steps must be integers >= 0"),
-    (([10, 20], [1.0, 2.0], 1.0, "min"), {"seconds": [2.0, 1.0]}, "non-decreasing"),
-    (([10, 20], [1.0, 2.0], 1.0, "min"), {"seconds": [2.0]}, "one value per eval step"),
-    (([10], [1.0], 1.0, "min"), {"seconds": -1.0}, "seconds per step must be a number >= 0"),
-])
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (([10], [1.0], None, "min"), {}, "needs a target number, got None"),
+        (([10], [1.0], math.nan, "min"), {}, "needs a target number"),
+        (([10, 20], [1.0], 1.0, "min"), {}, "one value per step: 2 steps, 1 values"),
+        (([10, 10], [1.0, 2.0], 1.0, "min"), {}, "has step 10 twice"),
+        (([1.5], [1.0], 1.0, "min"), {}, "eval steps must be integers >= 0"),
+        (([10, 20], [1.0, 2.0], 1.0, "min"), {"seconds": [2.0, 1.0]}, "non-decreasing"),
+        (([10, 20], [1.0, 2.0], 1.0, "min"), {"seconds": [2.0]}, "one value per eval step"),
+        (([10], [1.0], 1.0, "min"), {"seconds": -1.0}, "seconds per step must be a number >= 0"),
+    ],
+)
 def test_time_to_target_refuses_bad_curves(args, kwargs, message):
     with pytest.raises(ProfileError, match=message) as info:
         time_to_target(*args, **kwargs)
@@ -95,10 +99,21 @@ def test_time_to_target_agrees_with_the_loops_steps_to_target():
         return {"rmse": math.sqrt(mse), "loss": mse}
 
     def task(target):
-        return Task(name="toy", dataset="toy", size="tiny", metric=Metric("rmse", "min"), steps=40, eval_every=4,
-                    make_model=model, make_data=Data,
-                    loss=lambda m, b: nn.functional.mse_loss(m(b[0]), b[1]), evaluate=evaluate,
-                    roles=lambda m: roles_by_module(m, head=m[2]), penalty=10.0, target=target)
+        return Task(
+            name="toy",
+            dataset="toy",
+            size="tiny",
+            metric=Metric("rmse", "min"),
+            steps=40,
+            eval_every=4,
+            make_model=model,
+            make_data=Data,
+            loss=lambda m, b: nn.functional.mse_loss(m(b[0]), b[1]),
+            evaluate=evaluate,
+            roles=lambda m: roles_by_module(m, head=m[2]),
+            penalty=10.0,
+            target=target,
+        )
 
     spec = RunSpec(task="toy", optimizer="adamw", dataset="toy", steps=40, hparams={"lr": 3e-2})
     first = run(spec, task=task(None))
@@ -114,18 +129,22 @@ def test_time_to_target_agrees_with_the_loops_steps_to_target():
 
 # ------------------------------------------------------------------------------------------- targets
 
+
 def test_derive_target_median_of_the_reference_with_divergence_as_worst():
     assert derive_target({"adamw": [0.9, 0.8, 0.85], "sgd": [0.1]}, "max", "adamw") == 0.85
     assert derive_target({"adamw": [0.9, math.nan, 0.85]}, "max", "adamw") == 0.85  # nan -> -inf
-    assert derive_target({"adamw": [1.0, math.nan, 2.0]}, "min", "adamw") == 2.0     # nan -> +inf
+    assert derive_target({"adamw": [1.0, math.nan, 2.0]}, "min", "adamw") == 2.0  # nan -> +inf
     assert derive_target({"adamw": [1.0, 3.0]}, "min", "adamw") == 2.0
     with pytest.raises(ProfileError, match="2 of 3 runs of the reference optimizer 'adamw' ended without"):
         derive_target({"adamw": [math.nan, math.inf, 1.0]}, "min", "adamw")
-    with pytest.raises(ProfileError, match=r"reference optimizer 'adamw' has no .* \(optimizers with runs: muon, sgd\)"):
+    with pytest.raises(
+        ProfileError, match=r"reference optimizer 'adamw' has no .* \(optimizers with runs: muon, sgd\)"
+    ):
         derive_target({"sgd": [1.0], "muon": [2.0], "lion": []}, "min", "adamw")
 
 
 # ------------------------------------------------------------------------------------------- medians
+
 
 def test_median_with_misses_by_hand():
     assert median_ci([3.0, 1.0, 2.0]).median == 2.0
@@ -177,15 +196,18 @@ def test_median_interval_is_seeded_and_inside_the_range():
 
 TIMES = {
     "w1": {"a": 10.0, "b": 20.0, "c": INF},
-    "w2": {"a": 30.0, "b": 15.0},             # c has no time: a miss
-    "w3": {"a": INF, "b": INF, "c": INF},     # nobody reached the target
+    "w2": {"a": 30.0, "b": 15.0},  # c has no time: a miss
+    "w3": {"a": INF, "b": INF, "c": INF},  # nobody reached the target
 }
 
 
 def test_ratios_by_hand():
     r = time_ratios(TIMES)
-    assert r == {"w1": {"a": 1.0, "b": 2.0, "c": INF}, "w2": {"a": 2.0, "b": 1.0, "c": INF},
-                 "w3": {"a": INF, "b": INF, "c": INF}}
+    assert r == {
+        "w1": {"a": 1.0, "b": 2.0, "c": INF},
+        "w2": {"a": 2.0, "b": 1.0, "c": INF},
+        "w3": {"a": INF, "b": INF, "c": INF},
+    }
     assert list(time_ratios(TIMES, drop_unsolved=True)) == ["w1", "w2"]
     assert time_ratios({"w": {"a": 5.0, "b": 5.0, "c": 7.5}}) == {"w": {"a": 1.0, "b": 1.0, "c": 1.5}}  # ties
     assert time_ratios({"w": {"a": 2.0}}, submissions=["a", "z"]) == {"w": {"a": 1.0, "z": INF}}
@@ -198,8 +220,7 @@ def test_ratios_by_hand():
 
 def test_ratios_agree_with_the_dolan_more_ratios_of_harness_stats():
     rng = np.random.default_rng(0)
-    times = {f"w{i}": {s: float(rng.uniform(1, 100)) if rng.random() > 0.2 else INF for s in "abcd"}
-             for i in range(20)}
+    times = {f"w{i}": {s: float(rng.uniform(1, 100)) if rng.random() > 0.2 else INF for s in "abcd"} for i in range(20)}
     old = stats.performance_ratios(times, dict.fromkeys(times, "min"))
     assert time_ratios(times) == old
 
@@ -212,7 +233,7 @@ def test_integrated_score_by_hand():
     assert integrated_score(time_ratios(TIMES, drop_unsolved=True)) == pytest.approx({"a": 5 / 6, "b": 5 / 6, "c": 0.0})
     always = time_ratios({"w1": {"a": 1.0, "b": 3.0}, "w2": {"a": 2.0, "b": 9.0}})
     assert integrated_score(always) == pytest.approx({"a": 1.0, "b": 1 / 3 * 1 / 2})  # b: r = 3 -> 1/3, r = 4.5 -> 0
-    assert integrated_score({"w": {"a": 1.0, "b": R_MAX}})["b"] == 0.0                   # exactly r_max: no credit
+    assert integrated_score({"w": {"a": 1.0, "b": R_MAX}})["b"] == 0.0  # exactly r_max: no credit
     assert integrated_score({"w": {"a": 1.0, "b": 2.5}})["b"] == pytest.approx(0.5)
     assert integrated_score({"w": {"a": 1.0, "b": 2.5}}, r_max=2.0)["b"] == 0.0
 
@@ -230,8 +251,7 @@ def test_profile_steps_by_hand_and_against_harness_stats():
 
 def test_integrated_score_is_the_integral_of_the_step_profile():
     rng = np.random.default_rng(1)
-    times = {f"w{i}": {s: float(rng.uniform(1, 6)) if rng.random() > 0.15 else INF for s in "abcde"}
-             for i in range(12)}
+    times = {f"w{i}": {s: float(rng.uniform(1, 6)) if rng.random() > 0.15 else INF for s in "abcde"} for i in range(12)}
     ratios = time_ratios(times)
     score = integrated_score(ratios)
     for s, (taus, rho) in profile_steps(ratios).items():

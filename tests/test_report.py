@@ -18,10 +18,14 @@ from harness.results import store as records
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "leaderboard"
 FIGURES = (
-    "curves_gnn_graphland.png", "curves_tabular_mlp.png",
-    "lr_sensitivity_gnn_graphland.png", "lr_sensitivity_tabular_mlp.png",
-    "best_after_k_gnn_graphland.png", "best_after_k_tabular_mlp.png",
-    "performance_profile.png", "temperature.png",
+    "curves_gnn_graphland.png",
+    "curves_tabular_mlp.png",
+    "lr_sensitivity_gnn_graphland.png",
+    "lr_sensitivity_tabular_mlp.png",
+    "best_after_k_gnn_graphland.png",
+    "best_after_k_tabular_mlp.png",
+    "performance_profile.png",
+    "temperature.png",
 )
 
 
@@ -51,7 +55,7 @@ def test_report_writes_every_figure_and_index(tmp_path):
         assert f"]({name})" in index, name
     # the leaderboard is embedded, its headings one level down
     assert "## Leaderboard: fixture" in index and "### Aggregate" in index
-    assert "**0.9708 ± 0.0051**" in index   # the best breast_cancer entry, bold as in expected.md
+    assert "**0.9708 ± 0.0051**" in index  # the best breast_cancer entry, bold as in expected.md
     assert not list(out.glob(".*.tmp")) and not list(out.glob(".*.png"))  # no temp files left
 
 
@@ -67,13 +71,14 @@ def test_figures_without_data_are_skipped_with_a_note(tmp_path):
     result = report.make_report(src)  # default out: RESULTS/report
     out = src / "report"
     assert sorted(p.name for p, _, _ in result.figures) == [
-        "best_after_k_gnn_graphland.png", "lr_sensitivity_gnn_graphland.png"]
+        "best_after_k_gnn_graphland.png",
+        "lr_sensitivity_gnn_graphland.png",
+    ]
     for p, _, _ in result.figures:
         _assert_png(p)
     index = (out / "index.md").read_text(encoding="utf-8")
     assert "Not available: no eval runs under" in index
-    for note in ("validation curves skipped: no eval runs", "performance profile skipped",
-                 "temperature trace skipped"):
+    for note in ("validation curves skipped: no eval runs", "performance profile skipped", "temperature trace skipped"):
         assert note in index, note
     assert not (out / "temperature.png").exists()
 
@@ -84,6 +89,11 @@ def test_report_errors(tmp_path):
     (tmp_path / "runs").mkdir()
     with pytest.raises(UserError, match="no run records"):
         report.make_report(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "report", str(tmp_path / "missing")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "report", str(tmp_path / "missing")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "optbench report: error:" in proc.stderr

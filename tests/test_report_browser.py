@@ -38,8 +38,10 @@ def _browser() -> str | None:
     if found:
         return found
     if os.environ.get("OPTBENCH_REQUIRE_BROWSER"):
-        pytest.fail(f"OPTBENCH_REQUIRE_BROWSER is set but no browser was found (looked for {', '.join(BROWSERS)}; "
-                    "apt-get install chromium, or set OPTBENCH_CHROMIUM)")
+        pytest.fail(
+            f"OPTBENCH_REQUIRE_BROWSER is set but no browser was found (looked for {', '.join(BROWSERS)}; "
+            "apt-get install chromium, or set OPTBENCH_CHROMIUM)"
+        )
     pytest.skip(f"no Chromium ({', '.join(BROWSERS)}) installed; set OPTBENCH_REQUIRE_BROWSER=1 to fail instead")
 
 
@@ -54,13 +56,29 @@ class DevTools:
         keep = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (to_browser_r, from_browser_w)]
         for fd in (to_browser_r, from_browser_w):
             os.close(fd)
-        args = [binary, "--headless", "--disable-gpu", "--no-sandbox", "--remote-debugging-pipe",
-                f"--user-data-dir={profile}", "--no-first-run", "--no-default-browser-check",
-                "--disable-extensions", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--host-resolver-rules=MAP * ~NOTFOUND", "--window-size=1400,1000",
-                "about:blank"]
-        self.proc = subprocess.Popen(["bash", "-c", f'exec "$@" 3<&{keep[0]} 4>&{keep[1]}', "bash", *args],
-                                     pass_fds=keep, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        args = [
+            binary,
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--remote-debugging-pipe",
+            f"--user-data-dir={profile}",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-extensions",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--window-size=1400,1000",
+            "about:blank",
+        ]
+        self.proc = subprocess.Popen(
+            ["bash", "-c", f'exec "$@" 3<&{keep[0]} 4>&{keep[1]}', "bash", *args],
+            pass_fds=keep,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         for fd in keep:
             os.close(fd)
         self._buffer = b""
@@ -143,7 +161,9 @@ def _problems(events: list[dict], page_url: str) -> list[str]:
         elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert", "warning"):
             out.append(f"console.{params['type']}: {[a.get('value') for a in params.get('args', [])]}")
         elif method == "Log.entryAdded" and params["entry"]["level"] in ("error", "warning"):
-            out.append(f"log {params['entry']['level']}: {params['entry'].get('text')} {params['entry'].get('url', '')}")
+            out.append(
+                f"log {params['entry']['level']}: {params['entry'].get('text')} {params['entry'].get('url', '')}"
+            )
         elif method == "Network.requestWillBeSent" and params["request"]["url"].split("#")[0] != page_url:
             out.append(f"request: {params['request']['url']}")
     return out
@@ -184,14 +204,19 @@ def browser(tmp_path_factory):
     tools = DevTools(binary, tmp_path_factory.mktemp("chromium-profile"))
     try:
         target = tools.send("Target.createTarget", {"url": "about:blank"}, browser=True)["targetId"]
-        tools.session = tools.send("Target.attachToTarget", {"targetId": target, "flatten": True},
-                                   browser=True)["sessionId"]
+        tools.session = tools.send("Target.attachToTarget", {"targetId": target, "flatten": True}, browser=True)[
+            "sessionId"
+        ]
         for domain in ("Runtime", "Log", "Page", "Network"):
             tools.send(f"{domain}.enable")
-        tools.send("Network.emulateNetworkConditions", {"offline": True, "latency": 0, "downloadThroughput": -1,
-                                                         "uploadThroughput": -1})
-        tools.send("Emulation.setDeviceMetricsOverride", {"width": 1400, "height": 1000, "deviceScaleFactor": 1,
-                                                          "mobile": False})
+        tools.send(
+            "Network.emulateNetworkConditions",
+            {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+        )
+        tools.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
+        )
         yield tools
     finally:
         tools.close()
@@ -252,9 +277,11 @@ def test_a_script_error_would_be_seen(browser, tmp_path):
     broken = tmp_path / "broken.html"
     from harness.report import assets
 
-    broken.write_text(f"<!DOCTYPE html><html><head><script>{assets.HEAD_SCRIPT}</script></head><body>"
-                      f'<div id="js-errors"></div><script>undefinedFunction();</script></body></html>',
-                      encoding="utf-8")
+    broken.write_text(
+        f"<!DOCTYPE html><html><head><script>{assets.HEAD_SCRIPT}</script></head><body>"
+        f'<div id="js-errors"></div><script>undefinedFunction();</script></body></html>',
+        encoding="utf-8",
+    )
     browser.events.clear()
     browser.send("Page.navigate", {"url": broken.as_uri()})
     browser.wait_for("Page.loadEventFired")

@@ -16,10 +16,12 @@ from harness.report import html, plots
 def _records():
     parts = []
     for dataset, shift in (("digits", 0.0), ("wine", 0.05)):
-        parts += [_rows({"adamw": 0.80 + shift, "signum": 0.70 + shift}, dataset=dataset, noise=0.0),
-                  _rows({"softsignum": 0.74 + shift}, dataset=dataset, noise=0.0, cell='{"alpha_sign": 0.3}'),
-                  _rows({"softsignum": 0.78 + shift}, dataset=dataset, noise=0.0, cell='{"alpha_sign": 0.9}'),
-                  _rows({"adamw": 0.60 + shift, "signum": 0.69 + shift}, dataset=dataset, noise=0.0, delay=1)]
+        parts += [
+            _rows({"adamw": 0.80 + shift, "signum": 0.70 + shift}, dataset=dataset, noise=0.0),
+            _rows({"softsignum": 0.74 + shift}, dataset=dataset, noise=0.0, cell='{"alpha_sign": 0.3}'),
+            _rows({"softsignum": 0.78 + shift}, dataset=dataset, noise=0.0, cell='{"alpha_sign": 0.9}'),
+            _rows({"adamw": 0.60 + shift, "signum": 0.69 + shift}, dataset=dataset, noise=0.0, delay=1),
+        ]
     frame = _frame(*parts)
     return frame, _curves(frame)
 

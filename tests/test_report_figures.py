@@ -116,8 +116,13 @@ def test_profile_shows_every_optimizer_and_what_it_ran(data):
     fig, skipped = figures.profile_figure(dataclasses.replace(board, rows=rows))
     assert skipped is None
     labels = _legend_labels(fig)
-    assert labels == ["adamw (3/3 benchmarks)", "signum (3/3 benchmarks)", "softsignum (1/3 benchmarks)",
-                      "muon (3/3 benchmarks)", "softmuon (3/3 benchmarks)"]
+    assert labels == [
+        "adamw (3/3 benchmarks)",
+        "signum (3/3 benchmarks)",
+        "softsignum (1/3 benchmarks)",
+        "muon (3/3 benchmarks)",
+        "softmuon (3/3 benchmarks)",
+    ]
     assert "softsignum ran 1 of 3" in _texts(fig)
     assert len(fig.axes[0].get_lines()) == 5
 
@@ -127,8 +132,9 @@ def test_branched_optimizers_are_marked(data):
     optimizer without tune trials of its own is named, and curves mark the branch step."""
     tunes = data.tunes[data.tunes["dataset"] == "sbm"]
     soft = tunes["optimizer"] == "softsignum"
-    tunes = tunes.assign(branched_from=soft.map({True: "parent-run", False: ""}),
-                         branch_step=soft.map({True: 70, False: 0}))
+    tunes = tunes.assign(
+        branched_from=soft.map({True: "parent-run", False: ""}), branch_step=soft.map({True: 70, False: 0})
+    )
     tunes = tunes[tunes["optimizer"] != "softmuon"]
     evals = data.evals[data.evals["dataset"] == "sbm"]
     c = canvas(1, "t")
@@ -140,8 +146,9 @@ def test_branched_optimizers_are_marked(data):
     assert "softsignum from signum at S=70" in notes and "no tune trials of their own: softmuon" in notes
 
     soft = evals["optimizer"] == "softsignum"
-    evals = evals.assign(branched_from=soft.map({True: "parent-run", False: ""}),
-                         branch_step=soft.map({True: 70, False: 0}))
+    evals = evals.assign(
+        branched_from=soft.map({True: "parent-run", False: ""}), branch_step=soft.map({True: 70, False: 0})
+    )
     c = canvas(1, "t")
     assert panels.curves(c.axes[0], c, SBM, evals, data.curves)
     verticals = [line for line in c.axes[0].get_lines() if list(line.get_xdata()) == [70, 70]]

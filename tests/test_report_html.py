@@ -38,8 +38,11 @@ class Node:
             yield from child.all()
 
     def find(self, tag=None, **attrs):
-        return [n for n in self.all() if (tag is None or n.tag == tag)
-                and all(n.attrs.get(k) == v for k, v in attrs.items())]
+        return [
+            n
+            for n in self.all()
+            if (tag is None or n.tag == tag) and all(n.attrs.get(k) == v for k, v in attrs.items())
+        ]
 
 
 class _Tree(HTMLParser):
@@ -137,8 +140,8 @@ def test_every_flag_is_explained_where_it_appears(page):
     text, dom, _, _ = page
     flags = dom.find("abbr")
     assert flags and all(f.attrs.get("title", "").strip() for f in flags)
-    segment = text[text.index('<table id="board"'):]
-    segment = segment[:segment.index("</dl>")]
+    segment = text[text.index('<table id="board"') :]
+    segment = segment[: segment.index("</dl>")]
     part = parse(segment)
     shown = {_flag_name(text_of(a)) for a in part.find("abbr")}
     listed = {text_of(dt) for dt in part.find("dt")}
@@ -191,8 +194,11 @@ def test_replicated_leaderboard_shows_spreads_and_unstable_ranks():
     frame = records.read_runs(FIXTURE)
     frame = frame[frame["dataset"] == "sbm"]
     evals = frame[frame["phase"] == "eval"]
-    again = evals.assign(replicate=1, run_id=evals["run_id"] + "-r1", test_metric=[
-        v + (0.1 if o == "adamw" else 0.0) for v, o in zip(evals["test_metric"], evals["optimizer"])])
+    again = evals.assign(
+        replicate=1,
+        run_id=evals["run_id"] + "-r1",
+        test_metric=[v + (0.1 if o == "adamw" else 0.0) for v, o in zip(evals["test_metric"], evals["optimizer"])],
+    )
     board = leaderboard.compute(pd.concat([frame, again], ignore_index=True))
     key = ("gnn_graphland", "sbm", "small", "")
     part = parse(html.leaderboard_table(board, [key]))
@@ -212,10 +218,16 @@ def _with_conditions():
     frame = frame[frame["dataset"] == "sbm"].assign(delay=0, budget=1.0)
     evals = frame[frame["phase"] == "eval"]
     loss = {"adamw": 0.05, "muon": 0.001}
-    delayed = evals.assign(delay=1, run_id=evals["run_id"] + "-d1", test_metric=[
-        v - loss.get(o, 0.02) for v, o in zip(evals["test_metric"], evals["optimizer"])])
-    short = evals.assign(budget=0.5, run_id=evals["run_id"] + "-b", test_metric=[
-        v + (0.05 if o == "adamw" else -0.02) for v, o in zip(evals["test_metric"], evals["optimizer"])])
+    delayed = evals.assign(
+        delay=1,
+        run_id=evals["run_id"] + "-d1",
+        test_metric=[v - loss.get(o, 0.02) for v, o in zip(evals["test_metric"], evals["optimizer"])],
+    )
+    short = evals.assign(
+        budget=0.5,
+        run_id=evals["run_id"] + "-b",
+        test_metric=[v + (0.05 if o == "adamw" else -0.02) for v, o in zip(evals["test_metric"], evals["optimizer"])],
+    )
     curves = records.read_curves(FIXTURE, set(frame["run_id"]))
     return pd.concat([frame, delayed, short], ignore_index=True), curves
 
@@ -245,8 +257,14 @@ def test_budget_and_delay_sections_appear_with_their_runs(tmp_path):
     made = plots.Report(out_dir=tmp_path)
     plots.write_pngs(data, tmp_path, made)  # the PNGs get the same two figures
     names = sorted(p.name for p, _, _ in made.figures)
-    assert names == ["best_after_k_gnn_graphland.png", "budget_gnn_graphland.png", "curves_gnn_graphland.png",
-                     "delay_gnn_graphland.png", "lr_sensitivity_gnn_graphland.png", "temperature.png"]
+    assert names == [
+        "best_after_k_gnn_graphland.png",
+        "budget_gnn_graphland.png",
+        "curves_gnn_graphland.png",
+        "delay_gnn_graphland.png",
+        "lr_sensitivity_gnn_graphland.png",
+        "temperature.png",
+    ]
     assert all((tmp_path / name).stat().st_size > 10_000 for name in names)
 
     plain = rd.from_frame(frame[(frame["delay"] == 0) & (frame["budget"] == 1.0)], curves, FIXTURE)

@@ -18,9 +18,26 @@ from harness.spec import RunSpec, dataset_id
 
 
 def _suite(sweep_file, out, workers: int = 1) -> str:
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "suite", str(sweep_file), "--out", str(out),
-                           "--workers", str(workers), "--progress", "none"], env=_env(), cwd=str(ROOT),
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "suite",
+            str(sweep_file),
+            "--out",
+            str(out),
+            "--workers",
+            str(workers),
+            "--progress",
+            "none",
+        ],
+        env=_env(),
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return (out / "leaderboard.csv").read_text() + (out / "leaderboard.md").read_text()
 
@@ -46,8 +63,9 @@ def test_a_path_dataset_is_known_by_its_content_not_its_location(tmp_path):
     first.parent.mkdir()
     _table(first)
     assert dataset_id(f"path:{first}").startswith("path@")
-    base = RunSpec(task="tabular_mlp", optimizer="adamw", dataset=f"path:{first}", steps=5,
-                   task_options={"target": "label"})
+    base = RunSpec(
+        task="tabular_mlp", optimizer="adamw", dataset=f"path:{first}", steps=5, task_options={"target": "label"}
+    )
     moved.parent.mkdir()
     shutil.copy(first, moved)
     assert base.with_(dataset=f"path:{moved}").run_id == base.run_id
@@ -61,8 +79,15 @@ def test_moving_the_file_of_a_sweep_reruns_nothing(tmp_path):
     data = tmp_path / "a" / "table.csv"
     data.parent.mkdir()
     _table(data)
-    tasks = [{"task": "tabular_mlp", "size": "tiny", "datasets": [f"path:{data}"], "steps": 10,
-              "options": {"target": "label"}}]
+    tasks = [
+        {
+            "task": "tabular_mlp",
+            "size": "tiny",
+            "datasets": [f"path:{data}"],
+            "steps": 10,
+            "options": {"target": "label"},
+        }
+    ]
     out = tmp_path / "out"
     board = _suite(write_sweep(tmp_path / "s.yaml", tasks=tasks, trials=2, eval_seeds=1), out)
     before = {p.name: p.stat().st_mtime_ns for p in records.runs_dir(out).glob("*.parquet")}

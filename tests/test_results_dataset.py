@@ -33,15 +33,32 @@ FIXTURE = ROOT / "tests" / "data" / "leaderboard"
 SUITE = "dataset"
 # (optimizer, hyperparameters, seed): different optimizers (different hyperparameter sets), one run that
 # reaches tabular_mlp's target (an int steps_to_target), ones that do not (null), one that diverges.
-RUNS = (("adamw", {"lr": 1e-2}, 1), ("adamw", {"lr": 1e-2}, 2), ("adamw", {"lr": 1e3}, 3),
-        ("signum", {}, 1), ("signum", {}, 2), ("softsignum", {"alpha_sign": 0.5}, 1),
-        ("softsignum", {"alpha_sign": 0.5}, 2), ("muon", {}, 1), ("muon", {}, 2))
+RUNS = (
+    ("adamw", {"lr": 1e-2}, 1),
+    ("adamw", {"lr": 1e-2}, 2),
+    ("adamw", {"lr": 1e3}, 3),
+    ("signum", {}, 1),
+    ("signum", {}, 2),
+    ("softsignum", {"alpha_sign": 0.5}, 1),
+    ("softsignum", {"alpha_sign": 0.5}, 2),
+    ("muon", {}, 1),
+    ("muon", {}, 2),
+)
 ENVIRONMENT = {"git_sha": "test", "torch_version": "x", "python_version": "y", "device": "cpu"}
 
 
 def _spec(optimizer: str, hparams: dict, seed: int):
-    return resolve(task="tabular_mlp", optimizer=optimizer, size="tiny", steps=30, hparams=hparams, seed=seed,
-                   phase="eval", suite=SUITE, study=f"{SUITE}/tabular_mlp/{optimizer}")
+    return resolve(
+        task="tabular_mlp",
+        optimizer=optimizer,
+        size="tiny",
+        steps=30,
+        hparams=hparams,
+        seed=seed,
+        phase="eval",
+        suite=SUITE,
+        study=f"{SUITE}/tabular_mlp/{optimizer}",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +69,17 @@ def results(tmp_path_factory) -> Path:
         spec, task = _spec(optimizer, hparams, seed)
         run(spec, out_dir=out, task=task, progress=False)
     spec, task = _spec("signum", {}, 3)
-    row = store.failure_row(spec, metric=task.metric.name, direction=task.metric.direction, penalty=task.penalty,
-                            detail="RuntimeError: boom", started_at="2026-01-01T00:00:00+00:00",
-                            finished_at="2026-01-01T00:00:01+00:00", wall_seconds=1.0, environment=ENVIRONMENT)
+    row = store.failure_row(
+        spec,
+        metric=task.metric.name,
+        direction=task.metric.direction,
+        penalty=task.penalty,
+        detail="RuntimeError: boom",
+        started_at="2026-01-01T00:00:00+00:00",
+        finished_at="2026-01-01T00:00:01+00:00",
+        wall_seconds=1.0,
+        environment=ENVIRONMENT,
+    )
     store.write_run(out, row, [])
     return out
 
@@ -116,7 +141,7 @@ def test_polars_and_duckdb_globs_read_every_row_and_column(results):
 
 def test_read_runs_adds_hp_columns_from_the_hparams_json(results):
     frame = store.read_runs(results)
-    assert list(frame.columns[:len(arrow_schema())]) == arrow_schema().names
+    assert list(frame.columns[: len(arrow_schema())]) == arrow_schema().names
     for _, row in frame.iterrows():
         hp = json.loads(row["hparams"])
         for name, value in record.hp_columns(hp).items():
@@ -139,14 +164,24 @@ def test_the_failure_record_and_the_finished_run_come_from_one_builder(results):
     with pytest.raises(ValueError, match=r"missing \['steps_done'"):
         record.from_spec(spec, environment=ENVIRONMENT, steps=10)
     with pytest.raises(ValueError, match="missing torch_version, python_version, device"):
-        record.failure(spec, metric="accuracy", direction="max", penalty=0.0, detail="", started_at="",
-                       finished_at="", wall_seconds=0.0, environment={"git_sha": "x"})
+        record.failure(
+            spec,
+            metric="accuracy",
+            direction="max",
+            penalty=0.0,
+            detail="",
+            started_at="",
+            finished_at="",
+            wall_seconds=0.0,
+            environment={"git_sha": "x"},
+        )
 
 
 def test_write_run_refuses_a_key_that_is_not_a_column_and_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match="not run record columns: val_metrc"):
-        store.write_run(tmp_path, {"run_id": "r1", "val_metrc": 0.5}, [{"step": 1, "split": "train",
-                                                                       "name": "loss", "value": 1.0}])
+        store.write_run(
+            tmp_path, {"run_id": "r1", "val_metrc": 0.5}, [{"step": 1, "split": "train", "name": "loss", "value": 1.0}]
+        )
     assert not (tmp_path / "runs").exists() and not (tmp_path / "curves").exists()
 
 
@@ -172,7 +207,7 @@ def test_a_schema_1_file_still_reads(results, tmp_path):
 
     frame = store.read_runs(out)
     assert len(frame) == len(_files(results)) + 2
-    assert list(frame.columns[:len(arrow_schema())]) == arrow_schema().names
+    assert list(frame.columns[: len(arrow_schema())]) == arrow_schema().names
     old = frame[frame["schema_version"] == 1].set_index("run_id")
     assert len(old) == 2 and old["optbench_version"].isna().all()
     for column, value in V1_FILL.items():
@@ -202,10 +237,12 @@ def test_a_file_of_a_newer_schema_is_named_and_left_out(results, tmp_path):
 
 # ------------------------------------------------------------------------------------------ versions
 
+
 def optbench(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 def _rows(n: int) -> str:
@@ -252,8 +289,9 @@ def test_result_epochs():
     assert versions.result_epoch("0.0.1") == f"before {versions.RESULT_CHANGES[0].version}"
     assert versions.release("0.2.0rc1") == versions.release("0.2") == (0, 2) and versions.release("dev") is None
     epochs = versions.mixed_epochs([here, here, None, "999.0"])
-    assert versions.describe(epochs) == (f"{here} (2 rows); 999.0 (1 row); unknown (1 row, written before versions "
-                                         "were recorded)")
+    assert versions.describe(epochs) == (
+        f"{here} (2 rows); 999.0 (1 row); unknown (1 row, written before versions were recorded)"
+    )
 
 
 def test_changelog_records_each_result_change_and_the_current_release():
@@ -280,6 +318,7 @@ def test_the_schema_document_lists_every_column_with_its_type():
 
 
 # ------------------------------------------------------------------------------------- atomic writes
+
 
 def test_atomic_writes_leave_the_old_file_or_the_new_one(tmp_path):
     umask = os.umask(0o022)

@@ -88,16 +88,17 @@ def test_wsd_by_hand():
     sqrt = Schedule("wsd", 2, 0.1, decay_fraction=0.5, decay_shape="sqrt")
     got = [lr_factor(s, 10, sqrt) for s in range(10)]
     assert got[:6] == [0.5, 1.0, 1.0, 1.0, 1.0, 1.0]
-    assert got[6:] == pytest.approx([0.1 + 0.9 * (1 - 0.5), 0.1 + 0.9 * (1 - math.sqrt(0.5)),
-                                     0.1 + 0.9 * (1 - math.sqrt(0.75)), 0.1])
+    assert got[6:] == pytest.approx(
+        [0.1 + 0.9 * (1 - 0.5), 0.1 + 0.9 * (1 - math.sqrt(0.5)), 0.1 + 0.9 * (1 - math.sqrt(0.75)), 0.1]
+    )
     assert got[9] == 0.1  # exactly min_lr_ratio at the last step
 
 
 def test_decay_and_budget_lengths_round_half_up():
-    assert schedules.decay_steps(5, Schedule("wsd", decay_fraction=0.5)) == 3      # 2.5 -> 3 (round() gives 2)
-    assert schedules.decay_steps(10, Schedule("wsd", decay_fraction=0.25)) == 3    # 2.5 -> 3
-    assert schedules.decay_steps(10, Schedule("wsd", decay_fraction=0.24)) == 2    # 2.4 -> 2
-    assert schedules.decay_steps(3, Schedule("wsd", decay_fraction=0.1)) == 1      # at least 1
+    assert schedules.decay_steps(5, Schedule("wsd", decay_fraction=0.5)) == 3  # 2.5 -> 3 (round() gives 2)
+    assert schedules.decay_steps(10, Schedule("wsd", decay_fraction=0.25)) == 3  # 2.5 -> 3
+    assert schedules.decay_steps(10, Schedule("wsd", decay_fraction=0.24)) == 2  # 2.4 -> 2
+    assert schedules.decay_steps(3, Schedule("wsd", decay_fraction=0.1)) == 1  # at least 1
     assert budget_steps(10, 0.25) == 3 and budget_steps(10, 0.24) == 2 and budget_steps(3, 0.1) == 1
     assert budget_steps(1000, 1.0) == 1000
 
@@ -143,8 +144,8 @@ def test_wsd_properties_over_a_grid():
                         start = decay_start(total, sched)
                         assert f[start] == pytest.approx(1.0, abs=1e-15) and (start == 0 or f[start - 1] == 1.0)
                         assert f[-1] == low
-                        assert all(a >= b for a, b in zip(f[warmup:], f[warmup + 1:]))
-                        assert all(x < 1.0 for x in f[start + 1:])
+                        assert all(a >= b for a, b in zip(f[warmup:], f[warmup + 1 :]))
+                        assert all(x < 1.0 for x in f[start + 1 :])
                         assert start <= decay_start(full, sched)
                         assert all(_same(a, b) for a, b in zip(f[:start], long[:start]))
 
@@ -210,41 +211,52 @@ def test_branch_points_by_hand_and_sorted():
     assert branch_points(10, [1.0], Schedule("wsd", decay_fraction=1.0)) == [BranchPoint(1.0, 10, 0)]
 
 
-@pytest.mark.parametrize(("fractions", "sched", "message"), [
-    ([0.5], Schedule("cosine"), "budgets branch from the stable phase of a wsd schedule; this one is 'cosine'"),
-    ([], Schedule("wsd", decay_fraction=0.2), "give at least one fraction"),
-    (0.5, Schedule("wsd", decay_fraction=0.2), "budgets are a list of fractions"),
-    ([0.0], Schedule("wsd", decay_fraction=0.2), r"fraction of the task's steps in \(0, 1\], got 0.0"),
-    ([1.5], Schedule("wsd", decay_fraction=0.2), r"in \(0, 1\], got 1.5"),
-    ([math.nan], Schedule("wsd", decay_fraction=0.2), r"in \(0, 1\], got nan"),
-    ([True], Schedule("wsd", decay_fraction=0.2), r"in \(0, 1\], got True"),
-    (["0.5"], Schedule("wsd", decay_fraction=0.2), r"in \(0, 1\], got '0.5'"),
-    ([0.5, 0.5], Schedule("wsd", decay_fraction=0.2), "budgets 0.5 and 0.5 of 100 steps are both 50 steps"),
-    ([0.5, 0.504], Schedule("wsd", decay_fraction=0.2), "budgets 0.5 and 0.504 of 100 steps are both 50 steps"),
-    ([0.2, 1.0], Schedule("wsd", 17, decay_fraction=0.2),
-     r"budget 0.2 \(20 of 100 steps\): .* would start at step 16, inside the 17-step warmup"),
-    ([0.05], Schedule("wsd", decay_fraction=0.2), r"budget 0.05 \(5 of 100 steps\): .* it needs at least 2"),
-])
+@pytest.mark.parametrize(
+    ("fractions", "sched", "message"),
+    [
+        ([0.5], Schedule("cosine"), "budgets branch from the stable phase of a wsd schedule; this one is 'cosine'"),
+        ([], Schedule("wsd", decay_fraction=0.2), "give at least one fraction"),
+        (0.5, Schedule("wsd", decay_fraction=0.2), "budgets are a list of fractions"),
+        ([0.0], Schedule("wsd", decay_fraction=0.2), r"fraction of the task's steps in \(0, 1\], got 0.0"),
+        ([1.5], Schedule("wsd", decay_fraction=0.2), r"in \(0, 1\], got 1.5"),
+        ([math.nan], Schedule("wsd", decay_fraction=0.2), r"in \(0, 1\], got nan"),
+        ([True], Schedule("wsd", decay_fraction=0.2), r"in \(0, 1\], got True"),
+        (["0.5"], Schedule("wsd", decay_fraction=0.2), r"in \(0, 1\], got '0.5'"),
+        ([0.5, 0.5], Schedule("wsd", decay_fraction=0.2), "budgets 0.5 and 0.5 of 100 steps are both 50 steps"),
+        ([0.5, 0.504], Schedule("wsd", decay_fraction=0.2), "budgets 0.5 and 0.504 of 100 steps are both 50 steps"),
+        (
+            [0.2, 1.0],
+            Schedule("wsd", 17, decay_fraction=0.2),
+            r"budget 0.2 \(20 of 100 steps\): .* would start at step 16, inside the 17-step warmup",
+        ),
+        ([0.05], Schedule("wsd", decay_fraction=0.2), r"budget 0.05 \(5 of 100 steps\): .* it needs at least 2"),
+    ],
+)
 def test_branch_points_refuse_bad_budgets(fractions, sched, message):
     with pytest.raises(ScheduleError, match=message):
         branch_points(100, fractions, sched)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"kind": "step"}, "unknown schedule 'step'; known: constant, cosine, linear, wsd"),
-    ({"warmup_steps": -1}, "warmup_steps must be an integer >= 0"),
-    ({"warmup_steps": 2.5}, "warmup_steps must be an integer >= 0"),
-    ({"warmup_steps": True}, "warmup_steps must be an integer >= 0"),
-    ({"min_lr_ratio": 1.5}, r"min_lr_ratio must be a number in \[0, 1\]"),
-    ({"min_lr_ratio": math.nan}, r"min_lr_ratio must be a number in \[0, 1\]"),
-    ({"kind": "cosine", "decay_fraction": 0.2}, "decay_fraction apply to schedule wsd only"),
-    ({"kind": "linear", "decay_shape": "sqrt"}, "decay_shape apply to schedule wsd only"),
-    ({"kind": "wsd"}, r"schedule wsd needs decay_fraction.* in \(0, 1\]"),
-    ({"kind": "wsd", "decay_fraction": 0.0}, r"decay_fraction must be a number in \(0, 1\]"),
-    ({"kind": "wsd", "decay_fraction": 1.2}, r"decay_fraction must be a number in \(0, 1\]"),
-    ({"kind": "wsd", "decay_fraction": 0.2, "decay_shape": "cosine"},
-     "unknown decay_shape 'cosine'; known: linear, sqrt"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"kind": "step"}, "unknown schedule 'step'; known: constant, cosine, linear, wsd"),
+        ({"warmup_steps": -1}, "warmup_steps must be an integer >= 0"),
+        ({"warmup_steps": 2.5}, "warmup_steps must be an integer >= 0"),
+        ({"warmup_steps": True}, "warmup_steps must be an integer >= 0"),
+        ({"min_lr_ratio": 1.5}, r"min_lr_ratio must be a number in \[0, 1\]"),
+        ({"min_lr_ratio": math.nan}, r"min_lr_ratio must be a number in \[0, 1\]"),
+        ({"kind": "cosine", "decay_fraction": 0.2}, "decay_fraction apply to schedule wsd only"),
+        ({"kind": "linear", "decay_shape": "sqrt"}, "decay_shape apply to schedule wsd only"),
+        ({"kind": "wsd"}, r"schedule wsd needs decay_fraction.* in \(0, 1\]"),
+        ({"kind": "wsd", "decay_fraction": 0.0}, r"decay_fraction must be a number in \(0, 1\]"),
+        ({"kind": "wsd", "decay_fraction": 1.2}, r"decay_fraction must be a number in \(0, 1\]"),
+        (
+            {"kind": "wsd", "decay_fraction": 0.2, "decay_shape": "cosine"},
+            "unknown decay_shape 'cosine'; known: linear, sqrt",
+        ),
+    ],
+)
 def test_schedule_refuses_bad_values_naming_the_choices(kwargs, message):
     with pytest.raises(ScheduleError, match=message) as info:
         Schedule(**kwargs)
@@ -269,9 +281,11 @@ def test_mapping_round_trip_and_unknown_keys():
 
 
 def test_the_new_modules_import_without_torch():
-    code = ("import sys; import harness.run.schedules, harness.stats.profiles; "
-            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch')); "
-            "print(harness.run.schedules.lr_factor(9, 10, harness.run.schedules.Schedule('wsd', decay_fraction=0.5)))")
+    code = (
+        "import sys; import harness.run.schedules, harness.stats.profiles; "
+        "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch')); "
+        "print(harness.run.schedules.lr_factor(9, 10, harness.run.schedules.Schedule('wsd', decay_fraction=0.5)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0.0"]

@@ -54,9 +54,29 @@ def cluster(request):
 
 
 def _suite(sweep_file: Path, out: Path, url: str) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "harness.cli", "suite", str(sweep_file), "--out", str(out), "--workers", "2",
-            "--launcher", "slurm", "--storage", url, "--mem-gb", "0.5", "--time", "10", "--slurm-poll", "1",
-            "--progress", "plain"]
+    argv = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "suite",
+        str(sweep_file),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--launcher",
+        "slurm",
+        "--storage",
+        url,
+        "--mem-gb",
+        "0.5",
+        "--time",
+        "10",
+        "--slurm-poll",
+        "1",
+        "--progress",
+        "plain",
+    ]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -67,8 +87,10 @@ def _wait(predicate, timeout: float, what: str, proc: subprocess.Popen | None = 
         if value:
             return value
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the suite exited ({proc.returncode}) while waiting for {what}:\n"
-                                 f"{proc.stdout.read() if proc.stdout else ''}")
+            raise AssertionError(
+                f"the suite exited ({proc.returncode}) while waiting for {what}:\n"
+                f"{proc.stdout.read() if proc.stdout else ''}"
+            )
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
@@ -100,8 +122,13 @@ def _check_records(out: Path, sweep) -> dict:
     df = records(out)
     keys = [(r.study, r.phase, r.trial if r.phase == "tune" else r.seed) for r in df.itertuples()]
     files = sorted(p.name for p in (out / "runs").iterdir())
-    return {"planned": sweep.planned_runs, "recorded": len(df), "files": len(files),
-            "duplicate_run_ids": len(df) - df["run_id"].nunique(), "duplicate_slots": len(keys) - len(set(keys))}
+    return {
+        "planned": sweep.planned_runs,
+        "recorded": len(df),
+        "files": len(files),
+        "duplicate_run_ids": len(df) - df["run_id"].nunique(),
+        "duplicate_slots": len(keys) - len(set(keys)),
+    }
 
 
 @pytest.mark.slow  # 74 s on the shared 2-core machine: three processes importing torch at once
@@ -112,14 +139,24 @@ def test_slurm_suite_survives_a_scancelled_worker(tmp_path, cluster):
     url = cluster
     # 3000 steps (about 5 s a run): the scancel must land while worker 1 is inside its run. At 300 steps
     # (0.5 s) the run could finish before SIGTERM arrived, and nothing was released (a CI failure).
-    sweep_file = write_sweep(tmp_path / "s.yaml", suite="e2e", optimizers=["adamw"], trials=3, eval_seeds=2,
-                             tasks=[{"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], "steps": 3000}])
+    sweep_file = write_sweep(
+        tmp_path / "s.yaml",
+        suite="e2e",
+        optimizers=["adamw"],
+        trials=3,
+        eval_seeds=2,
+        tasks=[{"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], "steps": 3000}],
+    )
     sweep, out = sweep_schema.load(sweep_file), tmp_path / "out"
     t0 = time.monotonic()
     proc = _suite(sweep_file, out, url)
     try:
-        launch = _wait(lambda: json.loads((out / "launch.json").read_text()) if (out / "launch.json").exists()
-                       else None, 120, "the workers to be submitted", proc)
+        launch = _wait(
+            lambda: json.loads((out / "launch.json").read_text()) if (out / "launch.json").exists() else None,
+            120,
+            "the workers to be submitted",
+            proc,
+        )
         job_ids = launch["slurm"][0]["job_ids"]
         assert launch["slurm"][0]["worker_ids"] == [0, 1] and len(job_ids) == 2
         held = _wait(lambda: _held_by(url, sweep, 1), 120, "worker 1 to hold a run", proc)
@@ -153,10 +190,12 @@ def test_slurm_suite_survives_a_scancelled_worker(tmp_path, cluster):
     assert (again[0].system_attrs.get(sweep_slots.OWNER) or {}).get("worker") == 0
     err = (out / "slurm" / job_ids[1] / f"{job_ids[1]}_0_log.err").read_text()
     assert "SIGTERM" in err
-    print(f"E2E: jobs {job_ids}; scancel {job_ids[1]} at {cancelled_at:.1f}s (it held {study} slot {slot}); "
-          f"planned {counts['planned']}, recorded {counts['recorded']}, record files {counts['files']}, "
-          f"duplicate run_ids {counts['duplicate_run_ids']}, duplicate slots {counts['duplicate_slots']}; "
-          f"wall {wall:.1f}s")
+    print(
+        f"E2E: jobs {job_ids}; scancel {job_ids[1]} at {cancelled_at:.1f}s (it held {study} slot {slot}); "
+        f"planned {counts['planned']}, recorded {counts['recorded']}, record files {counts['files']}, "
+        f"duplicate run_ids {counts['duplicate_run_ids']}, duplicate slots {counts['duplicate_slots']}; "
+        f"wall {wall:.1f}s"
+    )
 
 
 @pytest.mark.slow
@@ -165,26 +204,41 @@ def test_ctrl_c_leaves_the_workers_running_and_the_same_command_follows_them(tmp
     (optbench status) and cancel (scancel); ``optbench status`` sees them; the same command run again
     submits nothing, follows them to the end and writes the leaderboard."""
     url = cluster
-    sweep_file = write_sweep(tmp_path / "s.yaml", suite="ctrlc", optimizers=["adamw"], trials=3, eval_seeds=2,
-                             tasks=[{"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], "steps": 1000}])
+    sweep_file = write_sweep(
+        tmp_path / "s.yaml",
+        suite="ctrlc",
+        optimizers=["adamw"],
+        trials=3,
+        eval_seeds=2,
+        tasks=[{"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], "steps": 1000}],
+    )
     out = tmp_path / "out"
     proc = _suite(sweep_file, out, url)
     job_ids: list[str] = []
     try:
-        launch = _wait(lambda: json.loads((out / "launch.json").read_text()) if (out / "launch.json").exists()
-                       else None, 120, "the workers to be submitted", proc)
+        launch = _wait(
+            lambda: json.loads((out / "launch.json").read_text()) if (out / "launch.json").exists() else None,
+            120,
+            "the workers to be submitted",
+            proc,
+        )
         job_ids = launch["slurm"][0]["job_ids"]
         proc.send_signal(signal.SIGINT)
         text, _ = proc.communicate(timeout=60)
         assert proc.returncode == 130, text
         array = job_ids[0].split("_")[0]
         assert f"optbench status {out}" in text and f"scancel {array}" in text and "keep running" in text
-        squeue = subprocess.run(["squeue", "-h", "-j", array, "-o", "%i %T"], capture_output=True, text=True,
-                                timeout=30).stdout
+        squeue = subprocess.run(
+            ["squeue", "-h", "-j", array, "-o", "%i %T"], capture_output=True, text=True, timeout=30
+        ).stdout
         assert squeue.strip(), "the workers should still be queued or running"
 
-        status = subprocess.run([sys.executable, "-m", "harness.cli", "status", str(out), "--json"],
-                                capture_output=True, text=True, timeout=120)
+        status = subprocess.run(
+            [sys.executable, "-m", "harness.cli", "status", str(out), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert status.returncode == 0, status.stderr
         seen = json.loads(status.stdout)
         assert seen["planned"] == 5 and seen["launcher"] == "slurm"

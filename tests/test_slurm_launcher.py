@@ -30,45 +30,67 @@ from harness.sweep import slurm as ls
 
 
 def test_resources_become_submitit_parameters():
-    r = ls.SlurmResources(partition="gpu", account="lab-1", qos="high", time_min=120, cpus_per_worker=8,
-                          mem_gb=1.5, gpus_per_worker=2, extra_sbatch=["--constraint=a100", "--exclusive"])
+    r = ls.SlurmResources(
+        partition="gpu",
+        account="lab-1",
+        qos="high",
+        time_min=120,
+        cpus_per_worker=8,
+        mem_gb=1.5,
+        gpus_per_worker=2,
+        extra_sbatch=["--constraint=a100", "--exclusive"],
+    )
     assert r.extra_sbatch == ("--constraint=a100", "--exclusive")  # a list becomes a tuple: hashable
     assert hash(r) == hash(dataclasses.replace(r))
     with pytest.raises(dataclasses.FrozenInstanceError):
         r.time_min = 5  # type: ignore[misc]
     p = r.executor_parameters(array_parallelism=4)
-    assert p == {"job_name": "optbench-worker", "time": 120, "cpus_per_task": 8, "nodes": 1, "ntasks_per_node": 1,
-                 "signal_delay_s": 90, "array_parallelism": 4, "partition": "gpu", "account": "lab-1",
-                 "qos": "high", "mem": "1536M", "gpus_per_node": 2,
-                 "additional_parameters": {"constraint": "a100", "exclusive": True}}
+    assert p == {
+        "job_name": "optbench-worker",
+        "time": 120,
+        "cpus_per_task": 8,
+        "nodes": 1,
+        "ntasks_per_node": 1,
+        "signal_delay_s": 90,
+        "array_parallelism": 4,
+        "partition": "gpu",
+        "account": "lab-1",
+        "qos": "high",
+        "mem": "1536M",
+        "gpus_per_node": 2,
+        "additional_parameters": {"constraint": "a100", "exclusive": True},
+    }
     bare = ls.SlurmResources().executor_parameters(array_parallelism=1)
     assert not {"partition", "account", "qos", "mem", "gpus_per_node"} & set(bare)
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"time_min": 0}, "time_min must be an integer >= 1, got 0"),
-    ({"time_min": 1.5}, "time_min must be an integer"),
-    ({"cpus_per_worker": True}, "cpus_per_worker must be an integer >= 1, got True"),
-    ({"gpus_per_worker": -1}, "gpus_per_worker must be an integer >= 0"),
-    ({"nodes": 0}, "nodes must be an integer >= 1"),
-    ({"max_requeues": -1}, "max_requeues must be an integer >= 0"),
-    ({"mem_gb": 0}, "mem_gb must be a number > 0"),
-    ({"mem_gb": "4G"}, "mem_gb must be a number > 0"),
-    ({"mem_gb": float("nan")}, "mem_gb must be a number > 0"),
-    ({"partition": "a b"}, "partition must be a name"),
-    ({"account": ""}, "account must be a name"),
-    ({"job_name": None}, "job_name must be a name"),
-    ({"time_min": 1, "signal_delay_s": 60}, r"signal_delay_s \(60 s\) must be shorter than the time limit"),
-    ({"extra_sbatch": "--exclusive"}, "must be a list of options"),
-    ({"extra_sbatch": ["-p debug"]}, "not one sbatch option in the long form"),
-    ({"extra_sbatch": ["--constraint a100"]}, "not one sbatch option in the long form"),
-    ({"extra_sbatch": [3]}, "not one sbatch option"),
-    ({"extra_sbatch": ["--partition=x"]}, "--partition is set by the resource 'partition'"),
-    ({"extra_sbatch": ["--mem=4G"]}, "--mem is set by the resource 'mem_gb'"),
-    ({"extra_sbatch": ["--array=0-3"]}, "--array is set by the launcher"),
-    ({"extra_sbatch": ["--signal=USR1@60"]}, "--signal is set by the launcher"),
-    ({"extra_sbatch": ["--constraint=a", "--constraint=b"]}, "--constraint is given twice"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"time_min": 0}, "time_min must be an integer >= 1, got 0"),
+        ({"time_min": 1.5}, "time_min must be an integer"),
+        ({"cpus_per_worker": True}, "cpus_per_worker must be an integer >= 1, got True"),
+        ({"gpus_per_worker": -1}, "gpus_per_worker must be an integer >= 0"),
+        ({"nodes": 0}, "nodes must be an integer >= 1"),
+        ({"max_requeues": -1}, "max_requeues must be an integer >= 0"),
+        ({"mem_gb": 0}, "mem_gb must be a number > 0"),
+        ({"mem_gb": "4G"}, "mem_gb must be a number > 0"),
+        ({"mem_gb": float("nan")}, "mem_gb must be a number > 0"),
+        ({"partition": "a b"}, "partition must be a name"),
+        ({"account": ""}, "account must be a name"),
+        ({"job_name": None}, "job_name must be a name"),
+        ({"time_min": 1, "signal_delay_s": 60}, r"signal_delay_s \(60 s\) must be shorter than the time limit"),
+        ({"extra_sbatch": "--exclusive"}, "must be a list of options"),
+        ({"extra_sbatch": ["-p debug"]}, "not one sbatch option in the long form"),
+        ({"extra_sbatch": ["--constraint a100"]}, "not one sbatch option in the long form"),
+        ({"extra_sbatch": [3]}, "not one sbatch option"),
+        ({"extra_sbatch": ["--partition=x"]}, "--partition is set by the resource 'partition'"),
+        ({"extra_sbatch": ["--mem=4G"]}, "--mem is set by the resource 'mem_gb'"),
+        ({"extra_sbatch": ["--array=0-3"]}, "--array is set by the launcher"),
+        ({"extra_sbatch": ["--signal=USR1@60"]}, "--signal is set by the launcher"),
+        ({"extra_sbatch": ["--constraint=a", "--constraint=b"]}, "--constraint is given twice"),
+    ],
+)
 def test_bad_resources_are_user_errors(changes, message):
     with pytest.raises(UserError, match=message):
         ls.SlurmResources(**changes)
@@ -88,8 +110,17 @@ def test_worker_command_is_absolute(tmp_path, monkeypatch):
     sweep.write_text("suite: x\n")
     monkeypatch.chdir(tmp_path)
     argv = ls.worker_command("s.yaml", "opt.journal", ["--out", "res"])
-    assert argv == [sys.executable, "-m", "harness.cli", "worker", str(sweep), "--storage",
-                    str(tmp_path / "opt.journal"), "--out", "res"]
+    assert argv == [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "worker",
+        str(sweep),
+        "--storage",
+        str(tmp_path / "opt.journal"),
+        "--out",
+        "res",
+    ]
     url = "postgresql://u:p@db/optbench"
     assert ls.worker_command(sweep, url)[-2:] == ["--storage", url]
 
@@ -99,10 +130,12 @@ def test_submit_workers_refuses_bad_input_before_writing(tmp_path):
     sweep.write_text("suite: x\n")
     folder = tmp_path / "jobs"
     r = ls.SlurmResources()
-    for args, message in (((sweep, "x.journal", 0), "integer >= 1, got 0"),
-                          ((sweep, "x.journal", True), "integer >= 1, got True"),
-                          ((tmp_path / "nope.yaml", "x.journal", 2), "sweep file .*nope.yaml not found"),
-                          ((sweep, "", 2), "need a storage every node can reach")):
+    for args, message in (
+        ((sweep, "x.journal", 0), "integer >= 1, got 0"),
+        ((sweep, "x.journal", True), "integer >= 1, got True"),
+        ((tmp_path / "nope.yaml", "x.journal", 2), "sweep file .*nope.yaml not found"),
+        ((sweep, "", 2), "need a storage every node can reach"),
+    ):
         with pytest.raises(UserError, match=message):
             ls.submit_workers(*args, r, folder)
     assert not folder.exists()
@@ -282,8 +315,11 @@ def test_array_of_two_one_scancelled_the_other_finishes(tmp_path, slurm):
     ls.cancel([ids[1]])
     wait_until(lambda: "sigterm" in _log(base, 1), 30, "task 1's command to get the cancel's SIGTERM")
     go.write_text("go")
-    wait_until(lambda: [s.state for s in ls.job_states(ids).values()] == ["COMPLETED", "CANCELLED"], 60,
-               "task 0 to complete and task 1 to end cancelled")
+    wait_until(
+        lambda: [s.state for s in ls.job_states(ids).values()] == ["COMPLETED", "CANCELLED"],
+        60,
+        "task 0 to complete and task 1 to end cancelled",
+    )
     first, second = _log(base, 0).splitlines(), _log(base, 1).splitlines()
     assert len(first) == 2 and first[0].startswith("start restart=0 job=") and first[1] == "done 7"
     # The cancel reached the command itself (optbench worker releases its trial on it); no result.
@@ -309,8 +345,12 @@ def test_preempted_task_is_requeued_and_finishes(tmp_path, slurm):
     requeued = time.monotonic() - t0
     go.write_text("go")
     wait_until(lambda: ls.job_states([job_id])[job_id].state == "COMPLETED", 60, "the requeued task to complete")
-    assert _log(base, 0).splitlines() == [f"start restart=0 job={job_id}", "sigterm",
-                                         f"start restart=1 job={job_id}", "done 7"]
+    assert _log(base, 0).splitlines() == [
+        f"start restart=0 job={job_id}",
+        "sigterm",
+        f"start restart=1 job={job_id}",
+        "done 7",
+    ]
     err = (tmp_path / "jobs" / job_id / f"{job_id}_0_log.err").read_text()
     assert "requeue signal; command stopped" in err
     print(f"preempted -> running again after {requeued:.1f}s")
@@ -329,11 +369,20 @@ def test_submit_workers_runs_optbench_workers_to_a_complete_sweep(tmp_path, slur
     sweep, out = sweep_schema.load(sweep_file), tmp_path / "out"
     url, _ = sweep_local.prepare(sweep, out, str(tmp_path / "optuna.journal"))
     t0 = time.monotonic()
-    ids = ls.submit_workers(sweep_file, url, 2, slurm, tmp_path / "jobs",
-                            extra_args=["--out", str(out), "--progress", "plain", "--no-preflight"])
+    ids = ls.submit_workers(
+        sweep_file,
+        url,
+        2,
+        slurm,
+        tmp_path / "jobs",
+        extra_args=["--out", str(out), "--progress", "plain", "--no-preflight"],
+    )
     assert len(ids) == 2
-    wait_until(lambda: all(s.state == "COMPLETED" for s in ls.job_states(ids).values()), 120,
-               f"both workers to complete ({ls.job_states(ids)})")
+    wait_until(
+        lambda: all(s.state == "COMPLETED" for s in ls.job_states(ids).values()),
+        120,
+        f"both workers to complete ({ls.job_states(ids)})",
+    )
     df = records(out)
     assert len(df) == sweep.planned_runs == 5 and df["run_id"].is_unique
     logs = "".join((tmp_path / "jobs" / i / f"{i}_0_log.err").read_text() for i in ids)
@@ -344,9 +393,11 @@ def test_submit_workers_runs_optbench_workers_to_a_complete_sweep(tmp_path, slur
 def test_a_multi_task_worker_gets_torch_distributed_variables(tmp_path, slurm):
     """tasks_per_node=2: both tasks run the command, each with its RANK and one rendezvous
     (MASTER_ADDR = the job's first node, MASTER_PORT from the job id)."""
-    script = ("import os; keys = 'RANK LOCAL_RANK WORLD_SIZE LOCAL_WORLD_SIZE MASTER_ADDR MASTER_PORT'.split(); "
-              f"open(os.path.join({str(tmp_path)!r}, 'rank' + os.environ['RANK']), 'w')"
-              ".write(' '.join(os.environ[k] for k in keys))")
+    script = (
+        "import os; keys = 'RANK LOCAL_RANK WORLD_SIZE LOCAL_WORLD_SIZE MASTER_ADDR MASTER_PORT'.split(); "
+        f"open(os.path.join({str(tmp_path)!r}, 'rank' + os.environ['RANK']), 'w')"
+        ".write(' '.join(os.environ[k] for k in keys))"
+    )
     resources = dataclasses.replace(slurm, tasks_per_node=2)
     (job_id,) = ls.submit_commands([[sys.executable, "-c", script]], resources, tmp_path / "jobs")
     wait_until(lambda: ls.job_states([job_id])[job_id].state == "COMPLETED", 60, "the 2-task job to complete")
@@ -363,20 +414,42 @@ def test_real_preemption_requeues_the_worker(tmp_path, slurm):
     command, requeues itself, and finishes after the urgent job."""
     if "urgent" not in ls.partitions():
         pytest.skip("no 'urgent' partition (the local cluster of cluster/slurm/start-local.sh has one)")
-    cpus = int(subprocess.run(["sinfo", "-h", "-p", "debug", "-o", "%c"], capture_output=True, text=True,
-                              timeout=30, check=True).stdout.split()[0])
+    cpus = int(
+        subprocess.run(
+            ["sinfo", "-h", "-p", "debug", "-o", "%c"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.split()[0]
+    )
     base, go = tmp_path / "task", tmp_path / "go"
     resources = dataclasses.replace(slurm, cpus_per_worker=cpus)
     (job_id,) = ls.submit_commands([[sys.executable, "-c", TASK, str(base), str(go)]], resources, tmp_path / "jobs")
     wait_until(lambda: "start restart=0" in _log(base, 0), 60, "the worker to start")
-    subprocess.run(["sbatch", "-p", "urgent", "-c", str(cpus), "--mem=100M", "-o", str(tmp_path / "urgent.out"),
-                    "--wrap", "echo urgent ran"], check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        [
+            "sbatch",
+            "-p",
+            "urgent",
+            "-c",
+            str(cpus),
+            "--mem=100M",
+            "-o",
+            str(tmp_path / "urgent.out"),
+            "--wrap",
+            "echo urgent ran",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     wait_until(lambda: "start restart=1" in _log(base, 0), 120, "the preempted worker to start again")
     go.write_text("go")
     wait_until(lambda: ls.job_states([job_id])[job_id].state == "COMPLETED", 60, "the worker to complete")
     assert (tmp_path / "urgent.out").read_text() == "urgent ran\n"
-    assert _log(base, 0).splitlines() == [f"start restart=0 job={job_id}", "sigterm",
-                                         f"start restart=1 job={job_id}", "done 7"]
+    assert _log(base, 0).splitlines() == [
+        f"start restart=0 job={job_id}",
+        "sigterm",
+        f"start restart=1 job={job_id}",
+        "done 7",
+    ]
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ C = math.atanh(1 - 1e-4)
 
 # --- the schedule ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mu", [-3.0, -0.5, 0.0, 0.7, 4.0])
 def test_scipy_foldcauchy_parametrisation(mu):
     """foldcauchy(c=|mu|/sigma, scale=sigma) is the law of |X|, X ~ Cauchy(mu, sigma), for either sign of mu."""
@@ -35,8 +36,9 @@ def test_scipy_foldcauchy_parametrisation(mu):
     np.testing.assert_allclose(stats.foldcauchy.cdf(q, c=abs(mu) / sigma, scale=sigma), direct, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize(("mu", "sigma"), [(0.0, 1e-3), (2e-4, 1e-3), (-2e-4, 1e-3), (-5e-3, 1e-3),
-                                           (3e-2, 1e-3), (0.4, 2.0), (-1.0, 0.05)])
+@pytest.mark.parametrize(
+    ("mu", "sigma"), [(0.0, 1e-3), (2e-4, 1e-3), (-2e-4, 1e-3), (-5e-3, 1e-3), (3e-2, 1e-3), (0.4, 2.0), (-1.0, 0.05)]
+)
 def test_schedule_matches_folded_cauchy_quantile(mu, sigma):
     rng = np.random.default_rng(0)
     values = (mu + sigma * rng.standard_cauchy(4001)).astype(np.float32)  # odd count: unique median
@@ -101,9 +103,12 @@ def test_cpu_and_device_fits_agree(case):
     from optimizers.softsignum import _fit_cauchy_torch
 
     g = torch.Generator().manual_seed(3)
-    v = {"odd": torch.randn(1001, generator=g), "even": torch.randn(1000, generator=g) + 0.3,
-         "zero_mad": torch.cat([torch.zeros(600), torch.randn(400, generator=g)]),
-         "all_equal": torch.full((50,), -2.0)}[case]
+    v = {
+        "odd": torch.randn(1001, generator=g),
+        "even": torch.randn(1000, generator=g) + 0.3,
+        "zero_mad": torch.cat([torch.zeros(600), torch.randn(400, generator=g)]),
+        "all_equal": torch.full((50,), -2.0),
+    }[case]
     original = v.clone()
     mu, sigma = fit_cauchy(v)
     assert torch.equal(v, original), "fit_cauchy must not touch its input unless overwrite=True"
@@ -151,6 +156,7 @@ def test_schedule_rejects_bad_arguments():
 
 # --- the optimizer --------------------------------------------------------------------------------
 
+
 def _params(dtype=torch.float32, seed=0):
     g = torch.Generator().manual_seed(seed)
     shapes = [(6, 5), (5,), (3, 2, 2), (4,)]
@@ -171,8 +177,10 @@ def _run(opt, params, steps, start=0, seed=0):
 
 
 def _groups(params):
-    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.1},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.1},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
@@ -197,8 +205,16 @@ def test_update_after_switch_is_lr_tanh_tau_d(foreach, nesterov, scope):
     groups by default; one per group with schedule_scope="group"), p*(1-lr wd) - lr tanh(tau d)."""
     params = _params(torch.float64)
     lr, beta, K, S = 0.05, 0.8, 10, 6  # weight decay 0.1 on the matrices (_groups)
-    opt = SoftSignum(_groups(params), total_steps=K, lr=lr, momentum=beta, nesterov=nesterov,
-                     alpha_sign=0.65, schedule_scope=scope, foreach=foreach)  # floor(0.65 * 10) = 6
+    opt = SoftSignum(
+        _groups(params),
+        total_steps=K,
+        lr=lr,
+        momentum=beta,
+        nesterov=nesterov,
+        alpha_sign=0.65,
+        schedule_scope=scope,
+        foreach=foreach,
+    )  # floor(0.65 * 10) = 6
     # The heavy-ball buffers replayed from the gradient sequence (independent of how the optimizer
     # stores its momentum).
     bufs = [torch.zeros_like(p) for p in params]
@@ -269,11 +285,24 @@ def test_diagnostics_saturated_fraction():
     assert 0.0 < diag["saturated_frac"] < 1.0
 
 
-@pytest.mark.parametrize(("key", "value"), [("lr", -1e-3), ("momentum", 1.0), ("momentum", -0.1),
-                                            ("alpha_sign", 1.5), ("alpha_sign", -0.1), ("weight_decay", -1.0),
-                                            ("eps", 0.0), ("eps", 1.0), ("tmax", 0.5), ("newton_iters", 0),
-                                            ("nesterov", "yes"), ("schedule_scope", "layer"),
-                                            ("schedule_scope", None)])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("lr", -1e-3),
+        ("momentum", 1.0),
+        ("momentum", -0.1),
+        ("alpha_sign", 1.5),
+        ("alpha_sign", -0.1),
+        ("weight_decay", -1.0),
+        ("eps", 0.0),
+        ("eps", 1.0),
+        ("tmax", 0.5),
+        ("newton_iters", 0),
+        ("nesterov", "yes"),
+        ("schedule_scope", "layer"),
+        ("schedule_scope", None),
+    ],
+)
 def test_bad_hyperparameters_raise_naming_the_parameter(key, value):
     groups = {"matrix": [torch.nn.Parameter(torch.randn(3, 3))]}
     with pytest.raises(ValueError, match=key):
@@ -284,7 +313,9 @@ def test_bad_hyperparameters_raise_naming_the_parameter(key, value):
 
 def test_schedule_scope_error_names_the_choices_and_is_recorded_not_searched():
     with pytest.raises(ValueError, match="invalid schedule_scope: 'layer'; valid: 'optimizer', 'group'"):
-        REGISTRY["softsignum"].build({"matrix": [torch.nn.Parameter(torch.randn(3, 3))]}, {"schedule_scope": "layer"}, 10)
+        REGISTRY["softsignum"].build(
+            {"matrix": [torch.nn.Parameter(torch.randn(3, 3))]}, {"schedule_scope": "layer"}, 10
+        )
     assert REGISTRY["softsignum"].defaults["schedule_scope"] == "optimizer"  # a plain key: lands in hp_* columns
     assert "schedule_scope" not in REGISTRY["softsignum"].search_space
 
@@ -394,6 +425,7 @@ def test_foreach_matches_reference(nesterov):
 
 
 # --- the sign-family baselines SoftSignum builds on -------------------------------------------
+
 
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_signum_and_sgd_foreach_equal_reference_bit_for_bit(nesterov):

@@ -56,8 +56,8 @@ def test_ci_coverage_on_a_known_distribution():
             lo, hi = stats.bootstrap_ci(x, n_resamples=2000, seed=r, method=method)
             hits[method] += lo <= 1.0 <= hi
     expanded, percentile = hits["expanded"] / reps, hits["percentile"] / reps
-    assert 0.91 <= expanded <= 0.985, expanded      # binomial sd ~0.013 at 300 reps
-    assert percentile < expanded                    # narrowness bias of the plain interval
+    assert 0.91 <= expanded <= 0.985, expanded  # binomial sd ~0.013 at 300 reps
+    assert percentile < expanded  # narrowness bias of the plain interval
     assert 0.84 <= percentile <= 0.95, percentile
 
 
@@ -65,7 +65,7 @@ def test_paired_difference_pairs_by_seed_only():
     a = {0: 1.0, 1: 2.0, 2: 5.0, 3: math.nan}
     b = {4: 9.0, 3: 1.0, 2: 4.0, 1: 1.5}  # insertion order must not matter
     d = stats.paired_difference(a, b)
-    assert d.seeds == (1, 2)           # seed 0 only in a, 4 only in b, 3 not finite in a
+    assert d.seeds == (1, 2)  # seed 0 only in a, 4 only in b, 3 not finite in a
     assert d.n == 2
     assert d.mean == pytest.approx((0.5 + 1.0) / 2)
     assert (d.lo, d.hi) == (0.5, 1.0)  # two points: the expanded interval is their range
@@ -73,16 +73,19 @@ def test_paired_difference_pairs_by_seed_only():
     assert empty.n == 0 and math.isnan(empty.mean)
 
 
-@pytest.mark.parametrize("lo, hi, direction, n, expected", [
-    (0.1, 0.3, "max", 3, "win"),
-    (-0.3, -0.1, "max", 3, "loss"),
-    (-0.3, -0.1, "min", 3, "win"),     # lower is better: a negative difference wins
-    (0.1, 0.3, "min", 3, "loss"),
-    (-0.1, 0.3, "max", 3, "tie"),
-    (0.0, 0.3, "max", 3, "tie"),       # a CI touching 0 does not exclude it
-    (math.nan, math.nan, "max", 1, "tie"),
-    (math.nan, math.nan, "max", 0, ""),
-])
+@pytest.mark.parametrize(
+    "lo, hi, direction, n, expected",
+    [
+        (0.1, 0.3, "max", 3, "win"),
+        (-0.3, -0.1, "max", 3, "loss"),
+        (-0.3, -0.1, "min", 3, "win"),  # lower is better: a negative difference wins
+        (0.1, 0.3, "min", 3, "loss"),
+        (-0.1, 0.3, "max", 3, "tie"),
+        (0.0, 0.3, "max", 3, "tie"),  # a CI touching 0 does not exclude it
+        (math.nan, math.nan, "max", 1, "tie"),
+        (math.nan, math.nan, "max", 0, ""),
+    ],
+)
 def test_outcome(lo, hi, direction, n, expected):
     assert stats.outcome(lo, hi, direction, n) == expected
 
@@ -104,8 +107,9 @@ def test_tie_ranks_groups_are_contiguous_and_nan_safe():
     means, los, his = [1.0, 0.8, 0.7], [0.99, 0.79, 0.0], [1.01, 0.81, 1.5]
     assert list(stats.tie_ranks(means, los, his, "max")) == [1, 2, 2]
     # no CI (one seed) overlaps everything; a NaN mean (all seeds failed) ranks last
-    ranks = stats.tie_ranks([0.5, 0.9, math.nan, 0.1], [math.nan, 0.89, math.nan, 0.0],
-                            [math.nan, 0.91, math.nan, 0.2], "max")
+    ranks = stats.tie_ranks(
+        [0.5, 0.9, math.nan, 0.1], [math.nan, 0.89, math.nan, 0.0], [math.nan, 0.91, math.nan, 0.2], "max"
+    )
     assert list(ranks) == [1, 1, 4, 3]
 
 
@@ -117,16 +121,16 @@ def test_mean_ranks_average_exact_ties_and_put_nan_last():
 
 def test_performance_ratios_and_profile():
     values = {
-        "loss": {"a": 2.0, "b": 4.0, "c": math.nan},   # min, positive: value / best
-        "acc": {"a": 0.5, "b": 1.0, "c": 0.25},        # max, positive: best / value
-        "r2": {"a": -1.0, "b": 0.5},                   # max, not all positive: relative gap
+        "loss": {"a": 2.0, "b": 4.0, "c": math.nan},  # min, positive: value / best
+        "acc": {"a": 0.5, "b": 1.0, "c": 0.25},  # max, positive: best / value
+        "r2": {"a": -1.0, "b": 0.5},  # max, not all positive: relative gap
     }
     directions = {"loss": "min", "acc": "max", "r2": "max"}
     r = stats.performance_ratios(values, directions)
     assert r["loss"] == {"a": 1.0, "b": 2.0, "c": math.inf}
     assert r["acc"] == {"a": 2.0, "b": 1.0, "c": 4.0}
     assert r["r2"]["b"] == 1.0 and r["r2"]["a"] == pytest.approx(1.0 + 1.5 / 0.5)
-    assert r["r2"]["c"] == math.inf                    # missing = never solved
+    assert r["r2"]["c"] == math.inf  # missing = never solved
     profile = stats.performance_profile(r, [1.0, 2.0, 4.0, 100.0])
     assert list(profile["a"]) == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0])
     assert list(profile["b"]) == pytest.approx([2 / 3, 1.0, 1.0, 1.0])
@@ -141,13 +145,14 @@ def test_expected_best_after_k_equals_brute_force_over_all_orderings(direction):
     mean, std = stats.expected_best_after_k(values, direction)
     assert mean == pytest.approx([np.mean(v) for v in per_k])
     assert std == pytest.approx([np.std(v) for v in per_k], abs=1e-12)
-    assert mean[0] == pytest.approx(np.mean(values))   # one trial: the average trial
-    assert mean[-1] == best(values)                    # all trials: the best one
+    assert mean[0] == pytest.approx(np.mean(values))  # one trial: the average trial
+    assert mean[-1] == best(values)  # all trials: the best one
     with pytest.raises(ValueError, match="finite"):
         stats.expected_best_after_k([1.0, math.nan], direction)
 
 
 # ------------------------------------------------------------------------------ tuning replicates
+
 
 def _two_level_sample(rng, replicates, seeds, between, within):
     return list(rng.normal(0.0, between, size=(replicates, 1)) + rng.normal(0.0, within, size=(replicates, seeds)))

@@ -45,21 +45,43 @@ def test_time_left_is_never_below_the_dearest_run_and_workers_beyond_the_runs_do
     assert done is not None and done.seconds == 0
 
 
-@pytest.mark.parametrize("seconds, text", [(0.4, "0s"), (59, "59s"), (61, "1m01s"), (3600 * 2 + 300, "2h05m"),
-                                           (86400 * 3 + 3600 * 4, "3d04h")])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [(0.4, "0s"), (59, "59s"), (61, "1m01s"), (3600 * 2 + 300, "2h05m"), (86400 * 3 + 3600 * 4, "3d04h")],
+)
 def test_durations(seconds, text):
     assert eta.duration(seconds) == text
 
 
 def _fake_sweep():
-    plan = lambda name, opt: SimpleNamespace(study=name, planned_runs=5, task="tabular_mlp", size="tiny",  # noqa: E731
-                                             dataset_key="synthetic", steps=12, budget=1.0, optimizer=opt)
+    def plan(name, opt):
+        return SimpleNamespace(
+            study=name,
+            planned_runs=5,
+            task="tabular_mlp",
+            size="tiny",
+            dataset_key="synthetic",
+            steps=12,
+            budget=1.0,
+            optimizer=opt,
+        )
+
     return SimpleNamespace(studies=[plan("t/x/adamw", "adamw"), plan("t/x/signum", "signum")])
 
 
 def _event(study, phase, slots_done, seconds, worker=0, done=1, skipped=False, status="ok"):
-    return SimpleNamespace(kind="run", study=study, phase=phase, slots_done=slots_done, seconds=seconds,
-                           worker=worker, done=done, total=10, skipped=skipped, status=status)
+    return SimpleNamespace(
+        kind="run",
+        study=study,
+        phase=phase,
+        slots_done=slots_done,
+        seconds=seconds,
+        worker=worker,
+        done=done,
+        total=10,
+        skipped=skipped,
+        status=status,
+    )
 
 
 def test_tally_from_progress_events():
@@ -81,8 +103,18 @@ def test_progress_lines_show_the_time_left_once_runs_are_measured(capsys):
 
     progress = Progress("plain", 2, tally=eta.Tally.empty(_fake_sweep()))
     for k in range(1, 5):
-        progress(SimpleNamespace(**vars(_event("t/x/adamw", "tune", k, 2.0, done=k)), trial=k, value=0.5, best=0.5,
-                                 metric="accuracy", slots_total=3, detail="", slot=k))
+        progress(
+            SimpleNamespace(
+                **vars(_event("t/x/adamw", "tune", k, 2.0, done=k)),
+                trial=k,
+                value=0.5,
+                best=0.5,
+                metric="accuracy",
+                slots_total=3,
+                detail="",
+                slot=k,
+            )
+        )
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 4 and "left" not in lines[0] and "left" not in lines[1]
     # Third measured run: 10 - 3 runs left... per study: adamw 2 left x 2 s, signum 5 x 2 s (guessed); one
@@ -126,8 +158,9 @@ def test_status_of_a_running_sweep_names_the_worker_and_its_node(tmp_path, capsy
     study = Ledger(sweep, url, info=info).study(sweep.studies[0], "tune")
     study.enqueue_trial({}, user_attrs={SLOT: 0})
     trial = study.ask()
-    study._storage.set_trial_system_attr(trial._trial_id, OWNER, {"number": trial.number, "host": "node-7",
-                                                                  "pid": 4242, "worker": 3})
+    study._storage.set_trial_system_attr(
+        trial._trial_id, OWNER, {"number": trial.number, "host": "node-7", "pid": 4242, "worker": 3}
+    )
     assert main(["status", str(out)]) == 0
     text = capsys.readouterr().out
     assert "recorded:  0 (0 tune, 0 eval" in text and "running:   1" in text
@@ -135,11 +168,14 @@ def test_status_of_a_running_sweep_names_the_worker_and_its_node(tmp_path, capsy
     assert f"time left: unknown until {eta.MIN_MEASURED} runs are measured (0 so far)" in text
 
 
-@pytest.mark.parametrize("make, why", [
-    (lambda p: p / "nowhere", "does not exist"),
-    (lambda p: p, "has no plan.json and sweep.yaml"),
-    (lambda p: (p / "f.txt").write_text("x") and p / "f.txt", "is not a folder"),
-])
+@pytest.mark.parametrize(
+    "make, why",
+    [
+        (lambda p: p / "nowhere", "does not exist"),
+        (lambda p: p, "has no plan.json and sweep.yaml"),
+        (lambda p: (p / "f.txt").write_text("x") and p / "f.txt", "is not a folder"),
+    ],
+)
 def test_status_of_something_else_exits_2(tmp_path, capsys, make, why):
     target = make(tmp_path)
     assert main(["status", str(target)]) == 2
@@ -151,10 +187,20 @@ def test_status_of_something_else_exits_2(tmp_path, capsys, make, why):
 def test_launch_record_keeps_no_database_password(tmp_path):
     assert sweep_status.without_password("postgresql://u:s3cret@db:5432/x") == "postgresql://u@db:5432/x"
     assert sweep_status.without_password("postgresql://u@db/x") == "postgresql://u@db/x"
-    sweep_status.record_launch(tmp_path, "slurm", "postgresql://u:s3cret@db/x", 2,
-                               slurm_launch={"job_ids": ["1_0", "1_1"], "worker_ids": [0, 1], "folder": "/f"})
-    sweep_status.record_launch(tmp_path, "slurm", "postgresql://u:s3cret@db/x", 1,
-                               slurm_launch={"job_ids": ["2"], "worker_ids": [2], "folder": "/f"})
+    sweep_status.record_launch(
+        tmp_path,
+        "slurm",
+        "postgresql://u:s3cret@db/x",
+        2,
+        slurm_launch={"job_ids": ["1_0", "1_1"], "worker_ids": [0, 1], "folder": "/f"},
+    )
+    sweep_status.record_launch(
+        tmp_path,
+        "slurm",
+        "postgresql://u:s3cret@db/x",
+        1,
+        slurm_launch={"job_ids": ["2"], "worker_ids": [2], "folder": "/f"},
+    )
     text = (tmp_path / sweep_status.LAUNCH_FILE).read_text()
     assert "s3cret" not in text
     data = json.loads(text)
@@ -166,14 +212,17 @@ def test_launch_record_keeps_no_database_password(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--partition", "gpu"], "--partition only apply to --launcher slurm (choices: local, slurm)"),
-    (["--gpus-per-worker", "1", "--sbatch-option=--exclusive"], "--gpus-per-worker, --sbatch-option only apply"),
-    (["--launcher", "slurm", "--time", "0"], "time_min must be an integer >= 1, got 0"),
-    (["--launcher", "slurm", "--mem-gb", "-1"], "mem_gb must be a number > 0"),
-    (["--launcher", "slurm", "--sbatch-option=--array=0-3"], "--array is set by the launcher"),
-    (["--launcher", "slurm", "--sbatch-option=--mem=4G"], "--mem is set by the resource 'mem_gb'"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--partition", "gpu"], "--partition only apply to --launcher slurm (choices: local, slurm)"),
+        (["--gpus-per-worker", "1", "--sbatch-option=--exclusive"], "--gpus-per-worker, --sbatch-option only apply"),
+        (["--launcher", "slurm", "--time", "0"], "time_min must be an integer >= 1, got 0"),
+        (["--launcher", "slurm", "--mem-gb", "-1"], "mem_gb must be a number > 0"),
+        (["--launcher", "slurm", "--sbatch-option=--array=0-3"], "--array is set by the launcher"),
+        (["--launcher", "slurm", "--sbatch-option=--mem=4G"], "--mem is set by the resource 'mem_gb'"),
+    ],
+)
 def test_bad_launcher_flags_exit_2_and_write_nothing(tmp_path, capsys, flags, message):
     sweep_file = write_sweep(tmp_path / "s.yaml")
     out = tmp_path / "out"

@@ -33,8 +33,13 @@ SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OPTBENCH_OFFLINE="1", OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        OPTBENCH_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    )
     return env
 
 
@@ -106,9 +111,27 @@ def start_worker(tmp: Path, sweep_file: Path, url: str, out: Path, worker_id: in
     env = _env()
     env.update({k: str(v) for k, v in env_extra.items()})
     with open(tmp / f"worker{worker_id}.log", "w") as log:  # the child keeps its own descriptor
-        return subprocess.Popen([sys.executable, str(wrapper), "worker", str(sweep_file), "--storage", url,
-                                 "--out", str(out), "--progress", "json", "--worker-id", str(worker_id)],
-                                env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=str(ROOT))
+        return subprocess.Popen(
+            [
+                sys.executable,
+                str(wrapper),
+                "worker",
+                str(sweep_file),
+                "--storage",
+                url,
+                "--out",
+                str(out),
+                "--progress",
+                "json",
+                "--worker-id",
+                str(worker_id),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            cwd=str(ROOT),
+        )
 
 
 def wait_for(predicate, timeout: float, what: str, procs=()) -> None:
@@ -125,6 +148,7 @@ def wait_for(predicate, timeout: float, what: str, procs=()) -> None:
 # ---------------------------------------------------------------------------------------------
 # Sweep files
 # ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", SWEEPS, ids=[p.name for p in SWEEPS])
 def test_shipped_sweep_files_validate(path):
@@ -163,8 +187,9 @@ def test_paper_sweep_uses_paper_sizes():
     branched = {p.optimizer: p.branch_from.split("/")[3] for p in sweep.studies if p.branch_from}
     assert branched == {"softsignum": "signum", "softmuon": "muon", "hardswitchsign": "signum"}
     assert {p.task for p in sweep.studies if p.optimizer == "hardswitchsign"} == {"lstm_lm", "cifar_resnet"}
-    assert {p.space["alpha_sign"].choices for p in sweep.studies
-            if p.task == "cifar_resnet" and p.branch_from} == {(0.5, 0.7, 0.8, 0.9, 0.95)}
+    assert {p.space["alpha_sign"].choices for p in sweep.studies if p.task == "cifar_resnet" and p.branch_from} == {
+        (0.5, 0.7, 0.8, 0.9, 0.95)
+    }
 
 
 def test_sizes_constant_matches_harness():
@@ -175,41 +200,100 @@ def test_sizes_constant_matches_harness():
 
 BAD = [
     # (yaml text, words the message must contain, line)
-    ("suite: x\ntasks: [tabular_mlp]\noptimizers: [adamw]\ntrials: 2\neval_seeds: 2\ntrails: 3\n",
-     ["unknown key 'trails'", "valid:"], 6),
-    ("suite: x\ntasks:\n  - task: tabular_mlp\n    size: tiny\n    dataset: [wine]\noptimizers: [adamw]\ntrials: 2\n"
-     "eval_seeds: 2\n", ["unknown key 'dataset'", "datasets"], 5),
-    ("suite: x\ntasks: [tabular_mlp]\noptimizers:\n  - adamw\n  - adamx\ntrials: 2\neval_seeds: 2\nsize: tiny\n",
-     ["unknown optimizer 'adamx'", "known:", "softmuon"], 5),
-    ("suite: x\ntasks:\n  - task: tabular\n    size: tiny\noptimizers: [adamw]\ntrials: 2\neval_seeds: 2\n",
-     ["unknown task 'tabular'", "tabular_mlp"], 3),
-    ("suite: x\ntasks:\n  - task: tabular_mlp\n    size: tiny\n    datasets: [wine, irisx]\noptimizers: [adamw]\n"
-     "trials: 2\neval_seeds: 2\n", ["unknown dataset 'irisx'", "breast_cancer"], 5),
-    ("suite: x\ntasks:\n  - task: tabular_mlp\n    size: tiny\n    datasets: []\noptimizers: [adamw]\ntrials: 2\n"
-     "eval_seeds: 2\n", ["tasks[0].datasets", "is empty"], 5),
-    ("suite: x\ntasks: [tabular_mlp]\noptimizers: []\ntrials: 2\neval_seeds: 2\nsize: tiny\n",
-     ["'optimizers' is empty"], 3),
-    ("suite: x\ntasks: [tabular_mlp]\noptimizers: [adamw]\ntrials: -4\neval_seeds: 2\nsize: tiny\n",
-     ["'trials'", ">= 0", "-4"], 4),
-    ("suite: x\ntasks:\n  - task: tabular_mlp\n    size: tiny\n    steps: -5\noptimizers: [adamw]\ntrials: 2\n"
-     "eval_seeds: 2\n", ["tasks[0].steps", ">= 1"], 5),
-    ("suite: x\ntasks: [tabular_mlp]\noptimizers: [adamw]\ntrials: 2\neval_seeds: [0, 1]\nsize: tiny\n",
-     ["eval_seeds", "tune seed 0"], 5),
-    ("suite: x\ntasks: [tabular_mlp]\noptimizers: [adamw]\ntrials: 2\neval_seeds: 2\nsize: tiny\n"
-     "sampler: cmaes\n", ["unknown sampler 'cmaes'", "qmc"], 7),
-    ("suite: x\ntasks: [tabular_mlp]\noptimizers:\n  - name: adamw\n    search:\n      lr: [0, 1.0e-2]\n"
-     "trials: 2\neval_seeds: 2\nsize: tiny\n", ["optimizers[0].search.lr", "> 0"], 6),
-    ("suite: x\ntasks: [tabular_mlp]\noptimizers:\n  - name: adamw\n    fixed: {lr: 1e-3}\n"
-     "    search: {lr: [1e-4, 1e-2]}\ntrials: 2\neval_seeds: 2\nsize: tiny\n", ["'lr' is both fixed and searched"], 6),
-    ("suite: x\ntasks: [tabular_mlp]\noptimizers:\n  - name: muon\n    fixed:\n      lrr: 0.1\ntrials: 2\n"
-     "eval_seeds: 2\nsize: tiny\n", ["unknown hyperparameter 'lrr'", "aux_lr"], 6),
-    ("suite: x\ntasks:\n  - task: tabular_mlp\n    size: tiny\n    options: {widht: 3}\noptimizers: [adamw]\n"
-     "trials: 2\neval_seeds: 2\n", ["unknown option 'widht'", "d_block"], 5),
-    ("suite: x\ntasks: [tabular_mlp]\noptimizers: [adamw]\ntrials: 2\ntrials: 3\neval_seeds: 2\n",
-     ["duplicate key 'trials'"], 5),
+    (
+        "suite: x\ntasks: [tabular_mlp]\noptimizers: [adamw]\ntrials: 2\neval_seeds: 2\ntrails: 3\n",
+        ["unknown key 'trails'", "valid:"],
+        6,
+    ),
+    (
+        "suite: x\ntasks:\n  - task: tabular_mlp\n    size: tiny\n    dataset: [wine]\noptimizers: [adamw]\ntrials: 2\n"
+        "eval_seeds: 2\n",
+        ["unknown key 'dataset'", "datasets"],
+        5,
+    ),
+    (
+        "suite: x\ntasks: [tabular_mlp]\noptimizers:\n  - adamw\n  - adamx\ntrials: 2\neval_seeds: 2\nsize: tiny\n",
+        ["unknown optimizer 'adamx'", "known:", "softmuon"],
+        5,
+    ),
+    (
+        "suite: x\ntasks:\n  - task: tabular\n    size: tiny\noptimizers: [adamw]\ntrials: 2\neval_seeds: 2\n",
+        ["unknown task 'tabular'", "tabular_mlp"],
+        3,
+    ),
+    (
+        "suite: x\ntasks:\n  - task: tabular_mlp\n    size: tiny\n    datasets: [wine, irisx]\noptimizers: [adamw]\n"
+        "trials: 2\neval_seeds: 2\n",
+        ["unknown dataset 'irisx'", "breast_cancer"],
+        5,
+    ),
+    (
+        "suite: x\ntasks:\n  - task: tabular_mlp\n    size: tiny\n    datasets: []\noptimizers: [adamw]\ntrials: 2\n"
+        "eval_seeds: 2\n",
+        ["tasks[0].datasets", "is empty"],
+        5,
+    ),
+    (
+        "suite: x\ntasks: [tabular_mlp]\noptimizers: []\ntrials: 2\neval_seeds: 2\nsize: tiny\n",
+        ["'optimizers' is empty"],
+        3,
+    ),
+    (
+        "suite: x\ntasks: [tabular_mlp]\noptimizers: [adamw]\ntrials: -4\neval_seeds: 2\nsize: tiny\n",
+        ["'trials'", ">= 0", "-4"],
+        4,
+    ),
+    (
+        "suite: x\ntasks:\n  - task: tabular_mlp\n    size: tiny\n    steps: -5\noptimizers: [adamw]\ntrials: 2\n"
+        "eval_seeds: 2\n",
+        ["tasks[0].steps", ">= 1"],
+        5,
+    ),
+    (
+        "suite: x\ntasks: [tabular_mlp]\noptimizers: [adamw]\ntrials: 2\neval_seeds: [0, 1]\nsize: tiny\n",
+        ["eval_seeds", "tune seed 0"],
+        5,
+    ),
+    (
+        "suite: x\ntasks: [tabular_mlp]\noptimizers: [adamw]\ntrials: 2\neval_seeds: 2\nsize: tiny\nsampler: cmaes\n",
+        ["unknown sampler 'cmaes'", "qmc"],
+        7,
+    ),
+    (
+        "suite: x\ntasks: [tabular_mlp]\noptimizers:\n  - name: adamw\n    search:\n      lr: [0, 1.0e-2]\n"
+        "trials: 2\neval_seeds: 2\nsize: tiny\n",
+        ["optimizers[0].search.lr", "> 0"],
+        6,
+    ),
+    (
+        "suite: x\ntasks: [tabular_mlp]\noptimizers:\n  - name: adamw\n    fixed: {lr: 1e-3}\n"
+        "    search: {lr: [1e-4, 1e-2]}\ntrials: 2\neval_seeds: 2\nsize: tiny\n",
+        ["'lr' is both fixed and searched"],
+        6,
+    ),
+    (
+        "suite: x\ntasks: [tabular_mlp]\noptimizers:\n  - name: muon\n    fixed:\n      lrr: 0.1\ntrials: 2\n"
+        "eval_seeds: 2\nsize: tiny\n",
+        ["unknown hyperparameter 'lrr'", "aux_lr"],
+        6,
+    ),
+    (
+        "suite: x\ntasks:\n  - task: tabular_mlp\n    size: tiny\n    options: {widht: 3}\noptimizers: [adamw]\n"
+        "trials: 2\neval_seeds: 2\n",
+        ["unknown option 'widht'", "d_block"],
+        5,
+    ),
+    (
+        "suite: x\ntasks: [tabular_mlp]\noptimizers: [adamw]\ntrials: 2\ntrials: 3\neval_seeds: 2\n",
+        ["duplicate key 'trials'"],
+        5,
+    ),
     ("suite: x\ntasks: [tabular_mlp\noptimizers: [adamw]\n", ["malformed YAML"], 3),
-    ("suite: x\ntasks:\n  - task: tabular_mlp\n    size: huge\noptimizers: [adamw]\ntrials: 2\neval_seeds: 2\n",
-     ["unknown size 'huge'", "paper"], 4),
+    (
+        "suite: x\ntasks:\n  - task: tabular_mlp\n    size: huge\noptimizers: [adamw]\ntrials: 2\neval_seeds: 2\n",
+        ["unknown size 'huge'", "paper"],
+        4,
+    ),
 ]
 
 
@@ -224,7 +308,8 @@ def test_bad_sweep_names_key_and_line(text, words, line):
 
 
 def test_yaml_floats_overrides_and_defaults():
-    sweep = sweep_schema.loads(textwrap.dedent("""
+    sweep = sweep_schema.loads(
+        textwrap.dedent("""
         suite: x
         size: tiny
         tasks:
@@ -243,7 +328,8 @@ def test_yaml_floats_overrides_and_defaults():
         trials: 4
         eval_seeds: [7, 8]
         seed: 3
-    """))
+    """)
+    )
     from optimizers._base import LogUniform, OneMinusLogUniform
 
     plans = {(p.dataset, p.optimizer): p for p in sweep.studies}
@@ -258,8 +344,9 @@ def test_yaml_floats_overrides_and_defaults():
 
 
 def test_eval_seed_count_gives_fresh_shared_seeds():
-    sweep = sweep_schema.loads("suite: x\nsize: tiny\ntasks: [tabular_mlp]\noptimizers: [adamw, muon]\ntrials: 1\n"
-                     "eval_seeds: 3\nseed: 5\n")
+    sweep = sweep_schema.loads(
+        "suite: x\nsize: tiny\ntasks: [tabular_mlp]\noptimizers: [adamw, muon]\ntrials: 1\neval_seeds: 3\nseed: 5\n"
+    )
     assert [p.eval_seeds for p in sweep.studies] == [(6, 7, 8), (6, 7, 8)]
 
 
@@ -288,24 +375,44 @@ def test_trial0_is_exactly_the_defaults_and_samples_stay_in_range(name):
 # CLI: malformed files exit 2, write nothing
 # ---------------------------------------------------------------------------------------------
 
+
 def test_malformed_sweep_files_exit_2_via_cli(tmp_path):
     cases = {
         "yaml": ("suite: x\ntasks: [tabular_mlp\noptimizers: [adamw]\n", ["malformed YAML"], 3),
-        "key": ("suite: x\ntasks: [tabular_mlp]\noptimizers: [adamw]\ntrials: 2\neval_seeds: 2\nsize: tiny\n"
-                "pruner:\n  name: median\n  fraction: [0.5]\n", ["unknown key 'fraction'"], 9),
-        "optimizer": ("suite: x\ntasks: [tabular_mlp]\noptimizers: [adamw, lion9]\ntrials: 2\neval_seeds: 2\n"
-                      "size: tiny\n", ["unknown optimizer 'lion9'", "softsignum"], 3),
-        "trials": ("suite: x\ntasks: [tabular_mlp]\noptimizers: [adamw]\ntrials: -1\neval_seeds: 2\nsize: tiny\n",
-                   ["'trials'", "-1"], 4),
+        "key": (
+            "suite: x\ntasks: [tabular_mlp]\noptimizers: [adamw]\ntrials: 2\neval_seeds: 2\nsize: tiny\n"
+            "pruner:\n  name: median\n  fraction: [0.5]\n",
+            ["unknown key 'fraction'"],
+            9,
+        ),
+        "optimizer": (
+            "suite: x\ntasks: [tabular_mlp]\noptimizers: [adamw, lion9]\ntrials: 2\neval_seeds: 2\nsize: tiny\n",
+            ["unknown optimizer 'lion9'", "softsignum"],
+            3,
+        ),
+        "trials": (
+            "suite: x\ntasks: [tabular_mlp]\noptimizers: [adamw]\ntrials: -1\neval_seeds: 2\nsize: tiny\n",
+            ["'trials'", "-1"],
+            4,
+        ),
     }
     procs = {}
     for name, (text, _, _) in cases.items():
         f = tmp_path / f"{name}.yaml"
         f.write_text(text)
         out = tmp_path / f"out_{name}"
-        procs[name] = (subprocess.Popen([sys.executable, "-m", "harness.cli", "sweep", str(f), "--out", str(out)],
-                                        env=_env(), cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True), out, f)
+        procs[name] = (
+            subprocess.Popen(
+                [sys.executable, "-m", "harness.cli", "sweep", str(f), "--out", str(out)],
+                env=_env(),
+                cwd=str(tmp_path),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+            out,
+            f,
+        )
     for name, (proc, out, f) in procs.items():
         stdout, stderr = proc.communicate(timeout=120)
         _, words, line = cases[name]
@@ -322,12 +429,15 @@ def test_malformed_sweep_files_exit_2_via_cli(tmp_path):
 # The protocol, in-process (real tasks, real loop, real journal file)
 # ---------------------------------------------------------------------------------------------
 
+
 def run_inprocess(sweep_file: Path, out: Path, worker_id: int = 0, storage: str | None = None):
     """Prepare and run one worker in this process until the sweep is complete."""
     sweep = sweep_schema.load(sweep_file)
     url, info = sweep_local.prepare(sweep, out, storage)
     events = []
-    worker = sweep_worker.Worker(sweep, url, out, worker_id=worker_id, on_event=events.append, info=info, poll_seconds=0.1)
+    worker = sweep_worker.Worker(
+        sweep, url, out, worker_id=worker_id, on_event=events.append, info=info, poll_seconds=0.1
+    )
     worker.run()
     return sweep, url, worker, events
 
@@ -380,16 +490,18 @@ def test_protocol_records_and_resume(tmp_path):
     assert grown.runs == 2 + 2 * changed
 
     # Changing what a study measures is refused, before anything is written.
-    write_sweep(sweep_file, trials=4, tasks=[{"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"],
-                                              "steps": 13}])
+    write_sweep(
+        sweep_file, trials=4, tasks=[{"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], "steps": 13}]
+    )
     with pytest.raises(UserError, match="different steps"):
         run_inprocess(sweep_file, out)
 
 
 def test_diverging_configuration_is_recorded_and_sweep_goes_on(tmp_path):
     # SGD with a fixed absurd lr overflows to inf/NaN within a few steps.
-    sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=[{"name": "sgd", "fixed": {"lr": 1e30}}, "adamw"],
-                             trials=2, eval_seeds=1)
+    sweep_file = write_sweep(
+        tmp_path / "s.yaml", optimizers=[{"name": "sgd", "fixed": {"lr": 1e30}}, "adamw"], trials=2, eval_seeds=1
+    )
     out = tmp_path / "out"
     sweep, url, worker, _ = run_inprocess(sweep_file, out)
     df = records(out)
@@ -440,8 +552,11 @@ def test_duplicate_claims_become_surplus_never_runs(tmp_path):
         assert len(complete) == 2 and len({t.user_attrs[sweep_slots.SLOT] for t in complete}) == 2
         surplus = [t for t in trials if t.user_attrs.get(sweep_slots.SURPLUS)]
         assert len(surplus) == 2 and all(t.state == TrialState.FAIL for t in surplus)
-        assert all(t.number > min(c.number for c in complete if c.user_attrs[sweep_slots.SLOT] == t.user_attrs[sweep_slots.SLOT])
-                   for t in surplus)
+        assert all(
+            t.number
+            > min(c.number for c in complete if c.user_attrs[sweep_slots.SLOT] == t.user_attrs[sweep_slots.SLOT])
+            for t in surplus
+        )
     df = records(out)
     assert len(df) == 4 and df["run_id"].is_unique
     assert sweep_worker.Worker(sweep, url, out, info=info).run() == 0  # complete: nothing more to claim
@@ -486,7 +601,8 @@ def test_pruner_compares_at_matched_budget_fractions(tmp_path, monkeypatch):
         tmp_path / "s.yaml",
         tasks=[{"task": "llm", "size": "tiny", "steps": 24}],
         optimizers=[{"name": "adamw", "search": {"lr": [1e-4, 1e-2]}}],
-        trials=3, eval_seeds=1,
+        trials=3,
+        eval_seeds=1,
         pruner={"name": "median", "fractions": [0.5], "n_startup_trials": 1},
     )
     out = tmp_path / "out"
@@ -531,7 +647,8 @@ def test_pruner_keeps_a_trial_better_than_the_median(tmp_path, monkeypatch):
         tmp_path / "s.yaml",
         tasks=[{"task": "llm", "size": "tiny", "steps": 24}],
         optimizers=[{"name": "adamw", "search": {"lr": [1e-3, 1e-1]}}],
-        trials=3, eval_seeds=1,
+        trials=3,
+        eval_seeds=1,
         pruner={"name": "median", "fractions": [0.5], "n_startup_trials": 1},
     )
     sweep, url, _, _ = run_inprocess(sweep_file, tmp_path / "out")
@@ -547,8 +664,9 @@ def test_default_outside_a_narrowed_range_makes_trial0_a_sampled_trial(tmp_path,
     # AdamW's default lr 1e-3 lies outside [1e-9, 2e-9]: trial 0 is not clipped to a bound, it is
     # sampled like trials 1 and 2, so every run stays inside the declared space; the sweep says so.
     lrs = distance_from_default_lr(monkeypatch, 1e-3)
-    sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=[{"name": "adamw", "search": {"lr": [1e-9, 2e-9]}}],
-                             trials=3, eval_seeds=1)
+    sweep_file = write_sweep(
+        tmp_path / "s.yaml", optimizers=[{"name": "adamw", "search": {"lr": [1e-9, 2e-9]}}], trials=3, eval_seeds=1
+    )
     sweep = sweep_schema.load(sweep_file)
     assert len(sweep.notes) == 1
     assert "adamw" in sweep.notes[0] and "lr=0.001 not in [1e-09, 2e-09]" in sweep.notes[0]
@@ -567,10 +685,31 @@ def test_default_outside_a_narrowed_range_makes_trial0_a_sampled_trial(tmp_path,
 
 @pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_default_outside_a_narrowed_range_is_a_note_on_the_command_line(tmp_path):
-    sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=[{"name": "signum", "search": {"momentum": [0.5, 0.6]}}],
-                             trials=1, eval_seeds=1, steps=2)
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "sweep", str(sweep_file), "--out", str(tmp_path / "o"),
-                           "--progress", "none"], env=_env(), cwd=str(ROOT), capture_output=True, text=True, timeout=300)
+    sweep_file = write_sweep(
+        tmp_path / "s.yaml",
+        optimizers=[{"name": "signum", "search": {"momentum": [0.5, 0.6]}}],
+        trials=1,
+        eval_seeds=1,
+        steps=2,
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "sweep",
+            str(sweep_file),
+            "--out",
+            str(tmp_path / "o"),
+            "--progress",
+            "none",
+        ],
+        env=_env(),
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "note:" in proc.stderr and "momentum=0.9 not in [0.5, 0.6]" in proc.stderr
 
@@ -579,6 +718,7 @@ def test_default_outside_a_narrowed_range_is_a_note_on_the_command_line(tmp_path
 # Several processes on one journal file
 # ---------------------------------------------------------------------------------------------
 
+
 def test_two_worker_processes_one_journal_exact_runs(tmp_path):
     sweep_file = write_sweep(tmp_path / "s.yaml", trials=4, eval_seeds=2)
     sweep = sweep_schema.load(sweep_file)
@@ -586,8 +726,10 @@ def test_two_worker_processes_one_journal_exact_runs(tmp_path):
     url = sweep_storage.default_storage_url(out)
     out.mkdir()
     go = tmp_path / "go"
-    procs = [start_worker(tmp_path, sweep_file, url, out, i, GO=go, READY=tmp_path / f"ready{i}", RUN_DELAY=0.3)
-             for i in (0, 1)]
+    procs = [
+        start_worker(tmp_path, sweep_file, url, out, i, GO=go, READY=tmp_path / f"ready{i}", RUN_DELAY=0.3)
+        for i in (0, 1)
+    ]
     wait_for(lambda: all((tmp_path / f"ready{i}").exists() for i in (0, 1)), 120, "workers to start", procs)
     go.touch()
     events = []
@@ -677,14 +819,24 @@ def test_slot_given_up_only_after_repeated_worker_deaths():
     for slot, extra in ((0, {"raised": True}), (1, {"released": True}), (2, {"surplus": True}), (3, {})):
         for _ in range(sweep_slots.MAX_RETRY + 1):
             number = len(study.get_trials())
-            study.add_trial(create_trial(
-                state=TrialState.FAIL, user_attrs={sweep_slots.SLOT: slot, **({sweep_slots.SURPLUS: True} if "surplus" in extra else {}),
-                                                   **({sweep_slots.ERROR: {"number": number, "detail": "RuntimeError: boom"}}
-                                                      if "raised" in extra else {})},
-                system_attrs={sweep_slots.RELEASED: number} if "released" in extra else {}))
+            study.add_trial(
+                create_trial(
+                    state=TrialState.FAIL,
+                    user_attrs={
+                        sweep_slots.SLOT: slot,
+                        **({sweep_slots.SURPLUS: True} if "surplus" in extra else {}),
+                        **(
+                            {sweep_slots.ERROR: {"number": number, "detail": "RuntimeError: boom"}}
+                            if "raised" in extra
+                            else {}
+                        ),
+                    },
+                    system_attrs={sweep_slots.RELEASED: number} if "released" in extra else {},
+                )
+            )
     trials = study.get_trials()
     assert sweep_worker.Worker._finished(trials, [0, 1, 2]) == {0: None}
-    assert sweep_worker.Worker._finished(trials[:sweep_slots.MAX_RETRY], [0]) == {}
+    assert sweep_worker.Worker._finished(trials[: sweep_slots.MAX_RETRY], [0]) == {}
     # Slot 3: MAX_RETRY + 1 silent deaths (killed from outside) are not enough to give it up ...
     assert sweep_worker.Worker._finished(trials, [3]) == {}
     for _ in range(sweep_slots.MAX_SILENT_DEATHS - (sweep_slots.MAX_RETRY + 1)):  # MAX_SILENT_DEATHS deaths in all
@@ -695,15 +847,19 @@ def test_slot_given_up_only_after_repeated_worker_deaths():
     assert sweep_worker.Worker._finished(study.get_trials(), [3]) == {3: None}
     # An error mark copied onto a re-queued trial (Optuna's retry callback copies attributes) does
     # not make that trial's own death an error: the mark must carry the trial's own number.
-    copied = create_trial(state=TrialState.FAIL, user_attrs={sweep_slots.SLOT: 4, sweep_slots.ERROR: {"number": 0, "detail": "x"}})
+    copied = create_trial(
+        state=TrialState.FAIL, user_attrs={sweep_slots.SLOT: 4, sweep_slots.ERROR: {"number": 0, "detail": "x"}}
+    )
     for _ in range(sweep_slots.MAX_RETRY + 1):
         study.add_trial(copied)
     assert sweep_worker.Worker._finished(study.get_trials(), [4]) == {}
 
 
 def test_importing_sweep_modules_imports_neither_optuna_nor_torch():
-    code = ("import sys, harness.sweep.worker, harness.sweep.cli; "
-            "print(sorted(m for m in ('optuna', 'torch') if m in sys.modules))")
+    code = (
+        "import sys, harness.sweep.worker, harness.sweep.cli; "
+        "print(sorted(m for m in ('optuna', 'torch') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
 
@@ -728,8 +884,11 @@ def test_ctrl_c_releases_the_trial_and_rerun_resumes(tmp_path):
     released = [t for t in trials if t.state == TrialState.FAIL]
     assert not [t for t in trials if t.state == TrialState.RUNNING]  # given back at once, no grace wait
     assert len(released) == 1 and released[0].system_attrs[sweep_slots.RELEASED] == released[0].number
-    assert [t.params for t in trials if t.state == TrialState.WAITING and
-            t.system_attrs.get("failed_trial") == released[0].number] == [released[0].params]
+    assert [
+        t.params
+        for t in trials
+        if t.state == TrialState.WAITING and t.system_attrs.get("failed_trial") == released[0].number
+    ] == [released[0].params]
     _, _, worker, _ = run_inprocess(sweep_file, out)
     assert worker.runs == sweep.planned_runs - 1 and len(records(out)) == sweep.planned_runs
 
@@ -738,10 +897,16 @@ def test_transfer_from_evaluates_the_donor_best_without_tuning(tmp_path):
     # As the paper-scale LLM entries (docs/protocol.md#llm-pretraining): tune at one size, evaluate the
     # tuned configurations at another.
     base = {"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], "steps": 12}
-    sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], trials=3, eval_seeds=1, tasks=[
-        {**base, "name": "narrow"},
-        {**base, "name": "wide", "options": {"d_block": 48}, "transfer_from": "narrow"},
-    ])
+    sweep_file = write_sweep(
+        tmp_path / "s.yaml",
+        optimizers=["adamw"],
+        trials=3,
+        eval_seeds=1,
+        tasks=[
+            {**base, "name": "narrow"},
+            {**base, "name": "wide", "options": {"d_block": 48}, "transfer_from": "narrow"},
+        ],
+    )
     out = tmp_path / "out"
     sweep, url, worker, _ = run_inprocess(sweep_file, out)
     assert [p.trials for p in sweep.studies] == [3, 0] and sweep.planned_runs == 5 == worker.runs
@@ -751,5 +916,15 @@ def test_transfer_from_evaluates_the_donor_best_without_tuning(tmp_path):
     assert list(wide["phase"]) == ["eval"] and list(wide["hparams"]) == list(donor["hparams"])
     assert json.loads(wide["task_options"].iloc[0])["d_block"] == 48
     with pytest.raises(UserError, match="line 1: 'tasks\\[0\\].transfer_from' names 'later'"):
-        sweep_schema.loads(json.dumps({"suite": "x", "size": "tiny", "optimizers": ["adamw"], "trials": 1, "eval_seeds": 1,
-                             "tasks": [{"task": "tabular_mlp", "transfer_from": "later"}]}))
+        sweep_schema.loads(
+            json.dumps(
+                {
+                    "suite": "x",
+                    "size": "tiny",
+                    "optimizers": ["adamw"],
+                    "trials": 1,
+                    "eval_seeds": 1,
+                    "tasks": [{"task": "tabular_mlp", "transfer_from": "later"}],
+                }
+            )
+        )

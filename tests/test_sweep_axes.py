@@ -34,23 +34,27 @@ def _studies(sweep):
 
 # ------------------------------------------------------------------------------------ validation
 
-@pytest.mark.parametrize("changes, words", [
-    ({"tasks": [_task(axes={"nonsense": [1, 2]})]}, ["unknown axis 'nonsense'", "delay", "lr"]),
-    ({"tasks": [_task(axes={"alpha_sign": []})]}, ["non-empty list"]),
-    ({"tasks": [_task(axes={"lr": [0.1, 0.1]})]}, ["repeats the value 0.1"]),
-    ({"tasks": [_task(axes={"schedule": ["cosine", "warmup-only"]})]}, ["unknown schedule 'warmup-only'", "wsd"]),
-    ({"tasks": [_task(delay=[0, -1])]}, ["delay"]),
-    ({"tasks": [_task(delay=[0, 1], axes={"delay": [0, 2]})]}, ["given twice"]),
-    ({"tasks": [_task(budgets=[0.5, 1.0])]}, ["wsd", "decay_fraction"]),
-    ({"tasks": [_task(budgets=[1.0], schedule=WSD)]}, ["below 1.0"]),
-    ({"tasks": [_task(budgets=[0.5, 1.5], schedule=WSD)]}, ["(0, 1]"]),
-    ({"tasks": [_task(budget_tuning="sometimes", schedule=WSD, budgets=[0.5])]}, ["full", "every"]),
-    ({"tasks": [_task(schedule={"kind": "wsd", "decay_fraction": 2})]}, ["(0, 1]"]),
-    ({"tasks": [_task(schedule={"kind": "wsd", "cooldown": 3})]}, ["cooldown", "decay_fraction"]),
-    ({"margin": "a lot"}, ["margin", "absolute", "relative"]),
-    ({"tasks": [_task(margin={"cora": 0.01})]}, ["cora", "synthetic"]),
-    ({"tasks": [_task(reuse_tuning="yes")]}, ["true or false"]),
-])
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"tasks": [_task(axes={"nonsense": [1, 2]})]}, ["unknown axis 'nonsense'", "delay", "lr"]),
+        ({"tasks": [_task(axes={"alpha_sign": []})]}, ["non-empty list"]),
+        ({"tasks": [_task(axes={"lr": [0.1, 0.1]})]}, ["repeats the value 0.1"]),
+        ({"tasks": [_task(axes={"schedule": ["cosine", "warmup-only"]})]}, ["unknown schedule 'warmup-only'", "wsd"]),
+        ({"tasks": [_task(delay=[0, -1])]}, ["delay"]),
+        ({"tasks": [_task(delay=[0, 1], axes={"delay": [0, 2]})]}, ["given twice"]),
+        ({"tasks": [_task(budgets=[0.5, 1.0])]}, ["wsd", "decay_fraction"]),
+        ({"tasks": [_task(budgets=[1.0], schedule=WSD)]}, ["below 1.0"]),
+        ({"tasks": [_task(budgets=[0.5, 1.5], schedule=WSD)]}, ["(0, 1]"]),
+        ({"tasks": [_task(budget_tuning="sometimes", schedule=WSD, budgets=[0.5])]}, ["full", "every"]),
+        ({"tasks": [_task(schedule={"kind": "wsd", "decay_fraction": 2})]}, ["(0, 1]"]),
+        ({"tasks": [_task(schedule={"kind": "wsd", "cooldown": 3})]}, ["cooldown", "decay_fraction"]),
+        ({"margin": "a lot"}, ["margin", "absolute", "relative"]),
+        ({"tasks": [_task(margin={"cora": 0.01})]}, ["cora", "synthetic"]),
+        ({"tasks": [_task(reuse_tuning="yes")]}, ["true or false"]),
+    ],
+)
 def test_bad_conditions_are_refused_with_the_valid_choices(tmp_path, changes, words):
     with pytest.raises(UserError) as exc:
         _load(tmp_path, **changes)
@@ -61,6 +65,7 @@ def test_bad_conditions_are_refused_with_the_valid_choices(tmp_path, changes, wo
 
 
 # ------------------------------------------------------------------------------------- expansion
+
 
 def test_without_conditions_study_names_are_unchanged(tmp_path):
     sweep = _load(tmp_path, tasks=[_task()], optimizers=BRANCHED)
@@ -89,8 +94,9 @@ def test_a_scalar_delay_applies_to_every_study(tmp_path):
 
 
 def test_hyperparameter_axes_split_only_the_optimizers_that_have_them(tmp_path):
-    sweep = _load(tmp_path, tasks=[_task(axes={"alpha_sign": [0.5, 0.8], "min_lr_ratio": [0.0, 0.1]})],
-                  optimizers=BRANCHED)
+    sweep = _load(
+        tmp_path, tasks=[_task(axes={"alpha_sign": [0.5, 0.8], "min_lr_ratio": [0.0, 0.1]})], optimizers=BRANCHED
+    )
     by = _studies(sweep)
     base = "t/tabular_mlp/synthetic"
     signums = sorted(s for s in by if "/signum" in s)
@@ -105,8 +111,11 @@ def test_hyperparameter_axes_split_only_the_optimizers_that_have_them(tmp_path):
 
 
 def test_a_schedule_axis_keeps_the_wsd_keys_for_its_wsd_cells(tmp_path):
-    sweep = _load(tmp_path, tasks=[_task(schedule={"decay_fraction": 0.1}, axes={"schedule": ["cosine", "wsd"]})],
-                  optimizers=["adamw"])
+    sweep = _load(
+        tmp_path,
+        tasks=[_task(schedule={"decay_fraction": 0.1}, axes={"schedule": ["cosine", "wsd"]})],
+        optimizers=["adamw"],
+    )
     cosine, wsd = sweep.studies
     assert cosine.schedule == {"kind": "cosine"} and wsd.schedule == {"kind": "wsd", "decay_fraction": 0.1}
     assert cosine.study.endswith("/adamw/schedule=cosine") and wsd.study.endswith("/adamw/schedule=wsd")
@@ -159,19 +168,25 @@ def test_budget_tuning_every_tunes_each_budget_from_scratch(tmp_path):
 
 
 def test_margins_go_to_plan_json(tmp_path):
-    sweep_file = write_sweep(tmp_path / "s.yaml", margin="1%", optimizers=["adamw"],
-                             tasks=[_task(), _task(name="other", datasets=["synthetic"], margin={"synthetic": 0.02})])
+    sweep_file = write_sweep(
+        tmp_path / "s.yaml",
+        margin="1%",
+        optimizers=["adamw"],
+        tasks=[_task(), _task(name="other", datasets=["synthetic"], margin={"synthetic": 0.02})],
+    )
     sweep = sweep_schema.load(sweep_file)
     sweep_local.prepare(sweep, tmp_path / "out", None)
     plan = budget.read_plan(tmp_path / "out")
     margins = budget.declared_margins(plan)
     assert margins["everywhere"] == {"kind": "relative", "value": 0.01}
-    assert margins["benchmarks"] == [{"task": "tabular_mlp", "dataset": "synthetic",
-                                      "margin": {"kind": "absolute", "value": 0.02}}]
+    assert margins["benchmarks"] == [
+        {"task": "tabular_mlp", "dataset": "synthetic", "margin": {"kind": "absolute", "value": 0.02}}
+    ]
     assert {s["delay"] for s in plan["studies"]} == {0} and {s["budget"] for s in plan["studies"]} == {1.0}
 
 
 # ------------------------------------------------------------------------------------ end to end
+
 
 def test_a_budget_and_delay_sweep_records_every_condition_and_branches_equal_scratch(tmp_path):
     from harness.run.lineage import unbranched
@@ -180,8 +195,9 @@ def test_a_budget_and_delay_sweep_records_every_condition_and_branches_equal_scr
 
     out = tmp_path / "out"
     tasks = [_task(steps=20, schedule={"kind": "wsd", "decay_fraction": 0.2}, budgets=[0.5, 1.0], delay=[0, 1])]
-    sweep, _, _, _ = run_inprocess(write_sweep(tmp_path / "s.yaml", tasks=tasks, optimizers=BRANCHED, trials=1,
-                                               eval_seeds=1, margin=0.02), out)
+    sweep, _, _, _ = run_inprocess(
+        write_sweep(tmp_path / "s.yaml", tasks=tasks, optimizers=BRANCHED, trials=1, eval_seeds=1, margin=0.02), out
+    )
     df = records(out)
     assert len(df) == sweep.planned_runs == df["run_id"].nunique()
     ev = df[df["phase"] == "eval"]

@@ -29,6 +29,7 @@ def _load(tmp_path, **changes):
 
 # ------------------------------------------------------------------------------------ validation
 
+
 def test_a_branch_tunes_only_its_own_hyperparameters(tmp_path):
     sweep = _load(tmp_path, optimizers=BRANCHED + [{"name": "softmuon", "branch_from": "muon"}, "muon"])
     by = {p.optimizer: p for p in sweep.studies}
@@ -41,14 +42,22 @@ def test_a_branch_tunes_only_its_own_hyperparameters(tmp_path):
     assert sweep.children(by["signum"]) == (soft,)
 
 
-@pytest.mark.parametrize("optimizers, words", [
-    ([{"name": "softsignum", "branch_from": "signum"}], "does not run; add signum"),
-    (["muon", {"name": "softsignum", "branch_from": "muon"}], "can branch only from 'signum'"),
-    (["signum", {"name": "adamw", "branch_from": "signum"}], "cannot branch"),
-    (["signum", {"name": "softsignum", "branch_from": "signum", "fixed": {"lr": 0.1}}], "takes lr from its tuned"),
-    (["signum", {"name": "softsignum", "branch_from": "signum", "search": {"alpha_sign": {"uniform": [0.5, 0.9]}}}],
-     "as {choices"),
-])
+@pytest.mark.parametrize(
+    "optimizers, words",
+    [
+        ([{"name": "softsignum", "branch_from": "signum"}], "does not run; add signum"),
+        (["muon", {"name": "softsignum", "branch_from": "muon"}], "can branch only from 'signum'"),
+        (["signum", {"name": "adamw", "branch_from": "signum"}], "cannot branch"),
+        (["signum", {"name": "softsignum", "branch_from": "signum", "fixed": {"lr": 0.1}}], "takes lr from its tuned"),
+        (
+            [
+                "signum",
+                {"name": "softsignum", "branch_from": "signum", "search": {"alpha_sign": {"uniform": [0.5, 0.9]}}},
+            ],
+            "as {choices",
+        ),
+    ],
+)
 def test_bad_branches_are_refused_with_the_reason(tmp_path, optimizers, words):
     with pytest.raises(UserError, match="line") as err:
         _load(tmp_path, optimizers=optimizers)
@@ -56,15 +65,28 @@ def test_bad_branches_are_refused_with_the_reason(tmp_path, optimizers, words):
 
 
 def test_an_entry_can_run_a_subset_of_the_optimizers(tmp_path):
-    tasks = [{"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], "steps": 12},
-             {"task": "tabular_mlp", "name": "other", "size": "tiny", "datasets": ["synthetic"], "steps": 12,
-              "optimizers": ["signum", "hardswitchsign"]}]
-    sweep = _load(tmp_path, tasks=tasks, optimizers=["adamw", "signum", {"name": "hardswitchsign", "branch_from": "signum"}])
+    tasks = [
+        {"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], "steps": 12},
+        {
+            "task": "tabular_mlp",
+            "name": "other",
+            "size": "tiny",
+            "datasets": ["synthetic"],
+            "steps": 12,
+            "optimizers": ["signum", "hardswitchsign"],
+        },
+    ]
+    sweep = _load(
+        tmp_path, tasks=tasks, optimizers=["adamw", "signum", {"name": "hardswitchsign", "branch_from": "signum"}]
+    )
     assert [p.optimizer for p in sweep.studies if p.entry == "other"] == ["signum", "hardswitchsign"]
     assert [p.optimizer for p in sweep.studies if p.entry == "tabular_mlp"] == ["adamw", "signum", "hardswitchsign"]
     with pytest.raises(UserError, match="branches from signum: list signum too"):
-        _load(tmp_path, tasks=[dict(tasks[1], optimizers=["hardswitchsign"])],
-              optimizers=["signum", {"name": "hardswitchsign", "branch_from": "signum"}])
+        _load(
+            tmp_path,
+            tasks=[dict(tasks[1], optimizers=["hardswitchsign"])],
+            optimizers=["signum", {"name": "hardswitchsign", "branch_from": "signum"}],
+        )
     with pytest.raises(UserError, match="which the sweep does not run"):
         _load(tmp_path, tasks=[dict(tasks[1], optimizers=["lion"])], optimizers=["signum"])
 
@@ -73,8 +95,11 @@ def test_replicates_are_independent_studies_with_their_own_seeds(tmp_path):
     sweep = _load(tmp_path, replicates=3, optimizers=["adamw"], eval_seeds=2)
     plans = sweep.studies
     assert [p.replicate for p in plans] == [0, 1, 2]
-    assert [p.study for p in plans] == ["t/tabular_mlp/synthetic/adamw", "t/tabular_mlp/synthetic/adamw/r1",
-                                        "t/tabular_mlp/synthetic/adamw/r2"]
+    assert [p.study for p in plans] == [
+        "t/tabular_mlp/synthetic/adamw",
+        "t/tabular_mlp/synthetic/adamw/r1",
+        "t/tabular_mlp/synthetic/adamw/r2",
+    ]
     assert [p.seed for p in plans] == [0, 1000, 2000]  # own tune seed (and sampler seed, from the study)
     assert {p.eval_seeds for p in plans} == {(1, 2)}  # the same eval seeds for every replicate
     assert sweep.planned_runs == 3 * (3 + 2)
@@ -84,11 +109,13 @@ def test_replicates_are_independent_studies_with_their_own_seeds(tmp_path):
 
 # ------------------------------------------------------------------------------------------ runs
 
+
 def test_branched_sweep_runs_only_the_tail_and_equals_unbranched_runs(tmp_path):
     out = tmp_path / "out"
     tasks = [{"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], "steps": 40}]
-    sweep, url, worker, events = run_inprocess(write_sweep(tmp_path / "s.yaml", tasks=tasks, optimizers=BRANCHED,
-                                                           trials=2, eval_seeds=2), out)
+    sweep, url, worker, events = run_inprocess(
+        write_sweep(tmp_path / "s.yaml", tasks=tasks, optimizers=BRANCHED, trials=2, eval_seeds=2), out
+    )
     df = records(out)
     assert len(df) == sweep.planned_runs == (2 + 2) + (2 + 2)
     soft = df[df["optimizer"] == "softsignum"]
@@ -109,8 +136,10 @@ def test_branched_sweep_runs_only_the_tail_and_equals_unbranched_runs(tmp_path):
 
     for spec_json in ev["spec"]:
         branched_spec = RunSpec.from_json(spec_json)
-        assert (branched_spec.branched_from, branched_spec.run_id) == (row_of(ev, spec_json)["branched_from"],
-                                                                       row_of(ev, spec_json)["run_id"])
+        assert (branched_spec.branched_from, branched_spec.run_id) == (
+            row_of(ev, spec_json)["branched_from"],
+            row_of(ev, spec_json)["run_id"],
+        )
         scratch = run(unbranched(branched_spec))  # the same run from scratch: its own run_id, the same result
         assert scratch.row["run_id"] != branched_spec.run_id
         branched = row_of(ev, spec_json)
@@ -126,8 +155,16 @@ def test_a_missing_parent_checkpoint_falls_back_to_a_run_from_scratch(tmp_path):
     run_inprocess(write_sweep(tmp_path / "a.yaml", optimizers=["signum"], trials=1, eval_seeds=1, steps=20), out)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sweep, *_ = run_inprocess(write_sweep(tmp_path / "b.yaml", trials=1, eval_seeds=1, steps=20,
-                                              optimizers=["signum", {"name": "softsignum", "branch_from": "signum"}]), out)
+        sweep, *_ = run_inprocess(
+            write_sweep(
+                tmp_path / "b.yaml",
+                trials=1,
+                eval_seeds=1,
+                steps=20,
+                optimizers=["signum", {"name": "softsignum", "branch_from": "signum"}],
+            ),
+            out,
+        )
     assert any("is missing" in str(w.message) and "from scratch" in str(w.message) for w in caught)
     df = records(out)
     soft = df[df["optimizer"] == "softsignum"]
@@ -136,8 +173,9 @@ def test_a_missing_parent_checkpoint_falls_back_to_a_run_from_scratch(tmp_path):
 
 def test_replicate_runs_are_recorded_with_their_index(tmp_path):
     out = tmp_path / "out"
-    sweep, *_ = run_inprocess(write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], replicates=2, trials=2,
-                                          eval_seeds=2, steps=12), out)
+    sweep, *_ = run_inprocess(
+        write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], replicates=2, trials=2, eval_seeds=2, steps=12), out
+    )
     df = records(out)
     assert len(df) == sweep.planned_runs == 2 * (2 + 2)
     assert sorted(df["replicate"]) == [0] * 4 + [1] * 4

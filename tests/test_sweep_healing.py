@@ -45,12 +45,13 @@ def sweep_cli(capsys, *args) -> tuple[int, str]:
 
 
 def run_ids(out: Path) -> set[str]:
-    return {p.name[:-len(".parquet")] for p in (out / "runs").glob("*.parquet")}
+    return {p.name[: -len(".parquet")] for p in (out / "runs").glob("*.parquet")}
 
 
 # ---------------------------------------------------------------------------------------------
 # 1. A lost or corrupt run record is re-created
 # ---------------------------------------------------------------------------------------------
+
 
 def test_lost_or_corrupt_record_is_queued_again(tmp_path, capsys):
     sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], trials=3, eval_seeds=2)
@@ -72,8 +73,9 @@ def test_lost_or_corrupt_record_is_queued_again(tmp_path, capsys):
     assert f"moved it to {truncated.name}.corrupt" in err and "is missing" in err
     assert truncated.with_name(truncated.name + ".corrupt").is_file()  # moved aside, never silently skipped
     assert run_ids(out) == planned  # the same run_ids: the same configurations re-run
-    assert {p: t for p, t in untouched.items() if (out / "runs" / p).exists()} == \
-        {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.parquet") if p.name in untouched}
+    assert {p: t for p, t in untouched.items() if (out / "runs" / p).exists()} == {
+        p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.parquet") if p.name in untouched
+    }
     again = records(out).set_index("run_id")
     assert again.loc[gone["run_id"], "test_metric"] == gone["test_metric"]  # bit-identical re-run, same process
 
@@ -81,6 +83,7 @@ def test_lost_or_corrupt_record_is_queued_again(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------
 # 2. A torn or garbage journal tail is cut back, never appended to
 # ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("damage", ["torn", "garbage"])
 def test_damaged_journal_tail_is_repaired(tmp_path, capsys, damage):
@@ -90,8 +93,8 @@ def test_damaged_journal_tail_is_repaired(tmp_path, capsys, damage):
     journal = out / "optuna.journal"
     data = journal.read_bytes()
     if damage == "torn":  # a power loss in the middle of the last append
-        last = data[data.rfind(b"\n", 0, len(data) - 1) + 1:]
-        damaged = data[:len(data) - len(last) // 2]
+        last = data[data.rfind(b"\n", 0, len(data) - 1) + 1 :]
+        damaged = data[: len(data) - len(last) // 2]
     else:  # garbage bytes, not UTF-8, some of them newlines
         rng = random.Random(0)
         damaged = data + b"\xff\xfe" + bytes(rng.randrange(256) for _ in range(300)) + b"\n\x80junk\n"
@@ -134,7 +137,10 @@ def test_journal_damaged_in_the_middle_is_refused_with_the_way_out(tmp_path, cap
 def test_repair_keeps_a_whole_journal_untouched(tmp_path):
     journal = tmp_path / "j"
     journal.write_bytes(b'{"op_code": 0}\n{"op_code": 1}\n')
-    assert sweep_storage.repair_journal_tail(journal) is None and journal.read_bytes() == b'{"op_code": 0}\n{"op_code": 1}\n'
+    assert (
+        sweep_storage.repair_journal_tail(journal) is None
+        and journal.read_bytes() == b'{"op_code": 0}\n{"op_code": 1}\n'
+    )
     journal.write_bytes(b'{"op_code": 0}\n{"op_co')
     assert "cut back" in sweep_storage.repair_journal_tail(journal)
     assert journal.read_bytes() == b'{"op_code": 0}\n'
@@ -143,6 +149,7 @@ def test_repair_keeps_a_whole_journal_untouched(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # 3. Kills from outside do not give a run up
 # ---------------------------------------------------------------------------------------------
+
 
 def _killed_inside_a_run(sweep_file: Path, url: str, out: Path) -> str:
     """Fork a worker whose run blocks, and SIGKILL it there (as the OOM killer or a scheduler
@@ -193,6 +200,7 @@ def test_repeated_outside_kills_do_not_give_a_run_up(tmp_path, capsys):
 # A run that raises: recorded as failed, retried, given up, shown
 # ---------------------------------------------------------------------------------------------
 
+
 def test_a_run_that_raises_is_retried_then_given_up_and_shown(tmp_path, capsys, monkeypatch):
     from harness import leaderboard
     from harness.run import loop
@@ -225,7 +233,9 @@ def test_a_run_that_raises_is_retried_then_given_up_and_shown(tmp_path, capsys, 
     (row,) = board.rows
     assert (row["n_seeds"], row["n_failed"]) == (1, 1)
     markdown = leaderboard.render_markdown(board)
-    assert "| synthetic | adamw | 1 | best | 1/2 |" in markdown and " † |" in markdown  # seeds ok 1/2; † = a seed left out
+    assert (
+        "| synthetic | adamw | 1 | best | 1/2 |" in markdown and " † |" in markdown
+    )  # seeds ok 1/2; † = a seed left out
     code, err = sweep_cli(capsys, sweep_file, "--out", out)  # given up stays given up: no 5th attempt
     assert code == 0 and calls.count(("eval", 0, 2)) == sweep_slots.MAX_RETRY + 1
 
@@ -233,6 +243,7 @@ def test_a_run_that_raises_is_retried_then_given_up_and_shown(tmp_path, capsys, 
 # ---------------------------------------------------------------------------------------------
 # 4. Lowering the budget is honoured exactly, in the sweep and in the leaderboard
 # ---------------------------------------------------------------------------------------------
+
 
 def metric_by_slot(monkeypatch) -> None:
     """Tune metric = the trial's slot (so the best of k trials is slot k-1); eval metric = 10 + the
@@ -299,13 +310,19 @@ def test_lowering_the_budget_is_honoured_exactly(tmp_path, capsys, monkeypatch):
 # 5. A refused sweep writes nothing; 7. search ranges checked before anything runs
 # ---------------------------------------------------------------------------------------------
 
+
 def test_refused_sweep_leaves_provenance_and_journal_untouched(tmp_path, capsys):
     sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], trials=1, eval_seeds=1)
     out = tmp_path / "out"
     assert sweep_cli(capsys, sweep_file, "--out", out)[0] == 0
     provenance, journal = (out / "sweep.yaml").read_bytes(), (out / "optuna.journal").read_bytes()
-    write_sweep(sweep_file, optimizers=["adamw"], trials=1, eval_seeds=1,
-                tasks=[{"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], "steps": 13}])
+    write_sweep(
+        sweep_file,
+        optimizers=["adamw"],
+        trials=1,
+        eval_seeds=1,
+        tasks=[{"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], "steps": 13}],
+    )
     code, err = sweep_cli(capsys, sweep_file, "--out", out)
     assert code == 2 and "different steps" in err and "Traceback" not in err
     assert (out / "sweep.yaml").read_bytes() == provenance
@@ -339,12 +356,15 @@ def test_search_range_the_optimizer_refuses_fails_validation(tmp_path, capsys):
     assert code == 0 and "4/4 runs recorded" in stderr
     # Categorical choices are probed too.
     with pytest.raises(UserError, match="betas"):
-        sweep_schema.loads(text.replace("weight_decay: {uniform: [-1, 1]}", "betas: {choices: [[0.9, 0.999], [1.5, 0.9]]}"))
+        sweep_schema.loads(
+            text.replace("weight_decay: {uniform: [-1, 1]}", "betas: {choices: [[0.9, 0.999], [1.5, 0.9]]}")
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # 6. A 0-byte record of a pending run
 # ---------------------------------------------------------------------------------------------
+
 
 def test_empty_record_file_of_a_pending_run_is_set_aside(tmp_path, capsys):
     import optimizers
@@ -352,9 +372,19 @@ def test_empty_record_file_of_a_pending_run_is_set_aside(tmp_path, capsys):
 
     sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], trials=1, eval_seeds=1)
     out = tmp_path / "out"
-    spec, _ = resolve(task="tabular_mlp", optimizer="adamw", dataset="synthetic", size="tiny", steps=12,
-                      hparams=dict(optimizers.REGISTRY["adamw"].defaults), seed=0, phase="tune", suite="t",
-                      study="t/tabular_mlp/synthetic/adamw", trial=0)
+    spec, _ = resolve(
+        task="tabular_mlp",
+        optimizer="adamw",
+        dataset="synthetic",
+        size="tiny",
+        steps=12,
+        hparams=dict(optimizers.REGISTRY["adamw"].defaults),
+        seed=0,
+        phase="tune",
+        suite="t",
+        study="t/tabular_mlp/synthetic/adamw",
+        trial=0,
+    )
     empty = rec.run_path(out, spec.run_id)
     empty.parent.mkdir(parents=True)
     empty.write_bytes(b"")
@@ -368,6 +398,7 @@ def test_empty_record_file_of_a_pending_run_is_set_aside(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------
 # 8. Unwritable outputs: exit 2 before any work
 # ---------------------------------------------------------------------------------------------
+
 
 def test_output_path_that_is_a_file_exits_2(tmp_path, capsys):
     sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], trials=1, eval_seeds=1)
@@ -394,8 +425,9 @@ def _read_only_runner(folder: Path) -> list[str] | None:
         folder.chmod(0o555)
         return []
     script = f'mount --bind "{folder}" "{folder}" && mount -o remount,ro,bind "{folder}" "{folder}" && exec "$@"'
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", "touch", str(folder / "x")],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", "touch", str(folder / "x")], capture_output=True, text=True
+    )
     if probe.returncode == 0 or "Read-only" not in probe.stderr:
         return None
     return ["unshare", "-m", "sh", "-c", script, "sh"]
@@ -409,7 +441,9 @@ def test_read_only_outputs_exit_2_before_any_work(tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
     results = tmp_path / "results"
-    shutil.copytree(ROOT / "tests" / "data" / "leaderboard", results, ignore=shutil.ignore_patterns("expected*", "*.py"))
+    shutil.copytree(
+        ROOT / "tests" / "data" / "leaderboard", results, ignore=shutil.ignore_patterns("expected*", "*.py")
+    )
     sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], trials=1, eval_seeds=1)
     ok = tmp_path / "ok"
     runner = _read_only_runner(ro)
@@ -431,8 +465,9 @@ def test_read_only_outputs_exit_2_before_any_work(tmp_path):
             codes.append((main(argv), time.monotonic() - t0))
         print(json.dumps(codes))
     """)
-    proc = subprocess.run([*runner, sys.executable, "-c", code], env=_env(), cwd=str(ROOT), capture_output=True,
-                          text=True, timeout=240)
+    proc = subprocess.run(
+        [*runner, sys.executable, "-c", code], env=_env(), cwd=str(ROOT), capture_output=True, text=True, timeout=240
+    )
     assert proc.returncode == 0, proc.stderr
     codes = json.loads(proc.stdout.strip().splitlines()[-1])
     assert [c for c, _ in codes] == [2] * 5, proc.stderr
@@ -447,6 +482,7 @@ def test_read_only_outputs_exit_2_before_any_work(tmp_path):
 # 9. The smaller ones
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
 def test_sigkill_of_one_of_two_workers_still_exits_0(tmp_path, capsys, monkeypatch):
     """`optbench sweep --workers 2`: worker 1 (a real subprocess) is SIGKILLed inside its first run;
@@ -456,13 +492,19 @@ def test_sigkill_of_one_of_two_workers_still_exits_0(tmp_path, capsys, monkeypat
 
     stalled = tmp_path / "stalled"
     wrapper = tmp_path / "wrapper.py"
-    wrapper.write_text(WRAPPER.replace("Path(os.environ[\"STALLED\"]).write_text(spec.run_id)",
-                                       "Path(os.environ[\"STALLED\"]).write_text(str(os.getpid()))"))
+    wrapper.write_text(
+        WRAPPER.replace(
+            'Path(os.environ["STALLED"]).write_text(spec.run_id)',
+            'Path(os.environ["STALLED"]).write_text(str(os.getpid()))',
+        )
+    )
     real_command, real_env = sweep_local.worker_command, sweep_local.worker_env
-    monkeypatch.setattr(sweep_local, "worker_command",
-                        lambda *a: [sys.executable, str(wrapper), *real_command(*a)[3:]])
-    monkeypatch.setattr(sweep_local, "worker_env", lambda i, n: {**real_env(i, n), **_env(), "STALL_AFTER": "0",
-                                                                  "STALLED": str(stalled)})
+    monkeypatch.setattr(sweep_local, "worker_command", lambda *a: [sys.executable, str(wrapper), *real_command(*a)[3:]])
+    monkeypatch.setattr(
+        sweep_local,
+        "worker_env",
+        lambda i, n: {**real_env(i, n), **_env(), "STALL_AFTER": "0", "STALLED": str(stalled)},
+    )
     real_run, killed = loop.run, []
 
     def run(spec, **kwargs):  # worker 0 waits until worker 1 is inside a run, which is then killed
@@ -484,20 +526,49 @@ def test_sigkill_of_one_of_two_workers_still_exits_0(tmp_path, capsys, monkeypat
 
 def test_infinite_csv_feature_is_named_and_treated_as_missing(tmp_path, capsys):
     rng = random.Random(0)
-    lines = ["a,b,c,y"] + [f"{rng.random()},{rng.random()},{'inf' if i in (5, 9) else rng.random()},{i % 2}"
-                           for i in range(80)]
+    lines = ["a,b,c,y"] + [
+        f"{rng.random()},{rng.random()},{'inf' if i in (5, 9) else rng.random()},{i % 2}" for i in range(80)
+    ]
     table = tmp_path / "t.csv"
     table.write_text("\n".join(lines) + "\n")
     with pytest.warns(UserWarning, match=r"infinite values in numerical column\(s\) 'c' \(2\) are treated as missing"):
-        code = main(["run", "--task", "tabular_mlp", "--optimizer", "adamw", "--dataset", f"path:{table}",
-                     "--set", "task.target=y", "--set", "task.scaling=quantile", "--steps", "3",
-                     "--out", str(tmp_path / "o")])
+        code = main(
+            [
+                "run",
+                "--task",
+                "tabular_mlp",
+                "--optimizer",
+                "adamw",
+                "--dataset",
+                f"path:{table}",
+                "--set",
+                "task.target=y",
+                "--set",
+                "task.scaling=quantile",
+                "--steps",
+                "3",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
     assert code == 0, capsys.readouterr().err
     assert len(records(tmp_path / "o")) == 1
     # A sweep over the same file names the column too, at preflight (before anything runs).
-    sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], trials=1, eval_seeds=1, tasks=[
-        {"task": "tabular_mlp", "size": "tiny", "datasets": [f"path:{table}"], "steps": 3,
-         "options": {"target": "y", "scaling": "standard"}}])  # another preprocessing: not the cached one
+    sweep_file = write_sweep(
+        tmp_path / "s.yaml",
+        optimizers=["adamw"],
+        trials=1,
+        eval_seeds=1,
+        tasks=[
+            {
+                "task": "tabular_mlp",
+                "size": "tiny",
+                "datasets": [f"path:{table}"],
+                "steps": 3,
+                "options": {"target": "y", "scaling": "standard"},
+            }
+        ],
+    )  # another preprocessing: not the cached one
     with pytest.warns(UserWarning, match=r"column\(s\) 'c' \(2\)"):
         sweep_resolve.preflight(sweep_schema.load(sweep_file))
 
@@ -516,8 +587,9 @@ def test_storage_urls_name_the_right_driver_and_scheme(tmp_path):
 
 def test_finite_space_never_runs_a_configuration_twice(tmp_path, capsys):
     search = {"lr": {"choices": [1e-3, 3e-3]}, "weight_decay": {"choices": [0.01, 0.1]}}
-    sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=[{"name": "adamw", "search": search}], trials=4,
-                             eval_seeds=1)
+    sweep_file = write_sweep(
+        tmp_path / "s.yaml", optimizers=[{"name": "adamw", "search": search}], trials=4, eval_seeds=1
+    )
     out = tmp_path / "out"
     code, err = sweep_cli(capsys, sweep_file, "--out", out)
     assert code == 0 and "5/5 runs recorded (4 tune, 1 eval;" in err, err
@@ -531,8 +603,9 @@ def test_finite_space_never_runs_a_configuration_twice(tmp_path, capsys):
 def test_record_files_get_the_usual_file_mode(tmp_path):
     umask = os.umask(0o022)
     os.umask(umask)
-    path = rec.write_run(tmp_path, {"run_id": "r1", "status": "ok"}, [{"step": 1, "split": "train", "name": "loss",
-                                                                        "value": 1.0}])
+    path = rec.write_run(
+        tmp_path, {"run_id": "r1", "status": "ok"}, [{"step": 1, "split": "train", "name": "loss", "value": 1.0}]
+    )
     for file in (path, rec.curves_dir(tmp_path) / "r1.parquet"):
         assert file.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would make it: 0644 under umask 022
 
@@ -540,6 +613,7 @@ def test_record_files_get_the_usual_file_mode(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # QMC by slot index, and the Optuna adapter
 # ---------------------------------------------------------------------------------------------
+
 
 def test_qmc_configuration_is_a_function_of_the_slot_alone():
     import optimizers
@@ -605,7 +679,9 @@ def _leaderboard_text(out: Path) -> str:
     from harness import leaderboard
 
     board, _ = leaderboard.build(out)
-    return leaderboard.render_csv(board) + leaderboard.render_csv(board, "aggregate") + leaderboard.render_markdown(board)
+    return (
+        leaderboard.render_csv(board) + leaderboard.render_csv(board, "aggregate") + leaderboard.render_markdown(board)
+    )
 
 
 @pytest.mark.slow  # minutes on 2 cores: CI runs it with the slow tests (make test-slow)
@@ -623,9 +699,24 @@ def test_killed_five_times_then_damaged_resumes_to_the_uninterrupted_leaderboard
         attempts += 1
         assert attempts < 12, "the sweep kept finishing before it could be killed"
         with open(log, "w") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "sweep", str(sweep_file), "--out", str(out),
-                                     "--progress", "plain"], env=_env(), cwd=str(ROOT), stdout=subprocess.DEVNULL,
-                                    stderr=err, start_new_session=True)
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "harness.cli",
+                    "sweep",
+                    str(sweep_file),
+                    "--out",
+                    str(out),
+                    "--progress",
+                    "plain",
+                ],
+                env=_env(),
+                cwd=str(ROOT),
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
         wait_for(lambda p=proc: "runs planned" in log.read_text() or p.poll() is not None, 120, "the sweep to start")
         time.sleep(rng.uniform(0.0, 0.6))  # a random moment of the work: a run, a record, a journal write
         if proc.poll() is None:
@@ -652,8 +743,11 @@ def test_killed_five_times_then_damaged_resumes_to_the_uninterrupted_leaderboard
     assert "cut back to its last complete entry" in err and "is unreadable" in err and "is missing" in err
     assert run_ids(out) == run_ids(reference)  # exactly the planned records
     assert _leaderboard_text(out) == _leaderboard_text(reference)
-    print(f"\ne2e: {sweep.planned_runs} planned runs, {kills} kills in {attempts} starts (records on disk at each "
-          f"kill: {at_kill}), {time.monotonic() - started:.1f}s wall", file=sys.__stderr__)
+    print(
+        f"\ne2e: {sweep.planned_runs} planned runs, {kills} kills in {attempts} starts (records on disk at each "
+        f"kill: {at_kill}), {time.monotonic() - started:.1f}s wall",
+        file=sys.__stderr__,
+    )
 
 
 def test_lock_left_by_a_writer_killed_mid_append_costs_seconds_not_half_a_minute(tmp_path):
@@ -686,5 +780,7 @@ def test_a_live_writer_never_appends_to_a_line_torn_by_a_killed_one(tmp_path):
         study.set_user_attr("after", 1)  # the live worker appends
     lines = journal.read_bytes().splitlines(keepends=True)
     assert all(line.endswith(b"\n") and json.loads(line) for line in lines)
-    assert optuna.load_study(study_name="s", storage=sweep_storage.open_storage(str(journal))).user_attrs == {"after": 1}
+    assert optuna.load_study(study_name="s", storage=sweep_storage.open_storage(str(journal))).user_attrs == {
+        "after": 1
+    }
     assert len(list(tmp_path.glob("optuna.journal.damaged-*"))) == 1

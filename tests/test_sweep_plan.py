@@ -31,9 +31,13 @@ from harness.sweep.resolve import preflight
 
 def test_prepare_writes_the_planned_budget_before_any_run(tmp_path, capsys):
     base = {"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], "steps": 12}
-    sweep_file = write_sweep(tmp_path / "s.yaml", trials=2, eval_seeds=[7, 9],
-                             optimizers=["signum", {"name": "softsignum", "branch_from": "signum"}],
-                             tasks=[{**base, "name": "a"}, {**base, "name": "b", "transfer_from": "a"}])
+    sweep_file = write_sweep(
+        tmp_path / "s.yaml",
+        trials=2,
+        eval_seeds=[7, 9],
+        optimizers=["signum", {"name": "softsignum", "branch_from": "signum"}],
+        tasks=[{**base, "name": "a"}, {**base, "name": "b", "transfer_from": "a"}],
+    )
     sweep = sweep_schema.load(sweep_file)
     out = tmp_path / "out"
     sweep_local.prepare(sweep, out, None)
@@ -41,11 +45,23 @@ def test_prepare_writes_the_planned_budget_before_any_run(tmp_path, capsys):
     plan = json.loads((out / "plan.json").read_text())
     info = preflight(sweep)
     assert plan == {
-        "format": budget.PLAN_FORMAT, "suite": "t",
+        "format": budget.PLAN_FORMAT,
+        "suite": "t",
         "sweep_sha256": budget.sweep_digest(sweep_file.read_text()),
-        "studies": [{"study": p.study, "trials": p.trials, "eval_seeds": [7, 9], "transfer_from": p.transfer_from,
-                     "branch_from": p.branch_from, "direction": info[p.study].direction, "budget": 1.0, "delay": 0,
-                     "cell": {}} for p in sweep.studies],
+        "studies": [
+            {
+                "study": p.study,
+                "trials": p.trials,
+                "eval_seeds": [7, 9],
+                "transfer_from": p.transfer_from,
+                "branch_from": p.branch_from,
+                "direction": info[p.study].direction,
+                "budget": 1.0,
+                "delay": 0,
+                "cell": {},
+            }
+            for p in sweep.studies
+        ],
     }
     by_study = {s["study"]: s for s in plan["studies"]}
     assert by_study["t/a/synthetic/softsignum"]["branch_from"] == "t/a/synthetic/signum"
@@ -58,8 +74,9 @@ def test_prepare_writes_the_planned_budget_before_any_run(tmp_path, capsys):
 
     # A refused sweep file (a changed step budget) writes nothing: plan.json stays the accepted one.
     before = (out / "plan.json").read_bytes()
-    write_sweep(sweep_file, trials=2, eval_seeds=[7, 9], optimizers=["signum"],
-                tasks=[{**base, "name": "a", "steps": 13}])
+    write_sweep(
+        sweep_file, trials=2, eval_seeds=[7, 9], optimizers=["signum"], tasks=[{**base, "name": "a", "steps": 13}]
+    )
     assert main(["sweep", str(sweep_file), "--out", str(out), "--progress", "none"]) == 2
     assert "different steps" in capsys.readouterr().err
     assert (out / "plan.json").read_bytes() == before
@@ -71,36 +88,75 @@ def frame_of(rows: list[tuple]) -> pd.DataFrame:
 
 
 def test_within_budget_rules_on_known_rows():
-    plan = {"format": budget.PLAN_FORMAT, "suite": "s", "sweep_sha256": "", "studies": [
-        {"study": "A", "trials": 3, "eval_seeds": [1, 2], "transfer_from": None, "branch_from": None, "direction": "min"},
-        {"study": "T", "trials": 0, "eval_seeds": [1], "transfer_from": "A", "branch_from": None, "direction": "min"},
-        {"study": "C", "trials": 0, "eval_seeds": [1, 2], "transfer_from": None, "branch_from": "A", "direction": "min"},
-        {"study": "U", "trials": 0, "eval_seeds": [5], "transfer_from": None, "branch_from": None, "direction": "max"},
-    ]}
+    plan = {
+        "format": budget.PLAN_FORMAT,
+        "suite": "s",
+        "sweep_sha256": "",
+        "studies": [
+            {
+                "study": "A",
+                "trials": 3,
+                "eval_seeds": [1, 2],
+                "transfer_from": None,
+                "branch_from": None,
+                "direction": "min",
+            },
+            {
+                "study": "T",
+                "trials": 0,
+                "eval_seeds": [1],
+                "transfer_from": "A",
+                "branch_from": None,
+                "direction": "min",
+            },
+            {
+                "study": "C",
+                "trials": 0,
+                "eval_seeds": [1, 2],
+                "transfer_from": None,
+                "branch_from": "A",
+                "direction": "min",
+            },
+            {
+                "study": "U",
+                "trials": 0,
+                "eval_seeds": [5],
+                "transfer_from": None,
+                "branch_from": None,
+                "direction": "max",
+            },
+        ],
+    }
     rows = [
         ("A", "tune", 0, 0, "ok", 0.5, "min"),
-        ("A", "tune", 1, 0, "pruned", 0.1, "min"),    # pruned: never the best
-        ("A", "tune", 2, 0, "ok", 0.3, "min"),        # the best of slots 0..2
-        ("A", "tune", 3, 0, "ok", 0.0, "min"),        # beyond the budget: out, and not the best
+        ("A", "tune", 1, 0, "pruned", 0.1, "min"),  # pruned: never the best
+        ("A", "tune", 2, 0, "ok", 0.3, "min"),  # the best of slots 0..2
+        ("A", "tune", 3, 0, "ok", 0.0, "min"),  # beyond the budget: out, and not the best
         ("A", "eval", 2, 1, "ok", 0.3, "min"),
         ("A", "eval", 2, 2, "ok", 0.3, "min"),
-        ("A", "eval", 2, 3, "ok", 0.3, "min"),        # a seed the plan does not list
-        ("A", "eval", 3, 1, "ok", 0.0, "min"),        # evaluates slot 3, not the best within budget
-        ("T", "eval", 2, 1, "ok", 0.4, "min"),        # transfer: the donor's best slot
+        ("A", "eval", 2, 3, "ok", 0.3, "min"),  # a seed the plan does not list
+        ("A", "eval", 3, 1, "ok", 0.0, "min"),  # evaluates slot 3, not the best within budget
+        ("T", "eval", 2, 1, "ok", 0.4, "min"),  # transfer: the donor's best slot
         ("T", "eval", 0, 1, "ok", 0.4, "min"),
-        ("C", "eval", 2, 2, "ok", 0.2, "min"),        # untuned branch: its parent's best slot
+        ("C", "eval", 2, 2, "ok", 0.2, "min"),  # untuned branch: its parent's best slot
         ("C", "eval", 3, 2, "ok", 0.2, "min"),
-        ("U", "eval", None, 5, "ok", 1.0, "max"),     # untuned, no donor: every listed seed
+        ("U", "eval", None, 5, "ok", 1.0, "max"),  # untuned, no donor: every listed seed
         ("U", "eval", None, 6, "ok", 1.0, "max"),
-        ("Z", "tune", 0, 0, "ok", 0.0, "min"),        # a study the sweep does not plan
+        ("Z", "tune", 0, 0, "ok", 0.0, "min"),  # a study the sweep does not plan
     ]
     kept, dropped = budget.within_budget(frame_of(rows), plan)
     assert list(kept.index) == [0, 1, 2, 4, 5, 8, 10, 12]
     assert dropped == len(rows) - 8
     # Ties go to the lowest slot; a failed run is never the best; no complete run: no eval row counts.
-    tie = frame_of([("A", "tune", 0, 0, "failed", 0.0, "min"), ("A", "tune", 1, 0, "ok", 0.3, "min"),
-                    ("A", "tune", 2, 0, "ok", 0.3, "min"), ("A", "eval", 1, 1, "ok", 0, "min"),
-                    ("A", "eval", 2, 1, "ok", 0, "min")])
+    tie = frame_of(
+        [
+            ("A", "tune", 0, 0, "failed", 0.0, "min"),
+            ("A", "tune", 1, 0, "ok", 0.3, "min"),
+            ("A", "tune", 2, 0, "ok", 0.3, "min"),
+            ("A", "eval", 1, 1, "ok", 0, "min"),
+            ("A", "eval", 2, 1, "ok", 0, "min"),
+        ]
+    )
     assert list(budget.within_budget(tie, plan)[0].index) == [0, 1, 2, 3]
     none = frame_of([("A", "tune", 0, 0, "failed", None, "min"), ("A", "eval", 0, 1, "ok", 0, "min")])
     assert list(budget.within_budget(none, plan)[0].index) == [0]
@@ -154,12 +210,15 @@ def test_folder_without_plan_json_is_refused_until_the_sweep_command_runs_again(
     assert main(["leaderboard", str(out), "--out", str(tmp_path / "board.md")]) == 0
 
 
-@pytest.mark.parametrize("damage,words", [
-    ("format", "has format 99, this optbench reads format 1"),
-    ("json", "cannot read the budget of the sweep"),
-    ("keys", "studies[0] lacks one of study, trials, eval_seeds"),
-    ("sweep.yaml", "was not written with the sweep file"),
-])
+@pytest.mark.parametrize(
+    "damage,words",
+    [
+        ("format", "has format 99, this optbench reads format 1"),
+        ("json", "cannot read the budget of the sweep"),
+        ("keys", "studies[0] lacks one of study, trials, eval_seeds"),
+        ("sweep.yaml", "was not written with the sweep file"),
+    ],
+)
 def test_untrustworthy_plan_json_is_refused(tmp_path, damage, words):
     sweep = sweep_schema.load(write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], trials=1, eval_seeds=1))
     out = tmp_path / "out"
@@ -197,8 +256,13 @@ def test_leaderboard_needs_no_sweep_module(tmp_path, capsys):
     assert sweep_cli(capsys, sweep_file, "--out", out)[0] == 0
     write_sweep(sweep_file, trials=1, eval_seeds=1)  # lowered: the budget must come from plan.json
     assert sweep_cli(capsys, sweep_file, "--out", out)[0] == 0
-    done = subprocess.run([sys.executable, "-c", BLOCKED, str(out), str(tmp_path / "board")], env=_env(),
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED, str(out), str(tmp_path / "board")],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout)
     assert sorted(got["rows"]) == [["adamw", 1, 1], ["signum", 1, 1]]

@@ -67,17 +67,32 @@ def postgres_url():
     def pg(*args: str) -> None:
         proc = subprocess.run(prefix + list(args), capture_output=True, text=True, timeout=120, cwd=str(base))
         assert proc.returncode == 0, f"{args[0]} failed: {proc.stdout}\n{proc.stderr}\n" + (
-            log.read_text() if log.exists() else "")
+            log.read_text() if log.exists() else ""
+        )
 
     try:
         pg(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
-        pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
-           f"-F -p {port} -k {base} -c listen_addresses=127.0.0.1", "start")
+        pg(
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-F -p {port} -k {base} -c listen_addresses=127.0.0.1",
+            "start",
+        )
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
         if (data / "postmaster.pid").exists():
-            subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                           capture_output=True, timeout=60)
+            subprocess.run(
+                prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                capture_output=True,
+                timeout=60,
+            )
         shutil.rmtree(base, ignore_errors=True)
 
 

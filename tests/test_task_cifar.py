@@ -20,20 +20,33 @@ from tasks.data import images
 
 
 def test_small_learns_real_digits():
-    result = run(RunSpec(task="cifar_resnet", optimizer="adamw", dataset="digits", size="small", steps=60,
-                         seed=0, hparams={"lr": 3e-3}))
+    result = run(
+        RunSpec(
+            task="cifar_resnet",
+            optimizer="adamw",
+            dataset="digits",
+            size="small",
+            steps=60,
+            seed=0,
+            hparams={"lr": 3e-3},
+        )
+    )
     assert result.row["status"] == "ok"
     assert result.row["val_metric"] > 0.5  # chance is 0.1
     # Accuracies are fractions (the contract suite checks the tiny runs of every optimizer).
     assert 0.0 <= result.row["val_metric"] <= 1.0 and 0.0 <= result.row["test_metric"] <= 1.0
 
 
-@pytest.mark.parametrize("name,classes,expected", [
-    ("resnet8", 10, 75_290), ("resnet20", 10, 269_722),
-    ("resnet32", 10, 464_154),     # LDAM-DRW's ResNet-32: 0.46M
-    ("resnet18", 10, 11_173_962),  # kuangliu's CIFAR ResNet-18: ~11M
-    ("resnet32", 100, 470_004),
-])
+@pytest.mark.parametrize(
+    "name,classes,expected",
+    [
+        ("resnet8", 10, 75_290),
+        ("resnet20", 10, 269_722),
+        ("resnet32", 10, 464_154),  # LDAM-DRW's ResNet-32: 0.46M
+        ("resnet18", 10, 11_173_962),  # kuangliu's CIFAR ResNet-18: ~11M
+        ("resnet32", 100, 470_004),
+    ],
+)
 def test_models_have_the_published_sizes_and_roles(name, classes, expected):
     with torch.device("meta"):
         model = cr.build_model(name, 3, classes, torch.Generator())
@@ -75,7 +88,7 @@ def _reference_crop_flip(x, codes, pad):
     for img, code in zip(x, codes.tolist()):
         dy, dx, flip = code % span, (code // span) % span, code // (span * span)
         padded = torch.nn.functional.pad(img, (pad, pad, pad, pad))
-        crop = padded[:, dy:dy + img.shape[1], dx:dx + img.shape[2]]
+        crop = padded[:, dy : dy + img.shape[1], dx : dx + img.shape[2]]
         out.append(crop.flip(2) if flip else crop)
     return torch.stack(out)
 
@@ -106,7 +119,7 @@ def test_data_stream_is_deterministic_and_augments_on_device():
     # Without augmentation a batch is exactly the normalised training rows, in the same order.
     plain = cr.TASK.make("tiny", augment=False).make_data(torch.device("cpu"))
     xp, yp = next(plain.batches(torch.Generator().manual_seed(0)))
-    perm = torch.randperm(plain.x["train"].shape[0], generator=torch.Generator().manual_seed(0))[:task.batch_size]
+    perm = torch.randperm(plain.x["train"].shape[0], generator=torch.Generator().manual_seed(0))[: task.batch_size]
     torch.testing.assert_close(xp, plain.normalise(plain.x["train"][perm]))
     assert torch.equal(yp, plain.y["train"][perm])
     # The training split is normalised to mean 0, std 1 per channel.
@@ -146,8 +159,11 @@ def test_long_tailed_digits_keep_val_and_test_balanced():
     assert {"accuracy", "loss", "acc_many", "acc_medium", "acc_few"} <= set(out)
     support = torch.bincount(data.y["val"], minlength=10).float()
     groups = torch.tensor(counts)
-    hits = (out["acc_many"] * support[groups > 100].sum() + out["acc_medium"] * support[(groups >= 20) & (groups <= 100)].sum()
-            + out["acc_few"] * support[groups < 20].sum())
+    hits = (
+        out["acc_many"] * support[groups > 100].sum()
+        + out["acc_medium"] * support[(groups >= 20) & (groups <= 100)].sum()
+        + out["acc_few"] * support[groups < 20].sum()
+    )
     assert float(hits) == pytest.approx(out["accuracy"] * len(data.y["val"]), abs=1e-3)
 
 
@@ -183,16 +199,33 @@ def _write_cifar10(root, per_class=20, test_per_class=3):
     data = rng.integers(0, 256, (len(labels), 3072), dtype=np.uint8)
     data[:, 0] = labels  # a recognisable pixel (R plane, top-left) to check the NCHW reshape
     for i, part in enumerate(np.array_split(np.arange(len(labels)), 5)):
-        _dump(folder / f"data_batch_{i + 1}", {"batch_label": f"training batch {i + 1} of 5",
-                                               "labels": [int(v) for v in labels[part]], "data": data[part],
-                                               "filenames": [f"img_{j}.png" for j in part]})
+        _dump(
+            folder / f"data_batch_{i + 1}",
+            {
+                "batch_label": f"training batch {i + 1} of 5",
+                "labels": [int(v) for v in labels[part]],
+                "data": data[part],
+                "filenames": [f"img_{j}.png" for j in part],
+            },
+        )
     test_labels = np.repeat(np.arange(10), test_per_class)
-    _dump(folder / "test_batch", {"batch_label": "testing batch 1 of 1", "labels": test_labels.tolist(),
-                                  "data": rng.integers(0, 256, (len(test_labels), 3072), dtype=np.uint8),
-                                  "filenames": [f"t_{j}.png" for j in range(len(test_labels))]})
-    _dump(folder / "batches.meta", {"num_cases_per_batch": len(labels) // 5, "num_vis": 3072,
-                                    "label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog",
-                                                    "frog", "horse", "ship", "truck"]})
+    _dump(
+        folder / "test_batch",
+        {
+            "batch_label": "testing batch 1 of 1",
+            "labels": test_labels.tolist(),
+            "data": rng.integers(0, 256, (len(test_labels), 3072), dtype=np.uint8),
+            "filenames": [f"t_{j}.png" for j in range(len(test_labels))],
+        },
+    )
+    _dump(
+        folder / "batches.meta",
+        {
+            "num_cases_per_batch": len(labels) // 5,
+            "num_vis": 3072,
+            "label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+        },
+    )
     return folder
 
 
@@ -202,11 +235,20 @@ def _write_cifar100(root, per_class=10):
     rng = np.random.default_rng(1)
     for name, n in (("train", per_class), ("test", 1)):
         fine = np.repeat(np.arange(100), n)
-        _dump(folder / name, {"filenames": [f"{name}_{j}.png" for j in range(len(fine))], "batch_label": name,
-                              "fine_labels": fine.tolist(), "coarse_labels": (fine // 5).tolist(),
-                              "data": rng.integers(0, 256, (len(fine), 3072), dtype=np.uint8)})
-    _dump(folder / "meta", {"fine_label_names": [f"f{i}" for i in range(100)],
-                            "coarse_label_names": [f"c{i}" for i in range(20)]})
+        _dump(
+            folder / name,
+            {
+                "filenames": [f"{name}_{j}.png" for j in range(len(fine))],
+                "batch_label": name,
+                "fine_labels": fine.tolist(),
+                "coarse_labels": (fine // 5).tolist(),
+                "data": rng.integers(0, 256, (len(fine), 3072), dtype=np.uint8),
+            },
+        )
+    _dump(
+        folder / "meta",
+        {"fine_label_names": [f"f{i}" for i in range(100)], "coarse_label_names": [f"c{i}" for i in range(20)]},
+    )
     return folder
 
 
@@ -232,8 +274,9 @@ def test_cifar10_loads_through_torchvision(tmp_path, md5_by_presence):
     lt = cr.TASK.make("tiny", dataset="cifar10", data_dir=tmp_path, imbalance=6.0).make_data(torch.device("cpu"))
     assert torch.bincount(lt.y["train"], minlength=10).tolist() == images.long_tail_counts(18, 10, 6.0)
     assert torch.equal(lt.y["val"], data.y["val"]) and torch.equal(lt.y["test"], data.y["test"])
-    result = run(RunSpec(task="cifar_resnet", optimizer="adamw", dataset="cifar10", size="tiny", steps=4),
-                 data_dir=tmp_path)
+    result = run(
+        RunSpec(task="cifar_resnet", optimizer="adamw", dataset="cifar10", size="tiny", steps=4), data_dir=tmp_path
+    )
     assert result.row["status"] == "ok"
 
 
@@ -255,8 +298,11 @@ def test_cifar_files_failing_torchvisions_checksum_are_reported(tmp_path):
 
 
 def test_missing_cifar_names_the_file_and_the_download(tmp_path):
-    with pytest.raises(UserError, match=r"missing cifar10: expected .*cifar-10-batches-py/data_batch_1; "
-                                        r"download https://www\.cs\.toronto\.edu/~kriz/cifar-10-python\.tar\.gz"):
+    with pytest.raises(
+        UserError,
+        match=r"missing cifar10: expected .*cifar-10-batches-py/data_batch_1; "
+        r"download https://www\.cs\.toronto\.edu/~kriz/cifar-10-python\.tar\.gz",
+    ):
         cr.TASK.make("tiny", dataset="cifar10", data_dir=tmp_path)
     with pytest.raises(UserError, match="cifar-100-python/train"):
         cr.TASK.make("paper", dataset="cifar100", data_dir=tmp_path)
@@ -278,16 +324,19 @@ def test_paper_size_follows_the_ldam_recipe(tmp_path, md5_by_presence):
     check_roles(model, task.roles(model))
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"dataset": "cifar"}, "unknown dataset 'cifar'; known: cifar10, cifar100, digits, synthetic"),
-    ({"size": "large"}, "unknown size 'large'"),
-    ({"model": "resnet50"}, "unknown model 'resnet50'; known: resnet18, resnet20, resnet32, resnet8"),
-    ({"imbalance": 0.5}, "imbalance=0.5.*>= 1"),
-    ({"imbalance": float("inf")}, "imbalance=inf"),
-    ({"augment": "yes"}, "augment='yes'"),
-    ({"batch_size": 0}, "batch_size=0"),
-    ({"depth": 20}, "unknown option.*'depth'.*known: augment, batch_size, data_seed, imbalance, model"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"dataset": "cifar"}, "unknown dataset 'cifar'; known: cifar10, cifar100, digits, synthetic"),
+        ({"size": "large"}, "unknown size 'large'"),
+        ({"model": "resnet50"}, "unknown model 'resnet50'; known: resnet18, resnet20, resnet32, resnet8"),
+        ({"imbalance": 0.5}, "imbalance=0.5.*>= 1"),
+        ({"imbalance": float("inf")}, "imbalance=inf"),
+        ({"augment": "yes"}, "augment='yes'"),
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"depth": 20}, "unknown option.*'depth'.*known: augment, batch_size, data_seed, imbalance, model"),
+    ],
+)
 def test_bad_input_raises_user_error(kwargs, message):
     kwargs = dict(kwargs)
     size = kwargs.pop("size", "tiny")

@@ -51,8 +51,14 @@ def test_tiny_trains_with_every_optimizer(task_name, optimizer):
     record, opt = tasks.REGISTRY[task_name], optimizers.REGISTRY[optimizer]
     tiny = record.tiny
     dataset = tiny.dataset or record.default_dataset["tiny"]
-    spec, task = resolve(task=task_name, optimizer=optimizer, dataset=dataset, size="tiny", steps=tiny.steps,
-                         hparams=tiny.hparams(opt.defaults, opt.search_space))
+    spec, task = resolve(
+        task=task_name,
+        optimizer=optimizer,
+        dataset=dataset,
+        size="tiny",
+        steps=tiny.steps,
+        hparams=tiny.hparams(opt.defaults, opt.search_space),
+    )
     result = run(spec, task=task, progress=False)
     row = result.row
     assert row["status"] == "ok", row["status_detail"]
@@ -62,11 +68,12 @@ def test_tiny_trains_with_every_optimizer(task_name, optimizer):
     assert (row["metric"], row["direction"]) == (declared.name, declared.direction)
     losses = result.curve("train", "loss")
     assert len(losses) == tiny.steps and all(math.isfinite(v) for v in losses)
-    first, last = np.mean(losses[:tiny.window]), np.mean(losses[-tiny.window:])
+    first, last = np.mean(losses[: tiny.window]), np.mean(losses[-tiny.window :])
     assert last < first - tiny.min_drop, (task_name, optimizer, first, last)
     # Every evaluation produced the metric; the record holds the last one; the test split is scored.
-    val = {int(c["step"]): float(c["value"]) for c in result.curves
-           if c["split"] == "val" and c["name"] == declared.name}
+    val = {
+        int(c["step"]): float(c["value"]) for c in result.curves if c["split"] == "val" and c["name"] == declared.name
+    }
     expected = sorted({*range(task.eval_every, tiny.steps + 1, task.eval_every), tiny.steps})
     assert sorted(val) == expected
     assert row["val_metric"] == pytest.approx(val[tiny.steps])
@@ -94,8 +101,9 @@ def test_tiny_rule_sets_only_learning_rates_inside_their_ranges():
         def __init__(self, low, high):
             self.low, self.high = low, high
 
-    picked = TinyRun(lr_position=1.0).hparams(defaults, {"lr": LogRange(1e-4, 1e-1), "head_lr": LogRange(1e-3, 1e-2),
-                                                         "beta": LogRange(0.5, 0.99)})
+    picked = TinyRun(lr_position=1.0).hparams(
+        defaults, {"lr": LogRange(1e-4, 1e-1), "head_lr": LogRange(1e-3, 1e-2), "beta": LogRange(0.5, 0.99)}
+    )
     assert picked == {"lr": pytest.approx(1e-1), "head_lr": pytest.approx(1e-2)}
 
 
@@ -149,7 +157,9 @@ def test_registry_errors_name_the_known_tasks():
 def test_one_validator_checks_every_option_of_every_task(task_name):
     record = tasks.REGISTRY[task_name]
     known = ", ".join(sorted(o.name for o in record.options))
-    with pytest.raises(UserError, match=f"unknown option\\(s\\) 'no_such_option' for task {task_name}; known: {known}$"):
+    with pytest.raises(
+        UserError, match=f"unknown option\\(s\\) 'no_such_option' for task {task_name}; known: {known}$"
+    ):
         record.request("tiny", no_such_option=1)
     with pytest.raises(UserError, match="unknown size 'huge'; known: paper, small, tiny"):
         record.request("huge")
@@ -203,9 +213,17 @@ def test_a_record_that_contradicts_itself_is_refused():
     def nothing(*args):
         return None
 
-    base = dict(name="t", description="d", datasets=(Dataset("a", "one", offline=True),),
-                default_dataset={s: "a" for s in SIZES}, options=(), metrics=(Metric("m", "max"),),
-                locate=nothing, load=nothing, build=nothing)
+    base = dict(
+        name="t",
+        description="d",
+        datasets=(Dataset("a", "one", offline=True),),
+        default_dataset={s: "a" for s in SIZES},
+        options=(),
+        metrics=(Metric("m", "max"),),
+        locate=nothing,
+        load=nothing,
+        build=nothing,
+    )
     TaskSpec(**base)
     with pytest.raises(ValueError, match="default dataset 'b' is not declared"):
         TaskSpec(**{**base, "default_dataset": {"tiny": "b", "small": "a", "paper": "a"}})
@@ -225,7 +243,9 @@ def test_parametric_dataset_families_match_by_prefix():
     assert record.find_dataset("wikitext") is None and record.find_dataset(3) is None
     assert record.metric_for("nli:de_mnli") == Metric("char_acc", "max")
     gnn = tasks.REGISTRY["gnn_graphland"]
-    assert gnn.metric_for("city-roads-M") == Metric("r2", "max") and gnn.metric_for("tolokers") == Metric("roc_auc", "max")
+    assert gnn.metric_for("city-roads-M") == Metric("r2", "max") and gnn.metric_for("tolokers") == Metric(
+        "roc_auc", "max"
+    )
     assert tasks.REGISTRY["tabular_mlp"].metric_for("diabetes") == Metric("rmse", "min")
 
 
@@ -287,23 +307,37 @@ def test_a_new_model_on_existing_data_is_one_short_record():
         source = images.SOURCES[request.dataset]
 
         def make_model(generator):
-            model = nn.Sequential(nn.Flatten(), nn.Linear(source.channels * source.size ** 2, source.n_classes))
+            model = nn.Sequential(nn.Flatten(), nn.Linear(source.channels * source.size**2, source.n_classes))
             for p in model.parameters():
                 nn.init.normal_(p, 0.0, 0.01, generator=generator)
             return model
 
-        return Task(name="linear_images", dataset=request.dataset, size=request.size,
-                    metric=Metric("accuracy", "max"), steps=20, eval_every=10, make_model=make_model,
-                    make_data=lambda device: images.ImageData(data, device, 32, augment=False),
-                    loss=images.classification_loss, evaluate=images.classification_evaluator(False),
-                    roles=lambda m: roles_by_module(m, head=m[1]), penalty=0.1, options=dict(request.options))
+        return Task(
+            name="linear_images",
+            dataset=request.dataset,
+            size=request.size,
+            metric=Metric("accuracy", "max"),
+            steps=20,
+            eval_every=10,
+            make_model=make_model,
+            make_data=lambda device: images.ImageData(data, device, 32, augment=False),
+            loss=images.classification_loss,
+            evaluate=images.classification_evaluator(False),
+            roles=lambda m: roles_by_module(m, head=m[1]),
+            penalty=0.1,
+            options=dict(request.options),
+        )
 
     linear = TaskSpec(
-        name="linear_images", description="a linear classifier on images", datasets=images.DATASETS,
+        name="linear_images",
+        description="a linear classifier on images",
+        datasets=images.DATASETS,
         default_dataset={"tiny": "synthetic", "small": "digits", "paper": "cifar10"},
-        options=(Option("data_seed", int, 0, "held-out split", minimum=0),), metrics=(Metric("accuracy", "max"),),
+        options=(Option("data_seed", int, 0, "held-out split", minimum=0),),
+        metrics=(Metric("accuracy", "max"),),
         locate=lambda request, root: images.locate(request.dataset, root, request.options["data_seed"]),
-        load=images.load, build=build,
+        load=images.load,
+        build=build,
     )
     task = linear.make("tiny")
     data = task.make_data(torch.device("cpu"))
@@ -333,13 +367,22 @@ def test_every_shipped_sweep_validates_against_the_task_records(path):
 
 
 def test_a_sweep_option_value_is_checked_by_the_task_record_at_load_time():
-    text = ("suite: x\ntasks:\n  - task: tabular_mlp\n    size: tiny\n    options:\n      dropout: 1.5\n"
-            "optimizers: [adamw]\ntrials: 2\neval_seeds: 2\n")
-    with pytest.raises(UserError, match=r"bad.yaml: line 6: 'tasks\[0\]\.options\.dropout': invalid option "
-                                        r"dropout=1.5 for task tabular_mlp \(must lie in \[0, 1\)\)"):
+    text = (
+        "suite: x\ntasks:\n  - task: tabular_mlp\n    size: tiny\n    options:\n      dropout: 1.5\n"
+        "optimizers: [adamw]\ntrials: 2\neval_seeds: 2\n"
+    )
+    with pytest.raises(
+        UserError,
+        match=r"bad.yaml: line 6: 'tasks\[0\]\.options\.dropout': invalid option "
+        r"dropout=1.5 for task tabular_mlp \(must lie in \[0, 1\)\)",
+    ):
         sweep_schema.loads(text, source="bad.yaml")
     with pytest.raises(UserError, match="unknown dataset 'path:' for task llm"):  # a family needs a name
-        sweep_schema.loads(text.replace("tabular_mlp", "llm").replace("      dropout: 1.5\n", "      tied: true\n")
-                 .replace("    size: tiny\n", "    size: tiny\n    datasets: ['path:']\n"), source="bad.yaml")
+        sweep_schema.loads(
+            text.replace("tabular_mlp", "llm")
+            .replace("      dropout: 1.5\n", "      tied: true\n")
+            .replace("    size: tiny\n", "    size: tiny\n    datasets: ['path:']\n"),
+            source="bad.yaml",
+        )
     sweep = sweep_schema.loads(text.replace("1.5", "0.25"), source="ok.yaml")
     assert {p.options["dropout"] for p in sweep.studies} == {0.25}

@@ -21,6 +21,7 @@ from tasks.data import graphs
 # torch 2.14 raises the torch.jit.script deprecation (emitted by `import torch_geometric`) as a FutureWarning.
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
 
+
 def train_losses(result) -> list[float]:
     return result.curve("train", "loss")
 
@@ -30,8 +31,18 @@ def train_losses(result) -> list[float]:
 
 
 def test_tiny_graphsage_trains():
-    result = run(RunSpec(task="gnn_graphland", optimizer="adamw", dataset="sbm", size="tiny", steps=20,
-                         hparams={"lr": 3e-3}, task_options={"model": "sage"}), progress=False)
+    result = run(
+        RunSpec(
+            task="gnn_graphland",
+            optimizer="adamw",
+            dataset="sbm",
+            size="tiny",
+            steps=20,
+            hparams={"lr": 3e-3},
+            task_options={"model": "sage"},
+        ),
+        progress=False,
+    )
     losses = train_losses(result)
     assert result.row["status"] == "ok"
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.02
@@ -45,8 +56,12 @@ def test_tiny_graphsage_trains():
 @pytest.mark.parametrize("model", ["gt", "sage"])
 def test_small_learns_beyond_the_node_features(model):
     # Logistic regression on the node features alone gets ~0.42 on this graph (module docstring).
-    result = run(RunSpec(task="gnn_graphland", optimizer="adamw", dataset="sbm", size="small", seed=0,
-                         task_options={"model": model}), progress=False)
+    result = run(
+        RunSpec(
+            task="gnn_graphland", optimizer="adamw", dataset="sbm", size="small", seed=0, task_options={"model": model}
+        ),
+        progress=False,
+    )
     assert result.row["status"] == "ok"
     assert 0.8 <= result.row["best_val_metric"] < 0.99
     assert result.row["steps_to_target"] is not None
@@ -213,7 +228,9 @@ def test_metrics_match_their_references():
     assert graphs.score("r2", pred, y) == pytest.approx(r2_score(y.numpy(), pred.numpy()), abs=1e-6)
     classes = torch.randint(0, 4, (50,), generator=gen)
     scores = torch.randn(50, 4, generator=gen)
-    assert graphs.score("accuracy", scores, classes) == pytest.approx((scores.argmax(1) == classes).float().mean().item())
+    assert graphs.score("accuracy", scores, classes) == pytest.approx(
+        (scores.argmax(1) == classes).float().mean().item()
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -276,12 +293,15 @@ def write_graphland(data_dir, name: str, splits=("RL", "RH", "TH")) -> dict:
     z = rng.normal(size=n)
     num_1 = rng.exponential(size=n)
     num_1[3] = np.nan  # PyG imputes NaNs in numerical features
-    features = pd.DataFrame({
-        "num_0": z + 0.1 * rng.normal(size=n),
-        "num_1": num_1,
-        "frac_0": rng.uniform(size=n),
-        "cat_0": rng.integers(0, 3, size=n),
-    }, index=pd.Index(range(n), name="node_id"))
+    features = pd.DataFrame(
+        {
+            "num_0": z + 0.1 * rng.normal(size=n),
+            "num_1": num_1,
+            "frac_0": rng.uniform(size=n),
+            "cat_0": rng.integers(0, 3, size=n),
+        },
+        index=pd.Index(range(n), name="node_id"),
+    )
     if kind == "multiclass":
         target = np.digitize(z, [-0.5, 0.5]).astype(float)
         target[5] = np.nan  # an unlabeled node
@@ -303,7 +323,7 @@ def write_graphland(data_dir, name: str, splits=("RL", "RH", "TH")) -> dict:
         order = rng.permutation(n)
         n_train, n_val = int(train_frac * n), int(val_frac * n)
         part = np.full(n, "test", dtype=object)
-        part[order[:n_train]], part[order[n_train:n_train + n_val]] = "train", "val"
+        part[order[:n_train]], part[order[n_train : n_train + n_val]] = "train", "val"
         masks = pd.DataFrame({p: part == p for p in ("train", "val", "test")}, index=features.index)
         masks.to_csv(raw / f"split_masks_{split}.csv")
     info = {
@@ -323,8 +343,9 @@ def write_graphland(data_dir, name: str, splits=("RL", "RH", "TH")) -> dict:
 
 
 @pytest.mark.filterwarnings("ignore:n_quantiles .* is greater than the total number of samples")  # 60 nodes
-@pytest.mark.parametrize(("name", "metric"), [("hm-categories", "accuracy"), ("tolokers-2", "ap"),
-                                              ("city-roads-M", "r2")])
+@pytest.mark.parametrize(
+    ("name", "metric"), [("hm-categories", "accuracy"), ("tolokers-2", "ap"), ("city-roads-M", "r2")]
+)
 def test_graphland_fixture_loads_through_pyg_and_trains(data_dir, name, metric):
     from sklearn.metrics import average_precision_score, r2_score
     from torch_geometric.utils import is_undirected
@@ -363,8 +384,18 @@ def test_graphland_fixture_loads_through_pyg_and_trains(data_dir, name, metric):
         reference = r2_score(raw_target, prediction)
     assert ours[metric] == pytest.approx(reference, rel=1e-4, abs=1e-5)
 
-    result = run(RunSpec(task="gnn_graphland", optimizer="adamw", dataset=name, size="tiny", steps=5,
-                         task_options={"split": "RH", "model": "sage"}), data_dir=data_dir, progress=False)
+    result = run(
+        RunSpec(
+            task="gnn_graphland",
+            optimizer="adamw",
+            dataset=name,
+            size="tiny",
+            steps=5,
+            task_options={"split": "RH", "model": "sage"},
+        ),
+        data_dir=data_dir,
+        progress=False,
+    )
     assert result.row["status"] == "ok" and result.row["metric"] == metric
     assert math.isfinite(result.row["test_metric"])
 
@@ -411,8 +442,13 @@ def write_heterophilous(data_dir, name: str, classes: int) -> dict:
     file = name.replace("-", "_")
     folder = data_dir / "heterophilous" / file / "raw"
     folder.mkdir(parents=True)
-    np.savez(folder / f"{file}.npz", node_features=rng.normal(size=(n, 5)).astype(np.float32),
-             node_labels=labels.astype(np.int64), edges=edges.astype(np.int64), **masks)
+    np.savez(
+        folder / f"{file}.npz",
+        node_features=rng.normal(size=(n, 5)).astype(np.float32),
+        node_labels=labels.astype(np.int64),
+        edges=edges.astype(np.int64),
+        **masks,
+    )
     return {"labels": labels, **masks}
 
 
@@ -439,8 +475,11 @@ def test_heterophilous_fixture_loads_through_pyg_with_a_fixed_split(data_dir, na
         assert ours == pytest.approx(roc_auc_score(fixture["labels"][idx], out[idx]))
     else:
         assert ours == pytest.approx(float((out[idx].argmax(1) == fixture["labels"][idx]).mean()))
-    result = run(RunSpec(task="gnn_graphland", optimizer="adamw", dataset=name, size="tiny", steps=3,
-                         task_options={"split": 3}), data_dir=data_dir, progress=False)
+    result = run(
+        RunSpec(task="gnn_graphland", optimizer="adamw", dataset=name, size="tiny", steps=3, task_options={"split": 3}),
+        data_dir=data_dir,
+        progress=False,
+    )
     assert result.row["status"] == "ok" and math.isfinite(result.row["val_metric"])
 
 

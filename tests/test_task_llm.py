@@ -24,6 +24,7 @@ from tasks.data import text, tokens
 
 REPO = Path(__file__).resolve().parents[1]
 
+
 def _train_losses(result) -> list[float]:
     return result.curve("train", "loss")
 
@@ -34,11 +35,13 @@ def _curve(curves, split: str, name: str) -> dict[int, float]:
 
 # ---------------------------------------------------------------------------------------------- training
 
+
 def test_tiny_run_beats_the_uniform_guess_and_reports_perplexity():
     """What the contract suite does not check for every optimizer: the margin over a uniform byte guess
     and the perplexity next to the loss."""
-    result = run(RunSpec(task="llm", optimizer="adamw", dataset="", size="tiny", steps=20, seed=0,
-                         hparams={"lr": 1e-2}))
+    result = run(
+        RunSpec(task="llm", optimizer="adamw", dataset="", size="tiny", steps=20, seed=0, hparams={"lr": 1e-2})
+    )
     row = result.row
     assert row["status"] == "ok", row["status_detail"]
     val = _curve(result.curves, "val", "val_loss")
@@ -64,6 +67,7 @@ def test_evaluate_is_exact_token_mean():
 
 
 # ---------------------------------------------------------------------------------------------- model
+
 
 def test_model_is_causal_and_gqa_matches_repeated_heads():
     cfg = llm.MODEL_CONFIGS["tiny"]
@@ -123,8 +127,11 @@ def test_init_is_deterministic_and_tied_option():
 
 # ---------------------------------------------------------------------------------------------- roles / sizes
 
-@pytest.mark.parametrize("model_name,tied", [("tiny", False), ("tiny", True), ("small", True), ("20M", True),
-                                             ("130M", False), ("360M", True), ("720M", True)])
+
+@pytest.mark.parametrize(
+    "model_name,tied",
+    [("tiny", False), ("tiny", True), ("small", True), ("20M", True), ("130M", False), ("360M", True), ("720M", True)],
+)
 def test_roles_cover_every_parameter_once(model_name, tied):
     cfg = llm.MODEL_CONFIGS[model_name]
     model = llm.build_model(cfg, vocab=cfg.vocab or 257, tied=tied, device="meta")
@@ -157,6 +164,7 @@ def test_paper_size_resolves_galore_recipe():
 
 # ---------------------------------------------------------------------------------------------- data
 
+
 def test_in_memory_stream_is_deterministic_and_shards_the_global_batch():
     data = llm.TASK.make("tiny").make_data(torch.device("cpu"))
 
@@ -182,15 +190,16 @@ def test_offline_corpus_split_is_disjoint():
     train, held = tokens.split_corpus(ids, 32, 10**9)
     n = ids.size
     assert train.size == int(0.9 * n)
-    assert np.array_equal(held["val"][0], ids[train.size:train.size + 33])
+    assert np.array_equal(held["val"][0], ids[train.size : train.size + 33])
     assert held["test"][0, 0] == ids[train.size + (n - train.size) // 2]
 
 
 def test_local_text_file(tmp_path):
     text = tmp_path / "corpus.txt"
     text.write_text("The quick brown fox jumps over the lazy dog. " * 400)
-    result = run(RunSpec(task="llm", optimizer="adamw", dataset=f"path:{text}", size="tiny", steps=20,
-                         hparams={"lr": 1e-2}))
+    result = run(
+        RunSpec(task="llm", optimizer="adamw", dataset=f"path:{text}", size="tiny", steps=20, hparams={"lr": 1e-2})
+    )
     assert result.row["status"] == "ok"
     assert result.row["val_metric"] < 2.5  # a repeated sentence: far below pydoc prose after 20 steps
     short = tmp_path / "short.txt"
@@ -200,6 +209,7 @@ def test_local_text_file(tmp_path):
 
 
 # Streamed corpora: fixtures in the hub's own layout, read through HF datasets (streaming=True).
+
 
 def _docs() -> list[str]:
     paras = [p.strip() for d in text.pydoc_documents() for p in d.split("\n\n")]
@@ -218,8 +228,9 @@ def corpora(tmp_path_factory):
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<unk>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=320, special_tokens=["<unk>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(docs[:400], trainer)
     tok_path = root / "tokenizer.json"
     tok.save(str(tok_path))
@@ -228,16 +239,24 @@ def corpora(tmp_path_factory):
     fw.mkdir(parents=True)
     for i in range(2):  # two files = two shards, like the real sample
         part = docs[i::2]
-        pq.write_table(pa.table({"text": part, "id": [f"<urn:uuid:{i}-{j}>" for j in range(len(part))],
-                                 "score": [3.1] * len(part)}), fw / f"00{i}_00000.parquet")
+        pq.write_table(
+            pa.table(
+                {"text": part, "id": [f"<urn:uuid:{i}-{j}>" for j in range(len(part))], "score": [3.1] * len(part)}
+            ),
+            fw / f"00{i}_00000.parquet",
+        )
     c4 = root / "c4" / "en"
     c4.mkdir(parents=True)
-    for name, part in (("c4-train.00000-of-01024.json.gz", docs[:-200]),
-                       ("c4-validation.00000-of-00008.json.gz", docs[-200:])):
+    for name, part in (
+        ("c4-train.00000-of-01024.json.gz", docs[:-200]),
+        ("c4-validation.00000-of-00008.json.gz", docs[-200:]),
+    ):
         with gzip.open(c4 / name, "wt", encoding="utf-8") as f:
             for text in part:
-                f.write(json.dumps({"text": text, "timestamp": "2019-04-25T12:57:54Z",
-                                    "url": "https://example.org/"}) + "\n")
+                f.write(
+                    json.dumps({"text": text, "timestamp": "2019-04-25T12:57:54Z", "url": "https://example.org/"})
+                    + "\n"
+                )
     return root, tok_path
 
 
@@ -247,8 +266,18 @@ def test_streamed_corpus_trains_from_local_copy(corpora, dataset):
     opts = {"tokenizer": str(tok_path), "val_tokens": 1024}
     task = llm.TASK.make("tiny", dataset=dataset, data_dir=str(root), **opts)
     assert "vocab 320" in task.description
-    result = run(RunSpec(task="llm", optimizer="adamw", dataset=dataset, size="tiny", steps=20,
-                         hparams={"lr": 1e-2}, task_options=opts), data_dir=root)
+    result = run(
+        RunSpec(
+            task="llm",
+            optimizer="adamw",
+            dataset=dataset,
+            size="tiny",
+            steps=20,
+            hparams={"lr": 1e-2},
+            task_options=opts,
+        ),
+        data_dir=root,
+    )
     assert result.row["status"] == "ok", result.row["status_detail"]
     losses = _train_losses(result)
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.3
@@ -278,8 +307,7 @@ def test_streamed_batches_deterministic_and_disjoint_across_ranks(tmp_path):
         pq.write_table(pa.table({"text": texts}), folder / f"00{f}_00000.parquet")
     corpus = tokens.HUB_CORPORA["fineweb-edu"]
     source = tokens.hub_source(corpus, tokens._local_files(corpus, tmp_path))
-    data = tokens.StreamedTokens(source, tokens.ByteTokenizer(), 257, ctx=32, batch_size=8, val_tokens=64,
-                              device="cpu")
+    data = tokens.StreamedTokens(source, tokens.ByteTokenizer(), 257, ctx=32, batch_size=8, val_tokens=64, device="cpu")
 
     def rows(seed, rank=0, world=1, n=40):
         it = data.rows(seed, rank, world)
@@ -304,7 +332,9 @@ def test_streamed_batches_deterministic_and_disjoint_across_ranks(tmp_path):
     # The same data object feeds the loop through batches(); with a list of records as the source.
     records = [{"text": f"record {i:03d} " + "lorem ipsum " * 10} for i in range(300)]
     listed = tokens.StreamSource(lambda: records, lambda: records, carve=True, name="list")
-    data2 = tokens.StreamedTokens(listed, tokens.ByteTokenizer(), 257, ctx=32, batch_size=8, val_tokens=64, device="cpu")
+    data2 = tokens.StreamedTokens(
+        listed, tokens.ByteTokenizer(), 257, ctx=32, batch_size=8, val_tokens=64, device="cpu"
+    )
     x, y = next(data2.batches(torch.Generator().manual_seed(0)))
     assert x.shape == (8, 32) and torch.equal(x[:, 1:], y[:, :-1])
     assert data2.skip == frozenset({tokens._hash(records[0]["text"])})  # exactly the document held out
@@ -367,17 +397,20 @@ def test_added_tokens_beyond_config_vocab_are_remapped(corpora):
     assert ids.max() < 320 and 0 in ids.tolist()
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"size": "huge"}, "unknown size 'huge'"),
-    ({"dataset": "wikitext"}, "c4, fineweb-edu, path:<file>, pydoc"),
-    ({"model": "7B"}, "130M, 20M, 360M, 720M, small, tiny"),
-    ({"width": 3}, "unknown option(s) 'width' for task llm"),
-    ({"tokens": 100}, "less than one step"),
-    ({"tokens": -5}, "(must be an integer >= 1)"),
-    ({"batch_size": 2.5}, "(must be an integer >= 1)"),
-    ({"tied": "yes"}, "true or false"),
-    ({"dataset": "path:/no/such/file.txt"}, "/no/such/file.txt"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"size": "huge"}, "unknown size 'huge'"),
+        ({"dataset": "wikitext"}, "c4, fineweb-edu, path:<file>, pydoc"),
+        ({"model": "7B"}, "130M, 20M, 360M, 720M, small, tiny"),
+        ({"width": 3}, "unknown option(s) 'width' for task llm"),
+        ({"tokens": 100}, "less than one step"),
+        ({"tokens": -5}, "(must be an integer >= 1)"),
+        ({"batch_size": 2.5}, "(must be an integer >= 1)"),
+        ({"tied": "yes"}, "true or false"),
+        ({"dataset": "path:/no/such/file.txt"}, "/no/such/file.txt"),
+    ],
+)
 def test_bad_options_raise_user_error(kwargs, match):
     kwargs = dict(kwargs)
     size = kwargs.pop("size", "tiny")
@@ -394,6 +427,7 @@ def test_token_budget_sets_steps():
 
 # ---------------------------------------------------------------------------------------------- slow
 
+
 @pytest.mark.slow
 def test_small_learns_beyond_unigram():
     result = run(RunSpec(task="llm", optimizer="adamw", dataset="", size="small", seed=0, hparams={"lr": 1e-2}))
@@ -405,8 +439,19 @@ def test_small_learns_beyond_unigram():
 def test_ddp_two_processes_match_one_process(tmp_path):
     """Same global batch: 2 gloo ranks (torchrun, a real subprocess) vs one process."""
     args = ["run", "--task", "llm", "--optimizer", "adamw", "--size", "tiny", "--steps", "20", "--set", "lr=0.01"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "harness.cli", *args, "--out", str(tmp_path / "ddp")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "harness.cli",
+        *args,
+        "--out",
+        str(tmp_path / "ddp"),
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     import pandas as pd

@@ -28,15 +28,15 @@ def _train_losses(result) -> list[float]:
 
 def _load_corpus(dataset, size, level, vocab_size, data_dir=None) -> text.Corpus:
     """The encoded corpus as the task loads it (tiny keeps a slice of every split)."""
-    key = text.locate_corpus(dataset, resolve_data_dir(data_dir), level, vocab_size,
-                             lstm_lm._TINY_CHARS if size == "tiny" else None)
+    key = text.locate_corpus(
+        dataset, resolve_data_dir(data_dir), level, vocab_size, lstm_lm._TINY_CHARS if size == "tiny" else None
+    )
     return load_data(text.load_corpus, key)
 
 
 def _spec(**kw) -> RunSpec:
     # AdamW at a learning rate that moves a tiny run (the default is tuned for long runs).
-    base = dict(task="lstm_lm", optimizer="adamw", dataset="pydoc", size="tiny", steps=20, seed=0,
-                hparams={"lr": 0.03})
+    base = dict(task="lstm_lm", optimizer="adamw", dataset="pydoc", size="tiny", steps=20, seed=0, hparams={"lr": 0.03})
     base.update(kw)
     return RunSpec(**base)
 
@@ -102,8 +102,10 @@ def test_batchify_windows_continue_each_column_and_restart_at_random_offsets():
 
 def test_stream_order_comes_only_from_the_generator():
     def take(seed, n=40):
-        return [(w.inputs.clone(), w.reset) for _, w in zip(range(n), _toy_stream().batches(
-            torch.Generator().manual_seed(seed)))]
+        return [
+            (w.inputs.clone(), w.reset)
+            for _, w in zip(range(n), _toy_stream().batches(torch.Generator().manual_seed(seed)))
+        ]
 
     a, b, c = take(0), take(0), take(1)
     assert all(torch.equal(x, y) and r == s for (x, r), (y, s) in zip(a, b))
@@ -151,12 +153,12 @@ def test_hidden_state_is_carried_between_windows_and_reset_on_restart():
         assert loss1.item() == pytest.approx(ref1.item(), abs=1e-5)
         # Without the carried state the second window's loss differs: the carry matters.
         fresh, _ = model(w1.inputs.long())
-        assert abs(F.cross_entropy(fresh.reshape(-1, vocab), w1.targets.long().flatten()).item()
-                   - ref1.item()) > 1e-4
+        assert abs(F.cross_entropy(fresh.reshape(-1, vocab), w1.targets.long().flatten()).item() - ref1.item()) > 1e-4
         # A restart window ignores whatever state is carried.
         restart = w1._replace(reset=True)
         assert task.loss(model, restart).item() == pytest.approx(
-            F.cross_entropy(fresh.reshape(-1, vocab), w1.targets.long().flatten()).item(), abs=1e-5)
+            F.cross_entropy(fresh.reshape(-1, vocab), w1.targets.long().flatten()).item(), abs=1e-5
+        )
 
 
 def test_evaluate_scores_whole_columns_and_leaves_the_training_state_alone():
@@ -187,9 +189,14 @@ def _lstm_params(inp, hidden, layers=2):
     return sum(4 * hidden * ((inp if i == 0 else hidden) + hidden) + 8 * hidden for i in range(layers))
 
 
-@pytest.mark.parametrize("size,options", [
-    ("tiny", {}), ("tiny", {"tied": False, "embed": 24, "layers": 3, "dropout": 0.2}), ("small", {}),
-])
+@pytest.mark.parametrize(
+    "size,options",
+    [
+        ("tiny", {}),
+        ("tiny", {"tied": False, "embed": 24, "layers": 3, "dropout": 0.2}),
+        ("small", {}),
+    ],
+)
 def test_roles_cover_every_parameter(size, options):
     task = lstm_lm.TASK.make(size, **options)
     model = task.make_model(torch.Generator().manual_seed(0))
@@ -243,22 +250,25 @@ def test_word_vocabulary_cap_eos_and_unknowns():
 # Bad input
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"size": "huge"}, "unknown size 'huge'; known: paper, small, tiny"),
-    ({"dataset": "wikitext"}, "unknown dataset 'wikitext'; known: .*hf:<id>"),
-    ({"dataset": "nli:xx_mnli"}, "bad NLI split 'xx_mnli'.*de"),
-    ({"dataset": "nli:"}, "names no split"),
-    ({"dataset": "hf:"}, "hf:<id>"),
-    ({"width": 3}, "unknown option.*'width' for task lstm_lm; known: batch_size, bptt, dropout, embed"),
-    ({"level": "byte"}, "unknown level 'byte'; known: char, word"),
-    ({"hidden": 0}, "hidden=0"),
-    ({"bptt": 2.5}, "bptt=2.5"),
-    ({"dropout": 1.0}, r"dropout=1.0 for task lstm_lm \(must lie in \[0, 1\)\)"),
-    ({"tied": "yes"}, "tied='yes'"),
-    ({"embed": 16}, "tied embeddings need embed == hidden"),
-    ({"vocab_size": -1}, "vocab_size=-1"),
-    ({"batch_size": 4096}, "too few for batch_size=4096"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"size": "huge"}, "unknown size 'huge'; known: paper, small, tiny"),
+        ({"dataset": "wikitext"}, "unknown dataset 'wikitext'; known: .*hf:<id>"),
+        ({"dataset": "nli:xx_mnli"}, "bad NLI split 'xx_mnli'.*de"),
+        ({"dataset": "nli:"}, "names no split"),
+        ({"dataset": "hf:"}, "hf:<id>"),
+        ({"width": 3}, "unknown option.*'width' for task lstm_lm; known: batch_size, bptt, dropout, embed"),
+        ({"level": "byte"}, "unknown level 'byte'; known: char, word"),
+        ({"hidden": 0}, "hidden=0"),
+        ({"bptt": 2.5}, "bptt=2.5"),
+        ({"dropout": 1.0}, r"dropout=1.0 for task lstm_lm \(must lie in \[0, 1\)\)"),
+        ({"tied": "yes"}, "tied='yes'"),
+        ({"embed": 16}, "tied embeddings need embed == hidden"),
+        ({"vocab_size": -1}, "vocab_size=-1"),
+        ({"batch_size": 4096}, "too few for batch_size=4096"),
+    ],
+)
 def test_bad_input_is_a_user_error(kwargs, match):
     size = kwargs.pop("size", "tiny")
     with pytest.raises(UserError, match=match):
@@ -280,7 +290,7 @@ def test_text_file_dataset(tmp_path):
     train_len = min(int(len(text) * 0.95), 36_000)
     assert corpus.train.numel() == train_len
     decoded = "".join(corpus.vocab[i] for i in corpus.val.tolist())
-    assert text[int(len(text) * 0.95):].startswith(decoded)  # val follows train, no overlap
+    assert text[int(len(text) * 0.95) :].startswith(decoded)  # val follows train, no overlap
     model = task.make_model(torch.Generator().manual_seed(0))
     check_roles(model, task.roles(model))
     (tmp_path / "short.txt").write_text("hello world\n" * 20, encoding="utf-8")
@@ -300,8 +310,10 @@ def _parquet(path, columns):
     pq.write_table(pa.table(columns), path)
 
 
-NLI_WORDS = {"de": "der die das Haus Straße groß über Kinder spielen heute".split(),
-             "fr": "le la maison rue grand ça être enfants jouent été".split()}
+NLI_WORDS = {
+    "de": "der die das Haus Straße groß über Kinder spielen heute".split(),
+    "fr": "le la maison rue grand ça être enfants jouent été".split(),
+}
 
 
 def _nli_repo(root, splits=("de_mnli", "fr_mnli"), premises=450):
@@ -318,9 +330,16 @@ def _nli_repo(root, splits=("de_mnli", "fr_mnli"), premises=450):
                 prem.append(p)
                 hyp.append(" ".join(rng.choice(words) for _ in range(5)) + ".")
         n = len(prem)
-        _parquet(root / "data" / f"{split}-00000-of-00001.parquet", {
-            "premise_original": ["orig"] * n, "hypothesis_original": ["orig"] * n,
-            "label": [i % 3 for i in range(n)], "premise": prem, "hypothesis": hyp})
+        _parquet(
+            root / "data" / f"{split}-00000-of-00001.parquet",
+            {
+                "premise_original": ["orig"] * n,
+                "hypothesis_original": ["orig"] * n,
+                "label": [i % 3 for i in range(n)],
+                "premise": prem,
+                "hypothesis": hyp,
+            },
+        )
         rows[split] = list(zip(prem, hyp))
     return rows
 
@@ -367,9 +386,13 @@ def _wikitext_repo(root, config="wikitext-2-raw-v1"):
     vocab = "the of and in a to was is for on as by with game series".split()
     (root / config).mkdir(parents=True)
     (root / "README.md").write_text(
-        "---\nconfigs:\n- config_name: " + config + "\n  data_files:\n"
+        "---\nconfigs:\n- config_name: "
+        + config
+        + "\n  data_files:\n"
         + "".join(f"  - split: {s}\n    path: {config}/{s}-*\n" for s in ("train", "validation", "test"))
-        + "---\n", encoding="utf-8")
+        + "---\n",
+        encoding="utf-8",
+    )
     texts = {}
     for split, n in (("train", 400), ("validation", 40), ("test", 40)):
         lines = ["", " = Heading = \n"]
@@ -394,8 +417,9 @@ def test_wikitext_word_level_from_a_local_repo(tmp_path, monkeypatch):
     decoded = [corpus.vocab[i] for i in corpus.val.tolist()]
     assert [w for w in decoded if w != "<eos>"] == [w if w in corpus.vocab else "<unk>" for w in val_words]
     assert decoded.count("<eos>") == len(texts["validation"]) - 1  # blank row: no <eos>
-    result = run(_spec(dataset="wikitext2", task_options={"level": "word"}, steps=10,
-                       hparams={"lr": 0.01}), data_dir=data)
+    result = run(
+        _spec(dataset="wikitext2", task_options={"level": "word"}, steps=10, hparams={"lr": 0.01}), data_dir=data
+    )
     assert result.row["status"] == "ok" and result.row["metric"] == "perplexity"
     assert result.row["dataset"] == "wikitext2"
 
@@ -414,10 +438,13 @@ def test_generic_hf_dataset_with_only_train_is_carved_by_row_hash(tmp_path):
         lstm_lm.TASK.make("tiny", dataset=f"hf:{tmp_path / 'bad'}", data_dir=tmp_path / "data")
 
 
-@pytest.mark.parametrize("dataset,names", [
-    ("wikitext2", ["Salesforce/wikitext", "wikitext-2-raw-v1"]),
-    ("nli:de_mnli", ["multilingual-NLI-26lang-2mil7", "de_mnli"]),
-])
+@pytest.mark.parametrize(
+    "dataset,names",
+    [
+        ("wikitext2", ["Salesforce/wikitext", "wikitext-2-raw-v1"]),
+        ("nli:de_mnli", ["multilingual-NLI-26lang-2mil7", "de_mnli"]),
+    ],
+)
 def test_missing_hf_data_offline_names_dataset_and_how_to_fetch(tmp_path, dataset, names):
     data = tmp_path / "data"
     with pytest.raises(UserError) as info:

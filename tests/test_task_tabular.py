@@ -28,21 +28,33 @@ def _load(*key) -> tables.Prepared:
 
 def test_small_learns_digits_quickly():
     """The demo size on real data: a short AdamW run is far above chance (10 %)."""
-    result = run(RunSpec(task="tabular_mlp", optimizer="adamw", dataset="digits", size="small", steps=120,
-                         seed=0, hparams={"lr": 3e-3}))
+    result = run(
+        RunSpec(
+            task="tabular_mlp",
+            optimizer="adamw",
+            dataset="digits",
+            size="small",
+            steps=120,
+            seed=0,
+            hparams={"lr": 3e-3},
+        )
+    )
     assert result.row["status"] == "ok"
     assert result.row["val_metric"] > 0.85
     # Accuracies are fractions (the contract suite checks the tiny runs of every optimizer).
     assert 0.0 <= result.row["val_metric"] <= 1.0 and 0.0 <= result.row["test_metric"] <= 1.0
 
 
-@pytest.mark.parametrize("size,dataset,options", [
-    ("tiny", None, {}),
-    ("tiny", None, {"num_embeddings": "piecewise"}),
-    ("small", None, {"num_embeddings": "piecewise", "n_bins": 8}),
-    ("paper", "breast_cancer", {}),
-    ("paper", "diabetes", {"num_embeddings": "piecewise"}),
-])
+@pytest.mark.parametrize(
+    "size,dataset,options",
+    [
+        ("tiny", None, {}),
+        ("tiny", None, {"num_embeddings": "piecewise"}),
+        ("small", None, {"num_embeddings": "piecewise", "n_bins": 8}),
+        ("paper", "breast_cancer", {}),
+        ("paper", "diabetes", {"num_embeddings": "piecewise"}),
+    ],
+)
 def test_roles_cover_every_parameter(size, dataset, options):
     task = tab.TASK.make(size, dataset=dataset, **options)
     model = task.make_model(torch.Generator().manual_seed(0))
@@ -122,13 +134,15 @@ def test_splits_are_64_16_20_stratified_and_seeded():
 def test_preprocessing_quantile_nan_and_constant_columns():
     rng = np.random.default_rng(0)
     n = 400
-    frame = pd.DataFrame({
-        "skewed": rng.lognormal(size=n),
-        "with_nan": np.where(rng.random(n) < 0.2, np.nan, rng.standard_normal(n)),
-        "constant": np.ones(n),
-        "flag": rng.integers(0, 2, n),                      # binary numeric -> one-hot (as the reference)
-        "city": rng.choice(["a", "b", "c"], n).astype(object),
-    })
+    frame = pd.DataFrame(
+        {
+            "skewed": rng.lognormal(size=n),
+            "with_nan": np.where(rng.random(n) < 0.2, np.nan, rng.standard_normal(n)),
+            "constant": np.ones(n),
+            "flag": rng.integers(0, 2, n),  # binary numeric -> one-hot (as the reference)
+            "city": rng.choice(["a", "b", "c"], n).astype(object),
+        }
+    )
     y = pd.Series(rng.integers(0, 2, n))
     prep = tables.prepare(frame, y, kind="binary", scaling="quantile", data_seed=0, n_bins=None, where="t")
     assert prep.n_num == 2  # skewed, with_nan; constant dropped, flag is categorical
@@ -157,11 +171,13 @@ def test_piecewise_linear_encoding_matches_the_paper():
     x = torch.tensor([[-1.0, 5.0], [1.5, 20.0], [5.0, -5.0]])
     ratio = (x.unsqueeze(-1) - emb.left) / emb.width
     encoded = torch.minimum(torch.maximum(ratio, emb.low), emb.high) * emb.mask
-    expected = torch.tensor([
-        [[-1.0, 0.0, 0.0], [0.5, 0.0, 0.0]],   # below the range: first bin goes negative
-        [[1.0, 0.5, 0.0], [2.0, 0.0, 0.0]],    # a single bin is both first and last: unclamped
-        [[1.0, 1.0, 1.5], [-0.5, 0.0, 0.0]],   # above the range: last bin exceeds 1; padding stays 0
-    ])
+    expected = torch.tensor(
+        [
+            [[-1.0, 0.0, 0.0], [0.5, 0.0, 0.0]],  # below the range: first bin goes negative
+            [[1.0, 0.5, 0.0], [2.0, 0.0, 0.0]],  # a single bin is both first and last: unclamped
+            [[1.0, 1.0, 1.5], [-0.5, 0.0, 0.0]],  # above the range: last bin exceeds 1; padding stays 0
+        ]
+    )
     torch.testing.assert_close(encoded, expected)
 
 
@@ -177,8 +193,9 @@ def test_regression_rmse_is_in_original_units():
     out = task.evaluate(Mean(), data, "val")
     assert out["rmse"] > 50  # diabetes targets are in the 25..346 range, std ~77
     assert task.penalty == pytest.approx(2 * out["rmse"], rel=1e-5)
-    assert out["loss"] == pytest.approx((out["rmse"] / _load("diabetes", "", None, "auto", "quantile", 0,
-                                                                 None, ()).y_std) ** 2, rel=1e-5)
+    assert out["loss"] == pytest.approx(
+        (out["rmse"] / _load("diabetes", "", None, "auto", "quantile", 0, None, ()).y_std) ** 2, rel=1e-5
+    )
 
 
 # ---- user files ------------------------------------------------------------------------------------
@@ -187,13 +204,16 @@ def test_regression_rmse_is_in_original_units():
 def _table(n=300, seed=0):
     rng = np.random.default_rng(seed)
     x1, x2 = rng.standard_normal(n), rng.standard_normal(n)
-    return pd.DataFrame({
-        "x1": x1, "x2": np.where(rng.random(n) < 0.1, np.nan, x2),
-        "shop": rng.choice(["north", "south"], n),
-        "price": 3.0 * x1 + rng.standard_normal(n) * 0.1 + 100.0,     # float, many values -> regression
-        "label": np.where(x1 + x2 > 0, "yes", "no"),                  # strings -> binary
-        "grade": rng.integers(0, 4, n),                               # few ints -> multiclass
-    })
+    return pd.DataFrame(
+        {
+            "x1": x1,
+            "x2": np.where(rng.random(n) < 0.1, np.nan, x2),
+            "shop": rng.choice(["north", "south"], n),
+            "price": 3.0 * x1 + rng.standard_normal(n) * 0.1 + 100.0,  # float, many values -> regression
+            "label": np.where(x1 + x2 > 0, "yes", "no"),  # strings -> binary
+            "grade": rng.integers(0, 4, n),  # few ints -> multiclass
+        }
+    )
 
 
 def test_csv_and_parquet_files(tmp_path):
@@ -211,8 +231,17 @@ def test_csv_and_parquet_files(tmp_path):
     forced = tab.TASK.make("tiny", dataset=f"path:{csv}", target="grade", task_type="regression")
     assert forced.metric.name == "rmse"
     # the price is a near-linear function of x1: a short run beats the mean predictor clearly
-    result = run(RunSpec(task="tabular_mlp", optimizer="adamw", dataset=f"path:{csv}", size="tiny", steps=60,
-                         hparams={"lr": 1e-2}, task_options={"target": "price"}))
+    result = run(
+        RunSpec(
+            task="tabular_mlp",
+            optimizer="adamw",
+            dataset=f"path:{csv}",
+            size="tiny",
+            steps=60,
+            hparams={"lr": 1e-2},
+            task_options={"target": "price"},
+        )
+    )
     assert result.row["val_metric"] < 0.5 * reg.penalty / 2
 
 
@@ -247,9 +276,11 @@ def _write_openml_cache(root, data_id: int, n=80, seed=0):
     work = rng.choice(["Private", "Self-emp", "Gov"], n)
     label = np.where(age + hours > 85, ">50K", "<=50K")
     rows = [f"{a},{w},{'?' if i % 11 == 0 else h},{y}" for i, (a, w, h, y) in enumerate(zip(age, work, hours, label))]
-    arff = ("% adult-like fixture\n@relation adult\n@attribute age numeric\n"
-            "@attribute workclass {Private,Self-emp,Gov}\n@attribute hours-per-week numeric\n"
-            "@attribute class {<=50K,>50K}\n@data\n" + "\n".join(rows) + "\n").encode()
+    arff = (
+        "% adult-like fixture\n@relation adult\n@attribute age numeric\n"
+        "@attribute workclass {Private,Self-emp,Gov}\n@attribute hours-per-week numeric\n"
+        "@attribute class {<=50K,>50K}\n@data\n" + "\n".join(rows) + "\n"
+    ).encode()
     file_id = 9_000_000 + data_id
     base = root / "openml" / "openml.org"
     api = base / "api" / "v1" / "json" / "data"
@@ -259,21 +290,43 @@ def _write_openml_cache(root, data_id: int, n=80, seed=0):
         with gzip.open(path, "wb") as fh:
             fh.write(payload)
 
-    description = {"data_set_description": {
-        "id": str(data_id), "name": "adult", "version": "2", "format": "ARFF", "status": "active",
-        "description": "fixture", "file_id": str(file_id), "default_target_attribute": "class",
-        "url": f"https://api.openml.org/data/v1/download/{file_id}/adult.arff",
-        "md5_checksum": hashlib.md5(arff).hexdigest(),
-    }}
+    description = {
+        "data_set_description": {
+            "id": str(data_id),
+            "name": "adult",
+            "version": "2",
+            "format": "ARFF",
+            "status": "active",
+            "description": "fixture",
+            "file_id": str(file_id),
+            "default_target_attribute": "class",
+            "url": f"https://api.openml.org/data/v1/download/{file_id}/adult.arff",
+            "md5_checksum": hashlib.md5(arff).hexdigest(),
+        }
+    }
     feature = [
-        ("age", "numeric", []), ("workclass", "nominal", ["Private", "Self-emp", "Gov"]),
-        ("hours-per-week", "numeric", []), ("class", "nominal", ["<=50K", ">50K"]),
+        ("age", "numeric", []),
+        ("workclass", "nominal", ["Private", "Self-emp", "Gov"]),
+        ("hours-per-week", "numeric", []),
+        ("class", "nominal", ["<=50K", ">50K"]),
     ]
-    features = {"data_features": {"feature": [
-        {"index": str(i), "name": name, "data_type": kind, "nominal_value": values,
-         "is_target": "true" if name == "class" else "false", "is_ignore": "false",
-         "is_row_identifier": "false", "number_of_missing_values": str(n // 11 + 1 if name == "hours-per-week" else 0)}
-        for i, (name, kind, values) in enumerate(feature)]}}
+    features = {
+        "data_features": {
+            "feature": [
+                {
+                    "index": str(i),
+                    "name": name,
+                    "data_type": kind,
+                    "nominal_value": values,
+                    "is_target": "true" if name == "class" else "false",
+                    "is_ignore": "false",
+                    "is_row_identifier": "false",
+                    "number_of_missing_values": str(n // 11 + 1 if name == "hours-per-week" else 0),
+                }
+                for i, (name, kind, values) in enumerate(feature)
+            ]
+        }
+    }
     qualities = {"data_qualities": {"quality": [{"name": "NumberOfInstances", "value": f"{n}.0"}]}}
     put(api / f"{data_id}.gz", json.dumps(description).encode())
     put(api / "features" / f"{data_id}.gz", json.dumps(features).encode())
@@ -290,13 +343,16 @@ def test_openml_named_dataset_loads_offline_from_the_cache(tmp_path):
     assert prep.x["train"].shape[1] == 2 + 3
     assert sum(len(v) for v in prep.y.values()) == 80
     # the same files through the generic openml:<id> name, and a short run on them
-    result = run(RunSpec(task="tabular_mlp", optimizer="adamw", dataset="openml:1590", size="tiny", steps=10),
-                 data_dir=tmp_path)
+    result = run(
+        RunSpec(task="tabular_mlp", optimizer="adamw", dataset="openml:1590", size="tiny", steps=10), data_dir=tmp_path
+    )
     assert result.row["status"] == "ok"
 
 
 def test_openml_missing_files_name_the_cache_path(tmp_path):
-    with pytest.raises(UserError, match=r"missing OpenML dataset 1590 \(adult\).*openml\.org/api/v1/json/data/1590\.gz"):
+    with pytest.raises(
+        UserError, match=r"missing OpenML dataset 1590 \(adult\).*openml\.org/api/v1/json/data/1590\.gz"
+    ):
         tab.TASK.make("tiny", dataset="adult", data_dir=tmp_path)
     _write_openml_cache(tmp_path, data_id=4242)
     arff = next((tmp_path / "openml").rglob("adult.arff.gz"))
@@ -308,21 +364,24 @@ def test_openml_missing_files_name_the_cache_path(tmp_path):
 # ---- bad input -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"dataset": "adults"}, "unknown dataset 'adults'; known: .*adult"),
-    ({"dataset": "openml:abc"}, "openml:<numeric data_id>"),
-    ({"size": "huge"}, "unknown size 'huge'; known: paper, small, tiny"),
-    ({"width": 3}, "unknown option.*'width'.*d_block"),
-    ({"d_block": 0}, "d_block=0"),
-    ({"n_blocks": 1.5}, "n_blocks=1.5"),
-    ({"dropout": 1.0}, r"dropout=1.0.*\[0, 1\)"),
-    ({"num_embeddings": "periodic"}, "known: none, piecewise"),
-    ({"scaling": "minmax"}, "known: quantile, standard"),
-    ({"task_type": "ranking"}, "known: auto, binary, multiclass, regression"),
-    ({"n_bins": 1}, "n_bins=1"),
-    ({"data_seed": -1}, "data_seed=-1"),
-    ({"target": "label"}, "target= applies to OpenML and path"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"dataset": "adults"}, "unknown dataset 'adults'; known: .*adult"),
+        ({"dataset": "openml:abc"}, "openml:<numeric data_id>"),
+        ({"size": "huge"}, "unknown size 'huge'; known: paper, small, tiny"),
+        ({"width": 3}, "unknown option.*'width'.*d_block"),
+        ({"d_block": 0}, "d_block=0"),
+        ({"n_blocks": 1.5}, "n_blocks=1.5"),
+        ({"dropout": 1.0}, r"dropout=1.0.*\[0, 1\)"),
+        ({"num_embeddings": "periodic"}, "known: none, piecewise"),
+        ({"scaling": "minmax"}, "known: quantile, standard"),
+        ({"task_type": "ranking"}, "known: auto, binary, multiclass, regression"),
+        ({"n_bins": 1}, "n_bins=1"),
+        ({"data_seed": -1}, "data_seed=-1"),
+        ({"target": "label"}, "target= applies to OpenML and path"),
+    ],
+)
 def test_bad_input_raises_user_error(kwargs, message):
     kwargs = dict(kwargs)
     size = kwargs.pop("size", "tiny")

@@ -41,6 +41,7 @@ def _run(opt, params, start, stop):
 
 # --- add_param_group mid-run (progressive unfreezing) ------------------------------------------------
 
+
 @pytest.mark.parametrize("cls", [Muon, SoftMuon])
 def test_add_param_group_after_some_steps_muon_family(cls):
     kwargs, switch = ({"total_steps": 8}, {"alpha_sign": 0.5}) if cls is SoftMuon else ({}, {})
@@ -71,11 +72,15 @@ def test_add_param_group_after_the_switch_joins_the_schedule_and_the_gain():
         _run(opt, ps, 0, 4)
     soft.add_param_group({"params": b})
     hard.add_param_group({"params": copy.deepcopy(b), "switch_scale": 0.5})
-    assert soft.param_groups[1]["step"] == 4 and soft.param_groups[1]["tau_schedule"] is soft.param_groups[0]["tau_schedule"]
+    assert (
+        soft.param_groups[1]["step"] == 4
+        and soft.param_groups[1]["tau_schedule"] is soft.param_groups[0]["tau_schedule"]
+    )
     torch.testing.assert_close(hard.param_groups[1]["sgd_gain"], hard.param_groups[0]["sgd_gain"] / 4)
 
 
 # --- named parameters ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("cls", [Muon, SoftMuon])
 def test_named_parameters(cls):
@@ -95,6 +100,7 @@ def test_named_parameters(cls):
 
 # --- deepcopy and pickle -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("cls", [SoftSignum, HardSwitchSign, SoftMuon])
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])
 def test_a_copy_keeps_total_steps_and_takes_new_groups(cls, how):
@@ -109,6 +115,7 @@ def test_a_copy_keeps_total_steps_and_takes_new_groups(cls, how):
 
 # --- torch.compile across the switch (slow: ~20 s of compilation each) --------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("cls", [SoftSignum, SoftMuon])
 def test_compiled_step_crosses_the_switch(cls):
@@ -118,8 +125,10 @@ def test_compiled_step_crosses_the_switch(cls):
 
     def make(ps):
         if cls is SoftMuon:
-            return cls([{"params": ps[:1], "use_muon": True, "alpha_sign": 0.5}, {"params": ps[1:], "use_muon": False}],
-                       total_steps=6)
+            return cls(
+                [{"params": ps[:1], "use_muon": True, "alpha_sign": 0.5}, {"params": ps[1:], "use_muon": False}],
+                total_steps=6,
+            )
         return cls(ps, total_steps=6, alpha_sign=0.5)
 
     eager, compiled_opt = make(eager_params), make(compiled_params)
@@ -136,12 +145,19 @@ def test_compiled_step_crosses_the_switch(cls):
 
 # --- zero-size parameters ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("make", [
-    lambda ps: Muon(ps), lambda ps: SoftMuon(ps, total_steps=4, alpha_sign=0.5),
-    lambda ps: SoftSignum([{"params": ps[:1]}, {"params": ps[1:]}], total_steps=4, alpha_sign=0.5,
-                          schedule_scope="group"),
-    lambda ps: HardSwitchSign(ps, total_steps=4, alpha_sign=0.5),
-], ids=["muon", "softmuon", "softsignum-a-group-of-zero-size-only", "hardswitchsign"])
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: Muon(ps),
+        lambda ps: SoftMuon(ps, total_steps=4, alpha_sign=0.5),
+        lambda ps: SoftSignum(
+            [{"params": ps[:1]}, {"params": ps[1:]}], total_steps=4, alpha_sign=0.5, schedule_scope="group"
+        ),
+        lambda ps: HardSwitchSign(ps, total_steps=4, alpha_sign=0.5),
+    ],
+    ids=["muon", "softmuon", "softsignum-a-group-of-zero-size-only", "hardswitchsign"],
+)
 def test_zero_size_parameters(make):
     empty, weight = Parameter(torch.randn(0, 5)), Parameter(torch.randn(3, 5))
     before = weight.detach().clone()
@@ -163,6 +179,7 @@ def test_softsignum_with_only_zero_size_parameters_steps_past_the_switch():
 
 # --- an older Signum state dict ---------------------------------------------------------------------
 
+
 def test_signum_loads_a_state_dict_from_before_it_counted_steps():
     params = _params((4, 3), (3,))
     opt = Signum(params)
@@ -180,11 +197,13 @@ def test_signum_loads_a_state_dict_from_before_it_counted_steps():
 # --- a tensor learning rate ---------------------------------------------------------------------------
 
 MAKERS = {
-    "AdamW": lambda ps, lr: AdamW(ps, lr=lr), "Signum": lambda ps, lr: Signum(ps, lr=lr),
+    "AdamW": lambda ps, lr: AdamW(ps, lr=lr),
+    "Signum": lambda ps, lr: Signum(ps, lr=lr),
     "SGD": lambda ps, lr: SGD(ps, lr=lr),
     "SoftSignum": lambda ps, lr: SoftSignum(ps, total_steps=6, alpha_sign=0.5, lr=lr),
     "HardSwitchSign": lambda ps, lr: HardSwitchSign(ps, total_steps=6, alpha_sign=0.5, lr=lr),
-    "Muon": lambda ps, lr: Muon(ps, lr=lr), "SoftMuon": lambda ps, lr: SoftMuon(ps, total_steps=6, alpha_sign=0.5, lr=lr),
+    "Muon": lambda ps, lr: Muon(ps, lr=lr),
+    "SoftMuon": lambda ps, lr: SoftMuon(ps, total_steps=6, alpha_sign=0.5, lr=lr),
 }
 
 
@@ -211,6 +230,7 @@ def test_a_0d_tensor_lr_steps_as_the_float_and_follows_a_scheduler(name):
 
 # --- complex parameters ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", sorted(set(MAKERS) - {"AdamW"}))
 def test_complex_parameters_are_refused_naming_the_optimizer(name):
     z = Parameter(torch.randn(3, 3, dtype=torch.complex64))
@@ -235,6 +255,7 @@ def test_adamw_takes_complex_parameters_as_torch_does():
 
 
 # --- the routed plugin optimizer -----------------------------------------------------------------------
+
 
 class HeavyBall(torch.optim.Optimizer):
     """A user's plain optimizer, routed as a Muon-like plugin."""

@@ -14,29 +14,44 @@ from harness.stats.verdicts import Margin
 
 # ------------------------------------------------------------------------------------- margins
 
-@pytest.mark.parametrize("spec, kind, value", [
-    (0.01, "absolute", 0.01),
-    (2, "absolute", 2.0),
-    ("0.5", "absolute", 0.5),
-    ("1%", "relative", 0.01),
-    (" 2.5 % ", "relative", 0.025),
-    ({"absolute": 0.01}, "absolute", 0.01),
-    ({"relative": 0.01}, "relative", 0.01),
-    ({"relative": "3%"}, "relative", 0.03),
-])
+
+@pytest.mark.parametrize(
+    "spec, kind, value",
+    [
+        (0.01, "absolute", 0.01),
+        (2, "absolute", 2.0),
+        ("0.5", "absolute", 0.5),
+        ("1%", "relative", 0.01),
+        (" 2.5 % ", "relative", 0.025),
+        ({"absolute": 0.01}, "absolute", 0.01),
+        ({"relative": 0.01}, "relative", 0.01),
+        ({"relative": "3%"}, "relative", 0.03),
+    ],
+)
 def test_margin_sweep_file_forms(spec, kind, value):
     margin = verdicts.parse_margin(spec)
     assert (margin.kind, margin.value) == (kind, pytest.approx(value))
     assert verdicts.parse_margin(margin) is margin
 
 
-@pytest.mark.parametrize("spec, message", [
-    (0, "> 0"), (-0.01, "> 0"), (math.nan, "> 0"), (math.inf, "> 0"), ("-1%", "> 0"),
-    ("abc", "percentage like '1%'"), (True, "must be a number"), (None, "valid forms"),
-    ([0.01], "valid forms"), ({"absolute": 0.01, "relative": 0.01}, "exactly one key"),
-    ({"scale": 0.01}, "absolute or relative"), ({"absolute": "1%"}, "not a percentage"),
-    ({"relative": "x"}, "percentage like"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (0, "> 0"),
+        (-0.01, "> 0"),
+        (math.nan, "> 0"),
+        (math.inf, "> 0"),
+        ("-1%", "> 0"),
+        ("abc", "percentage like '1%'"),
+        (True, "must be a number"),
+        (None, "valid forms"),
+        ([0.01], "valid forms"),
+        ({"absolute": 0.01, "relative": 0.01}, "exactly one key"),
+        ({"scale": 0.01}, "absolute or relative"),
+        ({"absolute": "1%"}, "not a percentage"),
+        ({"relative": "x"}, "percentage like"),
+    ],
+)
 def test_margin_bad_forms_say_what_is_valid(spec, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         verdicts.parse_margin(spec)
@@ -47,7 +62,7 @@ def test_margin_bad_forms_say_what_is_valid(spec, message):
 def test_margin_resolves_against_the_reference_mean():
     assert Margin("absolute", 0.005).resolve(0.9) == 0.005
     assert Margin("relative", 0.01).resolve(2.5) == pytest.approx(0.025)
-    assert Margin("relative", 0.01).resolve(-2.0) == pytest.approx(0.02)   # |mean|: a log-likelihood
+    assert Margin("relative", 0.01).resolve(-2.0) == pytest.approx(0.02)  # |mean|: a log-likelihood
     assert math.isnan(Margin("relative", 0.01).resolve(math.nan))
     assert Margin("relative", 0.01).resolve(0.0) == 0.0
     assert (str(Margin("relative", 0.01)), str(Margin("absolute", 0.005))) == ("1%", "0.005")
@@ -62,7 +77,7 @@ def test_every_builtin_task_metric_has_a_deliberate_default_and_range():
     for name in names:
         margin = verdicts.default_margin(name)
         lo, hi = verdicts.metric_bounds(name)
-        if hi == 1.0:        # scores on [0, 1] and R2: half a percentage point
+        if hi == 1.0:  # scores on [0, 1] and R2: half a percentage point
             assert margin == Margin("absolute", 0.005), name
         elif name in verdicts.NAT_LOSSES:
             assert margin == Margin("absolute", 0.01)
@@ -74,26 +89,30 @@ def test_every_builtin_task_metric_has_a_deliberate_default_and_range():
 
 # -------------------------------------------------------------------------------------- verdicts
 
-@pytest.mark.parametrize("lo, hi, margin, direction, expected", [
-    (0.001, 0.004, 0.005, "max", "equivalent"),     # excludes 0 but inside the margin: negligible
-    (-0.004, 0.004, 0.005, "max", "equivalent"),
-    (-0.004, -0.001, 0.005, "min", "equivalent"),
-    (-0.005, 0.004, 0.005, "max", "inconclusive"),  # touching -margin is not inside
-    (0.001, 0.005, 0.005, "max", "better"),         # touching +margin: not equivalent, excludes 0
-    (0.001, 0.02, 0.005, "max", "better"),
-    (0.001, 0.02, 0.005, "min", "worse"),           # lower is better: a positive A - B is worse
-    (-0.02, -0.001, 0.005, "min", "better"),
-    (-0.02, -0.001, 0.005, "max", "worse"),
-    (0.02, 0.001, 0.005, "max", "better"),          # bounds in either order
-    (-0.01, 0.02, 0.005, "max", "inconclusive"),
-    (0.0, 0.02, 0.005, "max", "inconclusive"),      # touching 0 does not exclude it
-    (math.nan, math.nan, 0.005, "max", "inconclusive"),  # one shared seed: no interval
-    (0.1, math.inf, 0.005, "max", "inconclusive"),
-    (0.001, 0.002, math.nan, "max", "better"),      # no margin: never equivalent
-    (-0.001, 0.001, math.nan, "max", "inconclusive"),
-    (0.0, 0.0, 0.005, "max", "equivalent"),         # identical runs
-    (0.0, 0.0, 0.0, "max", "inconclusive"),
-])
+
+@pytest.mark.parametrize(
+    "lo, hi, margin, direction, expected",
+    [
+        (0.001, 0.004, 0.005, "max", "equivalent"),  # excludes 0 but inside the margin: negligible
+        (-0.004, 0.004, 0.005, "max", "equivalent"),
+        (-0.004, -0.001, 0.005, "min", "equivalent"),
+        (-0.005, 0.004, 0.005, "max", "inconclusive"),  # touching -margin is not inside
+        (0.001, 0.005, 0.005, "max", "better"),  # touching +margin: not equivalent, excludes 0
+        (0.001, 0.02, 0.005, "max", "better"),
+        (0.001, 0.02, 0.005, "min", "worse"),  # lower is better: a positive A - B is worse
+        (-0.02, -0.001, 0.005, "min", "better"),
+        (-0.02, -0.001, 0.005, "max", "worse"),
+        (0.02, 0.001, 0.005, "max", "better"),  # bounds in either order
+        (-0.01, 0.02, 0.005, "max", "inconclusive"),
+        (0.0, 0.02, 0.005, "max", "inconclusive"),  # touching 0 does not exclude it
+        (math.nan, math.nan, 0.005, "max", "inconclusive"),  # one shared seed: no interval
+        (0.1, math.inf, 0.005, "max", "inconclusive"),
+        (0.001, 0.002, math.nan, "max", "better"),  # no margin: never equivalent
+        (-0.001, 0.001, math.nan, "max", "inconclusive"),
+        (0.0, 0.0, 0.005, "max", "equivalent"),  # identical runs
+        (0.0, 0.0, 0.0, "max", "inconclusive"),
+    ],
+)
 def test_verdict_cases(lo, hi, margin, direction, expected):
     assert verdicts.verdict(lo, hi, margin, direction) == expected
     assert expected in verdicts.VERDICTS
@@ -115,17 +134,18 @@ def test_verdict_refuses_bad_input_and_agrees_with_outcome_without_a_margin():
 
 # ------------------------------------------------------------------------- variance components
 
+
 def test_variance_components_by_hand_and_with_missing_values():
     c = verdicts.variance_components([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
     # replicate means 2 and 5: var 4.5; pooled within (2 + 2) / 4 = 1; between 4.5 - 1/3
     assert (c.replicates, c.seeds, c.df_within) == (2, 3.0, 4)
     assert c.within == pytest.approx(1.0) and c.between == pytest.approx(4.5 - 1.0 / 3.0)
-    truncated = verdicts.variance_components([[0.0, 2.0], [1.0, 1.0]])   # equal means: between 0
+    truncated = verdicts.variance_components([[0.0, 2.0], [1.0, 1.0]])  # equal means: between 0
     assert truncated.between == 0.0 and truncated.within == pytest.approx(1.0)
     grid = np.array([[1.0, 2.0, math.nan], [4.0, 5.0, 6.0], [math.nan] * 3])
     ragged = verdicts.variance_components(grid)
     assert ragged == verdicts.variance_components([[1.0, 2.0], [4.0, 5.0, 6.0], []])
-    assert ragged.replicates == 2 and ragged.seeds == pytest.approx(2.4)   # harmonic mean of 2 and 3
+    assert ragged.replicates == 2 and ragged.seeds == pytest.approx(2.4)  # harmonic mean of 2 and 3
     one = verdicts.variance_components([[1.0, 2.0, 4.0]])
     assert math.isnan(one.between) and one.within == pytest.approx(7.0 / 3.0)  # unidentifiable
 
@@ -163,6 +183,7 @@ def test_paired_groups_pair_like_two_level_paired():
 
 # --------------------------------------------------------------------------------------- the MDE
 
+
 @pytest.mark.parametrize("replicates", [2, 3, 5, 10])
 def test_mde_without_seed_noise_is_the_noncentral_t_power(replicates):
     from scipy.special import nctdtrinc, stdtrit
@@ -177,8 +198,8 @@ def test_mde_without_seed_noise_is_the_noncentral_t_power(replicates):
 
 
 def test_mde_degenerate_and_monotone():
-    assert math.isnan(verdicts.mde(math.nan, 1.0, 1, 1))        # one replicate, one seed
-    assert math.isnan(verdicts.mde(math.nan, 1.0, 3, 3))        # unknown between with R > 1
+    assert math.isnan(verdicts.mde(math.nan, 1.0, 1, 1))  # one replicate, one seed
+    assert math.isnan(verdicts.mde(math.nan, 1.0, 3, 3))  # unknown between with R > 1
     assert verdicts.mde(0.0, 0.0, 3, 3) == 0.0
     with pytest.raises(ValueError, match="replicates >= 1"):
         verdicts.mde(1.0, 1.0, 0, 3)
@@ -197,7 +218,7 @@ def test_replicates_needed_is_the_smallest_design_under_the_margin():
     assert verdicts.mde(between, within, r, n) < margin <= verdicts.mde(between, within, r - 1, n)
     r_inf = need.replicates_unlimited_seeds
     assert r_inf <= r and verdicts.mde(between, 0.0, r_inf, n) < margin
-    assert need.seeds is None and "no seed count" in need.reason    # at R = 3 tuning luck is too much
+    assert need.seeds is None and "no seed count" in need.reason  # at R = 3 tuning luck is too much
     at_five = verdicts.replicates_needed(margin, between, within, n, replicates=5)
     s = at_five.seeds
     assert verdicts.mde(between, within, 5, s) < margin <= verdicts.mde(between, within, 5, s - 1)
@@ -231,6 +252,7 @@ def test_assess_end_to_end_from_keyed_runs():
 
 # ------------------------------------------------------------------------------------- display
 
+
 def test_clip_interval_keeps_mean_intervals_in_range():
     bounds = verdicts.metric_bounds("accuracy")
     assert verdicts.clip_interval(0.895, 1.002, bounds) == (0.895, 1.0)
@@ -241,19 +263,22 @@ def test_clip_interval_keeps_mean_intervals_in_range():
     assert verdicts.clip_interval(0.99, 1.3, verdicts.metric_bounds("perplexity")) == (1.0, 1.3)
 
 
-@pytest.mark.parametrize("x, margin, decimals, text", [
-    (-0.0003, 0.005, 3, "-0.0003"),
-    (0.0049, 0.005, 3, "0.0049"),
-    (-0.00499999, 0.005, 3, "-0.00499999"),
-    (0.00500001, 0.005, 3, "0.00500001"),
-    (0.005, 0.005, 3, "0.005"),
-    (0.123456, 0.005, 3, "0.123"),
-    (-0.0, 0.005, 3, "0.000"),
-    (-2e-17, 0.036, 3, "0.000"),  # summation noise of identical paired runs
-    (1e-8, 0.005, 3, "0.00000001"),  # small but above noise: its sign shows
-    (12.3456, math.nan, 1, "12.3"),
-    (math.nan, 0.005, 3, "n/a"),
-])
+@pytest.mark.parametrize(
+    "x, margin, decimals, text",
+    [
+        (-0.0003, 0.005, 3, "-0.0003"),
+        (0.0049, 0.005, 3, "0.0049"),
+        (-0.00499999, 0.005, 3, "-0.00499999"),
+        (0.00500001, 0.005, 3, "0.00500001"),
+        (0.005, 0.005, 3, "0.005"),
+        (0.123456, 0.005, 3, "0.123"),
+        (-0.0, 0.005, 3, "0.000"),
+        (-2e-17, 0.036, 3, "0.000"),  # summation noise of identical paired runs
+        (1e-8, 0.005, 3, "0.00000001"),  # small but above noise: its sign shows
+        (12.3456, math.nan, 1, "12.3"),
+        (math.nan, 0.005, 3, "n/a"),
+    ],
+)
 def test_format_bound_shows_the_side_of_zero_and_margin(x, margin, decimals, text):
     assert verdicts.format_bound(x, margin, decimals) == text
 
@@ -270,11 +295,14 @@ def test_format_bound_never_crosses_zero_or_margin():
 
 # ------------------------------------------------------------------------ simulated sweeps
 
+
 def _sweeps(rng, sims, replicates, seeds, between_sd, within_sd, effect):
     """Paired differences of ``sims`` sweeps, normal two-level: (sims, R, n)."""
-    return (np.asarray(effect, dtype=float).reshape(-1, 1, 1)
-            + rng.normal(0.0, between_sd, (sims, replicates, 1))
-            + rng.normal(0.0, within_sd, (sims, replicates, seeds)))
+    return (
+        np.asarray(effect, dtype=float).reshape(-1, 1, 1)
+        + rng.normal(0.0, between_sd, (sims, replicates, 1))
+        + rng.normal(0.0, within_sd, (sims, replicates, seeds))
+    )
 
 
 def verdict_rates(x, margin, direction="max"):
@@ -288,8 +316,16 @@ def verdict_rates(x, margin, direction="max"):
 
 
 # (between sd, within sd, R, n) of the paired differences: tuning luck dominant, equal, seeds dominant
-POWER_SETTINGS = [(1.0, 1.0, 3, 3), (1.0, 0.1, 3, 3), (0.3, 1.0, 3, 5), (0.0, 1.0, 3, 3),
-                  (1.0, 1.0, 5, 5), (1.0, 1.0, 10, 3), (0.5, 1.0, 5, 2), (1.0, 1.0, 2, 3)]
+POWER_SETTINGS = [
+    (1.0, 1.0, 3, 3),
+    (1.0, 0.1, 3, 3),
+    (0.3, 1.0, 3, 5),
+    (0.0, 1.0, 3, 3),
+    (1.0, 1.0, 5, 5),
+    (1.0, 1.0, 10, 3),
+    (0.5, 1.0, 5, 2),
+    (1.0, 1.0, 2, 3),
+]
 
 
 @pytest.mark.parametrize("setting", POWER_SETTINGS)
@@ -301,8 +337,9 @@ def test_better_rate_at_the_reported_mde(setting):
     direction = "max" if r != 5 else "min"
     rng = np.random.default_rng(int(100 * between + 10 * within + r + n))
     effect = verdicts.mde(between**2, within**2, r, n)
-    rates = verdict_rates(_sweeps(rng, 4000, r, n, between, within, effect * (1.0 if direction == "max" else -1.0)),
-                          effect / 2, direction)
+    rates = verdict_rates(
+        _sweeps(rng, 4000, r, n, between, within, effect * (1.0 if direction == "max" else -1.0)), effect / 2, direction
+    )
     assert 0.70 <= rates["better"] <= 0.90, rates
     assert rates["excludes_zero"] == pytest.approx(0.80, abs=0.03), rates  # calibrated: sd 0.006
 
@@ -316,7 +353,7 @@ def test_an_effect_below_the_margin_is_equivalent_not_better():
     assert rates["excludes_zero"] == pytest.approx(0.80, abs=0.03)
     assert rates["better"] < 0.10 and rates["equivalent"] > 0.75, rates
     at_margin = verdict_rates(_sweeps(rng, 4000, 5, 5, 1.0, 1.0, 2.5 * effect), 2.5 * effect)
-    assert at_margin["better"] > 0.95, at_margin   # an effect of the margin's size is found
+    assert at_margin["better"] > 0.95, at_margin  # an effect of the margin's size is found
 
 
 def _keyed_sweep(rng, replicates, seeds, between, within, effect):
@@ -325,8 +362,12 @@ def _keyed_sweep(rng, replicates, seeds, between, within, effect):
     shared = rng.normal(0.0, 1.0, seeds)
 
     def side(mean: float) -> dict:
-        values = (mean + rng.normal(0.0, between / math.sqrt(2), (replicates, 1))
-                  + rng.normal(0.0, within / math.sqrt(2), (replicates, seeds)) + shared)
+        values = (
+            mean
+            + rng.normal(0.0, between / math.sqrt(2), (replicates, 1))
+            + rng.normal(0.0, within / math.sqrt(2), (replicates, seeds))
+            + shared
+        )
         return {(r, s): float(values[r, s]) for r in range(replicates) for s in range(seeds)}
 
     return side(effect), side(0.0)
@@ -347,7 +388,7 @@ def leaderboard_better_rate(setting, sims, n_resamples, seed):
 
 @pytest.mark.parametrize("setting", [(1.0, 1.0, 3, 3), (0.3, 1.0, 5, 3)])
 def test_better_rate_at_the_mde_through_the_bootstrap(setting):
-    rate = leaderboard_better_rate(setting, 200, 2000, 5)   # binomial sd 0.03 at 200 sweeps
+    rate = leaderboard_better_rate(setting, 200, 2000, 5)  # binomial sd 0.03 at 200 sweeps
     assert 0.70 <= rate <= 0.90, rate
 
 
@@ -365,8 +406,9 @@ def test_one_replicate_mde_against_the_seed_bootstrap():
     effect = verdicts.mde(math.nan, 1.0, 1, 10)
     better = 0
     for i in range(300):
-        d = stats.paired_difference(dict(enumerate(rng.normal(effect, 1.0, 10))), dict.fromkeys(range(10), 0.0),
-                                    n_resamples=2000, seed=i)
+        d = stats.paired_difference(
+            dict(enumerate(rng.normal(effect, 1.0, 10))), dict.fromkeys(range(10), 0.0), n_resamples=2000, seed=i
+        )
         better += verdicts.verdict(d.lo, d.hi, effect / 2, "max") == "better"
     assert 0.70 <= better / 300 <= 0.90
 
@@ -386,11 +428,11 @@ def test_zero_and_margin_effects_at_the_default_margin(name):
     between, within, margin, r, n = REALISTIC[name]
     rng = np.random.default_rng(40 + list(REALISTIC).index(name))
     zero = verdict_rates(_sweeps(rng, 4000, r, n, between, within, 0.0), margin)
-    assert zero["better"] + zero["worse"] <= 0.06, zero               # two-sided 5% test
+    assert zero["better"] + zero["worse"] <= 0.06, zero  # two-sided 5% test
     predicted = verdicts.equivalence_probability(margin, between**2, within**2, r, n)
     assert zero["equivalent"] == pytest.approx(predicted, abs=0.03), (zero, predicted)
     edge = verdict_rates(_sweeps(rng, 4000, r, n, between, within, margin), margin)
-    assert edge["equivalent"] <= 0.035, edge                          # TOST at 2.5% per side
+    assert edge["equivalent"] <= 0.035, edge  # TOST at 2.5% per side
     assert verdicts.equivalence_probability(margin, between**2, within**2, r, n, effect=margin) <= 0.026
 
 
@@ -413,8 +455,9 @@ def test_mde_from_one_sweeps_estimates_is_optimistic_at_few_replicates(replicate
     predicted = float(np.mean(1.0 - nctdtr(k, lam * np.sqrt(w), t)))
     rng = np.random.default_rng(replicates)
     pilots = _sweeps(rng, 4000, replicates, 1, 1.0, 0.0, 0.0)
-    reported = [verdicts.mde(c.between, c.within, replicates, 1, df_within=0)
-                for c in map(verdicts.variance_components, pilots)]
+    reported = [
+        verdicts.mde(c.between, c.within, replicates, 1, df_within=0) for c in map(verdicts.variance_components, pilots)
+    ]
     rates = verdict_rates(_sweeps(rng, 4000, replicates, 1, 1.0, 0.0, np.array(reported)), math.nan)
     assert rates["better"] == pytest.approx(predicted, abs=0.03), (rates, predicted)
     assert rates["better"] < 0.75

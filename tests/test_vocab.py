@@ -13,9 +13,11 @@ from harness.vocab import ROLES, SIZES, Metric
 
 
 def test_importing_the_vocabulary_does_not_import_torch():
-    code = ("import sys; import harness.vocab as v; "
-            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch')); "
-            "print(v.SIZES, len(v.ROLES), v.Metric('x', 'min').sign)")
+    code = (
+        "import sys; import harness.vocab as v; "
+        "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch')); "
+        "print(v.SIZES, len(v.ROLES), v.Metric('x', 'min').sign)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["('tiny',", "'small',", "'paper')", "5", "-1.0"]

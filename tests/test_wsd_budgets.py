@@ -24,14 +24,30 @@ from harness.spec import RunSpec
 WSD = {"kind": "wsd", "decay_fraction": 0.25}
 
 # Outcome columns a branched run must share with the run from scratch (its ids and timings aside).
-SAME = ("status", "steps", "steps_done", "val_metric", "test_metric", "best_val_metric", "best_val_step", "objective",
-        "steps_to_target", "final_train_loss", "metrics", "optimizer_state_bytes", "param_count")
+SAME = (
+    "status",
+    "steps",
+    "steps_done",
+    "val_metric",
+    "test_metric",
+    "best_val_metric",
+    "best_val_step",
+    "objective",
+    "steps_to_target",
+    "final_train_loss",
+    "metrics",
+    "optimizer_state_bytes",
+    "param_count",
+)
 
 
 def _curves(result, splits=("train", "val", "test", "opt")) -> list[tuple]:
     """Every curve point but the training seconds (a timing)."""
-    return sorted((c["split"], c["name"], c["step"], c["value"]) for c in result.curves
-                  if c["split"] in splits and (c["split"], c["name"]) != ("train", "seconds"))
+    return sorted(
+        (c["split"], c["name"], c["step"], c["value"])
+        for c in result.curves
+        if c["split"] in splits and (c["split"], c["name"]) != ("train", "seconds")
+    )
 
 
 def assert_same_run(branched, scratch, splits=("train", "val", "test", "opt")) -> None:
@@ -42,19 +58,33 @@ def assert_same_run(branched, scratch, splits=("train", "val", "test", "opt")) -
 
 
 def _spec(task: str, optimizer: str, steps: int, budget: float = 1.0, schedule=None, **kw) -> RunSpec:
-    spec, _ = resolve(task=task, optimizer=optimizer, size="tiny", steps=steps, seed=1, budget=budget,
-                      schedule=WSD if schedule is None else schedule, **kw)
+    spec, _ = resolve(
+        task=task,
+        optimizer=optimizer,
+        size="tiny",
+        steps=steps,
+        seed=1,
+        budget=budget,
+        schedule=WSD if schedule is None else schedule,
+        **kw,
+    )
     return spec
 
 
 # ------------------------------------------------------------------------------------ the schedule
 
+
 def test_a_wsd_override_is_completed_over_the_tasks_schedule_and_names_the_run():
     plain = _spec("tabular_mlp", "adamw", 80, schedule={})
     wsd = _spec("tabular_mlp", "adamw", 80, schedule={"kind": "wsd", "decay_fraction": 0.2, "decay_shape": "sqrt"})
     # the task's warmup (a fraction of the full budget) and floor are kept; the spec holds the whole schedule
-    assert wsd.schedule == {"kind": "wsd", "warmup_steps": round(0.05 * 80), "min_lr_ratio": 0.0,
-                            "decay_fraction": 0.2, "decay_shape": "sqrt"}
+    assert wsd.schedule == {
+        "kind": "wsd",
+        "warmup_steps": round(0.05 * 80),
+        "min_lr_ratio": 0.0,
+        "decay_fraction": 0.2,
+        "decay_shape": "sqrt",
+    }
     assert plain.schedule == {} and "schedule" not in plain.to_json() and wsd.run_id != plain.run_id
     # asking for the task's own schedule by name is the same run; budget 1.0 is no budget
     assert _spec("tabular_mlp", "adamw", 80, schedule={"kind": "cosine"}).run_id == plain.run_id
@@ -63,8 +93,13 @@ def test_a_wsd_override_is_completed_over_the_tasks_schedule_and_names_the_run()
 
 
 def test_the_loop_trains_with_the_wsd_factors_over_the_budgets_steps():
-    spec = _spec("tabular_mlp", "adamw", 80, budget=0.5, schedule={"kind": "wsd", "decay_fraction": 0.5,
-                                                                    "decay_shape": "sqrt", "min_lr_ratio": 0.1})
+    spec = _spec(
+        "tabular_mlp",
+        "adamw",
+        80,
+        budget=0.5,
+        schedule={"kind": "wsd", "decay_fraction": 0.5, "decay_shape": "sqrt", "min_lr_ratio": 0.1},
+    )
     res = run(spec)
     sched = schedules.Schedule.from_mapping(spec.schedule)
     lr = spec.hparams["lr"]
@@ -123,6 +158,7 @@ def test_a_budget_run_branched_from_the_full_run_equals_it_from_scratch(task, tm
 
 # -------------------------------------------------------------------------------- SoftX under WSD
 
+
 @pytest.mark.parametrize("child_name, parent_name", [("softsignum", "signum"), ("softmuon", "muon")])
 @pytest.mark.parametrize("alpha", [0.9, 0.5])  # switch after / before the budget run's decay start
 def test_softx_budget_runs_branch_from_xs_stable_phase(child_name, parent_name, alpha, tmp_path):
@@ -144,8 +180,11 @@ def test_softx_budget_runs_branch_from_xs_stable_phase(child_name, parent_name, 
     # the parent (a sign method) had no diagnostics to log: compare the train, val and test curves
     assert_same_run(branched, run(child), splits=("train", "val", "test"))
     # and the full SoftX run under wsd, branched from X at its switch as before, equals it from scratch
-    whole = run(full_child, out_dir=tmp_path,
-                branch_from=ckpt.path_for(tmp_path, parent.run_id, branch_step(full_child, parent)))
+    whole = run(
+        full_child,
+        out_dir=tmp_path,
+        branch_from=ckpt.path_for(tmp_path, parent.run_id, branch_step(full_child, parent)),
+    )
     assert whole.row["branch_step"] == math.floor(alpha * steps + 1e-9)
     assert_same_run(whole, run(full_child), splits=("train", "val", "test"))
 
@@ -158,18 +197,22 @@ def test_softx_budget_runs_do_not_branch_from_their_own_full_run(tmp_path):
 
 # ---------------------------------------------------------------------------------------- refused
 
+
 def _full_with_checkpoint(tmp_path, **kw):
     full = _spec("tabular_mlp", "adamw", 60, **kw)
     run(full, out_dir=tmp_path, checkpoints=CheckpointPolicy(keep_steps=budget_keep_steps(full, [0.5])))
     return full, ckpt.path_for(tmp_path, full.run_id, 22)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"schedule": {**WSD, "decay_shape": "sqrt"}}, r"differs in schedule"),
-    ({"hparams": {"lr": 0.5}}, r"the parent trained with lr="),
-    ({"delay": 1}, r"differs in delay"),
-    ({"seed": 7}, r"differs in seed"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"schedule": {**WSD, "decay_shape": "sqrt"}}, r"differs in schedule"),
+        ({"hparams": {"lr": 0.5}}, r"the parent trained with lr="),
+        ({"delay": 1}, r"differs in delay"),
+        ({"seed": 7}, r"differs in seed"),
+    ],
+)
 def test_a_budget_branch_refuses_a_parent_that_is_not_its_first_steps(tmp_path, change, message):
     _, point = _full_with_checkpoint(tmp_path)
     base = dict(task="tabular_mlp", optimizer="adamw", size="tiny", steps=60, seed=1, budget=0.5, schedule=WSD)
@@ -183,8 +226,9 @@ def test_a_budget_branch_refuses_a_parent_that_is_not_its_first_steps(tmp_path, 
 def test_a_budget_branch_refuses_the_wrong_step_a_shorter_parent_and_a_schedule_without_decay(tmp_path):
     full, point = _full_with_checkpoint(tmp_path)
     other = _spec("tabular_mlp", "adamw", 60, budget=0.75)  # T = 45: branches at 45 - 11 = 34, not 22
-    with pytest.raises(BranchRefused, match="checkpoint is at step 22, but a budget-0.75 run of 45 steps branches at "
-                                            "step 34"):
+    with pytest.raises(
+        BranchRefused, match="checkpoint is at step 22, but a budget-0.75 run of 45 steps branches at step 34"
+    ):
         run(other, out_dir=tmp_path, branch_from=point)
     with pytest.raises(BranchRefused, match="at budget 0.25 cannot start a adamw run at budget 0.5"):
         branch_step(_spec("tabular_mlp", "adamw", 60, budget=0.5), full.with_(budget=0.25))
@@ -210,9 +254,25 @@ def test_keep_steps_are_the_decay_starts_and_bad_budgets_are_named():
 
 # -------------------------------------------------------------------------------------------- CLI
 
+
 def _run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(["run", "--task", "tabular_mlp", "--optimizer", "adamw", "--steps", "60", "--seed", "1",
-                 "--no-progress", "--checkpoint-every", "0", *args])
+    code = main(
+        [
+            "run",
+            "--task",
+            "tabular_mlp",
+            "--optimizer",
+            "adamw",
+            "--steps",
+            "60",
+            "--seed",
+            "1",
+            "--no-progress",
+            "--checkpoint-every",
+            "0",
+            *args,
+        ]
+    )
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -240,8 +300,9 @@ def test_softx_budget_runs_find_xs_run_in_the_results_folder(tmp_path, capsys):
     code, _, err = main_run(capsys, "signum", *wsd, "--keep-budgets", "0.5", "--keep-checkpoint", "54")
     assert code == 0, err
     for budget, step in (("0.5", 22), ("1", 54)):  # at D(30) = 22 <= S(30) = 27; the full run at S(60) = 54
-        code, _, err = main_run(capsys, "softsignum", *wsd, "--set", "alpha_sign=0.9", "--budget", budget,
-                                "--branch-from", str(out))
+        code, _, err = main_run(
+            capsys, "softsignum", *wsd, "--set", "alpha_sign=0.9", "--budget", budget, "--branch-from", str(out)
+        )
         assert code == 0 and f"steps after {step} only" in err, err
     soft = records.read_runs(out).query("optimizer == 'softsignum'").set_index("budget")
     assert soft.loc[0.5, "branch_step"] == 22 and soft.loc[1.0, "branch_step"] == 54
@@ -249,28 +310,57 @@ def test_softx_budget_runs_find_xs_run_in_the_results_folder(tmp_path, capsys):
 
 
 def main_run(capsys, optimizer: str, *args: str) -> tuple[int, str, str]:
-    code = main(["run", "--task", "tabular_mlp", "--optimizer", optimizer, "--steps", "60", "--seed", "1",
-                 "--no-progress", "--checkpoint-every", "0", *args])
+    code = main(
+        [
+            "run",
+            "--task",
+            "tabular_mlp",
+            "--optimizer",
+            optimizer,
+            "--steps",
+            "60",
+            "--seed",
+            "1",
+            "--no-progress",
+            "--checkpoint-every",
+            "0",
+            *args,
+        ]
+    )
     out, err = capsys.readouterr()
     return code, out, err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--schedule", "wsd"], "schedule wsd needs decay_fraction"),
-    (["--decay-fraction", "0.2"], "decay_fraction apply to schedule wsd only, not 'cosine'"),
-    (["--schedule", "wsd", "--decay-fraction", "0.2", "--decay-shape", "cosine"], "invalid choice: 'cosine'"),
-    (["--schedule", "step"], "invalid choice: 'step' (choose from"),
-    (["--schedule", "wsd", "--decay-fraction", "0.2", "--warmup-steps", "55"], "inside the 55-step warmup"),
-    (["--schedule", "wsd", "--decay-fraction", "0.01"], "is 1 step; it needs at least 2"),
-    (["--budget", "1.5"], "a budget is a fraction of the task's steps in (0, 1], got 1.5"),
-    (["--budget", "0"], "in (0, 1], got 0.0"),
-    (["--keep-budgets", "0.5"], "--keep-budgets: budget branches start from the stable phase of a wsd schedule"),
-    (["--schedule", "wsd", "--decay-fraction", "0.2", "--keep-budgets", "half"], "--keep-budgets takes fractions"),
-    (["--budget", "0.5", "--branch-from", "0123456789abcdef0123"], "only under a wsd schedule"),
-    (["--schedule", "wsd", "--decay-fraction", "0.2", "--budget", "0.5", "--branch-from", "0123456789abcdef0123"],
-     "no checkpoints of run 0123456789abcdef0123"),
-    (["--branch-from", "nowhere"], "no such checkpoint, folder or run_id"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--schedule", "wsd"], "schedule wsd needs decay_fraction"),
+        (["--decay-fraction", "0.2"], "decay_fraction apply to schedule wsd only, not 'cosine'"),
+        (["--schedule", "wsd", "--decay-fraction", "0.2", "--decay-shape", "cosine"], "invalid choice: 'cosine'"),
+        (["--schedule", "step"], "invalid choice: 'step' (choose from"),
+        (["--schedule", "wsd", "--decay-fraction", "0.2", "--warmup-steps", "55"], "inside the 55-step warmup"),
+        (["--schedule", "wsd", "--decay-fraction", "0.01"], "is 1 step; it needs at least 2"),
+        (["--budget", "1.5"], "a budget is a fraction of the task's steps in (0, 1], got 1.5"),
+        (["--budget", "0"], "in (0, 1], got 0.0"),
+        (["--keep-budgets", "0.5"], "--keep-budgets: budget branches start from the stable phase of a wsd schedule"),
+        (["--schedule", "wsd", "--decay-fraction", "0.2", "--keep-budgets", "half"], "--keep-budgets takes fractions"),
+        (["--budget", "0.5", "--branch-from", "0123456789abcdef0123"], "only under a wsd schedule"),
+        (
+            [
+                "--schedule",
+                "wsd",
+                "--decay-fraction",
+                "0.2",
+                "--budget",
+                "0.5",
+                "--branch-from",
+                "0123456789abcdef0123",
+            ],
+            "no checkpoints of run 0123456789abcdef0123",
+        ),
+        (["--branch-from", "nowhere"], "no such checkpoint, folder or run_id"),
+    ],
+)
 def test_bad_schedule_and_budget_flags_exit_2_naming_the_valid_choices(tmp_path, capsys, args, message):
     out = tmp_path / "out"
     try:

@@ -120,27 +120,65 @@ def plan_for(device_type: str, quick: bool) -> Plan:
     resnet = lambda w: ("a", f"ResNet-18 width {w}", {"width": w})  # noqa: E731
     llm = lambda s: ("b", f"LLM {s}", dict(LLM_SIZES[s]))  # noqa: E731
     if device_type == "cuda" and not quick:
-        paper = (Case("cifar_resnet", "paper", fallback_dataset="synthetic", options={"model": "resnet18"}),
-                 Case("gnn_graphland", "paper", fallback_dataset="sbm"),
-                 Case("llm", "paper", dataset="pydoc"),  # 130M, ctx 256, bf16: the MFU case
-                 Case("lstm_lm", "paper", dataset="pydoc"),
-                 Case("tabular_mlp", "paper", fallback_dataset="digits"))
-        return Plan(budgets={"environment": 30, "smoke": 100, "optimizer_step": 45, "throughput": 120, "ns5": 15},
-                    smoke_steps=8, smoke_cell_s=30, step_sets=(resnet(64), llm("130m")), step_repeats=20,
-                    step_warmup=5, step_build_samples=3, cases=paper, case_s=60, tp_steps=10, tp_warmup=3,
-                    llm_batch=128, ns5_shapes=((48, 768, 768), (36, 768, 2048), (1, 8192, 8192)), ns5_repeats=10)
+        paper = (
+            Case("cifar_resnet", "paper", fallback_dataset="synthetic", options={"model": "resnet18"}),
+            Case("gnn_graphland", "paper", fallback_dataset="sbm"),
+            Case("llm", "paper", dataset="pydoc"),  # 130M, ctx 256, bf16: the MFU case
+            Case("lstm_lm", "paper", dataset="pydoc"),
+            Case("tabular_mlp", "paper", fallback_dataset="digits"),
+        )
+        return Plan(
+            budgets={"environment": 30, "smoke": 100, "optimizer_step": 45, "throughput": 120, "ns5": 15},
+            smoke_steps=8,
+            smoke_cell_s=30,
+            step_sets=(resnet(64), llm("130m")),
+            step_repeats=20,
+            step_warmup=5,
+            step_build_samples=3,
+            cases=paper,
+            case_s=60,
+            tp_steps=10,
+            tp_warmup=3,
+            llm_batch=128,
+            ns5_shapes=((48, 768, 768), (36, 768, 2048), (1, 8192, 8192)),
+            ns5_repeats=10,
+        )
     if quick:
         # Budgets far above the ~15 s a quiet 2-core CPU needs: they only stop a hung unit, and a busy
         # shared machine must not turn slowness into failures.
-        return Plan(budgets={"environment": 60, "smoke": 120, "optimizer_step": 90, "throughput": 60, "ns5": 30},
-                    smoke_steps=4, smoke_cell_s=20, step_sets=(resnet(8), llm("tiny")), step_repeats=7,
-                    step_warmup=2, step_build_samples=1, cases=tuple(Case(n, "tiny") for n in names), case_s=10,
-                    tp_steps=4, tp_warmup=1, llm_batch=None, ns5_shapes=((4, 64, 64), (2, 64, 256)), ns5_repeats=3,
-                    step_total_steps=100)
-    return Plan(budgets={"environment": 60, "smoke": 300, "optimizer_step": 600, "throughput": 300, "ns5": 60},
-                smoke_steps=8, smoke_cell_s=60, step_sets=(resnet(64), llm("small")), step_repeats=5,
-                step_warmup=2, step_build_samples=2, cases=tuple(Case(n, "small") for n in names), case_s=120,
-                tp_steps=10, tp_warmup=2, llm_batch=None, ns5_shapes=((12, 256, 256), (4, 256, 1024)), ns5_repeats=5)
+        return Plan(
+            budgets={"environment": 60, "smoke": 120, "optimizer_step": 90, "throughput": 60, "ns5": 30},
+            smoke_steps=4,
+            smoke_cell_s=20,
+            step_sets=(resnet(8), llm("tiny")),
+            step_repeats=7,
+            step_warmup=2,
+            step_build_samples=1,
+            cases=tuple(Case(n, "tiny") for n in names),
+            case_s=10,
+            tp_steps=4,
+            tp_warmup=1,
+            llm_batch=None,
+            ns5_shapes=((4, 64, 64), (2, 64, 256)),
+            ns5_repeats=3,
+            step_total_steps=100,
+        )
+    return Plan(
+        budgets={"environment": 60, "smoke": 300, "optimizer_step": 600, "throughput": 300, "ns5": 60},
+        smoke_steps=8,
+        smoke_cell_s=60,
+        step_sets=(resnet(64), llm("small")),
+        step_repeats=5,
+        step_warmup=2,
+        step_build_samples=2,
+        cases=tuple(Case(n, "small") for n in names),
+        case_s=120,
+        tp_steps=10,
+        tp_warmup=2,
+        llm_batch=None,
+        ns5_shapes=((12, 256, 256), (4, 256, 1024)),
+        ns5_repeats=5,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -161,16 +199,21 @@ def parse_device(text: str | None):
     if text.startswith("cuda"):
         if not torch.cuda.is_available():
             build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-            raise UserError(f"--device {text}: CUDA is not available here (torch {torch.__version__}, {build}, "
-                            f"0 GPUs visible); use --device cpu")
+            raise UserError(
+                f"--device {text}: CUDA is not available here (torch {torch.__version__}, {build}, "
+                f"0 GPUs visible); use --device cpu"
+            )
         index = int(text.split(":")[1]) if ":" in text else 0
         if index >= torch.cuda.device_count():
-            raise UserError(f"--device {text}: only {torch.cuda.device_count()} GPU(s) visible "
-                            f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+            raise UserError(
+                f"--device {text}: only {torch.cuda.device_count()} GPU(s) visible "
+                f"(cuda:0..cuda:{torch.cuda.device_count() - 1})"
+            )
         return torch.device("cuda", index)
     if text == "mps" and not torch.backends.mps.is_available():
-        raise UserError("--device mps: MPS is not available here (needs Apple silicon and a torch build with "
-                        "MPS); use --device cpu")
+        raise UserError(
+            "--device mps: MPS is not available here (needs Apple silicon and a torch build with MPS); use --device cpu"
+        )
     return torch.device(text)
 
 
@@ -212,8 +255,15 @@ class _Section:
         self.log(f"   ({self.name}: {seconds:.1f}s)")
 
 
-def run_check(device, *, quick: bool, out: Path, peak_override: float | None = None,
-              sections: tuple[str, ...] = SECTIONS, log: Log | None = None) -> tuple[int, Report]:
+def run_check(
+    device,
+    *,
+    quick: bool,
+    out: Path,
+    peak_override: float | None = None,
+    sections: tuple[str, ...] = SECTIONS,
+    log: Log | None = None,
+) -> tuple[int, Report]:
     """Run the check on ``device`` and write ``out/check_<tag>.{csv,json}``; returns (exit code, report).
 
     ``sections`` restricts what runs (tests use it to keep in-process runs short)."""
@@ -229,9 +279,14 @@ def run_check(device, *, quick: bool, out: Path, peak_override: float | None = N
     name = check_env.device_info(device)["name"]
     peak, peak_source = check_speed.peak_tflops(name if device.type == "cuda" else None, peak_override)
     report = Report(device=device, tag=tag, device_name=name)
-    report.details.update(device=str(device), quick=quick, peak_tflops=peak, peak_source=peak_source,
-                          started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                          plan=dataclasses.asdict(plan))
+    report.details.update(
+        device=str(device),
+        quick=quick,
+        peak_tflops=peak,
+        peak_source=peak_source,
+        started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        plan=dataclasses.asdict(plan),
+    )
     log(f"optbench check on {device} ({name}){' --quick' if quick else ''}: sections {', '.join(sections)}")
     if device.type == "cuda":  # as the loop does for every run
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -259,13 +314,19 @@ def run_check(device, *, quick: bool, out: Path, peak_override: float | None = N
 
     failures = report.failures()
     code = 1 if failures else 0
-    report.details.update(wall_seconds=round(time.perf_counter() - t_start, 1), exit_code=code,
-                          failures=[f"{r['section']} {r['item']}: {r['detail']}" for r in failures])
+    report.details.update(
+        wall_seconds=round(time.perf_counter() - t_start, 1),
+        exit_code=code,
+        failures=[f"{r['section']} {r['item']}: {r['detail']}" for r in failures],
+    )
     print_summary(report, log)
     csv_path, json_path = write_outputs(report, out)
     log(f"\nwrote {csv_path} and {json_path}")
-    verdict = "all passed" if not failures else f"FAILED ({len(failures)}): " + "; ".join(
-        f"{r['section']} {r['item']}" for r in failures)
+    verdict = (
+        "all passed"
+        if not failures
+        else f"FAILED ({len(failures)}): " + "; ".join(f"{r['section']} {r['item']}" for r in failures)
+    )
     log(f"check {verdict} in {report.details['wall_seconds']:.0f}s")
     if failures:
         print(f"optbench check: {len(failures)} failure(s):", file=sys.stderr)
@@ -305,10 +366,12 @@ def _env_rows(report: Report, env: dict[str, Any]) -> None:
     for row in env["datasets"]:
         # A probe that crashed (not a missing file) is a bug in a task module: a failure of the check.
         status = {"available": "ok", "missing": "note"}.get(row["status"], "failed")
-        report.add("environment", f"dataset {row['task']}/{row['dataset']}", status, row["status"],
-                   detail=row["detail"])
-    report.add("environment", "optuna storage", "ok", env["optuna_storage"]["default"],
-               detail=env["optuna_storage"]["status"])
+        report.add(
+            "environment", f"dataset {row['task']}/{row['dataset']}", status, row["status"], detail=row["detail"]
+        )
+    report.add(
+        "environment", "optuna storage", "ok", env["optuna_storage"]["default"], detail=env["optuna_storage"]["status"]
+    )
 
 
 def _smoke(report: Report, device, plan: Plan, amp_modes, log: Log) -> None:
@@ -316,8 +379,10 @@ def _smoke(report: Report, device, plan: Plan, amp_modes, log: Log) -> None:
 
     todo = check_smoke.cells(amp_modes)
     sec = _Section(report, "smoke", plan.budgets["smoke"], log)
-    log(f"  {len(todo)} cells at tiny size, {plan.smoke_steps} steps each, precision "
-        + " and ".join(a or "fp32" for a in amp_modes))
+    log(
+        f"  {len(todo)} cells at tiny size, {plan.smoke_steps} steps each, precision "
+        + " and ".join(a or "fp32" for a in amp_modes)
+    )
     rows: list[dict[str, Any]] = []
     for i, cell in enumerate(todo):
         t0 = time.perf_counter()
@@ -325,16 +390,24 @@ def _smoke(report: Report, device, plan: Plan, amp_modes, log: Log) -> None:
             with time_limit(sec.limit(plan.smoke_cell_s)):
                 row = check_smoke.run_cell(cell, device, plan.smoke_steps)
         except CheckTimeout as exc:
-            row = {"task": cell.task, "optimizer": cell.optimizer, "amp": cell.amp or "fp32", "label": cell.label,
-                   "status": check_smoke.FAIL, "detail": f"not run to the end: {exc}",
-                   "seconds": time.perf_counter() - t0}
+            row = {
+                "task": cell.task,
+                "optimizer": cell.optimizer,
+                "amp": cell.amp or "fp32",
+                "label": cell.label,
+                "status": check_smoke.FAIL,
+                "detail": f"not run to the end: {exc}",
+                "seconds": time.perf_counter() - t0,
+            }
         rows.append(row)
         if row["status"] != check_smoke.PASS:
             log(f"  {row['status']:<6}{cell.label}: {row['detail']}")
         if i + 1 == len(todo) or (todo[i + 1].task, todo[i + 1].amp) != (cell.task, cell.amp):
             group = [r for r in rows if (r["task"], r["amp"]) == (row["task"], row["amp"])]
             passed = sum(r["status"] != check_smoke.FAIL for r in group)
-            log(f"  {cell.task:<16}{row['amp']:<6}{passed}/{len(group)} passed {sum(r['seconds'] for r in group):6.1f}s")
+            log(
+                f"  {cell.task:<16}{row['amp']:<6}{passed}/{len(group)} passed {sum(r['seconds'] for r in group):6.1f}s"
+            )
     check_smoke.print_table(rows, log)
     for r in rows:
         report.add("smoke", r["label"], r["status"], round(r["seconds"], 3), "s", detail=r["detail"])
@@ -354,21 +427,38 @@ def _optimizer_step(report: Report, device, plan: Plan, log: Log) -> None:
         first = len(rows)
         try:
             with time_limit(sec.limit()):
-                check_step.run_set(set_name, shapes, device, warmup=plan.step_warmup, repeats=plan.step_repeats,
-                                   build_samples=plan.step_build_samples, total_steps=plan.step_total_steps,
-                                   log=lambda line: log("  " + line), rows=rows)
+                check_step.run_set(
+                    set_name,
+                    shapes,
+                    device,
+                    warmup=plan.step_warmup,
+                    repeats=plan.step_repeats,
+                    build_samples=plan.step_build_samples,
+                    total_steps=plan.step_total_steps,
+                    log=lambda line: log("  " + line),
+                    rows=rows,
+                )
         except (Exception, CheckTimeout) as exc:
             check_step.finish_rows(rows[first:], device)  # keep what was measured before the failure
-            report.add("optimizer_step", f"set {set_name} ({about})", sec.status_for(exc),
-                       detail=check_env.first_line(exc))
+            report.add(
+                "optimizer_step", f"set {set_name} ({about})", sec.status_for(exc), detail=check_env.first_line(exc)
+            )
             log(f"  set {set_name} stopped: {check_env.first_line(exc)}")
             _free(device)
     for r in rows:
         against = "AdamW steps (one-off build)" if r["phase"] == "build" else "torch AdamW(foreach) step"
         verdict = f"target {r['target']}: {r['ok']}" if r.get("target") else ""
         extra = f"; {r['vs_muon']:.2f}x Muon" if "vs_muon" in r else ""
-        report.add("optimizer_step", f"{r['set']} {r['optimizer']} {r['phase']}", "ok", round(r["ms"], 4), "ms",
-                   round(r["ratio"], 4), against, f"cpu-time ratio {r['cpu_ratio']:.2f}{extra}; {verdict}".strip("; "))
+        report.add(
+            "optimizer_step",
+            f"{r['set']} {r['optimizer']} {r['phase']}",
+            "ok",
+            round(r["ms"], 4),
+            "ms",
+            round(r["ratio"], 4),
+            against,
+            f"cpu-time ratio {r['cpu_ratio']:.2f}{extra}; {verdict}".strip("; "),
+        )
     report.details["optimizer_step"] = rows
     sec.close()
 
@@ -385,8 +475,17 @@ def _throughput(report: Report, device, plan: Plan, peak, peak_source: str, log:
             continue
         try:
             with time_limit(sec.limit(plan.case_s)):
-                row = check_speed.measure(case, device, steps=plan.tp_steps, warmup=plan.tp_warmup, amp=True,
-                                          compile=False, llm_batch=plan.llm_batch, data_dir=None, peak=peak)
+                row = check_speed.measure(
+                    case,
+                    device,
+                    steps=plan.tp_steps,
+                    warmup=plan.tp_warmup,
+                    amp=True,
+                    compile=False,
+                    llm_batch=plan.llm_batch,
+                    data_dir=None,
+                    peak=peak,
+                )
         except (Exception, CheckTimeout) as exc:
             report.add("throughput", case.label, sec.status_for(exc), detail=check_env.first_line(exc))
             log(f"  {case.label:<22}FAILED: {check_env.first_line(exc)}")
@@ -394,15 +493,24 @@ def _throughput(report: Report, device, plan: Plan, peak, peak_source: str, log:
             continue
         rows.append(row)
         mfu = "" if math.isnan(row["mfu"]) else f", {row['tflops_per_s']:.1f} TFLOP/s, MFU {row['mfu']:.1%}"
-        log(f"  {case.label:<22}{row['items_per_s']:>14,.0f} {row['unit']}/s  ({row['dataset']}, {row['amp']}, "
-            f"{row['step_ms']:.1f} ms/step{mfu}){'  ' + row['notes'] if row['notes'] else ''}")
+        log(
+            f"  {case.label:<22}{row['items_per_s']:>14,.0f} {row['unit']}/s  ({row['dataset']}, {row['amp']}, "
+            f"{row['step_ms']:.1f} ms/step{mfu}){'  ' + row['notes'] if row['notes'] else ''}"
+        )
         ratio_to = f"peak bf16 {peak:g} TFLOP/s ({peak_source})" if peak and case.task == "llm" else ""
         mfu_value = "" if math.isnan(row["mfu"]) else round(row["mfu"], 4)
-        report.add("throughput", f"{case.label} ({row['dataset']}, {row['amp']})", "ok", round(row["items_per_s"], 2),
-                   f"{row['unit']}/s", mfu_value, ratio_to,
-                   f"{row['step_ms']:.2f} ms/step, batch {row['batch_items']} {row['unit']}"
-                   + ("" if math.isnan(row["tflops_per_s"]) else f", {row['tflops_per_s']:.3g} TFLOP/s model flops")
-                   + (f"; {row['notes']}" if row["notes"] else ""))
+        report.add(
+            "throughput",
+            f"{case.label} ({row['dataset']}, {row['amp']})",
+            "ok",
+            round(row["items_per_s"], 2),
+            f"{row['unit']}/s",
+            mfu_value,
+            ratio_to,
+            f"{row['step_ms']:.2f} ms/step, batch {row['batch_items']} {row['unit']}"
+            + ("" if math.isnan(row["tflops_per_s"]) else f", {row['tflops_per_s']:.3g} TFLOP/s model flops")
+            + (f"; {row['notes']}" if row["notes"] else ""),
+        )
         _free(device)
     if peak is None:
         log(f"  MFU: no peak for this device ({peak_source})")
@@ -429,9 +537,16 @@ def _ns5(report: Report, device, plan: Plan, peak, peak_source: str, log: Log) -
         rows.append(row)
         frac = "" if math.isnan(row["frac_peak"]) else f", {row['frac_peak']:.1%} of peak"
         log(f"  {label:<16}{row['ms']:>10.3f} ms  {row['tflops_per_s']:>8.3f} TFLOP/s ({row['dtype']}{frac})")
-        report.add("ns5", f"{label} ({row['dtype']})", "ok", round(row["tflops_per_s"], 4), "TFLOP/s",
-                   "" if math.isnan(row["frac_peak"]) else round(row["frac_peak"], 4),
-                   f"peak bf16 {peak:g} TFLOP/s ({peak_source})" if peak else "", f"{row['ms']:.3f} ms per call")
+        report.add(
+            "ns5",
+            f"{label} ({row['dtype']})",
+            "ok",
+            round(row["tflops_per_s"], 4),
+            "TFLOP/s",
+            "" if math.isnan(row["frac_peak"]) else round(row["frac_peak"], 4),
+            f"peak bf16 {peak:g} TFLOP/s ({peak_source})" if peak else "",
+            f"{row['ms']:.3f} ms per call",
+        )
     report.details["ns5"] = rows
     sec.close()
 
@@ -464,15 +579,24 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check", help="validate this machine (every task x optimizer) and measure it",
-                       description="Validate this machine for optbench (environment, every task x optimizer "
-                                   "at tiny size) and measure it (optimizer-step ratios, throughput, MFU, "
-                                   "NS5). Exit 1 if anything failed, 2 for bad input.")
+    p = sub.add_parser(
+        "check",
+        help="validate this machine (every task x optimizer) and measure it",
+        description="Validate this machine for optbench (environment, every task x optimizer "
+        "at tiny size) and measure it (optimizer-step ratios, throughput, MFU, "
+        "NS5). Exit 1 if anything failed, 2 for bad input.",
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when present, else mps, else cpu)")
-    p.add_argument("--quick", action="store_true",
-                   help="fewer steps and smaller benchmark shapes (about a minute on a CPU)")
-    p.add_argument("--out", metavar="DIR", help="folder for check_<device>.csv/.json "
-                                               "(default: results/check/<device>-<UTC time>)")
-    p.add_argument("--peak-tflops", type=float, metavar="X",
-                   help="peak dense bf16 TFLOP/s of the device for MFU (default: from a table of known GPUs)")
+    p.add_argument(
+        "--quick", action="store_true", help="fewer steps and smaller benchmark shapes (about a minute on a CPU)"
+    )
+    p.add_argument(
+        "--out", metavar="DIR", help="folder for check_<device>.csv/.json (default: results/check/<device>-<UTC time>)"
+    )
+    p.add_argument(
+        "--peak-tflops",
+        type=float,
+        metavar="X",
+        help="peak dense bf16 TFLOP/s of the device for MFU (default: from a table of known GPUs)",
+    )
     p.set_defaults(func=cmd_check)

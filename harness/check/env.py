@@ -81,8 +81,9 @@ def _nvidia_driver() -> str:
     if exe is None:
         return "unknown (no nvidia-smi)"
     try:
-        out = subprocess.run([exe, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(
+            [exe, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         return f"unknown ({type(exc).__name__})"
     lines = out.stdout.strip().splitlines()
@@ -111,15 +112,21 @@ def device_info(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {"device": str(device), "type": device.type}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        info.update(name=props.name, memory_gb=round(props.total_memory / 2**30, 1),
-                    capability=f"{props.major}.{props.minor}", multiprocessors=props.multi_processor_count,
-                    device_count=torch.cuda.device_count(), bf16_supported=torch.cuda.is_bf16_supported(),
-                    driver=_nvidia_driver())
+        info.update(
+            name=props.name,
+            memory_gb=round(props.total_memory / 2**30, 1),
+            capability=f"{props.major}.{props.minor}",
+            multiprocessors=props.multi_processor_count,
+            device_count=torch.cuda.device_count(),
+            bf16_supported=torch.cuda.is_bf16_supported(),
+            driver=_nvidia_driver(),
+        )
     elif device.type == "mps":
         info.update(name=f"Apple MPS ({platform.machine()})", memory_gb=_host_memory_gb())
     else:
-        info.update(name=_cpu_name(), memory_gb=_host_memory_gb(), cores=os.cpu_count(),
-                    threads=torch.get_num_threads())
+        info.update(
+            name=_cpu_name(), memory_gb=_host_memory_gb(), cores=os.cpu_count(), threads=torch.get_num_threads()
+        )
     if isinstance(info.get("memory_gb"), float):
         info["memory_gb"] = round(info["memory_gb"], 1)
     return info
@@ -150,8 +157,9 @@ def dataset_presence(data_dir: Path) -> list[dict[str, Any]]:
             try:
                 record = plugins.task(task_name)
             except UserError as exc:  # a broken plugin: reported, the others still probed
-                rows.append({"task": task_name, "dataset": "", "status": "error", "detail": first_line(exc),
-                             "seconds": 0.0})
+                rows.append(
+                    {"task": task_name, "dataset": "", "status": "error", "detail": first_line(exc), "seconds": 0.0}
+                )
                 continue
             for dataset in (d.name for d in record.datasets if d.family is None):
                 t0 = time.perf_counter()
@@ -164,8 +172,15 @@ def dataset_presence(data_dir: Path) -> list[dict[str, Any]]:
                     status, detail = "missing", f"needs an optional package: {first_line(exc)}"
                 except Exception as exc:  # a task that breaks while looking: report it, go on
                     status, detail = "error", first_line(exc)
-                rows.append({"task": task_name, "dataset": dataset, "status": status, "detail": detail,
-                             "seconds": round(time.perf_counter() - t0, 3)})
+                rows.append(
+                    {
+                        "task": task_name,
+                        "dataset": dataset,
+                        "status": status,
+                        "detail": detail,
+                        "seconds": round(time.perf_counter() - t0, 3),
+                    }
+                )
     return rows
 
 
@@ -181,8 +196,10 @@ def optuna_storage() -> dict[str, str]:
     status = package_status("optuna", "optuna")
     if status["status"] != "ok":
         return {"default": url, "status": f"optuna {status['status']}: sweeps need `pip install optbench[sweep]`"}
-    return {"default": url, "status": f"embedded journal file (optuna {status['version']}); "
-                                      "--storage postgresql://... for a cluster"}
+    return {
+        "default": url,
+        "status": f"embedded journal file (optuna {status['version']}); --storage postgresql://... for a cluster",
+    }
 
 
 def collect(device: torch.device, data_dir: Path) -> dict[str, Any]:
@@ -211,8 +228,10 @@ def print_section(env: dict[str, Any], log) -> None:
     mem = f", {dev['memory_gb']} GiB" if dev.get("memory_gb") else ""
     extra = ""
     if dev["type"] == "cuda":
-        extra = (f", capability {dev['capability']}, {dev['multiprocessors']} SMs, driver {dev['driver']}, "
-                 f"{dev['device_count']} visible GPU(s)")
+        extra = (
+            f", capability {dev['capability']}, {dev['multiprocessors']} SMs, driver {dev['driver']}, "
+            f"{dev['device_count']} visible GPU(s)"
+        )
     elif dev["type"] == "cpu":
         extra = f", {dev['cores']} cores, torch threads {dev['threads']}"
     log(f"  python          {env['python']}")
@@ -220,8 +239,9 @@ def print_section(env: dict[str, Any], log) -> None:
     log(f"  device          {dev['device']}: {dev['name']}{mem}{extra}")
     log(f"  bf16 amp        {env['bf16_autocast']}")
     for dist, st in env["packages"].items():
-        shown = st["version"] + ("" if st["status"] == "ok" else f"  [{st['status']}]") if st["version"] \
-            else st["status"]
+        shown = (
+            st["version"] + ("" if st["status"] == "ok" else f"  [{st['status']}]") if st["version"] else st["status"]
+        )
         log(f"  {dist:<16}{shown}")
     free = f", {env['data_dir_free_gb']} GiB free" if env["data_dir_free_gb"] is not None else ""
     log(f"  data dir        {env['data_dir']}{'' if env['data_dir_exists'] else ' (does not exist)'}{free}")
@@ -231,8 +251,10 @@ def print_section(env: dict[str, Any], log) -> None:
     for task, groups in by_task.items():
         parts = [f"available: {', '.join(groups['available'])}"] if groups.get("available") else []
         if groups.get("missing"):
-            parts.append(f"missing: {len(groups['missing'])} ({', '.join(groups['missing'][:4])}"
-                         f"{', ...' if len(groups['missing']) > 4 else ''})")
+            parts.append(
+                f"missing: {len(groups['missing'])} ({', '.join(groups['missing'][:4])}"
+                f"{', ...' if len(groups['missing']) > 4 else ''})"
+            )
         if groups.get("error"):
             parts.append(f"ERROR: {', '.join(groups['error'])}")
         log(f"  {task:<16}{'; '.join(parts)}")

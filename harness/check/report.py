@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CSV_COLUMNS = ("device", "device_name", "section", "item", "status", "value", "unit", "ratio", "ratio_to",
-               "detail")
+CSV_COLUMNS = ("device", "device_name", "section", "item", "status", "value", "unit", "ratio", "ratio_to", "detail")
 
 
 @dataclass
@@ -27,11 +26,31 @@ class Report:
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
-    def add(self, section: str, item: str, status: str, value: Any = "", unit: str = "", ratio: Any = "",
-            ratio_to: str = "", detail: str = "") -> None:
-        self.rows.append({"device": self.tag, "device_name": self.device_name, "section": section, "item": item,
-                          "status": status, "value": value, "unit": unit, "ratio": ratio, "ratio_to": ratio_to,
-                          "detail": detail})
+    def add(
+        self,
+        section: str,
+        item: str,
+        status: str,
+        value: Any = "",
+        unit: str = "",
+        ratio: Any = "",
+        ratio_to: str = "",
+        detail: str = "",
+    ) -> None:
+        self.rows.append(
+            {
+                "device": self.tag,
+                "device_name": self.device_name,
+                "section": section,
+                "item": item,
+                "status": status,
+                "value": value,
+                "unit": unit,
+                "ratio": ratio,
+                "ratio_to": ratio_to,
+                "detail": detail,
+            }
+        )
 
     def failures(self) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["status"] in ("FAIL", "failed")]
@@ -45,8 +64,11 @@ def _fmt(value: Any) -> str:
 
 def print_summary(report: Report, log: Callable[[str], None]) -> None:
     """The measurements (and anything that failed or was skipped) as one table."""
-    shown = [r for r in report.rows if r["section"] in ("optimizer_step", "throughput", "ns5")
-             or r["status"] in ("FAIL", "failed", "skipped")]
+    shown = [
+        r
+        for r in report.rows
+        if r["section"] in ("optimizer_step", "throughput", "ns5") or r["status"] in ("FAIL", "failed", "skipped")
+    ]
     smoke = [r for r in report.rows if r["section"] == "smoke"]
     log(f"\n== summary: {report.device} ({report.device_name})")
     if smoke:
@@ -82,8 +104,13 @@ def write_outputs(report: Report, out: Path) -> tuple[Path, Path]:
         writer.writeheader()
         writer.writerows(report.rows)
     os.replace(tmp, csv_path)
-    payload = {"device": report.tag, "device_name": report.device_name, **report.details,
-               "sections": report.sections, "rows": report.rows}
+    payload = {
+        "device": report.tag,
+        "device_name": report.device_name,
+        **report.details,
+        "sections": report.sections,
+        "rows": report.rows,
+    }
     tmp = json_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(_json_safe(payload), indent=2, sort_keys=False) + "\n")
     os.replace(tmp, json_path)

@@ -53,26 +53,37 @@ def cells(amp_modes: tuple[str | None, ...]) -> list[Cell]:
 
 def scaled_lrs(hparams: dict[str, Any], factor: float) -> dict[str, Any]:
     """The learning-rate hyperparameters (``lr``, ``aux_lr``, ``sgd_lr``, ...) multiplied by ``factor``."""
-    return {k: v * factor for k, v in hparams.items()
-            if _LR_KEY.fullmatch(k) and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        k: v * factor
+        for k, v in hparams.items()
+        if _LR_KEY.fullmatch(k) and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 def _one_run(cell: Cell, device: torch.device, steps: int, hparams: dict[str, Any] | None) -> dict[str, Any]:
     from harness.run.loop import resolve, run
 
-    spec, task = resolve(task=cell.task, optimizer=cell.optimizer, size="tiny", steps=steps, amp=cell.amp,
-                         hparams=hparams)
+    spec, task = resolve(
+        task=cell.task, optimizer=cell.optimizer, size="tiny", steps=steps, amp=cell.amp, hparams=hparams
+    )
     return run(spec, task=task, device=str(device), progress=False).row
 
 
-def run_cell(cell: Cell, device: torch.device, steps: int,
-             run_fn: Callable[[Cell, torch.device, int, dict[str, Any] | None], dict[str, Any]] = _one_run
-             ) -> dict[str, Any]:
+def run_cell(
+    cell: Cell,
+    device: torch.device,
+    steps: int,
+    run_fn: Callable[[Cell, torch.device, int, dict[str, Any] | None], dict[str, Any]] = _one_run,
+) -> dict[str, Any]:
     """Run one cell and classify it (see the module docstring). Exceptions become a FAIL row; a
     ``harness.check.cli.CheckTimeout`` (a BaseException) is left to the caller, which owns the clock."""
     t0 = time.perf_counter()
-    out: dict[str, Any] = {"task": cell.task, "optimizer": cell.optimizer, "amp": cell.amp or "fp32",
-                           "label": cell.label}
+    out: dict[str, Any] = {
+        "task": cell.task,
+        "optimizer": cell.optimizer,
+        "amp": cell.amp or "fp32",
+        "label": cell.label,
+    }
     try:
         row = run_fn(cell, device, steps, None)
         status, detail = (PASS, "") if row["status"] == "ok" else (FAIL, f"{row['status']}: {row['status_detail']}")
@@ -84,11 +95,14 @@ def run_cell(cell: Cell, device: torch.device, steps: int,
             retry = run_fn(cell, device, steps, lower) if lower else row
             if retry["status"] == "ok":
                 status = PASS_RETRY
-                detail = (f"diverged at the defaults ({row['status_detail']}); ok with "
-                          + ", ".join(f"{k}={v:.3g}" for k, v in lower.items()))
+                detail = f"diverged at the defaults ({row['status_detail']}); ok with " + ", ".join(
+                    f"{k}={v:.3g}" for k, v in lower.items()
+                )
             else:
-                detail = (f"diverged at the defaults and with the learning rates x{LR_RETRY_FACTOR:g}: "
-                          f"{retry['status_detail']}")
+                detail = (
+                    f"diverged at the defaults and with the learning rates x{LR_RETRY_FACTOR:g}: "
+                    f"{retry['status_detail']}"
+                )
     except Exception as exc:
         status, detail = FAIL, first_line(exc)
         if device.type == "cuda":

@@ -42,26 +42,31 @@ Clock = Callable[[], float]
 # datasheets and architecture whitepapers. (label, regex on torch.cuda.get_device_name, TFLOP/s); the
 # first match wins, so the more specific names come first.
 PEAK_BF16_TFLOPS: tuple[tuple[str, str, float], ...] = (
-    ("H100 NVL", r"H100.*NVL", 835.0),        # H100 datasheet (NVL, per GPU)
-    ("H100 PCIe", r"H100.*PCIe", 756.0),      # H100 datasheet
-    ("GH200", r"GH200", 989.4),               # GH200 datasheet: the H100 SXM tensor cores
-    ("H200 NVL", r"H200.*NVL", 835.0),        # H200 datasheet
-    ("H200 SXM", r"H200", 989.4),             # H200 datasheet
-    ("H100 SXM", r"H100", 989.4),             # H100 datasheet (SXM5)
-    ("H800", r"H800", 989.4),                 # the H100 SXM die
-    ("A100", r"A100|A800", 312.0),            # A100 datasheet (40 GB and 80 GB, SXM and PCIe)
-    ("A10G", r"A10G", 125.0),                 # NVIDIA publishes none for AWS's A10G: the A10's figure
-    ("A10", r"\bA10\b", 125.0),               # A10 datasheet
-    ("L40S", r"L40S", 362.05),                # L40S datasheet
-    ("L40", r"\bL40\b", 181.05),              # L40 datasheet
-    ("L4", r"\bL4\b", 121.0),                 # L4 datasheet
-    ("RTX 4090", r"RTX 4090", 165.2),         # Ada whitepaper, FP32 accumulate (330 with FP16 accumulate)
-    ("RTX 3090", r"RTX 3090", 71.0),          # Ampere GA102 whitepaper, FP32 accumulate
+    ("H100 NVL", r"H100.*NVL", 835.0),  # H100 datasheet (NVL, per GPU)
+    ("H100 PCIe", r"H100.*PCIe", 756.0),  # H100 datasheet
+    ("GH200", r"GH200", 989.4),  # GH200 datasheet: the H100 SXM tensor cores
+    ("H200 NVL", r"H200.*NVL", 835.0),  # H200 datasheet
+    ("H200 SXM", r"H200", 989.4),  # H200 datasheet
+    ("H100 SXM", r"H100", 989.4),  # H100 datasheet (SXM5)
+    ("H800", r"H800", 989.4),  # the H100 SXM die
+    ("A100", r"A100|A800", 312.0),  # A100 datasheet (40 GB and 80 GB, SXM and PCIe)
+    ("A10G", r"A10G", 125.0),  # NVIDIA publishes none for AWS's A10G: the A10's figure
+    ("A10", r"\bA10\b", 125.0),  # A10 datasheet
+    ("L40S", r"L40S", 362.05),  # L40S datasheet
+    ("L40", r"\bL40\b", 181.05),  # L40 datasheet
+    ("L4", r"\bL4\b", 121.0),  # L4 datasheet
+    ("RTX 4090", r"RTX 4090", 165.2),  # Ada whitepaper, FP32 accumulate (330 with FP16 accumulate)
+    ("RTX 3090", r"RTX 3090", 71.0),  # Ampere GA102 whitepaper, FP32 accumulate
 )
 
 # What one batch item is, per registered task family.
-UNITS = {"cifar_resnet": "images", "gnn_graphland": "nodes", "llm": "tokens", "lstm_lm": "tokens",
-         "tabular_mlp": "rows"}
+UNITS = {
+    "cifar_resnet": "images",
+    "gnn_graphland": "nodes",
+    "llm": "tokens",
+    "lstm_lm": "tokens",
+    "tabular_mlp": "rows",
+}
 
 
 def peak_tflops(device_name: str | None, override: float | None = None) -> tuple[float | None, str]:
@@ -140,13 +145,22 @@ def make_case_task(case: Case, data_dir: str | None = None, llm_batch: int | Non
         if case.fallback_dataset is None:
             raise
         note = f"{case.fallback_dataset} stand-in ({str(exc)[:60]}...)"
-        return tasks.make(case.task, size=case.size, dataset=case.fallback_dataset, data_dir=data_dir,
-                          **options), note
+        return tasks.make(case.task, size=case.size, dataset=case.fallback_dataset, data_dir=data_dir, **options), note
 
 
-def measure(case: Case, device: torch.device, *, steps: int, warmup: int, amp: bool, compile: bool,
-            llm_batch: int | None, data_dir: str | None, peak: float | None,
-            clock: Clock = time.perf_counter) -> dict[str, Any]:
+def measure(
+    case: Case,
+    device: torch.device,
+    *,
+    steps: int,
+    warmup: int,
+    amp: bool,
+    compile: bool,
+    llm_batch: int | None,
+    data_dir: str | None,
+    peak: float | None,
+    clock: Clock = time.perf_counter,
+) -> dict[str, Any]:
     """Build ``case`` and time ``steps`` bare training steps; returns one table row (items/s, and for
     llm the flops per token, TFLOP/s and MFU against ``peak`` TFLOP/s when given)."""
     from harness.check.step import synchronize
@@ -186,13 +200,26 @@ def measure(case: Case, device: torch.device, *, steps: int, warmup: int, amp: b
 
     rate = items / seconds
     row: dict[str, Any] = {
-        "task": case.task, "size": case.size, "dataset": task.dataset, "model": _model_name(task),
-        "device": device_name(device), "amp": "bf16" if use_amp else "fp32", "compile": compile,
-        "batch_items": items // steps, "unit": case.unit, "items_per_s": rate,
-        "step_ms": 1000.0 * seconds / steps, "params": sum(p.numel() for p in params),
-        "flops_per_item": math.nan, "tflops_per_s": math.nan, "mfu": math.nan,
+        "task": case.task,
+        "size": case.size,
+        "dataset": task.dataset,
+        "model": _model_name(task),
+        "device": device_name(device),
+        "amp": "bf16" if use_amp else "fp32",
+        "compile": compile,
+        "batch_items": items // steps,
+        "unit": case.unit,
+        "items_per_s": rate,
+        "step_ms": 1000.0 * seconds / steps,
+        "params": sum(p.numel() for p in params),
+        "flops_per_item": math.nan,
+        "tflops_per_s": math.nan,
+        "mfu": math.nan,
         "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else math.nan,
-        "steps": steps, "torch": torch.__version__, "threads": torch.get_num_threads(), "notes": note,
+        "steps": steps,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "notes": note,
     }
     if case.task == "llm":
         from tasks import llm
@@ -212,7 +239,7 @@ def measure(case: Case, device: torch.device, *, steps: int, warmup: int, amp: b
 def ns5_flops(rows: int, cols: int, steps: int = 5) -> float:
     """Matmul flops of ``newton_schulz5`` on one ``rows x cols`` matrix (see the module docstring)."""
     m, n = min(rows, cols), max(rows, cols)
-    return steps * (4.0 * m * m * n + 2.0 * m ** 3)
+    return steps * (4.0 * m * m * n + 2.0 * m**3)
 
 
 def _ns_dtype(device: torch.device) -> str:
@@ -224,8 +251,17 @@ def _ns_dtype(device: torch.device) -> str:
     return {torch.bfloat16: "bf16", torch.float32: "fp32"}.get(ns_compute_dtype(None, device), "?")
 
 
-def time_ns5(batch: int, rows: int, cols: int, device: torch.device, *, repeats: int, warmup: int = 2,
-             peak: float | None = None, clock: Clock = time.perf_counter) -> dict[str, Any]:
+def time_ns5(
+    batch: int,
+    rows: int,
+    cols: int,
+    device: torch.device,
+    *,
+    repeats: int,
+    warmup: int = 2,
+    peak: float | None = None,
+    clock: Clock = time.perf_counter,
+) -> dict[str, Any]:
     """Median seconds of ``newton_schulz5`` on a ``(batch, rows, cols)`` stack, and its TFLOP/s (and
     fraction of ``peak`` TFLOP/s when given). Each call is timed between two synchronisations."""
     from harness.check.step import synchronize
@@ -245,7 +281,14 @@ def time_ns5(batch: int, rows: int, cols: int, device: torch.device, *, repeats:
     seconds = sorted(times)[len(times) // 2]
     flops = batch * ns5_flops(rows, cols)
     tflops = flops / seconds / 1e12
-    return {"shape": f"{batch}x{rows}x{cols}", "batch": batch, "rows": rows, "cols": cols,
-            "dtype": _ns_dtype(device),
-            "ms": seconds * 1e3, "gflop": flops / 1e9, "tflops_per_s": tflops,
-            "frac_peak": tflops / peak if peak else math.nan}
+    return {
+        "shape": f"{batch}x{rows}x{cols}",
+        "batch": batch,
+        "rows": rows,
+        "cols": cols,
+        "dtype": _ns_dtype(device),
+        "ms": seconds * 1e3,
+        "gflop": flops / 1e9,
+        "tflops_per_s": tflops,
+        "frac_peak": tflops / peak if peak else math.nan,
+    }

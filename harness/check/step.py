@@ -37,13 +37,14 @@ Roles = dict[str, list[torch.nn.Parameter]]
 Clock = Callable[[], float]
 
 LLM_SIZES = {
-    "tiny": {"blocks": 2, "d": 128, "ffn": 384, "vocab": 2048},   # optbench check --quick
+    "tiny": {"blocks": 2, "d": 128, "ffn": 384, "vocab": 2048},  # optbench check --quick
     "small": {"blocks": 8, "d": 512, "ffn": 1536, "vocab": 32000},
     "130m": {"blocks": 12, "d": 768, "ffn": 2048, "vocab": 32000},
 }
 
 
 # --- parameter sets ------------------------------------------------------------------------------
+
 
 def resnet18_shapes(width: int = 64, classes: int = 10) -> dict[str, list[tuple[int, ...]]]:
     """Parameter shapes of the CIFAR ResNet-18 (kuangliu/pytorch-cifar), by role; ``width`` is the
@@ -96,6 +97,7 @@ def clone_roles(roles: Roles, grads: list[torch.Tensor]) -> Roles:
 
 # --- timing --------------------------------------------------------------------------------------
 
+
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (CUDA, MPS); a no-op on CPU where ops are synchronous."""
     if device.type == "cuda":
@@ -104,8 +106,12 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def timed(step: Callable[[], Any], device: torch.device, clock: Clock = time.perf_counter,
-          cpu_clock: Clock = time.process_time) -> tuple[float, float]:
+def timed(
+    step: Callable[[], Any],
+    device: torch.device,
+    clock: Clock = time.perf_counter,
+    cpu_clock: Clock = time.process_time,
+) -> tuple[float, float]:
     """(wall seconds, this process's CPU seconds) of one call, between two device synchronisations.
     CPU seconds sum over threads; other processes on a busy machine inflate wall time much more than
     they inflate CPU time. (On a GPU the CPU time is only the host's launch cost.)"""
@@ -125,8 +131,15 @@ def torch_adamw(roles: Roles) -> torch.optim.Optimizer:
     return torch.optim.AdamW(decay_groups(all_params(roles), 0.01), lr=1e-3, foreach=True)
 
 
-def paired(make: Callable[[Roles], torch.optim.Optimizer], roles: Roles, grads: list[torch.Tensor],
-           device: torch.device, warmup: int, repeats: int, prelude: int = 0):
+def paired(
+    make: Callable[[Roles], torch.optim.Optimizer],
+    roles: Roles,
+    grads: list[torch.Tensor],
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+    prelude: int = 0,
+):
     """Median (wall, CPU) seconds per step of ``make(...)`` and of the AdamW reference, timed alternately.
 
     ``prelude`` untimed steps bring the optimizer into the phase to measure (before the warmup).
@@ -145,8 +158,13 @@ def paired(make: Callable[[Roles], torch.optim.Optimizer], roles: Roles, grads: 
     return medians(times), medians(ref_times)
 
 
-def switch_times(make: Callable[[Roles], torch.optim.Optimizer], roles: Roles, grads: list[torch.Tensor],
-                 device: torch.device, samples: int) -> list[tuple[float, float]]:
+def switch_times(
+    make: Callable[[Roles], torch.optim.Optimizer],
+    roles: Roles,
+    grads: list[torch.Tensor],
+    device: torch.device,
+    samples: int,
+) -> list[tuple[float, float]]:
     """(wall, CPU) seconds of the switch step (schedule build + first soft step) on fresh optimizers whose
     sign phase is one step long."""
     out = []
@@ -160,6 +178,7 @@ def switch_times(make: Callable[[Roles], torch.optim.Optimizer], roles: Roles, g
 
 
 # --- the run -------------------------------------------------------------------------------------
+
 
 def configs(total_steps: int) -> list[dict[str, Any]]:
     """What to time for each registered optimizer: (name, phase, hparams, total_steps, prelude)."""
@@ -176,8 +195,9 @@ def configs(total_steps: int) -> list[dict[str, Any]]:
         if "soft_ns_steps" in spec.defaults:
             variants = [("soft", {"soft_ns_steps": 5}), ("soft-accurate", {"soft_ns_steps": None})]
         for phase, extra in variants:
-            out.append({"optimizer": name, "phase": phase, "hparams": {**soft, **extra}, "K": total_steps,
-                        "prelude": 2})
+            out.append(
+                {"optimizer": name, "phase": phase, "hparams": {**soft, **extra}, "K": total_steps, "prelude": 2}
+            )
         out.append({"optimizer": name, "phase": "build", "hparams": soft, "K": total_steps, "prelude": 0})
     return out
 
@@ -199,9 +219,18 @@ def target_for(name: str, phase: str, device: torch.device) -> tuple[float | Non
     return None, ""
 
 
-def run_set(set_name: str, shapes: dict[str, list[tuple[int, ...]]], device: torch.device, *, warmup: int,
-            repeats: int, build_samples: int, total_steps: int, log: Callable[[str], None] = print,
-            rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def run_set(
+    set_name: str,
+    shapes: dict[str, list[tuple[int, ...]]],
+    device: torch.device,
+    *,
+    warmup: int,
+    repeats: int,
+    build_samples: int,
+    total_steps: int,
+    log: Callable[[str], None] = print,
+    rows: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """Time every registered optimizer on one parameter set; one row per (optimizer, phase).
 
     Rows are appended to ``rows`` as they are measured (so a caller that interrupts the set keeps the
@@ -215,8 +244,10 @@ def run_set(set_name: str, shapes: dict[str, list[tuple[int, ...]]], device: tor
     grads = [torch.randn(p.shape, generator=g).to(device) for p in params]
     n_params = sum(p.numel() for p in params)
     n_matrix = sum(p.numel() for p in roles["matrix"])
-    log(f"set {set_name}: {n_params / 1e6:.2f}M parameters ({n_matrix / 1e6:.2f}M in Muon matrices), "
-        f"{len(params)} tensors")
+    log(
+        f"set {set_name}: {n_params / 1e6:.2f}M parameters ({n_matrix / 1e6:.2f}M in Muon matrices), "
+        f"{len(params)} tensors"
+    )
     for cfg in configs(total_steps):
         spec = optimizers.REGISTRY[cfg["optimizer"]]
         hp = spec.resolve(cfg["hparams"])
@@ -232,13 +263,25 @@ def run_set(set_name: str, shapes: dict[str, list[tuple[int, ...]]], device: tor
             (ref_wall, ref_cpu) = (soft["adamw_ms"] / 1e3, soft["adamw_cpu_ms"] / 1e3)
         else:
             (wall, cpu), (ref_wall, ref_cpu) = paired(make, roles, grads, device, warmup, repeats, cfg["prelude"])
-        rows.append({"set": set_name, "n_params": n_params, "optimizer": cfg["optimizer"], "phase": cfg["phase"],
-                     "ms": wall * 1e3, "adamw_ms": ref_wall * 1e3, "ratio": wall / ref_wall,
-                     "cpu_ms": cpu * 1e3, "adamw_cpu_ms": ref_cpu * 1e3,
-                     "cpu_ratio": cpu / ref_cpu if ref_cpu > 0 else math.nan,
-                     "implementation": spec.implementation})
-        log(f"  {cfg['optimizer']:<15}{cfg['phase']:<14}{wall * 1e3:>10.2f} ms  (AdamW {ref_wall * 1e3:.2f} ms; "
-            f"{time.perf_counter() - t0:.0f}s)")
+        rows.append(
+            {
+                "set": set_name,
+                "n_params": n_params,
+                "optimizer": cfg["optimizer"],
+                "phase": cfg["phase"],
+                "ms": wall * 1e3,
+                "adamw_ms": ref_wall * 1e3,
+                "ratio": wall / ref_wall,
+                "cpu_ms": cpu * 1e3,
+                "adamw_cpu_ms": ref_cpu * 1e3,
+                "cpu_ratio": cpu / ref_cpu if ref_cpu > 0 else math.nan,
+                "implementation": spec.implementation,
+            }
+        )
+        log(
+            f"  {cfg['optimizer']:<15}{cfg['phase']:<14}{wall * 1e3:>10.2f} ms  (AdamW {ref_wall * 1e3:.2f} ms; "
+            f"{time.perf_counter() - t0:.0f}s)"
+        )
         gc.collect()
     finish_rows(rows[first:], device)
     return rows

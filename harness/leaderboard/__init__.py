@@ -9,16 +9,32 @@ from harness.leaderboard.cli import FORMATS, build, register, write
 from harness.leaderboard.columns import AGGREGATE, COLUMNS
 from harness.leaderboard.compute import METRIC_SPLITS, Leaderboard, compute
 from harness.leaderboard.load import (
-           BENCH_KEYS,
-           check_consistent,
-           display_key,
-           latest_evals,
-           load_runs,
-           soft_ref,
+    BENCH_KEYS,
+    check_consistent,
+    display_key,
+    latest_evals,
+    load_runs,
+    soft_ref,
 )
 from harness.leaderboard.render_csv import render_csv
 from harness.leaderboard.render_md import render_markdown
 
-__all__ = ["AGGREGATE", "BENCH_KEYS", "COLUMNS", "FORMATS", "METRIC_SPLITS", "Leaderboard", "build",
-           "check_consistent", "compute", "display_key", "latest_evals", "load_runs", "register", "render_csv",
-           "render_markdown", "soft_ref", "write"]
+__all__ = [
+    "AGGREGATE",
+    "BENCH_KEYS",
+    "COLUMNS",
+    "FORMATS",
+    "METRIC_SPLITS",
+    "Leaderboard",
+    "build",
+    "check_consistent",
+    "compute",
+    "display_key",
+    "latest_evals",
+    "load_runs",
+    "register",
+    "render_csv",
+    "render_markdown",
+    "soft_ref",
+    "write",
+]

@@ -17,12 +17,16 @@ import io
 RUN_PHASE = "run"
 EVAL_PHASE = "eval"
 CAVEAT_COLUMN = "caveat"
-CAVEAT = ("ad-hoc runs (optbench run, phase 'run'), not a sweep: each optimizer's runs are taken as its "
-          "evaluations, but they were not tuned alike (each ran the configuration it was given, with no common "
-          "search or budget), so a difference between optimizers may be a difference between their "
-          "configurations; runs of one optimizer with the same seed count once (the latest)")
-CSV_CAVEAT = ("ad-hoc runs (optbench run), not tuned alike: each optimizer's runs taken as its evaluations; a "
-              "difference may be one of configurations")
+CAVEAT = (
+    "ad-hoc runs (optbench run, phase 'run'), not a sweep: each optimizer's runs are taken as its "
+    "evaluations, but they were not tuned alike (each ran the configuration it was given, with no common "
+    "search or budget), so a difference between optimizers may be a difference between their "
+    "configurations; runs of one optimizer with the same seed count once (the latest)"
+)
+CSV_CAVEAT = (
+    "ad-hoc runs (optbench run), not tuned alike: each optimizer's runs taken as its evaluations; a "
+    "difference may be one of configurations"
+)
 # compute() notes, for a sweep, that its intervals omit tuning luck; ad-hoc runs had no tuning at all
 # and the caveat above says what the intervals are then, so that note is replaced.
 _STUDY_NOTE = "one tuning study per optimizer"
@@ -50,12 +54,17 @@ def as_evaluations(frame) -> tuple[object, bool]:
 def notes(rows) -> list[str]:
     """The notes an ad-hoc board carries, read off its computed ``rows``: the caveat, then the
     entries whose kept runs hold more than one configuration (``hparams`` 'mixed')."""
-    mixed = [f"{r['optimizer']} on {r['task']}/{r['dataset']}" + (f" [{r['variant']}]" if r["variant"] else "")
-             for r in rows if r["hparams"] == "mixed"]
+    mixed = [
+        f"{r['optimizer']} on {r['task']}/{r['dataset']}" + (f" [{r['variant']}]" if r["variant"] else "")
+        for r in rows
+        if r["hparams"] == "mixed"
+    ]
     if not mixed:
         return [CAVEAT]
-    return [CAVEAT, "these entries pool runs of several configurations as if they were one (hparams 'mixed'): "
-            + ", ".join(mixed)]
+    return [
+        CAVEAT,
+        "these entries pool runs of several configurations as if they were one (hparams 'mixed'): " + ", ".join(mixed),
+    ]
 
 
 def replace_notes(notes, added) -> tuple[str, ...]:

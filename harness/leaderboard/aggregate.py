@@ -25,7 +25,9 @@ def table(rows: Sequence[dict]) -> list[dict]:
             mine = [r for r in scoped if r["optimizer"] == name]
             ranks = [r["mean_rank"] for r in mine]
             row = {
-                "scope": scope, "optimizer": name, "n_benchmarks": len(mine),
+                "scope": scope,
+                "optimizer": name,
+                "n_benchmarks": len(mine),
                 "avg_rank": float(np.mean(ranks)),
                 "rank_std": float(np.std(ranks, ddof=1)) if len(ranks) > 1 else math.nan,
                 "n_best": sum(r["rank"] == 1 for r in mine),

@@ -39,15 +39,41 @@ def _number_or_text(text: str):
         return text
 
 
-def _row(axis: str, comparison: str, bench, variant: str, name: str, family: str, value, reference: str,
-         ref_value, fields: dict) -> dict:
+def _row(
+    axis: str,
+    comparison: str,
+    bench,
+    variant: str,
+    name: str,
+    family: str,
+    value,
+    reference: str,
+    ref_value,
+    fields: dict,
+) -> dict:
     s = bench.summaries[name]
-    return {"axis": axis, "kind": "condition" if axis in CONDITION_AXES else "hyperparameter",
-            "comparison": comparison, "task": bench.key[0], "dataset": bench.key[1], "size": bench.key[2],
-            "variant": variant, "metric": bench.metric.name, "direction": bench.metric.direction,
-            "family": family, "optimizer": name, "value": format_value(value), "reference": reference,
-            "ref_value": format_value(ref_value), "margin": bench.margin, "mean": s.mean, "ci_lo": s.lo,
-            "ci_hi": s.hi, "n_seeds": s.n_seeds, **fields}
+    return {
+        "axis": axis,
+        "kind": "condition" if axis in CONDITION_AXES else "hyperparameter",
+        "comparison": comparison,
+        "task": bench.key[0],
+        "dataset": bench.key[1],
+        "size": bench.key[2],
+        "variant": variant,
+        "metric": bench.metric.name,
+        "direction": bench.metric.direction,
+        "family": family,
+        "optimizer": name,
+        "value": format_value(value),
+        "reference": reference,
+        "ref_value": format_value(ref_value),
+        "margin": bench.margin,
+        "mean": s.mean,
+        "ci_lo": s.lo,
+        "ci_hi": s.hi,
+        "n_seeds": s.n_seeds,
+        **fields,
+    }
 
 
 def _soft(axis: str, extras, bench, variant: str, name: str, family: str, value) -> dict | None:
@@ -56,8 +82,18 @@ def _soft(axis: str, extras, bench, variant: str, name: str, family: str, value)
     row = next((r for r in extras.rows_of(bench) if r["optimizer"] == name), None)
     if row is None or not row["soft_n"]:
         return None
-    return _row(axis, "soft", bench, variant, name, family, value, row["soft_ref"], value,
-                {k: row[f"soft_{k}"] for k in SOFT_FIELDS})
+    return _row(
+        axis,
+        "soft",
+        bench,
+        variant,
+        name,
+        family,
+        value,
+        row["soft_ref"],
+        value,
+        {k: row[f"soft_{k}"] for k in SOFT_FIELDS},
+    )
 
 
 def _condition_axis(axis: str, extras) -> list[dict]:
@@ -73,8 +109,20 @@ def _condition_axis(axis: str, extras) -> list[dict]:
                     c = compare(bench.values[name], base.values[name], base.margin, base.metric)
                 else:
                     c = Comparison.empty()
-                out.append(_row(axis, "along", bench, variant, name, name, value,
-                                name if value != ref and name in base.values else "", ref, comparison_fields(c)))
+                out.append(
+                    _row(
+                        axis,
+                        "along",
+                        bench,
+                        variant,
+                        name,
+                        name,
+                        value,
+                        name if value != ref and name in base.values else "",
+                        ref,
+                        comparison_fields(c),
+                    )
+                )
             for name in sorted(bench.names, key=display_key):
                 soft = _soft(axis, extras, bench, variant, name, name, value)
                 if soft is not None:
@@ -94,16 +142,29 @@ def _hyperparameter_axis(axis: str, extras) -> list[dict]:
             families.setdefault(entry_label(base_name(name), rest), {})[cells[axis]] = name
         for family in sorted(families, key=display_key):
             by_value = families[family]
-            texts = sorted(by_value, key=lambda t: sort_values([_number_or_text(x) for x in by_value]).index(
-                _number_or_text(t)))
+            texts = sorted(
+                by_value, key=lambda t: sort_values([_number_or_text(x) for x in by_value]).index(_number_or_text(t))
+            )
             ref = texts[0]
             ref_name = by_value[ref]
             for text in texts:
                 name = by_value[text]
                 c = bench.pairs[(name, ref_name)] if text != ref else Comparison.empty()
                 value = _number_or_text(text)
-                out.append(_row(axis, "along", bench, bench.key[3], name, family, value,
-                                ref_name if text != ref else "", _number_or_text(ref), comparison_fields(c)))
+                out.append(
+                    _row(
+                        axis,
+                        "along",
+                        bench,
+                        bench.key[3],
+                        name,
+                        family,
+                        value,
+                        ref_name if text != ref else "",
+                        _number_or_text(ref),
+                        comparison_fields(c),
+                    )
+                )
             for text in texts:
                 soft = _soft(axis, extras, bench, bench.key[3], by_value[text], family, _number_or_text(text))
                 if soft is not None:
@@ -117,4 +178,3 @@ def axis_rows(extras) -> list[dict]:
     for axis in extras.axes:
         out += _condition_axis(axis, extras) if axis in CONDITION_AXES else _hyperparameter_axis(axis, extras)
     return out
-

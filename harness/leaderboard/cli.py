@@ -50,13 +50,22 @@ def check_versions(frame, *, mixed_versions: bool = False, source: str = "") -> 
         raise UserError(
             f"records under {source or 'the results folder'} mix optbench versions whose results differ: {listing} "
             f"(result epochs {', '.join(sorted(epochs))}; CHANGELOG.md says what changed); compare one epoch's "
-            "records at a time, or pass --mixed-versions to pool them anyway")
-    return (f"rows of optbench versions whose results differ are pooled (--mixed-versions): {listing}; "
-            "differences between optimizers may be differences between versions")
+            "records at a time, or pass --mixed-versions to pool them anyway"
+        )
+    return (
+        f"rows of optbench versions whose results differ are pooled (--mixed-versions): {listing}; "
+        "differences between optimizers may be differences between versions"
+    )
 
 
-def build(results, *, metric_split: str = "test", allow_mixed: bool = False,
-          margins: MarginPolicy | None = None, mixed_versions: bool = False) -> tuple[Leaderboard, list[str]]:
+def build(
+    results,
+    *,
+    metric_split: str = "test",
+    allow_mixed: bool = False,
+    margins: MarginPolicy | None = None,
+    mixed_versions: bool = False,
+) -> tuple[Leaderboard, list[str]]:
     """Load ``results`` (a results folder, or a DataFrame of run rows) and compute its leaderboard.
     Returns it with the messages about skipped unreadable files, records outside the budget and
     pooled result versions (``check_versions``; that one is also a note of the board)."""
@@ -90,9 +99,11 @@ def reuse_note(results: str | os.PathLike) -> str:
     if not pairs:
         return ""
     example = ", ".join(f"{s.split('/', 1)[1]} uses {d.split('/', 1)[1]}'s" for s, d in pairs[:2])
-    return (f"{len(pairs)} cell(s) were not tuned: they evaluate the tuned configuration of their entry's first cell "
-            f"(reuse_tuning), so their differences isolate the condition, not its best configuration ({example}"
-            f"{', ...' if len(pairs) > 2 else ''})")
+    return (
+        f"{len(pairs)} cell(s) were not tuned: they evaluate the tuned configuration of their entry's first cell "
+        f"(reuse_tuning), so their differences isolate the condition, not its best configuration ({example}"
+        f"{', ...' if len(pairs) > 2 else ''})"
+    )
 
 
 def declared_margins(results: str | os.PathLike) -> MarginPolicy | None:
@@ -102,7 +113,9 @@ def declared_margins(results: str | os.PathLike) -> MarginPolicy | None:
     from harness.results import budget, store
 
     root = store.results_root(results)
-    return policy_from_plan(budget.declared_margins(budget.read_plan(root)), source=f"the sweep file ({root / 'sweep.yaml'})")
+    return policy_from_plan(
+        budget.declared_margins(budget.read_plan(root)), source=f"the sweep file ({root / 'sweep.yaml'})"
+    )
 
 
 def csv_text(board: Leaderboard, table: str = "benchmarks") -> str:
@@ -111,8 +124,16 @@ def csv_text(board: Leaderboard, table: str = "benchmarks") -> str:
     return adhoc.with_caveat_column(text) if adhoc.has_caveat(board) else text
 
 
-def write(results, out_dir, formats: Sequence[str] = FORMATS, metric_split: str = "test", *,
-          allow_mixed: bool = False, margins: MarginPolicy | None = None, mixed_versions: bool = False) -> list[Path]:
+def write(
+    results,
+    out_dir,
+    formats: Sequence[str] = FORMATS,
+    metric_split: str = "test",
+    *,
+    allow_mixed: bool = False,
+    margins: MarginPolicy | None = None,
+    mixed_versions: bool = False,
+) -> list[Path]:
     """Write the leaderboard of ``results`` into ``out_dir``: ``leaderboard.csv`` and
     ``leaderboard_aggregate.csv`` for "csv" (and, when the records hold budgets, delays or axis cells,
     ``leaderboard_<table>.csv`` for each of ``columns.EXTRA_TABLES``), ``leaderboard.md`` for "md",
@@ -124,8 +145,9 @@ def write(results, out_dir, formats: Sequence[str] = FORMATS, metric_split: str 
     if bad or not formats:
         raise UserError(f"unknown leaderboard format(s) {bad or formats}; known: {', '.join(FORMATS)}")
     writable_dir(out_dir, "leaderboard folder")  # before any work: refuse now, not after computing
-    board, messages = build(results, metric_split=metric_split, allow_mixed=allow_mixed, margins=margins,
-                            mixed_versions=mixed_versions)
+    board, messages = build(
+        results, metric_split=metric_split, allow_mixed=allow_mixed, margins=margins, mixed_versions=mixed_versions
+    )
     for message in messages:
         warnings.warn(message, stacklevel=2)
     out = Path(out_dir)
@@ -150,28 +172,44 @@ def register(subparsers) -> None:
         "leaderboard",
         help="per-benchmark statistics, verdicts, ranks and paired differences from run records",
         description="Leaderboard from the eval runs under RESULTS: mean, std and 95%% interval per optimizer; "
-                    "paired comparisons against AdamW, SoftX against X and against the best, each with a verdict "
-                    "(better / worse / equivalent / inconclusive against a practical margin), its minimum "
-                    "detectable effect and the replicates that would settle it; ranks from those verdicts; tune "
-                    "failure rate; steps to target; average rank. --columns lists every CSV column. A folder of ad-hoc "
-                    "optbench run records (no eval runs) is tabulated with each optimizer's runs as its evaluations, "
-                    "noting that they were not tuned alike.",
+        "paired comparisons against AdamW, SoftX against X and against the best, each with a verdict "
+        "(better / worse / equivalent / inconclusive against a practical margin), its minimum "
+        "detectable effect and the replicates that would settle it; ranks from those verdicts; tune "
+        "failure rate; steps to target; average rank. --columns lists every CSV column. A folder of ad-hoc "
+        "optbench run records (no eval runs) is tabulated with each optimizer's runs as its evaluations, "
+        "noting that they were not tuned alike.",
     )
     p.add_argument("results", metavar="RESULTS", nargs="?", help="results folder (holds runs/), e.g. results/demo")
-    p.add_argument("--format", choices=FORMATS, default=None,
-                   help="csv (tidy) or md (paper tables); default: from --out's suffix, else md")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="csv (tidy) or md (paper tables); default: from --out's suffix, else md",
+    )
     p.add_argument("--out", metavar="FILE", default=None, help="write here instead of stdout")
-    p.add_argument("--metric-split", choices=METRIC_SPLITS, default="test",
-                   help="which final metric to compare (default test)")
-    p.add_argument("--table", choices=TABLES, default="benchmarks",
-                   help="csv only: the per-benchmark table (default) or the aggregate table")
-    p.add_argument("--margin", metavar="M", default=None,
-                   help="practical margin for every benchmark: 0.005 (absolute, metric units) or 1%% (relative "
-                        "to the reference optimizer's mean); default: the sweep file's, else per metric")
+    p.add_argument(
+        "--metric-split", choices=METRIC_SPLITS, default="test", help="which final metric to compare (default test)"
+    )
+    p.add_argument(
+        "--table",
+        choices=TABLES,
+        default="benchmarks",
+        help="csv only: the per-benchmark table (default) or the aggregate table",
+    )
+    p.add_argument(
+        "--margin",
+        metavar="M",
+        default=None,
+        help="practical margin for every benchmark: 0.005 (absolute, metric units) or 1%% (relative "
+        "to the reference optimizer's mean); default: the sweep file's, else per metric",
+    )
     p.add_argument("--allow-mixed", action="store_true", help="pool records of different suites or schema versions")
-    p.add_argument("--mixed-versions", action="store_true",
-                   help="pool records of optbench versions whose results differ (refused by default: exit 2 naming "
-                        "the versions; records without a version count as 'unknown')")
+    p.add_argument(
+        "--mixed-versions",
+        action="store_true",
+        help="pool records of optbench versions whose results differ (refused by default: exit 2 naming "
+        "the versions; records without a version count as 'unknown')",
+    )
     p.add_argument("--columns", action="store_true", help="print every CSV column with its meaning and exit")
     p.set_defaults(func=_main)
     _register_compare(subparsers)
@@ -198,8 +236,13 @@ def _compare_main(args: argparse.Namespace) -> int:
     boards = []
     for label, folder in (("A", args.a), ("B", args.b)):
         try:
-            board, messages = build(folder, metric_split=args.metric_split, allow_mixed=args.allow_mixed,
-                                    margins=margins, mixed_versions=args.mixed_versions)
+            board, messages = build(
+                folder,
+                metric_split=args.metric_split,
+                allow_mixed=args.allow_mixed,
+                margins=margins,
+                mixed_versions=args.mixed_versions,
+            )
         except UserError as exc:
             raise UserError(f"{label} ({folder}): {exc}") from None
         for message in messages:
@@ -221,25 +264,35 @@ def _register_compare(subparsers) -> None:
         "compare",
         help="two results folders side by side: means, intervals, verdicts and what changed",
         description="Put the leaderboards of two results folders side by side (before/after a version, CPU vs GPU, "
-                    "two seeds): per benchmark and optimizer the mean, its 95%% interval and the verdicts in each, "
-                    "and what changed: an optimizer or benchmark in one folder only, another best, another verdict "
-                    "(vs AdamW, SoftX vs X), a mean that moved by more than the benchmark's practical margin. Each "
-                    "folder's leaderboard is computed on its own, as optbench leaderboard does.",
+        "two seeds): per benchmark and optimizer the mean, its 95%% interval and the verdicts in each, "
+        "and what changed: an optimizer or benchmark in one folder only, another best, another verdict "
+        "(vs AdamW, SoftX vs X), a mean that moved by more than the benchmark's practical margin. Each "
+        "folder's leaderboard is computed on its own, as optbench leaderboard does.",
     )
     p.add_argument("a", metavar="A", help="first results folder (holds runs/), e.g. results/demo")
     p.add_argument("b", metavar="B", help="second results folder")
-    p.add_argument("--format", choices=DIFF_FORMATS, default="md", help="md (default) or csv (one row per "
-                   "benchmark and optimizer)")
+    p.add_argument(
+        "--format", choices=DIFF_FORMATS, default="md", help="md (default) or csv (one row per benchmark and optimizer)"
+    )
     p.add_argument("--out", metavar="FILE", default=None, help="write here instead of stdout")
-    p.add_argument("--metric-split", choices=METRIC_SPLITS, default="test",
-                   help="which final metric to compare (default test)")
-    p.add_argument("--margin", metavar="M", default=None,
-                   help="practical margin for every benchmark of both folders: 0.005 or 1%%; default: each folder's "
-                        "sweep file's, else per metric")
-    p.add_argument("--allow-mixed", action="store_true", help="pool records of different suites or schema versions "
-                   "within a folder")
-    p.add_argument("--mixed-versions", action="store_true",
-                   help="pool records of optbench versions whose results differ within a folder")
+    p.add_argument(
+        "--metric-split", choices=METRIC_SPLITS, default="test", help="which final metric to compare (default test)"
+    )
+    p.add_argument(
+        "--margin",
+        metavar="M",
+        default=None,
+        help="practical margin for every benchmark of both folders: 0.005 or 1%%; default: each folder's "
+        "sweep file's, else per metric",
+    )
+    p.add_argument(
+        "--allow-mixed", action="store_true", help="pool records of different suites or schema versions within a folder"
+    )
+    p.add_argument(
+        "--mixed-versions",
+        action="store_true",
+        help="pool records of optbench versions whose results differ within a folder",
+    )
     p.set_defaults(func=_compare_main)
 
 
@@ -256,8 +309,13 @@ def _main(args: argparse.Namespace) -> int:
     if fmt == "md" and args.table != "benchmarks":
         raise UserError("--table applies to --format csv; the Markdown always holds both tables")
     margins = _checked_args(args, "leaderboard file (--out)")
-    board, messages = build(args.results, metric_split=args.metric_split, allow_mixed=args.allow_mixed,
-                            margins=margins, mixed_versions=args.mixed_versions)
+    board, messages = build(
+        args.results,
+        metric_split=args.metric_split,
+        allow_mixed=args.allow_mixed,
+        margins=margins,
+        mixed_versions=args.mixed_versions,
+    )
     for message in messages:
         print(f"optbench leaderboard: warning: {message}", file=sys.stderr)
     text = csv_text(board, args.table) if fmt == "csv" else render_markdown(board)

@@ -15,14 +15,14 @@ COMPARISON_FIELDS: dict[str, str] = {
     "lo": "lower bound of its 95% interval (unrounded)",
     "hi": "upper bound of its 95% interval (unrounded)",
     "verdict": "better | worse | equivalent | inconclusive (see docs/leaderboard.md#verdicts); empty when "
-               "there is nothing to compare",
+    "there is nothing to compare",
     "excludes_zero": "true when the interval excludes 0 (an 'equivalent' verdict can still exclude 0: a real "
-                     "effect smaller than the margin)",
+    "effect smaller than the margin)",
     "mde": "minimum detectable effect at 80% power for the measured variance components and this design",
     "replicates_needed": "tuning replicates (at the current eval seeds) that would bring the MDE under the "
-                         "margin; empty when impossible within 100 or undefined (see need_note)",
+    "margin; empty when impossible within 100 or undefined (see need_note)",
     "seeds_needed": "eval seeds per replicate (at the current replicates) that would bring the MDE under the "
-                    "margin; empty when seeds alone cannot (tuning luck dominates) or undefined",
+    "margin; empty when seeds alone cannot (tuning luck dominates) or undefined",
 }
 
 BENCHMARK_COLUMNS: dict[str, str] = {
@@ -42,11 +42,11 @@ BENCHMARK_COLUMNS: dict[str, str] = {
     "mean": "mean of the replicate means (with one replicate: of the seeds)",
     "std": "sample standard deviation (ddof=1) over the n_seeds values",
     "ci_lo": "95% interval of the mean, lower bound; two-level over replicates and seeds with R > 1, a t "
-             "interval over seeds with R = 1 (ignores tuning luck); clipped to the metric's range",
+    "interval over seeds with R = 1 (ignores tuning luck); clipped to the metric's range",
     "ci_hi": "95% interval of the mean, upper bound (same rules)",
     "replicate_spread": "max - min of the replicate means (empty with one replicate)",
     "rank_stable": "false when the optimizer's rank changes between replicates (ranked per replicate by "
-                   "replicate means, with the same margin); empty with one replicate",
+    "replicate means, with the same margin); empty with one replicate",
     "rank": "1 + the number of optimizers decisively better on this benchmark (verdict 'better' against it)",
     "rank_tied": "true when another optimizer has the same rank",
     "mean_rank": "rank by mean alone (exact ties averaged): what avg_rank averages",
@@ -54,10 +54,10 @@ BENCHMARK_COLUMNS: dict[str, str] = {
     **{f"vs_best_{k}": f"vs the best-mean optimizer: {v}" for k, v in COMPARISON_FIELDS.items()},
     **{f"vs_adamw_{k}": f"vs adamw: {v}" for k, v in COMPARISON_FIELDS.items()},
     "soft_ref": "the optimizer a switching optimizer is before its switch (softsignum, hardswitchsign -> "
-                "signum; softmuon -> muon), its SoftX-vs-X reference; empty for others",
+    "signum; softmuon -> muon), its SoftX-vs-X reference; empty for others",
     **{f"soft_{k}": f"vs soft_ref: {v}" for k, v in COMPARISON_FIELDS.items()},
     "soft_shared": "true when every paired run was branched from soft_ref's run of the same seed and replicate "
-                   "(the pair shares its trajectory up to S; the difference is the tail's alone)",
+    "(the pair shares its trajectory up to S; the difference is the tail's alone)",
     "need_note": "why a replicates_needed cell is empty (one replicate, no margin, beyond the cap)",
     "tune_trials": "tune runs of this benchmark and optimizer",
     "tune_failure_rate": "fraction of them that diverged or failed (pruned trials are not failures)",
@@ -74,10 +74,14 @@ AGGREGATE_COLUMNS: dict[str, str] = {
     "avg_rank": "mean of mean_rank over those benchmarks (GraphLand-style average rank)",
     "rank_std": "sample std of mean_rank over those benchmarks",
     "n_best": "benchmarks where its rank is 1 (no optimizer decisively better)",
-    **{f"vs_adamw_{v}": f"benchmarks where its verdict vs adamw is '{v}'"
-       for v in ("better", "worse", "equivalent", "inconclusive")},
-    **{f"soft_{v}": f"benchmarks where its verdict vs soft_ref is '{v}' (switching optimizers only)"
-       for v in ("better", "worse", "equivalent", "inconclusive")},
+    **{
+        f"vs_adamw_{v}": f"benchmarks where its verdict vs adamw is '{v}'"
+        for v in ("better", "worse", "equivalent", "inconclusive")
+    },
+    **{
+        f"soft_{v}": f"benchmarks where its verdict vs soft_ref is '{v}' (switching optimizers only)"
+        for v in ("better", "worse", "equivalent", "inconclusive")
+    },
 }
 
 _KEY = {
@@ -94,10 +98,28 @@ BUDGET_COLUMNS: dict[str, str] = {
     **_KEY,
     "budget": "fraction of the full step budget the runs trained (a WSD decay branch; 1 = all)",
     "optimizer": "entry: optimizer name, with its hyperparameter-axis values as name[key=value,...]",
-    **{k: f"at this budget: {BENCHMARK_COLUMNS[k]}" for k in (
-        "n_seeds", "n_failed", "mean", "ci_lo", "ci_hi", "rank", "best_mean", "vs_best_verdict", "vs_adamw_diff",
-        "vs_adamw_lo", "vs_adamw_hi", "vs_adamw_verdict", "soft_ref", "soft_diff", "soft_lo", "soft_hi",
-        "soft_verdict")},
+    **{
+        k: f"at this budget: {BENCHMARK_COLUMNS[k]}"
+        for k in (
+            "n_seeds",
+            "n_failed",
+            "mean",
+            "ci_lo",
+            "ci_hi",
+            "rank",
+            "best_mean",
+            "vs_best_verdict",
+            "vs_adamw_diff",
+            "vs_adamw_lo",
+            "vs_adamw_hi",
+            "vs_adamw_verdict",
+            "soft_ref",
+            "soft_diff",
+            "soft_lo",
+            "soft_hi",
+            "soft_verdict",
+        )
+    },
     "best_changes": "true when the best-mean optimizer of this benchmark differs between its budgets",
 }
 
@@ -107,8 +129,8 @@ TIME_COLUMNS: dict[str, str] = {
     "budget": "fraction of the full step budget the runs trained",
     "target": "validation-metric target (the full budget's, for every budget of the benchmark)",
     "target_rule": "'declared in the records' (the task's or the sweep file's target) or 'derived: median final "
-                   "validation <metric> of <reference> at the full budget' (adamw, else the first in registry "
-                   "order), or why there is none",
+    "validation <metric> of <reference> at the full budget' (adamw, else the first in registry "
+    "order), or why there is none",
     "n_runs": "eval runs of this entry on this benchmark",
     "n_missing": "of them, runs without a readable curves file (left out)",
     "reached": "runs whose validation curve reached the target",
@@ -122,7 +144,7 @@ TIME_COLUMNS: dict[str, str] = {
 
 PROFILE_COLUMNS: dict[str, str] = {
     "condition": "the conditions of the profile's benchmarks that are not at their defaults ('' = no delay, "
-                 "no cell conditions); full-budget benchmarks only",
+    "no cell conditions); full-budget benchmarks only",
     "measure": "steps | seconds: which time-to-target median the ratios are taken of",
     "optimizer": "entry",
     "n_benchmarks": "benchmarks (workloads) in the profile",
@@ -146,13 +168,13 @@ AXIS_COLUMNS: dict[str, str] = {
     "axis": "the sweep axis (a key of the records' cell)",
     "kind": "condition (its values are benchmarks of their own) | hyperparameter (entries of their own)",
     "comparison": "along: the cell at value minus the cell at ref_value (the axis's smallest value); soft: "
-                  "SoftX - X in the cell at value",
+    "SoftX - X in the cell at value",
     **_KEY,
     "family": "the entry without this axis (one line of the metric-vs-axis plot)",
     "optimizer": "the entry at value",
     "value": "the axis value",
     "reference": "what the comparison is against: the same family at ref_value (along) or X (soft); '' for the "
-                 "reference cell itself",
+    "reference cell itself",
     "ref_value": "along: the axis's reference value; soft: value",
     "margin": "practical margin of the reference cell's benchmark (metric units)",
     "mean": "the entry's mean at value",
@@ -183,9 +205,15 @@ def describe() -> str:
     for table, (columns, what) in EXTRA_TABLES.items():
         lines += ["", f"--table {table} ({what}):"]
         lines += [f"  {name:<26} {doc}" for name, doc in columns.items()]
-    lines += ["", "Ad-hoc folders (runs of optbench run, no sweep): both main tables end with", f"  {'caveat':<26} {CAVEAT}"]
+    lines += [
+        "",
+        "Ad-hoc folders (runs of optbench run, no sweep): both main tables end with",
+        f"  {'caveat':<26} {CAVEAT}",
+    ]
     return "\n".join(lines) + "\n"
 
 
-CAVEAT = ("why these numbers compare configurations that were not tuned alike (the runs of each optimizer are "
-          "its evaluations); a sweep's tables have no such column")
+CAVEAT = (
+    "why these numbers compare configurations that were not tuned alike (the runs of each optimizer are "
+    "its evaluations); a sweep's tables have no such column"
+)

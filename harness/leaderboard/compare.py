@@ -50,7 +50,7 @@ def _grid(groups: Sequence[Sequence[float]]) -> np.ndarray:
     width = max((len(g) for g in groups), default=0)
     out = np.full((len(groups), width), np.nan)
     for i, g in enumerate(groups):
-        out[i, :len(g)] = g
+        out[i, : len(g)] = g
     return out
 
 
@@ -77,7 +77,7 @@ class Comparison:
     diff: float
     lo: float
     hi: float
-    verdict: str          # better | worse | equivalent | inconclusive; "" when nothing is paired
+    verdict: str  # better | worse | equivalent | inconclusive; "" when nothing is paired
     excludes_zero: bool
     mde: float
     replicates_needed: int | None
@@ -94,11 +94,17 @@ class Comparison:
 
     def fields(self, prefix: str) -> dict:
         """The CSV cells of this comparison under ``prefix`` (``vs_adamw``, ``soft``, ``vs_best``)."""
-        return {f"{prefix}_n": self.n, f"{prefix}_diff": self.diff, f"{prefix}_lo": self.lo,
-                f"{prefix}_hi": self.hi, f"{prefix}_verdict": self.verdict,
-                f"{prefix}_excludes_zero": self.excludes_zero if self.n else None,
-                f"{prefix}_mde": self.mde, f"{prefix}_replicates_needed": self.replicates_needed,
-                f"{prefix}_seeds_needed": self.seeds_needed}
+        return {
+            f"{prefix}_n": self.n,
+            f"{prefix}_diff": self.diff,
+            f"{prefix}_lo": self.lo,
+            f"{prefix}_hi": self.hi,
+            f"{prefix}_verdict": self.verdict,
+            f"{prefix}_excludes_zero": self.excludes_zero if self.n else None,
+            f"{prefix}_mde": self.mde,
+            f"{prefix}_replicates_needed": self.replicates_needed,
+            f"{prefix}_seeds_needed": self.seeds_needed,
+        }
 
 
 def compare(a: Values, b: Values, margin: float, metric: Metric) -> Comparison:
@@ -109,8 +115,9 @@ def compare(a: Values, b: Values, margin: float, metric: Metric) -> Comparison:
         return Comparison.empty()
     diff, lo, hi = (float(x) for x in verdicts.two_level_interval(_grid([list(g) for g in groups])))
     got = verdicts.assess(groups, lo, hi, margin, metric.direction)
-    return Comparison(n, diff, lo, hi, got.verdict, got.excludes_zero, got.mde, got.need.replicates,
-                      got.need.reason, got.need.seeds)
+    return Comparison(
+        n, diff, lo, hi, got.verdict, got.excludes_zero, got.mde, got.need.replicates, got.need.reason, got.need.seeds
+    )
 
 
 def pairwise(values: Mapping[str, Values], margin: float, metric: Metric) -> dict[tuple[str, str], Comparison]:
@@ -118,7 +125,7 @@ def pairwise(values: Mapping[str, Values], margin: float, metric: Metric) -> dic
     names = list(values)
     out: dict[tuple[str, str], Comparison] = {}
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             c = compare(values[a], values[b], margin, metric)
             out[(a, b)], out[(b, a)] = c, c.reversed()
     return out

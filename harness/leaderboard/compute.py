@@ -81,8 +81,8 @@ class Benchmark:
     ranks: dict[str, int]
     stable: dict[str, bool]
     run_ids: dict[str, dict[tuple[int, int], str]]
-    setting: str = ""            # the task-options part of the variant
-    condition: str = ""          # the conditions part of the variant ("" when no condition differs)
+    setting: str = ""  # the task-options part of the variant
+    condition: str = ""  # the conditions part of the variant ("" when no condition differs)
     conditions: dict = field(default_factory=dict)  # every condition value of its runs (budget, delay, cell's)
 
     def comparison(self, a: str, b: str | None) -> Comparison | None:
@@ -98,8 +98,15 @@ class Benchmark:
         return [n for n in self.names if self.summaries[n].mean == best]
 
 
-def compute(frame, *, metric_split: str = "test", allow_mixed: bool = False, source: str = "",
-            margins: MarginPolicy | None = None, curves=None) -> Leaderboard:
+def compute(
+    frame,
+    *,
+    metric_split: str = "test",
+    allow_mixed: bool = False,
+    source: str = "",
+    margins: MarginPolicy | None = None,
+    curves=None,
+) -> Leaderboard:
     """The leaderboard of run rows (a DataFrame as ``harness.results.store.read_runs`` returns).
 
     ``curves``: the runs' curves (a long DataFrame as ``store.read_curves`` returns), for the
@@ -119,9 +126,11 @@ def compute(frame, *, metric_split: str = "test", allow_mixed: bool = False, sou
     evals, tunes = frame[frame["phase"] == "eval"], frame[frame["phase"] == "tune"]
     if len(evals) == 0:
         counts = ", ".join(f"{k}: {v}" for k, v in frame["phase"].value_counts().sort_index().items())
-        raise UserError(f"no eval runs under {where} (found {counts}): the leaderboard compares the tuned "
-                        "configurations re-run on fresh seeds (phase eval); run optbench suite, or optbench "
-                        "sweep to the end, first")
+        raise UserError(
+            f"no eval runs under {where} (found {counts}): the leaderboard compares the tuned "
+            "configurations re-run on fresh seeds (phase eval); run optbench suite, or optbench "
+            "sweep to the end, first"
+        )
     evals, superseded = latest_evals(evals)
     policy = margins or MarginPolicy()
     rows: list[dict] = []
@@ -131,16 +140,26 @@ def compute(frame, *, metric_split: str = "test", allow_mixed: bool = False, sou
         benches.append(bench)
         bench_tunes = tunes[(tunes[list(BENCH_KEYS)] == list(key)).all(axis=1)]
         runs = {name: g for name, g in group.groupby("optimizer", sort=False)}
-        rows += [_row(bench, name, runs[name], bench_tunes[bench_tunes["optimizer"] == name], metric_split)
-                 for name in bench.names]
+        rows += [
+            _row(bench, name, runs[name], bench_tunes[bench_tunes["optimizer"] == name], metric_split)
+            for name in bench.names
+        ]
     suites = tuple(sorted(frame["suite"].dropna().astype(str).unique()))
     versions = tuple(sorted({int(v) for v in frame["schema_version"].dropna()}))
     from harness.leaderboard.conditions import Extras
 
     extras = Extras(tuple(benches), tuple(rows), evals, cell_keys(frame), curves=curves, root=root)
-    return Leaderboard(rows=tuple(rows), aggregate=tuple(aggregate.table(rows)), split=metric_split,
-                       suites=suites, schema_versions=versions, n_eval=len(evals), n_tune=len(tunes),
-                       notes=tuple(_notes(rows, superseded)), extras=extras)
+    return Leaderboard(
+        rows=tuple(rows),
+        aggregate=tuple(aggregate.table(rows)),
+        split=metric_split,
+        suites=suites,
+        schema_versions=versions,
+        n_eval=len(evals),
+        n_tune=len(tunes),
+        notes=tuple(_notes(rows, superseded)),
+        extras=extras,
+    )
 
 
 def cell_keys(frame) -> tuple[str, ...]:
@@ -157,8 +176,10 @@ def _metric(key: tuple, group) -> Metric:
     directions = sorted(group["direction"].astype(str).unique())
     if len(metrics) != 1 or len(directions) != 1 or directions[0] not in ("max", "min"):
         task, dataset, size, _ = key
-        raise UserError(f"eval records of {task}/{dataset} ({size}) disagree on the metric: "
-                        f"metric {metrics}, direction {directions}; they cannot be ranked together")
+        raise UserError(
+            f"eval records of {task}/{dataset} ({size}) disagree on the metric: "
+            f"metric {metrics}, direction {directions}; they cannot be ranked together"
+        )
     return Metric(metrics[0], directions[0])
 
 
@@ -179,14 +200,29 @@ def _benchmark(key: tuple, group, column: str, policy: MarginPolicy) -> Benchmar
     reference = reference_of({n: s.mean for n, s in summaries.items()}, metric, BASELINE)
     margin, rule = policy.resolve(key[0], key[1], metric, reference)
     pairs = pairwise(values, margin, metric)
-    run_ids = {name: {(int(r), int(s)): str(rid) for r, s, rid in zip(g["replicate"], g["seed"], g["run_id"])}
-               for name, g in group.groupby("optimizer", sort=False)}
+    run_ids = {
+        name: {(int(r), int(s)): str(rid) for r, s, rid in zip(g["replicate"], g["seed"], g["run_id"])}
+        for name, g in group.groupby("optimizer", sort=False)
+    }
     import json
 
     first = group.iloc[0]
-    return Benchmark(key, metric, names, values, summaries, margin, rule, pairs, ranks(names, pairs),
-                     rank_stability(values, margin, metric), run_ids, setting=str(first["setting"]),
-                     condition=str(first["condition"]), conditions=json.loads(first["conditions"]))
+    return Benchmark(
+        key,
+        metric,
+        names,
+        values,
+        summaries,
+        margin,
+        rule,
+        pairs,
+        ranks(names, pairs),
+        rank_stability(values, margin, metric),
+        run_ids,
+        setting=str(first["setting"]),
+        condition=str(first["condition"]),
+        conditions=json.loads(first["conditions"]),
+    )
 
 
 def _row(bench: Benchmark, name: str, runs, tunes, split: str) -> dict:
@@ -194,13 +230,29 @@ def _row(bench: Benchmark, name: str, runs, tunes, split: str) -> dict:
     s = bench.summaries[name]
     by_mean = stats.mean_ranks([bench.summaries[n].mean for n in bench.names], bench.metric.direction)
     row = {
-        "task": task, "dataset": dataset, "size": size, "variant": variant, "metric": bench.metric.name,
-        "direction": bench.metric.direction, "split": split, "margin": bench.margin,
-        "margin_rule": bench.margin_rule, "optimizer": name, "n_seeds": s.n_seeds, "n_failed": s.n_failed,
-        "n_replicates": s.n_replicates, "mean": s.mean, "std": s.std, "ci_lo": s.lo, "ci_hi": s.hi,
-        "replicate_spread": s.spread, "rank_stable": bench.stable.get(name), "rank": bench.ranks[name],
+        "task": task,
+        "dataset": dataset,
+        "size": size,
+        "variant": variant,
+        "metric": bench.metric.name,
+        "direction": bench.metric.direction,
+        "split": split,
+        "margin": bench.margin,
+        "margin_rule": bench.margin_rule,
+        "optimizer": name,
+        "n_seeds": s.n_seeds,
+        "n_failed": s.n_failed,
+        "n_replicates": s.n_replicates,
+        "mean": s.mean,
+        "std": s.std,
+        "ci_lo": s.lo,
+        "ci_hi": s.hi,
+        "replicate_spread": s.spread,
+        "rank_stable": bench.stable.get(name),
+        "rank": bench.ranks[name],
         "rank_tied": sum(r == bench.ranks[name] for r in bench.ranks.values()) > 1,
-        "mean_rank": float(by_mean[bench.names.index(name)]), "best_mean": name in bench.best,
+        "mean_rank": float(by_mean[bench.names.index(name)]),
+        "best_mean": name in bench.best,
     }
     best = bench.best[0] if bench.best else None
     ref = soft_entry(name, bench.names)
@@ -208,8 +260,11 @@ def _row(bench: Benchmark, name: str, runs, tunes, split: str) -> dict:
         row.update((bench.comparison(name, other) or Comparison.empty()).fields(prefix))
     row["soft_ref"] = ref or ""
     row["soft_shared"] = _shared_trajectory(runs, bench, ref) if ref else None
-    notes = {c.need_note for c in (bench.comparison(name, o) for o in (best, BASELINE, ref))
-             if c is not None and c.n and c.replicates_needed is None and c.need_note}
+    notes = {
+        c.need_note
+        for c in (bench.comparison(name, o) for o in (best, BASELINE, ref))
+        if c is not None and c.n and c.replicates_needed is None and c.need_note
+    }
     row["need_note"] = "; ".join(sorted(notes))
     row.update(_tune_stats(tunes))
     row.update(_target_stats(runs))
@@ -224,8 +279,10 @@ def _shared_trajectory(runs, bench: Benchmark, ref: str) -> bool | None:
     if ref not in bench.run_ids:
         return None
     parents = bench.run_ids[ref]
-    pairs = [(parents.get((int(r), int(s))), str(b or ""))
-             for r, s, b in zip(runs["replicate"], runs["seed"], runs["branched_from"])]
+    pairs = [
+        (parents.get((int(r), int(s))), str(b or ""))
+        for r, s, b in zip(runs["replicate"], runs["seed"], runs["branched_from"])
+    ]
     pairs = [(p, b) for p, b in pairs if p is not None]
     return bool(pairs) and all(p == b for p, b in pairs)
 
@@ -244,24 +301,35 @@ def _target_stats(runs) -> dict:
         return {"target": math.nan, "reached_target": None, "median_steps_to_target": math.nan}
     steps = [as_float(v) for v in runs["steps_to_target"]]
     steps = [s if math.isfinite(s) else math.inf for s in steps]
-    return {"target": targets[0], "reached_target": sum(math.isfinite(s) for s in steps),
-            "median_steps_to_target": float(np.median(steps))}
+    return {
+        "target": targets[0],
+        "reached_target": sum(math.isfinite(s) for s in steps),
+        "median_steps_to_target": float(np.median(steps)),
+    }
 
 
 def _notes(rows: Sequence[dict], superseded: int) -> list[str]:
     notes = []
     if superseded:
-        notes.append(f"{superseded} older eval record(s) of an already evaluated seed were superseded by the latest one")
+        notes.append(
+            f"{superseded} older eval record(s) of an already evaluated seed were superseded by the latest one"
+        )
     fewest = min((r["n_seeds"] for r in rows if r["n_seeds"] > 0), default=0)
     if 0 < fewest < FEW_SEEDS:
-        notes.append(f"some entries rest on only {fewest} eval seed(s): intervals are wide and the minimum "
-                     "detectable effects large; the replicates_needed column says what would settle each comparison")
+        notes.append(
+            f"some entries rest on only {fewest} eval seed(s): intervals are wide and the minimum "
+            "detectable effects large; the replicates_needed column says what would settle each comparison"
+        )
     if not any((r["n_replicates"] or 0) > 1 for r in rows):
-        notes.append("one tuning study per optimizer: the intervals cover eval-seed noise around the one configuration "
-                     "each study found, not tuning luck (which configuration a study happens to find, often the larger "
-                     "effect); run the sweep with replicates: R > 1 for intervals that include it")
+        notes.append(
+            "one tuning study per optimizer: the intervals cover eval-seed noise around the one configuration "
+            "each study found, not tuning luck (which configuration a study happens to find, often the larger "
+            "effect); run the sweep with replicates: R > 1 for intervals that include it"
+        )
     else:
-        notes.append("with tuning replicates the mean is the mean of the replicate means and the interval is two-level "
-                     "(replicates, then seeds within each); paired differences pair replicate r with replicate r and, "
-                     "within them, the runs that share an eval seed")
+        notes.append(
+            "with tuning replicates the mean is the mean of the replicate means and the interval is two-level "
+            "(replicates, then seeds within each); paired differences pair replicate r with replicate r and, "
+            "within them, the runs that share an eval seed"
+        )
     return notes

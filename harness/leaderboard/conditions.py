@@ -37,8 +37,16 @@ class Extras:
     ``evals``: the eval rows it used (prepared, latest per seed); ``axes``: the keys of the records'
     cells; ``curves``: a curves frame, or None to read them from ``root`` when needed."""
 
-    def __init__(self, benches: Sequence, rows: Sequence[dict], evals, axes: Sequence[str], *, curves=None,
-                 root: str | None = None) -> None:
+    def __init__(
+        self,
+        benches: Sequence,
+        rows: Sequence[dict],
+        evals,
+        axes: Sequence[str],
+        *,
+        curves=None,
+        root: str | None = None,
+    ) -> None:
         self.benches = tuple(benches)
         self.rows = tuple(rows)
         self.evals = evals
@@ -50,8 +58,11 @@ class Extras:
     def active(self) -> bool:
         """True when the records hold a condition other than the default, or axis cells: then the
         Markdown and the report show these tables (records of before show exactly what they did)."""
-        return bool(self.axes) or any(non_default(b.conditions) for b in self.benches) or \
-            any(axis_values(r["optimizer"]) for r in self.rows)
+        return (
+            bool(self.axes)
+            or any(non_default(b.conditions) for b in self.benches)
+            or any(axis_values(r["optimizer"]) for r in self.rows)
+        )
 
     def curves(self, run_ids) -> object | None:
         """The curves of ``run_ids`` (None when no curves are known: a frame not read from a folder)."""
@@ -97,9 +108,25 @@ class Extras:
         return tuple(targets.profile_rows(self.time_rows))
 
 
-BUDGET_FIELDS = ("n_seeds", "n_failed", "mean", "ci_lo", "ci_hi", "rank", "best_mean", "vs_best_verdict",
-                 "vs_adamw_diff", "vs_adamw_lo", "vs_adamw_hi", "vs_adamw_verdict", "soft_ref", "soft_diff",
-                 "soft_lo", "soft_hi", "soft_verdict")
+BUDGET_FIELDS = (
+    "n_seeds",
+    "n_failed",
+    "mean",
+    "ci_lo",
+    "ci_hi",
+    "rank",
+    "best_mean",
+    "vs_best_verdict",
+    "vs_adamw_diff",
+    "vs_adamw_lo",
+    "vs_adamw_hi",
+    "vs_adamw_verdict",
+    "soft_ref",
+    "soft_diff",
+    "soft_lo",
+    "soft_hi",
+    "soft_verdict",
+)
 
 
 def budget_rows(extras: Extras) -> list[dict]:
@@ -112,10 +139,20 @@ def budget_rows(extras: Extras) -> list[dict]:
         changes = len(bests) > 1
         for budget, rs in rows.items():
             for r in sorted(rs, key=lambda r: display_key(r["optimizer"])):
-                out.append({"task": task, "dataset": dataset, "size": size, "variant": variant,
-                            "metric": r["metric"], "direction": r["direction"], "budget": float(budget),
-                            "optimizer": r["optimizer"], **{k: r[k] for k in BUDGET_FIELDS},
-                            "best_changes": changes})
+                out.append(
+                    {
+                        "task": task,
+                        "dataset": dataset,
+                        "size": size,
+                        "variant": variant,
+                        "metric": r["metric"],
+                        "direction": r["direction"],
+                        "budget": float(budget),
+                        "optimizer": r["optimizer"],
+                        **{k: r[k] for k in BUDGET_FIELDS},
+                        "best_changes": changes,
+                    }
+                )
     return out
 
 
@@ -143,15 +180,31 @@ def delay_rows(benches: Sequence) -> list[dict]:
             found = []
             for name, c in across(by_delay, delay, 0):
                 loss = -base.metric.sign * c.diff if c.n else math.nan
-                found.append({"task": task, "dataset": dataset, "size": size, "variant": variant,
-                              "metric": base.metric.name, "direction": base.metric.direction, "optimizer": name,
-                              "delay": delay, "margin": base.margin, "mean_delay0": base.summaries[name].mean,
-                              "mean_delayed": by_delay[delay].summaries[name].mean,
-                              **comparison_fields(c), "degradation": loss})
-            found.sort(key=lambda r: (math.isnan(r["degradation"]), r["degradation"]
-                                      if math.isfinite(r["degradation"]) else 0.0, display_key(r["optimizer"])))
+                found.append(
+                    {
+                        "task": task,
+                        "dataset": dataset,
+                        "size": size,
+                        "variant": variant,
+                        "metric": base.metric.name,
+                        "direction": base.metric.direction,
+                        "optimizer": name,
+                        "delay": delay,
+                        "margin": base.margin,
+                        "mean_delay0": base.summaries[name].mean,
+                        "mean_delayed": by_delay[delay].summaries[name].mean,
+                        **comparison_fields(c),
+                        "degradation": loss,
+                    }
+                )
+            found.sort(
+                key=lambda r: (
+                    math.isnan(r["degradation"]),
+                    r["degradation"] if math.isfinite(r["degradation"]) else 0.0,
+                    display_key(r["optimizer"]),
+                )
+            )
             for rank, row in enumerate(found, 1):
                 row["rank_by_degradation"] = rank if math.isfinite(row["degradation"]) else None
             out += found
     return out
-

@@ -31,11 +31,34 @@ from harness.leaderboard.render_csv import cell
 
 FORMATS = ("md", "csv")
 VERDICTS = (("vs_adamw", "vs adamw"), ("soft", "vs its X"))
-SIDE_FIELDS = ("n_seeds", "n_failed", "mean", "ci_lo", "ci_hi", "rank", "best_mean", "vs_adamw_verdict",
-               "soft_ref", "soft_verdict", "margin")
-COLUMNS = (*BENCH_KEYS, "metric", "direction", "optimizer", "in_a", "in_b",
-           *(f"a_{f}" for f in SIDE_FIELDS), *(f"b_{f}" for f in SIDE_FIELDS),
-           "mean_change", "mean_moved", "verdict_changed", "best_changed", "changes")
+SIDE_FIELDS = (
+    "n_seeds",
+    "n_failed",
+    "mean",
+    "ci_lo",
+    "ci_hi",
+    "rank",
+    "best_mean",
+    "vs_adamw_verdict",
+    "soft_ref",
+    "soft_verdict",
+    "margin",
+)
+COLUMNS = (
+    *BENCH_KEYS,
+    "metric",
+    "direction",
+    "optimizer",
+    "in_a",
+    "in_b",
+    *(f"a_{f}" for f in SIDE_FIELDS),
+    *(f"b_{f}" for f in SIDE_FIELDS),
+    "mean_change",
+    "mean_moved",
+    "verdict_changed",
+    "best_changed",
+    "changes",
+)
 
 
 @dataclass
@@ -148,8 +171,10 @@ def diff(board_a, board_b, a: str = "A", b: str = "B") -> Comparison:
     if board_a.split != board_b.split:  # pragma: no cover - both are built with one --metric-split
         notes.append(f"metric split {board_a.split} in {a}, {board_b.split} in {b}")
     if board_a.schema_versions != board_b.schema_versions:
-        notes.append(f"record schema versions differ: {_join(board_a.schema_versions)} in {a}, "
-                     f"{_join(board_b.schema_versions)} in {b}")
+        notes.append(
+            f"record schema versions differ: {_join(board_a.schema_versions)} in {a}, "
+            f"{_join(board_b.schema_versions)} in {b}"
+        )
     if board_a.suites != board_b.suites:
         notes.append(f"suites differ: {_join(board_a.suites) or '?'} in {a}, {_join(board_b.suites) or '?'} in {b}")
     return Comparison(a, b, benchmarks, notes)
@@ -175,6 +200,7 @@ def _entry_changes(entry: Entry, a: str, b: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Rendering
 # ---------------------------------------------------------------------------------------------
+
 
 def _decimals(bench: BenchmarkDiff) -> int:
     """Digits that show the margin (and one more): the scale on which a change is judged."""
@@ -210,15 +236,20 @@ def _verdict_cell(row: dict | None) -> str:
 
 def render_markdown(comparison: Comparison) -> str:
     a, b = comparison.a, comparison.b
-    lines = [f"# Comparison: A = {a}, B = {b}", "",
-             "Each folder's own leaderboard (its margins, ranks and verdicts), side by side. Cells: mean [95% interval] "
-             "of the metric on the leaderboard's split; verdicts against AdamW and of SoftX against X, with the rank "
-             "(1 = best or tied with the best). A change: an optimizer or benchmark in one folder only, another best, "
-             "another verdict, or a mean that moved by more than the benchmark's practical margin.", ""]
+    lines = [
+        f"# Comparison: A = {a}, B = {b}",
+        "",
+        "Each folder's own leaderboard (its margins, ranks and verdicts), side by side. Cells: mean [95% interval] "
+        "of the metric on the leaderboard's split; verdicts against AdamW and of SoftX against X, with the rank "
+        "(1 = best or tied with the best). A change: an optimizer or benchmark in one folder only, another best, "
+        "another verdict, or a mean that moved by more than the benchmark's practical margin.",
+        "",
+    ]
     lines += [f"Note: {n}." for n in comparison.notes] + ([""] if comparison.notes else [])
     changed = [bench for bench in comparison.benchmarks if bench.changes or any(e.changes for e in bench.entries)]
-    lines.append(f"{len(changed)} of {len(comparison.benchmarks)} benchmarks changed "
-                 f"({comparison.n_changes} change(s)).")
+    lines.append(
+        f"{len(changed)} of {len(comparison.benchmarks)} benchmarks changed ({comparison.n_changes} change(s))."
+    )
     for bench in changed:
         what = bench.changes + [f"{e.optimizer}: {'; '.join(e.changes)}" for e in bench.entries if e.changes]
         lines.append(f"- {bench_label(bench.key)}: " + "; ".join(what))
@@ -226,16 +257,23 @@ def render_markdown(comparison: Comparison) -> str:
         d = _decimals(bench)
         arrow = "↑" if bench.direction == "max" else "↓"
         lines += ["", f"## {bench_label(bench.key)}: {bench.metric} {arrow}", ""]
-        lines += [f"Best: {', '.join(bench.best_a) or '—'} in A; {', '.join(bench.best_b) or '—'} in B"
-                  + (" (changed)" if bench.best_changed else "") + f". Margin ±{_num(bench.entries[0].margin, d)}.", ""]
-        lines.append("| optimizer | A: mean [95% CI] | A: verdicts | B: mean [95% CI] | B: verdicts | Δ mean (B − A) "
-                     "| changed |")
+        lines += [
+            f"Best: {', '.join(bench.best_a) or '—'} in A; {', '.join(bench.best_b) or '—'} in B"
+            + (" (changed)" if bench.best_changed else "")
+            + f". Margin ±{_num(bench.entries[0].margin, d)}.",
+            "",
+        ]
+        lines.append(
+            "| optimizer | A: mean [95% CI] | A: verdicts | B: mean [95% CI] | B: verdicts | Δ mean (B − A) | changed |"
+        )
         lines.append("|---|--:|---|--:|---|--:|---|")
         for e in bench.entries:
             change = _num(e.mean_change, d)
             change = change if change.startswith(("-", "n")) else "+" + change
-            lines.append(f"| {e.optimizer} | {_summary_cell(e.a, d)} | {_verdict_cell(e.a)} | {_summary_cell(e.b, d)} "
-                         f"| {_verdict_cell(e.b)} | {change} | {'; '.join(e.changes) or '—'} |")
+            lines.append(
+                f"| {e.optimizer} | {_summary_cell(e.a, d)} | {_verdict_cell(e.a)} | {_summary_cell(e.b, d)} "
+                f"| {_verdict_cell(e.b)} | {change} | {'; '.join(e.changes) or '—'} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -246,9 +284,20 @@ def render_csv(comparison: Comparison) -> str:
     for bench in comparison.benchmarks:
         for e in bench.entries:
             sides = [(e.a or {}).get(f) for f in SIDE_FIELDS] + [(e.b or {}).get(f) for f in SIDE_FIELDS]
-            row = [*bench.key, bench.metric, bench.direction, e.optimizer, e.a is not None, e.b is not None, *sides,
-                   e.mean_change, e.mean_moved, e.verdict_changed, bench.best_changed,
-                   "; ".join(bench.changes + e.changes)]
+            row = [
+                *bench.key,
+                bench.metric,
+                bench.direction,
+                e.optimizer,
+                e.a is not None,
+                e.b is not None,
+                *sides,
+                e.mean_change,
+                e.mean_moved,
+                e.verdict_changed,
+                bench.best_changed,
+                "; ".join(bench.changes + e.changes),
+            ]
             writer.writerow([cell(v) for v in row])
     return buf.getvalue()
 

@@ -27,8 +27,22 @@ from harness.errors import UserError
 from harness.vocab import CONDITION_AXES, CONDITION_COLUMNS
 
 BENCH_KEYS = ("task", "dataset", "size", "variant")
-REQUIRED = ("run_id", "schema_version", "suite", "task", "dataset", "size", "optimizer", "phase",
-            "seed", "status", "metric", "direction", "val_metric", "test_metric")
+REQUIRED = (
+    "run_id",
+    "schema_version",
+    "suite",
+    "task",
+    "dataset",
+    "size",
+    "optimizer",
+    "phase",
+    "seed",
+    "status",
+    "metric",
+    "direction",
+    "val_metric",
+    "test_metric",
+)
 CONDITION_DEFAULTS: dict[str, Any] = dict(zip(CONDITION_COLUMNS, (1.0, 0)))  # budget: all of it; delay: none
 ROOT_ATTR = "optbench_results_root"  # frame.attrs key: the folder load_runs read (curves live beside the runs)
 
@@ -62,7 +76,7 @@ def axis_values(label: str) -> dict[str, str]:
     if "[" not in label or not label.endswith("]"):
         return {}
     out = {}
-    for part in label[label.index("[") + 1:-1].split(","):
+    for part in label[label.index("[") + 1 : -1].split(","):
         key, _, value = part.partition("=")
         out[key] = value
     return out
@@ -128,11 +142,15 @@ def load_runs(results: str | os.PathLike):
 
     root = records.results_root(results)
     if not root.exists():
-        raise UserError(f"results folder {results} does not exist; give the --out folder of "
-                        "optbench suite / sweep / run (e.g. results/demo)")
+        raise UserError(
+            f"results folder {results} does not exist; give the --out folder of "
+            "optbench suite / sweep / run (e.g. results/demo)"
+        )
     if not records.runs_dir(root).is_dir():
-        raise UserError(f"no run records under {root}: expected {records.runs_dir(root)}/*.parquet; "
-                        "run optbench suite or optbench sweep first")
+        raise UserError(
+            f"no run records under {root}: expected {records.runs_dir(root)}/*.parquet; "
+            "run optbench suite or optbench sweep first"
+        )
     skipped: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -160,9 +178,11 @@ def within_sweep_budget(frame, root: Path):
     kept, dropped = budget.within_budget(frame, plan)
     if not dropped:
         return frame, ""
-    return kept, (f"{dropped} run record(s) outside the budget of {budget.plan_path(root)} are left out (tune "
-                  "trials beyond its 'trials', eval seeds it does not list, evaluations of a configuration that is "
-                  "not the best of those trials, studies it does not plan)")
+    return kept, (
+        f"{dropped} run record(s) outside the budget of {budget.plan_path(root)} are left out (tune "
+        "trials beyond its 'trials', eval seeds it does not list, evaluations of a configuration that is "
+        "not the best of those trials, studies it does not plan)"
+    )
 
 
 def check_consistent(frame, *, allow_mixed: bool = False, source: str = "") -> None:
@@ -204,8 +224,10 @@ def parse_cell(value) -> dict[str, Any]:
 
 def split_cell(cell: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(condition axes, hyperparameter axes) of a parsed cell (``harness.vocab.CONDITION_AXES``)."""
-    return ({k: v for k, v in cell.items() if k in CONDITION_AXES},
-            {k: v for k, v in cell.items() if k not in CONDITION_AXES})
+    return (
+        {k: v for k, v in cell.items() if k in CONDITION_AXES},
+        {k: v for k, v in cell.items() if k not in CONDITION_AXES},
+    )
 
 
 def condition_values(frame) -> list[dict[str, Any]]:
@@ -278,12 +300,16 @@ def condition_labels(frame, conditions: list[dict[str, Any]] | None = None) -> l
     order = {k: i for i, k in enumerate(("budget", *CONDITION_AXES))}
     labels = [""] * len(conditions)
     for idx in _bench_groups(frame):
-        differing = sorted({k for i in idx for k in conditions[i]
-                            if len({json.dumps(conditions[j].get(k)) for j in idx}) > 1},
-                           key=lambda k: (order.get(k, len(order)), k))
+        differing = sorted(
+            {k for i in idx for k in conditions[i] if len({json.dumps(conditions[j].get(k)) for j in idx}) > 1},
+            key=lambda k: (order.get(k, len(order)), k),
+        )
         for i in idx:
-            labels[i] = ",".join(f"{k}={json.dumps(conditions[i][k])}" for k in differing if k in conditions[i]
-                                 and (k not in CONDITION_DEFAULTS or conditions[i][k] != CONDITION_DEFAULTS[k]))
+            labels[i] = ",".join(
+                f"{k}={json.dumps(conditions[i][k])}"
+                for k in differing
+                if k in conditions[i] and (k not in CONDITION_DEFAULTS or conditions[i][k] != CONDITION_DEFAULTS[k])
+            )
     return labels
 
 
@@ -302,8 +328,9 @@ def latest_evals(evals):
     (run_id breaks ties), so a seed re-evaluated after re-tuning counts once. Needs the ``variant``
     column. Returns (rows, number of superseded rows)."""
     finished = evals["finished_at"] if "finished_at" in evals.columns else None
-    evals = evals.assign(_finished=finished.astype(str) if finished is not None else "",
-                         _rid=evals["run_id"].astype(str))
+    evals = evals.assign(
+        _finished=finished.astype(str) if finished is not None else "", _rid=evals["run_id"].astype(str)
+    )
     evals = evals.sort_values(["_finished", "_rid"], kind="stable")
     kept = evals.drop_duplicates(subset=[*BENCH_KEYS, "optimizer", "replicate", "seed"], keep="last")
     return kept.drop(columns=["_finished", "_rid"]), len(evals) - len(kept)
@@ -324,8 +351,9 @@ def prepare(frame):
     frame["conditions"] = [json.dumps(c, sort_keys=True) for c in conditions]
     frame["base_optimizer"] = frame["optimizer"]
     if "cell" in frame.columns:
-        frame["optimizer"] = [entry_label(name, split_cell(parse_cell(cell))[1])
-                              for name, cell in zip(frame["optimizer"], frame["cell"])]
+        frame["optimizer"] = [
+            entry_label(name, split_cell(parse_cell(cell))[1]) for name, cell in zip(frame["optimizer"], frame["cell"])
+        ]
     for column in ("finished_at", "steps_to_target", "target", "hparams", "branched_from"):
         if column not in frame.columns:
             frame[column] = None

@@ -66,8 +66,9 @@ def policy_from_plan(declared: Mapping | None, source: str = "the sweep file") -
 
     everywhere = declared.get("everywhere")
     per_benchmark = {(str(b["task"]), str(b["dataset"])): margin(b["margin"]) for b in declared.get("benchmarks") or ()}
-    return MarginPolicy(per_benchmark=per_benchmark, everywhere=None if everywhere is None else margin(everywhere),
-                        source=source)
+    return MarginPolicy(
+        per_benchmark=per_benchmark, everywhere=None if everywhere is None else margin(everywhere), source=source
+    )
 
 
 def policy_from_cli(text: str | None) -> MarginPolicy:

@@ -14,8 +14,13 @@ from harness.leaderboard.columns import AGGREGATE, COLUMNS, EXTRA_TABLES
 
 TABLES = ("benchmarks", "aggregate", *EXTRA_TABLES)
 # Where each extra table's rows are on a board's ``extras`` (``harness.leaderboard.conditions.Extras``).
-SOURCES = {"budgets": "budget_rows", "time_to_target": "time_rows", "profile": "profile_rows",
-           "delay": "delay_rows", "axes": "axis_rows"}
+SOURCES = {
+    "budgets": "budget_rows",
+    "time_to_target": "time_rows",
+    "profile": "profile_rows",
+    "delay": "delay_rows",
+    "axes": "axis_rows",
+}
 
 
 def cell(value) -> str:

@@ -27,7 +27,7 @@ LEGEND = (
     "**inconclusive**: neither, so more runs are needed. MDE: the smallest true difference this design detects "
     "with 80% power; R≥k: the tuning replicates that would bring the MDE under the margin. Rank: 1 + the number "
     "of optimizers whose verdict against it is better (rank 1 = best or tied with the best). †: some eval runs "
-    "diverged or failed and are left out. ‡: its rank changes between tuning replicates. \"branched\": the SoftX "
+    'diverged or failed and are left out. ‡: its rank changes between tuning replicates. "branched": the SoftX '
     "runs started from the X run of the same seed at S, so Δ measures the tail alone."
 )
 
@@ -40,8 +40,10 @@ def render_markdown(board, title: str | None = None) -> str:
     """Paper-style Markdown of ``board`` (see the module docstring)."""
     suites = ", ".join(board.suites) or "?"
     lines = [f"# {title or f'Leaderboard: {suites}'}", ""]
-    lines.append(f"From {board.n_eval} eval runs and {board.n_tune} tune runs (suite {suites}; schema version "
-                 f"{', '.join(map(str, board.schema_versions))}); metric on the **{board.split}** split.")
+    lines.append(
+        f"From {board.n_eval} eval runs and {board.n_tune} tune runs (suite {suites}; schema version "
+        f"{', '.join(map(str, board.schema_versions))}); metric on the **{board.split}** split."
+    )
     lines += ["", LEGEND]
     lines += [line for note in board.notes for line in ("", f"Note: {note}.")]
     sections: dict[tuple, list[dict]] = {}
@@ -64,19 +66,26 @@ def _section(rows: list[dict]) -> list[str]:
     cell = {(b, r["optimizer"]): r for b in labels for r in benches[b]}
     arrows = {b: "↑" if benches[b][0]["direction"] == "max" else "↓" for b in labels}
     header = ["optimizer"] + [f"{b} ({benches[b][0]['metric']} {arrows[b]})" for b in labels]
-    body = [[name] + [_main_cell(cell[(b, name)], decimals[b]) if (b, name) in cell else "—" for b in labels]
-            for name in names]
+    body = [
+        [name] + [_main_cell(cell[(b, name)], decimals[b]) if (b, name) in cell else "—" for b in labels]
+        for name in names
+    ]
     lines = _md_table(header, body, ["---"] + ["--:"] * len(labels))
     n_counts = sorted({r["n_seeds"] + r["n_failed"] for r in rows})
-    lines += ["", f"Eval seeds per entry: {', '.join(map(str, n_counts))}. Margins: "
-              + "; ".join(f"{b} ±{benches[b][0]['margin']:.3g} ({benches[b][0]['margin_rule']})" for b in labels) + "."]
+    lines += [
+        "",
+        f"Eval seeds per entry: {', '.join(map(str, n_counts))}. Margins: "
+        + "; ".join(f"{b} ±{benches[b][0]['margin']:.3g} ({benches[b][0]['margin_rule']})" for b in labels)
+        + ".",
+    ]
     lines += _paired(names, labels, cell, decimals)
     return lines + ["", "Details:", ""] + _details(labels, benches, decimals)
 
 
 def _paired(names, labels, cell, decimals) -> list[str]:
-    pairs = [(n, BASELINE, "vs_adamw") for n in names if n != BASELINE] + \
-        [(n, ref, "soft") for n in names if (ref := soft_entry(n, names)) in names]
+    pairs = [(n, BASELINE, "vs_adamw") for n in names if n != BASELINE] + [
+        (n, ref, "soft") for n in names if (ref := soft_entry(n, names)) in names
+    ]
     body = []
     for name, ref, prefix in pairs:
         shared = prefix == "soft" and any(cell.get((b, name), {}).get("soft_shared") for b in labels)
@@ -87,14 +96,17 @@ def _paired(names, labels, cell, decimals) -> list[str]:
         body.append(cells)
     if not body:
         return []
-    return ["", "Paired comparisons (Δ = optimizer − reference):", ""] + \
-        _md_table(["Δ"] + labels, body, ["---"] + ["--:"] * len(labels))
+    return ["", "Paired comparisons (Δ = optimizer − reference):", ""] + _md_table(
+        ["Δ"] + labels, body, ["---"] + ["--:"] * len(labels)
+    )
 
 
 def _comparison_cell(r: dict, prefix: str, d: int) -> str:
     m = r["margin"]
-    text = (f"{_signed(r[f'{prefix}_diff'], m, d)} [{_signed(r[f'{prefix}_lo'], m, d)}, "
-            f"{_signed(r[f'{prefix}_hi'], m, d)}] **{r[f'{prefix}_verdict']}**")
+    text = (
+        f"{_signed(r[f'{prefix}_diff'], m, d)} [{_signed(r[f'{prefix}_lo'], m, d)}, "
+        f"{_signed(r[f'{prefix}_hi'], m, d)}] **{r[f'{prefix}_verdict']}**"
+    )
     extra = []
     if math.isfinite(r[f"{prefix}_mde"]):
         extra.append(f"MDE {_num(r[f'{prefix}_mde'], d)}")
@@ -111,16 +123,30 @@ def _details(labels, benches, decimals) -> list[str]:
         for r in sorted(benches[b], key=lambda r: (r["rank"], display_key(r["optimizer"]))):
             rank = f"{r['rank']}=" if r["rank_tied"] else str(r["rank"])
             versus = "best" if r["best_mean"] else (r["vs_best_verdict"] or "—")
-            fail = "n/a" if not math.isfinite(r["tune_failure_rate"]) else \
-                f"{r['tune_failure_rate']:.0%} of {r['tune_trials']}"
-            cells = [b, r["optimizer"], rank, versus, f"{r['n_seeds']}/{r['n_seeds'] + r['n_failed']}",
-                     f"[{_num(r['ci_lo'], d)}, {_num(r['ci_hi'], d)}]"]
+            fail = (
+                "n/a"
+                if not math.isfinite(r["tune_failure_rate"])
+                else f"{r['tune_failure_rate']:.0%} of {r['tune_trials']}"
+            )
+            cells = [
+                b,
+                r["optimizer"],
+                rank,
+                versus,
+                f"{r['n_seeds']}/{r['n_seeds'] + r['n_failed']}",
+                f"[{_num(r['ci_lo'], d)}, {_num(r['ci_hi'], d)}]",
+            ]
             if replicated:
-                cells.append(f"{r['n_replicates']}: {_num(r['replicate_spread'], d)}"
-                             + (" ‡" if r["rank_stable"] is False else ""))
+                cells.append(
+                    f"{r['n_replicates']}: {_num(r['replicate_spread'], d)}"
+                    + (" ‡" if r["rank_stable"] is False else "")
+                )
             body.append(cells + [fail, _steps_cell(r, d)])
-    header = ["dataset", "optimizer", "rank", "vs best", "seeds ok", "95% CI of mean"] + \
-        (["replicates: spread of means"] if replicated else []) + ["tune failures", "median steps to target"]
+    header = (
+        ["dataset", "optimizer", "rank", "vs best", "seeds ok", "95% CI of mean"]
+        + (["replicates: spread of means"] if replicated else [])
+        + ["tune failures", "median steps to target"]
+    )
     return _md_table(header, body, ["---", "---"] + ["--:"] * (len(header) - 2))
 
 
@@ -152,10 +178,14 @@ def _steps_cell(row: dict, decimals: int) -> str:
 
 
 def _aggregate(aggregate: Sequence[dict]) -> list[str]:
-    lines = ["## Aggregate", "",
-             "Average rank (rank by mean on each benchmark, averaged; ± std over benchmarks), benchmarks where the "
-             "optimizer is best or tied with the best (rank 1), and its verdicts against AdamW and of SoftX against X "
-             "(B/W/E/I: better / worse / equivalent / inconclusive).", ""]
+    lines = [
+        "## Aggregate",
+        "",
+        "Average rank (rank by mean on each benchmark, averaged; ± std over benchmarks), benchmarks where the "
+        "optimizer is best or tied with the best (rank 1), and its verdicts against AdamW and of SoftX against X "
+        "(B/W/E/I: better / worse / equivalent / inconclusive).",
+        "",
+    ]
     scopes = sorted({a["scope"] for a in aggregate} - {"all"}) + ["all"]
     names = sorted({a["optimizer"] for a in aggregate}, key=display_key)
     agg = {(a["scope"], a["optimizer"]): a for a in aggregate}
@@ -175,6 +205,9 @@ def _aggregate(aggregate: Sequence[dict]) -> list[str]:
             counts = [a[f"{prefix}_{v}"] for v in VERDICTS]
             cells.append("—" if counts[0] is None else "/".join(str(c) for c in counts))
         body.append(cells)
-    header = (["optimizer"] + [f"avg rank: {s} (n)" for s in scopes]
-              + ["best or tied", "B/W/E/I vs adamw", "B/W/E/I SoftX vs X"])
+    header = (
+        ["optimizer"]
+        + [f"avg rank: {s} (n)" for s in scopes]
+        + ["best or tied", "B/W/E/I vs adamw", "B/W/E/I SoftX vs X"]
+    )
     return lines + _md_table(header, body, ["---"] + ["--:"] * (len(scopes) + 3))

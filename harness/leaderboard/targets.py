@@ -48,8 +48,12 @@ def _group(bench) -> tuple:
 
 def _eval_rows(extras, bench):
     evals = extras.evals
-    same = (evals["task"] == bench.key[0]) & (evals["dataset"] == bench.key[1]) & \
-        (evals["size"] == bench.key[2]) & (evals["variant"] == bench.key[3])
+    same = (
+        (evals["task"] == bench.key[0])
+        & (evals["dataset"] == bench.key[1])
+        & (evals["size"] == bench.key[2])
+        & (evals["variant"] == bench.key[3])
+    )
     return evals[same]
 
 
@@ -80,10 +84,12 @@ def _curve_times(curve, metric: str, target: float, direction: str) -> tuple[flo
     by_step = dict(zip(secs["step"].astype(int), secs["value"].astype(float)))
     steps = val["step"].astype(int).tolist()
     cumulative = [by_step.get(s, math.nan) for s in steps]
-    known = all(math.isfinite(c) for c in cumulative) and all(np.diff(
-        [c for _, c in sorted(zip(steps, cumulative))]) >= 0)
-    return profiles.time_to_target(steps, val["value"].astype(float).tolist(), target, direction,
-                                   seconds=cumulative if known else None)
+    known = all(math.isfinite(c) for c in cumulative) and all(
+        np.diff([c for _, c in sorted(zip(steps, cumulative))]) >= 0
+    )
+    return profiles.time_to_target(
+        steps, val["value"].astype(float).tolist(), target, direction, seconds=cumulative if known else None
+    )
 
 
 def time_rows(extras) -> list[dict]:
@@ -111,11 +117,22 @@ def time_rows(extras) -> list[dict]:
                     step, secs = _curve_times(by_run[rid], bench.metric.name, target, bench.metric.direction)
                     times["steps"].append(step)
                     times["seconds"].append(secs)
-            row = {"task": bench.key[0], "dataset": bench.key[1], "size": bench.key[2], "variant": bench.key[3],
-                   "metric": bench.metric.name, "direction": bench.metric.direction, "optimizer": name,
-                   "budget": float(bench.conditions.get("budget", 1.0)), "target": target, "target_rule": rule,
-                   "n_runs": len(mine), "n_missing": missing, "_conditions": bench.conditions,
-                   "reached": sum(math.isfinite(s) for s in times["steps"]) if math.isfinite(target) else None}
+            row = {
+                "task": bench.key[0],
+                "dataset": bench.key[1],
+                "size": bench.key[2],
+                "variant": bench.key[3],
+                "metric": bench.metric.name,
+                "direction": bench.metric.direction,
+                "optimizer": name,
+                "budget": float(bench.conditions.get("budget", 1.0)),
+                "target": target,
+                "target_rule": rule,
+                "n_runs": len(mine),
+                "n_missing": missing,
+                "_conditions": bench.conditions,
+                "reached": sum(math.isfinite(s) for s in times["steps"]) if math.isfinite(target) else None,
+            }
             for measure in MEASURES:
                 values = times[measure]
                 known = values and not any(math.isnan(v) for v in values)
@@ -127,8 +144,11 @@ def time_rows(extras) -> list[dict]:
 
 def condition_label(conditions: dict) -> str:
     """The conditions of a profile, budget aside: those not at their defaults, ``key=value`` (JSON)."""
-    parts = [f"{k}={json.dumps(v)}" for k, v in sorted(conditions.items())
-             if k != "budget" and (k not in CONDITION_DEFAULTS or v != CONDITION_DEFAULTS[k])]
+    parts = [
+        f"{k}={json.dumps(v)}"
+        for k, v in sorted(conditions.items())
+        if k != "budget" and (k not in CONDITION_DEFAULTS or v != CONDITION_DEFAULTS[k])
+    ]
     return ",".join(parts)
 
 
@@ -141,8 +161,9 @@ def ratio_tables(rows, measure: str) -> dict[str, dict[str, dict[str, float]]]:
         if r["budget"] != 1.0 or not math.isfinite(r["target"]):
             continue
         workload = "/".join((r["task"], r["dataset"], r["size"], r["variant"]))
-        by_condition.setdefault(condition_label(r["_conditions"]), {}).setdefault(workload, {})[r["optimizer"]] = \
-            r[f"median_{measure}"]
+        by_condition.setdefault(condition_label(r["_conditions"]), {}).setdefault(workload, {})[r["optimizer"]] = r[
+            f"median_{measure}"
+        ]
     out = {}
     for label, times in sorted(by_condition.items()):
         usable = {w: row for w, row in times.items() if all(not math.isnan(t) and t > 0 for t in row.values())}
@@ -160,9 +181,22 @@ def profile_rows(rows) -> list[dict]:
         for label, ratios in ratio_tables(rows, measure).items():
             scores = profiles.integrated_score(ratios)
             for name in sorted(scores, key=display_key):
-                ran = sum(1 for r in rows if r["optimizer"] == name and r["budget"] == 1.0
-                          and condition_label(r["_conditions"]) == label
-                          and "/".join((r["task"], r["dataset"], r["size"], r["variant"])) in ratios)
-                out.append({"condition": label, "measure": measure, "optimizer": name, "n_benchmarks": len(ratios),
-                            "n_ran": ran, "score": scores[name]})
+                ran = sum(
+                    1
+                    for r in rows
+                    if r["optimizer"] == name
+                    and r["budget"] == 1.0
+                    and condition_label(r["_conditions"]) == label
+                    and "/".join((r["task"], r["dataset"], r["size"], r["variant"])) in ratios
+                )
+                out.append(
+                    {
+                        "condition": label,
+                        "measure": measure,
+                        "optimizer": name,
+                        "n_benchmarks": len(ratios),
+                        "n_ran": ran,
+                        "score": scores[name],
+                    }
+                )
     return out

@@ -14,25 +14,32 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "report",
         help="PNG plots (curves, LR sensitivity, best after k trials, profiles, temperature) + index.md; "
-             "--html: one self-contained page",
+        "--html: one self-contained page",
         description=plots.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("results", metavar="RESULTS", help="results folder (holds runs/ and curves/)")
     p.add_argument("--out", metavar="DIR", default=None, help="output folder (default RESULTS/report)")
-    p.add_argument("--html", action="store_true",
-                   help="also write report.html: the leaderboard (sortable), a drill-down per benchmark and "
-                        "provenance in one file that works offline")
-    p.add_argument("--metric-split", choices=leaderboard.METRIC_SPLITS, default="test",
-                   help="metric the leaderboard and profiles compare (default test)")
-    p.add_argument("--allow-mixed", action="store_true",
-                   help="pool records of different suites or schema versions")
+    p.add_argument(
+        "--html",
+        action="store_true",
+        help="also write report.html: the leaderboard (sortable), a drill-down per benchmark and "
+        "provenance in one file that works offline",
+    )
+    p.add_argument(
+        "--metric-split",
+        choices=leaderboard.METRIC_SPLITS,
+        default="test",
+        help="metric the leaderboard and profiles compare (default test)",
+    )
+    p.add_argument("--allow-mixed", action="store_true", help="pool records of different suites or schema versions")
     p.set_defaults(func=_main)
 
 
 def _main(args) -> int:
-    report = plots.make_report(args.results, args.out, metric_split=args.metric_split,
-                               allow_mixed=args.allow_mixed, html=args.html)
+    report = plots.make_report(
+        args.results, args.out, metric_split=args.metric_split, allow_mixed=args.allow_mixed, html=args.html
+    )
     for message in report.warnings:
         print(f"optbench report: warning: {message}", file=sys.stderr)
     for note in report.skipped:

@@ -32,8 +32,10 @@ def time_profile(ax, c: Canvas, ratios: dict, condition: str, measure: str) -> b
     ax.set_xlabel(f"tau (time to target in {measure} / the fastest's)")
     ax.set_ylabel(f"fraction of the {len(ratios)} benchmarks", fontsize=8)
     ax.set_title(f"condition: {condition or 'default'}", fontsize=9)
-    c.note("AlgoPerf profile: for each optimizer the fraction of benchmarks on which its median time to the target is "
-           "within tau times the fastest one's (a miss never is); score = area under it over [1, 4] / 3")
+    c.note(
+        "AlgoPerf profile: for each optimizer the fraction of benchmarks on which its median time to the target is "
+        "within tau times the fastest one's (a miss never is); score = area under it over [1, 4] / 3"
+    )
     return True
 
 
@@ -64,9 +66,19 @@ def axis(ax, c: Canvas, key, rows: list[dict], name: str, split: str = "test") -
         lo = np.array([r["ci_lo"] for r in mine], dtype=float)
         hi = np.array([r["ci_hi"] for r in mine], dtype=float)
         s = style(family)
-        ax.errorbar(x, mean, yerr=np.vstack([mean - lo, hi - mean]), color=s.color, linestyle=s.linestyle,
-                    marker=s.marker, markersize=4, markerfacecolor="none" if s.hollow else s.color, linewidth=1.2,
-                    capsize=2, elinewidth=0.8)
+        ax.errorbar(
+            x,
+            mean,
+            yerr=np.vstack([mean - lo, hi - mean]),
+            color=s.color,
+            linestyle=s.linestyle,
+            marker=s.marker,
+            markersize=4,
+            markerfacecolor="none" if s.hollow else s.color,
+            linewidth=1.2,
+            capsize=2,
+            elinewidth=0.8,
+        )
         c.add(family, _handle(family))
     ax.set_xticks([position[v] for v in values])
     ax.set_xticklabels(values)
@@ -74,6 +86,8 @@ def axis(ax, c: Canvas, key, rows: list[dict], name: str, split: str = "test") -
     first = along[0]
     ax.set_ylabel(metric_label(first["metric"], first["direction"], split), fontsize=8)
     _title(ax, key)
-    c.note(f"points: each cell's mean along {name}; bars: its 95% interval (the leaderboard's); one line per "
-           "optimizer entry without this axis, dodged sideways a little")
+    c.note(
+        f"points: each cell's mean along {name}; bars: its 95% interval (the leaderboard's); one line per "
+        "optimizer entry without this axis, dodged sideways a little"
+    )
     return True

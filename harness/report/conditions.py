@@ -25,7 +25,7 @@ class Condition:
     column: str
     label: str
     values: list
-    by_bench: dict          # benchmark key -> {value: [rows]}
+    by_bench: dict  # benchmark key -> {value: [rows]}
 
 
 def _extras(data: rd.ReportData):
@@ -64,7 +64,7 @@ def axes(data: rd.ReportData) -> dict[str, list[dict]]:
     """axis -> its rows (``harness.leaderboard.axes``), the delay axis left to the delay sections."""
     extras = _extras(data)
     out: dict[str, list[dict]] = {}
-    for row in (extras.axis_rows if extras is not None else ()):
+    for row in extras.axis_rows if extras is not None else ():
         if row["axis"] != "delay":
             out.setdefault(row["axis"], []).append(row)
     return out
@@ -83,4 +83,3 @@ def profiles(data: rd.ReportData, measure: str = "steps") -> dict[str, dict]:
 
     rows = time_rows(data)
     return {label: ratios for label, ratios in targets.ratio_tables(rows, measure).items() if len(ratios) >= 2}
-

@@ -26,8 +26,7 @@ if TYPE_CHECKING:  # pandas is imported where frames are built
     import pandas as pd
 
 # condition column -> its default value and what it is called on the page
-CONDITIONS = {"budget": (1.0, "step budget (fraction of the full budget)"),
-              "delay": (0, "gradient delay (steps)")}
+CONDITIONS = {"budget": (1.0, "step budget (fraction of the full budget)"), "delay": (0, "gradient delay (steps)")}
 # Optimizers with a temperature schedule (their runs log "tau"): the switching optimizers but the hard one.
 SOFT_OPTIMIZERS = ("softsignum", "softmuon")
 
@@ -37,18 +36,18 @@ class ReportData:
     """The rows of one results folder, ready for the figures and the page."""
 
     root: Path
-    frame: pd.DataFrame           # every run row, key columns as text, with ``variant``
-    evals: pd.DataFrame           # latest eval row per (benchmark, optimizer, replicate, seed), default condition
-    tunes: pd.DataFrame           # tune rows, default condition
-    curves: pd.DataFrame          # curves of the eval runs and of the Soft* runs
+    frame: pd.DataFrame  # every run row, key columns as text, with ``variant``
+    evals: pd.DataFrame  # latest eval row per (benchmark, optimizer, replicate, seed), default condition
+    tunes: pd.DataFrame  # tune rows, default condition
+    curves: pd.DataFrame  # curves of the eval runs and of the Soft* runs
     board: leaderboard.Leaderboard | None  # None when it cannot be computed
-    board_note: str               # why there is no leaderboard ("" when there is one)
+    board_note: str  # why there is no leaderboard ("" when there is one)
     # the leaderboard over every condition (each its own benchmark): its ``extras`` hold the budget,
     # delay, axis and time-to-target tables (harness.leaderboard.conditions); None when not computable
     full: leaderboard.Leaderboard | None
     metric_split: str
     allow_mixed: bool
-    conditions: dict = field(default_factory=dict)   # column -> sorted values present, when not only the default
+    conditions: dict = field(default_factory=dict)  # column -> sorted values present, when not only the default
     warnings: list = field(default_factory=list)
 
 
@@ -59,8 +58,9 @@ def prepare(frame):
     frame["variant"] = variants(frame)
     frame["base_optimizer"] = frame["optimizer"]
     if "cell" in frame.columns:  # hyperparameter-axis cells are entries of their own, as on the leaderboard
-        frame["optimizer"] = [entry_label(name, split_cell(parse_cell(cell))[1])
-                              for name, cell in zip(frame["optimizer"], frame["cell"])]
+        frame["optimizer"] = [
+            entry_label(name, split_cell(parse_cell(cell))[1]) for name, cell in zip(frame["optimizer"], frame["cell"])
+        ]
     if "replicate" not in frame.columns:
         frame["replicate"] = 0
     frame["replicate"] = frame["replicate"].fillna(0).astype(int)
@@ -105,8 +105,15 @@ def at_condition(frame, column: str, value: float):
     return frame if keep is None else frame[keep]
 
 
-def from_frame(frame, curves, root: Path, *, metric_split: str = "test", allow_mixed: bool = False,
-               messages: list[str] | None = None) -> ReportData:
+def from_frame(
+    frame,
+    curves,
+    root: Path,
+    *,
+    metric_split: str = "test",
+    allow_mixed: bool = False,
+    messages: list[str] | None = None,
+) -> ReportData:
     """``ReportData`` of run rows already read (``curves``: a long curves DataFrame, or None to read
     the needed ones from ``root``)."""
     if metric_split not in leaderboard.METRIC_SPLITS:
@@ -122,18 +129,31 @@ def from_frame(frame, curves, root: Path, *, metric_split: str = "test", allow_m
     tunes = base[base["phase"] == "tune"]
     board, board_note = None, ""
     try:  # other budgets and delays are not pooled in: they have their own sections
-        board = leaderboard.compute(default_condition(raw_frame), metric_split=metric_split,
-                                    allow_mixed=allow_mixed, source=str(root))
+        board = leaderboard.compute(
+            default_condition(raw_frame), metric_split=metric_split, allow_mixed=allow_mixed, source=str(root)
+        )
     except UserError as exc:  # e.g. a sweep still tuning: the tune figures are still useful
         board_note = str(exc)
-    data = ReportData(root=Path(root), frame=frame, evals=evals, tunes=tunes, curves=curves, board=board,
-                      board_note=board_note, full=None, metric_split=metric_split, allow_mixed=allow_mixed,
-                      conditions=conditions, warnings=list(messages or []))
+    data = ReportData(
+        root=Path(root),
+        frame=frame,
+        evals=evals,
+        tunes=tunes,
+        curves=curves,
+        board=board,
+        board_note=board_note,
+        full=None,
+        metric_split=metric_split,
+        allow_mixed=allow_mixed,
+        conditions=conditions,
+        warnings=list(messages or []),
+    )
     if curves is None:
         data.curves = _read_curves(data)
     if board is not None and (conditions or _has_cells(frame)):  # every condition: its own benchmarks
-        data.full = leaderboard.compute(raw_frame, metric_split=metric_split, allow_mixed=allow_mixed,
-                                        source=str(root), curves=data.curves)
+        data.full = leaderboard.compute(
+            raw_frame, metric_split=metric_split, allow_mixed=allow_mixed, source=str(root), curves=data.curves
+        )
     return data
 
 
@@ -156,8 +176,9 @@ def _read_curves(data: ReportData):
     from harness.results import store as records
 
     frame = data.frame
-    wanted = set(frame.loc[frame["phase"] == "eval", "run_id"]) | \
-        set(frame.loc[frame["base_optimizer"].isin(SOFT_OPTIMIZERS), "run_id"])
+    wanted = set(frame.loc[frame["phase"] == "eval", "run_id"]) | set(
+        frame.loc[frame["base_optimizer"].isin(SOFT_OPTIMIZERS), "run_id"]
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         curves = records.read_curves(data.root, wanted)

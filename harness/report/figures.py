@@ -13,36 +13,40 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 KINDS = ("curves", "lr_sensitivity", "best_after_k", "temperature")
-TITLES = {"curves": "validation curves (eval runs)", "lr_sensitivity": "LR sensitivity (tune trials)",
-          "best_after_k": "best after k tune trials", "temperature": "Soft* temperature after the switch"}
+TITLES = {
+    "curves": "validation curves (eval runs)",
+    "lr_sensitivity": "LR sensitivity (tune trials)",
+    "best_after_k": "best after k tune trials",
+    "temperature": "Soft* temperature after the switch",
+}
 CAPTIONS = {
     "curves": "Eval runs (tuned configuration, fresh seeds): mean over seeds, band = min..max over seeds; "
-              "diverged seeds left out. The leaderboard uses the {split} metric at the end of the budget.",
+    "diverged seeds left out. The leaderboard uses the {split} metric at the end of the budget.",
     "lr_sensitivity": "Every tune trial's objective (validation metric at the end of the budget) against its "
-                      "learning rate: one point per trial, never joined (other hyperparameters vary too), "
-                      "colour per optimizer, marker per tuning replicate, hollow for switching optimizers. "
-                      "x marks diverged trials (drawn at the worst edge, not at their penalty).",
+    "learning rate: one point per trial, never joined (other hyperparameters vary too), "
+    "colour per optimizer, marker per tuning replicate, hollow for switching optimizers. "
+    "x marks diverged trials (drawn at the worst edge, not at their penalty).",
     "best_after_k": "Thick: expected best objective among k trials taken in a uniformly random order from every "
-                    "tuning replicate's trials pooled (exact, by order statistics; diverged trials count at their "
-                    "penalty), band ± one std over orderings. Thin steps: best so far in the order each "
-                    "replicate's tuner ran. Branched optimizers are named in the legend.",
+    "tuning replicate's trials pooled (exact, by order statistics; diverged trials count at their "
+    "penalty), band ± one std over orderings. Thin steps: best so far in the order each "
+    "replicate's tuner ran. Branched optimizers are named in the legend.",
     "temperature": "tau of SoftSignum/SoftMuon (one line per seed, log scale) at the eval points; dotted line: "
-                   "the switch step floor(alpha_sign * K). After the switch tau starts near tmax (sign-like) and "
-                   "falls as the schedule walks up the fitted quantiles of the update, softening it.",
+    "the switch step floor(alpha_sign * K). After the switch tau starts near tmax (sign-like) and "
+    "falls as the schedule walks up the fitted quantiles of the update, softening it.",
     "profile": "Dolan-More profile: for each optimizer, the fraction of benchmarks on which its mean is within a "
-               "factor tau of the best optimizer's (ratios direction-aware; relative gaps where a metric can be "
-               "<= 0; an optimizer with no result counts as never within). Higher and further left is better.",
+    "factor tau of the best optimizer's (ratios direction-aware; relative gaps where a metric can be "
+    "<= 0; an optimizer with no result counts as never within). Higher and further left is better.",
     "budget": "The leaderboard computed at each step budget (fraction of the full budget): mean and 95% interval "
-              "per optimizer, joined across budgets.",
+    "per optimizer, joined across budgets.",
     "delay": "The leaderboard computed at each gradient delay: mean and 95% interval per optimizer, joined "
-             "across delays.",
+    "across delays.",
     "time_profile": "AlgoPerf performance profile of time to target (steps), one panel per condition with at least "
-                    "two full-budget benchmarks: the fraction of benchmarks on which an optimizer's median steps to "
-                    "the target are within tau times the fastest's (a miss never is); the legend gives the integrated "
-                    "score (r_max = 4).",
+    "two full-budget benchmarks: the fraction of benchmarks on which an optimizer's median steps to "
+    "the target are within tau times the fastest's (a miss never is); the legend gives the integrated "
+    "score (r_max = 4).",
     "axis": "The metric against a sweep axis: each cell's mean and 95% interval (the leaderboard's), one line per "
-            "optimizer entry without the axis; the tables give each cell's paired difference from the axis's "
-            "reference value and SoftX − X.",
+    "optimizer entry without the axis; the tables give each cell's paired difference from the axis's "
+    "reference value and SoftX − X.",
 }
 
 

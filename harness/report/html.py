@@ -58,12 +58,17 @@ def _comparison(row: dict, prefix: str, d: int, used: set, ref: str) -> tuple[st
     extra = E(extra)
     if "MDE" in extra:
         used.add("MDE")
-        extra = re.sub(r"MDE ([^;]+)", lambda m: f'<abbr class="flag" title="{E(FLAGS["MDE"])}">MDE {m.group(1)}</abbr>',
-                       extra, count=1)
+        extra = re.sub(
+            r"MDE ([^;]+)",
+            lambda m: f'<abbr class="flag" title="{E(FLAGS["MDE"])}">MDE {m.group(1)}</abbr>',
+            extra,
+            count=1,
+        )
     if "R≥" in extra:
         used.add("R≥k")
-        extra = re.sub(r"R≥(\d+)", lambda m: f'<abbr class="flag" title="{E(FLAGS["R≥k"])}">R≥{m.group(1)}</abbr>',
-                       extra, count=1)
+        extra = re.sub(
+            r"R≥(\d+)", lambda m: f'<abbr class="flag" title="{E(FLAGS["R≥k"])}">R≥{m.group(1)}</abbr>', extra, count=1
+        )
     elif row.get("need_note") and row[f"{prefix}_verdict"] == "inconclusive":
         used.add("R≥k: n/a")
         extra += f'; <abbr class="flag" title="{E(row["need_note"])}">R≥k: n/a</abbr>'
@@ -77,10 +82,13 @@ def _row_cells(row: dict, d: int, used: set, replicated: bool) -> list[str]:
     rank = str(row["rank"]) + (_flag("=", None, used) if row["rank_tied"] else "")
     versus = "best" if row["best_mean"] else row["vs_best_verdict"]
     total = row["n_seeds"] + row["n_failed"]
-    cells = [_td(rank, row["rank"]), _td(_main_cell(row, d, used), row["mean"]),
-             _td(f"[{md._num(row['ci_lo'], d)}, {md._num(row['ci_hi'], d)}]", row["ci_lo"]),
-             _td(f"{row['n_seeds']}/{total}", row["n_seeds"]),
-             _td(_badge(versus), VERDICT_ORDER.get(versus, 5), "")]
+    cells = [
+        _td(rank, row["rank"]),
+        _td(_main_cell(row, d, used), row["mean"]),
+        _td(f"[{md._num(row['ci_lo'], d)}, {md._num(row['ci_hi'], d)}]", row["ci_lo"]),
+        _td(f"{row['n_seeds']}/{total}", row["n_seeds"]),
+        _td(_badge(versus), VERDICT_ORDER.get(versus, 5), ""),
+    ]
     text, gain = _comparison(row, "vs_adamw", d, used, "adamw")
     cells.append(_td(text, gain, "num"))
     text, gain = _comparison(row, "soft", d, used, row.get("soft_ref") or "")
@@ -92,24 +100,32 @@ def _row_cells(row: dict, d: int, used: set, replicated: bool) -> list[str]:
         if row["rank_stable"] is False:
             spread += " " + _flag("‡", None, used)
         cells.append(_td(spread, row["replicate_spread"]))
-    fail = "n/a" if not math.isfinite(row["tune_failure_rate"]) else \
-        f"{row['tune_failure_rate']:.0%} of {row['tune_trials']}"
+    fail = (
+        "n/a"
+        if not math.isfinite(row["tune_failure_rate"])
+        else f"{row['tune_failure_rate']:.0%} of {row['tune_trials']}"
+    )
     cells.append(_td(fail, row["tune_failure_rate"]))
     cells.append(_td(E(md._steps_cell(row, d)), row["median_steps_to_target"]))
     return cells
 
 
-HEADER = [("rank", "1 + the number of optimizers decisively better (verdict 'better' against it)"),
-          ("mean ± std", "mean (of the replicate means) ± std over the eval seeds, the leaderboard's marks"),
-          ("95% CI of mean", "two-level over replicates and seeds with R > 1, a t interval over seeds with R = 1"),
-          ("seeds ok", "eval runs with a finite value / all eval runs"),
-          ("vs best", "verdict of the paired comparison with the best-mean optimizer"),
-          ("Δ vs adamw [95% CI]", "paired difference optimizer − adamw, its interval and verdict"),
-          ("SoftX − X [95% CI]", "paired difference of a switching optimizer and the optimizer it is before "
-                                  "its switch (softsignum, hardswitchsign − signum; softmuon − muon)"),
-          ("replicates: spread", "tuning replicates and the spread (max − min) of their means"),
-          ("tune failures", "share of tune trials that diverged or failed"),
-          ("steps to target", "median steps to the validation target over the eval runs (a miss = infinite)")]
+HEADER = [
+    ("rank", "1 + the number of optimizers decisively better (verdict 'better' against it)"),
+    ("mean ± std", "mean (of the replicate means) ± std over the eval seeds, the leaderboard's marks"),
+    ("95% CI of mean", "two-level over replicates and seeds with R > 1, a t interval over seeds with R = 1"),
+    ("seeds ok", "eval runs with a finite value / all eval runs"),
+    ("vs best", "verdict of the paired comparison with the best-mean optimizer"),
+    ("Δ vs adamw [95% CI]", "paired difference optimizer − adamw, its interval and verdict"),
+    (
+        "SoftX − X [95% CI]",
+        "paired difference of a switching optimizer and the optimizer it is before "
+        "its switch (softsignum, hardswitchsign − signum; softmuon − muon)",
+    ),
+    ("replicates: spread", "tuning replicates and the spread (max − min) of their means"),
+    ("tune failures", "share of tune trials that diverged or failed"),
+    ("steps to target", "median steps to the validation target over the eval runs (a miss = infinite)"),
+]
 
 
 def _header(first: list[tuple[str, str]], replicated: bool) -> str:
@@ -133,15 +149,23 @@ def leaderboard_table(board, keys: list, table_id: str = "board", only=None) -> 
         rows = by_bench[key]
         d = md._decimals(rows)
         for row in sorted(rows, key=lambda r: (r["rank"], leaderboard.display_key(r["optimizer"]))):
-            cells = [] if only else [_td(f'<a href="#{slug(key)}">{E(row["task"])} / {E(bench_title(key))}</a>',
-                                         index, "bench")]
+            cells = (
+                []
+                if only
+                else [_td(f'<a href="#{slug(key)}">{E(row["task"])} / {E(bench_title(key))}</a>', index, "bench")]
+            )
             cells.append(_td(E(row["optimizer"]), leaderboard.display_key(row["optimizer"])[0], ""))
             cells += _row_cells(row, d, used, replicated)
             cls = ' class="best-row"' if row["best_mean"] else ""
-            body.append(f'<tr{cls} data-bench="{E(slug(key))}" data-optimizer="{E(row["optimizer"])}">'
-                        + "".join(cells) + "</tr>")
-    table = (f'<div class="scroll"><table id="{E(table_id)}" class="sortable board">{_header(first, replicated)}'
-             f'<tbody>{"".join(body)}</tbody></table></div>')
+            body.append(
+                f'<tr{cls} data-bench="{E(slug(key))}" data-optimizer="{E(row["optimizer"])}">'
+                + "".join(cells)
+                + "</tr>"
+            )
+    table = (
+        f'<div class="scroll"><table id="{E(table_id)}" class="sortable board">{_header(first, replicated)}'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
     return table + _flag_list(used)
 
 
@@ -149,12 +173,18 @@ def aggregate_table(board) -> str:
     scopes = sorted({a["scope"] for a in board.aggregate} - {"all"}) + ["all"]
     names = sorted({a["optimizer"] for a in board.aggregate}, key=leaderboard.display_key)
     agg = {(a["scope"], a["optimizer"]): a for a in board.aggregate}
-    head = ([("optimizer", "optimizer name")]
-            + [(f"avg rank: {s}", f"rank by mean on each benchmark of {s}, averaged (± std over benchmarks; n)")
-               for s in scopes]
-            + [("best or tied", "benchmarks where its rank is 1 / benchmarks it ran"),
-               ("B/W/E/I vs adamw", "verdicts against adamw: better / worse / equivalent / inconclusive"),
-               ("B/W/E/I SoftX vs X", "verdicts of a switching optimizer against the one it is before its switch")])
+    head = (
+        [("optimizer", "optimizer name")]
+        + [
+            (f"avg rank: {s}", f"rank by mean on each benchmark of {s}, averaged (± std over benchmarks; n)")
+            for s in scopes
+        ]
+        + [
+            ("best or tied", "benchmarks where its rank is 1 / benchmarks it ran"),
+            ("B/W/E/I vs adamw", "verdicts against adamw: better / worse / equivalent / inconclusive"),
+            ("B/W/E/I SoftX vs X", "verdicts of a switching optimizer against the one it is before its switch"),
+        ]
+    )
     body = []
     for name in names:
         cells = [_td(E(name), leaderboard.display_key(name)[0], "")]
@@ -181,22 +211,30 @@ def _md_inline(text: str) -> str:
 
 # -------------------------------------------------------------------------------------- the figures
 
+
 def _facts(board, key) -> str:
     rows = [r for r in board.rows if tuple(r[k] for k in leaderboard.BENCH_KEYS) == key] if board else []
     if not rows:
         return '<p class="muted">No leaderboard entry (no eval runs of this benchmark).</p>'
     r = rows[0]
     d = md._decimals(rows)
-    target = "none" if not math.isfinite(r["target"]) else \
-        f"validation {r['metric']} {'≥' if r['direction'] == 'max' else '≤'} {md._num(r['target'], max(d, 2))}"
-    return (f'<p class="facts">Metric: <b>{E(metric_label(r["metric"], r["direction"], board.split))}</b> '
-            f'({E(r["metric"])}); margin ±{r["margin"]:.3g} ({E(r["margin_rule"])}); target: {E(target)}.</p>')
+    target = (
+        "none"
+        if not math.isfinite(r["target"])
+        else f"validation {r['metric']} {'≥' if r['direction'] == 'max' else '≤'} {md._num(r['target'], max(d, 2))}"
+    )
+    return (
+        f'<p class="facts">Metric: <b>{E(metric_label(r["metric"], r["direction"], board.split))}</b> '
+        f"({E(r['metric'])}); margin ±{r['margin']:.3g} ({E(r['margin_rule'])}); target: {E(target)}.</p>"
+    )
 
 
 def bench_section(data: rd.ReportData, key, charts: Charts, extra: list[cond.Condition]) -> str:
     split = data.metric_split
-    parts = [f'<section class="bench" id="{E(slug(key))}"><h2>{E(key[0])} / {E(bench_title(key))}</h2>',
-             _facts(data.board, key)]
+    parts = [
+        f'<section class="bench" id="{E(slug(key))}"><h2>{E(key[0])} / {E(bench_title(key))}</h2>',
+        _facts(data.board, key),
+    ]
     if data.board is not None:
         parts.append(leaderboard_table(data.board, [key], table_id=f"table-{slug(key)}", only=key))
     figs, missing = [], []
@@ -220,29 +258,39 @@ def bench_section(data: rd.ReportData, key, charts: Charts, extra: list[cond.Con
 
 # ------------------------------------------------------------------------------------------- page
 
+
 def build_page(data: rd.ReportData) -> tuple[str, int]:
     """The page's HTML and the number of charts in it."""
     board = data.board
     suites = ", ".join(board.suites) if board else ""
     charts = Charts()
-    keys = sorted(set(rd.by_benchmark(data.evals)) | set(rd.by_benchmark(data.tunes))
-                  | ({tuple(r[k] for k in leaderboard.BENCH_KEYS) for r in board.rows} if board else set()))
+    keys = sorted(
+        set(rd.by_benchmark(data.evals))
+        | set(rd.by_benchmark(data.tunes))
+        | ({tuple(r[k] for k in leaderboard.BENCH_KEYS) for r in board.rows} if board else set())
+    )
     extra = [cond.compute(data, column) for column in data.conditions]
     if board is not None:
-        intro = (f"From {board.n_eval} eval runs and {board.n_tune} tune runs (suite {E(suites or '?')}; schema "
-                 f"version {E(', '.join(map(str, board.schema_versions)))}); metric on the <b>{E(board.split)}</b> "
-                 "split.")
-        lead = ([f"<p>{intro}</p>", f"<details><summary>How to read it</summary><p>{_md_inline(md.LEGEND)}</p>"
-                 "</details>"] + [f'<p class="muted">Note: {E(n)}.</p>' for n in board.notes]
-                + ["<h2>Leaderboard</h2>", leaderboard_table(board, keys), "<h2>Aggregate</h2>",
-                   aggregate_table(board)])
+        intro = (
+            f"From {board.n_eval} eval runs and {board.n_tune} tune runs (suite {E(suites or '?')}; schema "
+            f"version {E(', '.join(map(str, board.schema_versions)))}); metric on the <b>{E(board.split)}</b> "
+            "split."
+        )
+        lead = (
+            [f"<p>{intro}</p>", f"<details><summary>How to read it</summary><p>{_md_inline(md.LEGEND)}</p></details>"]
+            + [f'<p class="muted">Note: {E(n)}.</p>' for n in board.notes]
+            + ["<h2>Leaderboard</h2>", leaderboard_table(board, keys), "<h2>Aggregate</h2>", aggregate_table(board)]
+        )
     else:
         lead = [f'<p class="alert">No leaderboard: {E(data.board_note)}</p>']
     if extra:
-        lead.insert(0, '<p class="alert">The records hold other conditions ('
-                    + "; ".join(f"{E(c.label)}: {', '.join(f'{v:g}' for v in c.values)}" for c in extra)
-                    + "). This leaderboard is the one at the full budget and no delay; each benchmark's drill-down "
-                    "has a section with the leaderboard at every value.</p>")
+        lead.insert(
+            0,
+            '<p class="alert">The records hold other conditions ('
+            + "; ".join(f"{E(c.label)}: {', '.join(f'{v:g}' for v in c.values)}" for c in extra)
+            + "). This leaderboard is the one at the full budget and no delay; each benchmark's drill-down "
+            "has a section with the leaderboard at every value.</p>",
+        )
     bench_nav = "".join(f'<a href="#{E(slug(k))}">{E(k[0])} / {E(bench_title(k))}</a>' for k in keys)
     benches = "".join(bench_section(data, k, charts, extra) for k in keys)
     overview, notes = [], []

@@ -15,18 +15,17 @@ E = html.escape
 VERDICT_ORDER = {"best": 0, "better": 1, "equivalent": 2, "inconclusive": 3, "worse": 4, "": 5}
 FLAGS = {
     "best": "bold: the best mean on this benchmark",
-    "≈": "rank 1 and equivalent to the best: the 95% interval of its difference from the best lies inside "
-         "±margin",
+    "≈": "rank 1 and equivalent to the best: the 95% interval of its difference from the best lies inside ±margin",
     "?": "rank 1 but inconclusive against the best: not yet told apart from it (more runs needed)",
     "†": "some eval runs diverged or failed and are left out of the statistics",
     "‡": "its rank changes between tuning replicates",
     "=": "rank shared with another optimizer (no verdict 'better' between them)",
     "branched": "the SoftX runs started from the X run of the same seed and replicate at step S, so the pair "
-                "shares its trajectory up to S and Δ measures the tail alone",
+    "shares its trajectory up to S and Δ measures the tail alone",
     "MDE": "minimum detectable effect: the smallest true difference this design detects with 80% power",
     "R≥k": "tuning replicates that would bring the MDE under the margin (at the current eval seeds)",
     "R≥k: n/a": "no number of tuning replicates (up to the cap) settles this comparison, or it is undefined; "
-                "hover over it for why",
+    "hover over it for why",
 }
 VERDICT_TEXT = {
     "better": "the 95% interval of Δ excludes 0 on the better side and is not inside ±margin",
@@ -102,5 +101,7 @@ class Charts:
         self.count += 1
         svg = svg_text(fig, f"c{self.count}")
         svg = svg.replace("<svg ", f'<svg role="img" aria-label="{E(label)}" ', 1)
-        return (f'<figure class="chart" data-kind="{E(kind)}" id="chart-{self.count}">{svg}'
-                f"<figcaption>{E(caption)}</figcaption></figure>")
+        return (
+            f'<figure class="chart" data-kind="{E(kind)}" id="chart-{self.count}">{svg}'
+            f"<figcaption>{E(caption)}</figcaption></figure>"
+        )

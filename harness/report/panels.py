@@ -28,8 +28,16 @@ def _handle(optimizer: str, *, line: bool = True, marker: str | None = None):
     from matplotlib.lines import Line2D
 
     s = style(optimizer)
-    return Line2D([], [], color=s.color, linestyle=s.linestyle if line else "none", marker=marker or s.marker,
-                  markersize=5, markerfacecolor="none" if s.hollow else s.color, linewidth=1.4)
+    return Line2D(
+        [],
+        [],
+        color=s.color,
+        linestyle=s.linestyle if line else "none",
+        marker=marker or s.marker,
+        markersize=5,
+        markerfacecolor="none" if s.hollow else s.color,
+        linewidth=1.4,
+    )
 
 
 def _integer_ticks(ax) -> None:
@@ -49,18 +57,23 @@ def _floats(series) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ curves
 
+
 def curves(ax, c: Canvas, key, rows, curve_rows) -> bool:
     """Validation metric vs step of the eval runs: per optimizer the mean over seeds, band min..max."""
     ok = rows[rows["status"] == "ok"]
     metric, direction = rows["metric"].iloc[0], rows["direction"].iloc[0]
-    data = curve_rows[(curve_rows["split"] == "val") & (curve_rows["name"] == metric)
-                      & curve_rows["run_id"].isin(set(ok["run_id"]))]
+    data = curve_rows[
+        (curve_rows["split"] == "val") & (curve_rows["name"] == metric) & curve_rows["run_id"].isin(set(ok["run_id"]))
+    ]
     if data.empty:
         return False
     for optimizer in rd.optimizers_of(ok):
         mine = ok[ok["optimizer"] == optimizer]
-        table = data[data["run_id"].isin(set(mine["run_id"]))].pivot_table(
-            index="step", columns="run_id", values="value", aggfunc="last").sort_index()
+        table = (
+            data[data["run_id"].isin(set(mine["run_id"]))]
+            .pivot_table(index="step", columns="run_id", values="value", aggfunc="last")
+            .sort_index()
+        )
         if table.empty:
             continue
         steps, values = table.index.to_numpy(dtype=float), table.to_numpy(dtype=float)
@@ -75,8 +88,10 @@ def curves(ax, c: Canvas, key, rows, curve_rows) -> bool:
         branch = branch[np.isfinite(branch) & (branch > 0)]
         if branch.size and (mine["branched_from"] != "").any():
             ax.axvline(float(np.median(branch)), color=s.color, linestyle=":", linewidth=1.0)
-            c.note("dotted vertical: step S where branched runs start from their parent's checkpoint "
-                   "(before S the curve is the parent's)")
+            c.note(
+                "dotted vertical: step S where branched runs start from their parent's checkpoint "
+                "(before S the curve is the parent's)"
+            )
     _integer_ticks(ax)
     ax.set_xlabel("step")
     ax.set_ylabel(metric_label(metric, direction, "val"), fontsize=8)
@@ -88,6 +103,7 @@ def curves(ax, c: Canvas, key, rows, curve_rows) -> bool:
 
 
 # ---------------------------------------------------------------------------------- LR sensitivity
+
 
 def _varying_hparams(rows) -> list[str]:
     """Hyperparameters other than lr that differ between the trials of one optimizer."""
@@ -118,8 +134,11 @@ def lr_sensitivity(ax, c: Canvas, key, rows, evals=None) -> bool:
     failed = rows["status"].isin(FAILED).to_numpy() & np.isfinite(lr)
     if good.any():
         span = float(objective[good].max() - objective[good].min()) or abs(float(objective[good].max())) * 0.05 or 1.0
-        worst = float(objective[good].max() + 0.08 * span) if Metric("", direction).sign < 0 \
+        worst = (
+            float(objective[good].max() + 0.08 * span)
+            if Metric("", direction).sign < 0
             else float(objective[good].min() - 0.08 * span)
+        )
     else:
         worst = 0.0
     replicates = sorted(set(rows["replicate"]))
@@ -133,24 +152,60 @@ def lr_sensitivity(ax, c: Canvas, key, rows, evals=None) -> bool:
             marker = REPLICATE_MARKERS[i % len(REPLICATE_MARKERS)]
             face = "none" if hollow else s.color
             if (own & good).any():
-                ax.scatter(lr[own & good], objective[own & good], s=34 if hollow else 18, marker=marker,
-                           facecolors=face, edgecolors=s.color, linewidths=1.0, zorder=3)
+                ax.scatter(
+                    lr[own & good],
+                    objective[own & good],
+                    s=34 if hollow else 18,
+                    marker=marker,
+                    facecolors=face,
+                    edgecolors=s.color,
+                    linewidths=1.0,
+                    zorder=3,
+                )
             if (own & failed).any():
-                ax.scatter(lr[own & failed], [worst] * int((own & failed).sum()), s=30, marker="x",
-                           color=s.color, linewidths=1.0, zorder=3)
-            picked = own & good & rows["trial"].isin(chosen.get((optimizer, rep), set())).to_numpy() \
-                if "trial" in rows.columns else own & False
+                ax.scatter(
+                    lr[own & failed],
+                    [worst] * int((own & failed).sum()),
+                    s=30,
+                    marker="x",
+                    color=s.color,
+                    linewidths=1.0,
+                    zorder=3,
+                )
+            picked = (
+                own & good & rows["trial"].isin(chosen.get((optimizer, rep), set())).to_numpy()
+                if "trial" in rows.columns
+                else own & False
+            )
             if picked.any():
-                ax.scatter(lr[picked], objective[picked], s=110, marker="o", facecolors="none",
-                           edgecolors="black", linewidths=0.8, zorder=4)
+                ax.scatter(
+                    lr[picked],
+                    objective[picked],
+                    s=110,
+                    marker="o",
+                    facecolors="none",
+                    edgecolors="black",
+                    linewidths=0.8,
+                    zorder=4,
+                )
                 c.note("ringed: the trial whose configuration was evaluated")
         c.add(optimizer, _handle(optimizer, line=False, marker=REPLICATE_MARKERS[0]))
     if len(replicates) > 1:
         from matplotlib.lines import Line2D
 
         for i, rep in enumerate(replicates):
-            c.add(f"replicate {rep}", Line2D([], [], color="0.35", linestyle="none", markersize=5,
-                                             marker=REPLICATE_MARKERS[i % len(REPLICATE_MARKERS)]), last=True)
+            c.add(
+                f"replicate {rep}",
+                Line2D(
+                    [],
+                    [],
+                    color="0.35",
+                    linestyle="none",
+                    markersize=5,
+                    marker=REPLICATE_MARKERS[i % len(REPLICATE_MARKERS)],
+                ),
+                last=True,
+            )
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (hp_lr)")
     ax.set_ylabel(f"objective: {metric_label(metric, direction, 'val')}", fontsize=8)
@@ -178,6 +233,7 @@ def _chosen_trials(evals) -> dict[tuple[str, int], set]:
 
 # ------------------------------------------------------------------------------------- best after k
 
+
 def best_after_k(ax, c: Canvas, key, rows, evals=None) -> bool:
     """Expected best objective after k trials (random order, exact), ± std, and the best so far in
     the order each replicate's tuner ran; branched optimizers named as such."""
@@ -203,26 +259,35 @@ def best_after_k(ax, c: Canvas, key, rows, evals=None) -> bool:
             in_order = in_order[np.isfinite(in_order)]
             if in_order.size:
                 observed = sign * np.maximum.accumulate(sign * in_order)
-                ax.step(np.arange(1, in_order.size + 1), observed, where="post", color=s.color,
-                        linewidth=0.7, alpha=0.6)
+                ax.step(
+                    np.arange(1, in_order.size + 1), observed, where="post", color=s.color, linewidth=0.7, alpha=0.6
+                )
                 lines.append(observed)
         ok_values += [v for v in _floats(mine.loc[mine["status"] == "ok", "objective"]) if math.isfinite(v)]
         parents = sorted(set(mine["branched_from"]) - {""})
         label = f"{values.size} trials"
         if parents:
-            steps = sorted({int(v) for v in _floats(mine["branch_step"]) if math.isfinite(v) and v > 0}) \
-                if "branch_step" in mine else []
+            steps = (
+                sorted({int(v) for v in _floats(mine["branch_step"]) if math.isfinite(v) and v > 0})
+                if "branch_step" in mine
+                else []
+            )
             label += ", branched"
             at = f" at S={steps[0]}" if len(steps) == 1 else ""
-            c.note("branched: trials start from the parent's best tune run at step S and train only the tail ({})",
-                   [f"{optimizer} from {soft_ref(optimizer) or 'its parent'}{at}"])
+            c.note(
+                "branched: trials start from the parent's best tune run at step S and train only the tail ({})",
+                [f"{optimizer} from {soft_ref(optimizer) or 'its parent'}{at}"],
+            )
         c.add(optimizer, _handle(optimizer), label)
         drawn = True
     if evals is not None:
         untuned = [o for o in rd.optimizers_of(evals) if o not in set(rows["optimizer"])]
         if untuned:
-            c.note("no tune trials of their own: {} (a branched optimizer with nothing of its own to tune takes its "
-                   "parent's tuned configuration)", untuned)
+            c.note(
+                "no tune trials of their own: {} (a branched optimizer with nothing of its own to tune takes its "
+                "parent's tuned configuration)",
+                untuned,
+            )
     if not drawn:
         return False
     _view(ax, lines, ok_values, c)
@@ -230,8 +295,10 @@ def best_after_k(ax, c: Canvas, key, rows, evals=None) -> bool:
     _integer_ticks(ax)
     ax.set_ylabel(f"best of k: {metric_label(metric, direction, 'val')}", fontsize=8)
     _title(ax, key)
-    c.note("thick: expected best of k trials taken in random order (exact), band ± 1 std over orders; "
-           "thin steps: best so far in the order each replicate's tuner ran")
+    c.note(
+        "thick: expected best of k trials taken in random order (exact), band ± 1 std over orders; "
+        "thin steps: best so far in the order each replicate's tuner ran"
+    )
     return True
 
 
@@ -255,11 +322,13 @@ def _view(ax, lines, ok_values, c: Canvas) -> None:
 
 # --------------------------------------------------------------------------------------- temperature
 
+
 def temperature(ax, c: Canvas, key, rows, curve_rows) -> bool:
     """tau of the Soft* eval runs after the switch, one line per seed; x from the switch to the end."""
     soft = rows[rows["base_optimizer"].isin(rd.SOFT_OPTIMIZERS)]
-    tau = curve_rows[(curve_rows["split"] == "opt") & (curve_rows["name"] == "tau")
-                     & curve_rows["run_id"].isin(set(soft["run_id"]))]
+    tau = curve_rows[
+        (curve_rows["split"] == "opt") & (curve_rows["name"] == "tau") & curve_rows["run_id"].isin(set(soft["run_id"]))
+    ]
     tau = tau[np.isfinite(tau["value"].astype(float)) & (tau["value"].astype(float) > 0)]
     if tau.empty:
         return False
@@ -272,8 +341,11 @@ def temperature(ax, c: Canvas, key, rows, curve_rows) -> bool:
             trace = tau[tau["run_id"] == run_id].sort_values("step")
             if trace.empty:
                 continue
-            ax.plot(trace["step"].to_numpy(dtype=float), trace["value"].to_numpy(dtype=float),
-                    **{**s.line(len(trace)), "linewidth": 0.9, "alpha": 0.85})
+            ax.plot(
+                trace["step"].to_numpy(dtype=float),
+                trace["value"].to_numpy(dtype=float),
+                **{**s.line(len(trace)), "linewidth": 0.9, "alpha": 0.85},
+            )
             x_lo, x_hi = min(x_lo, float(trace["step"].min())), max(x_hi, float(trace["step"].max()))
             drew = True
         if not drew:
@@ -313,6 +385,7 @@ def switch_step(rows) -> float | None:
 
 # ------------------------------------------------------------------------------- performance profile
 
+
 def profile(ax, c: Canvas, board) -> str | None:
     """Dolan-More profile of the leaderboard means; every optimizer drawn, with how many benchmarks
     it ran. Returns a skip note when fewer than two benchmarks have results."""
@@ -325,8 +398,7 @@ def profile(ax, c: Canvas, board) -> str | None:
         values.setdefault(problem, {})[row["optimizer"]] = row["mean"]
         directions[problem] = row["direction"]
     if len(values) < 2:
-        return (f"performance profile skipped: it needs eval results on at least 2 benchmarks, "
-                f"found {len(values)}")
+        return f"performance profile skipped: it needs eval results on at least 2 benchmarks, found {len(values)}"
     ratios = stats.performance_ratios(values, directions)
     finite = sorted({r for row in ratios.values() for r in row.values() if math.isfinite(r)})
     tau_max = max(finite) * 1.02 if finite and max(finite) > 1.0 else 1.05
@@ -346,18 +418,20 @@ def profile(ax, c: Canvas, board) -> str | None:
     ax.set_xlabel("tau (performance ratio to the best optimizer)")
     ax.set_ylabel(f"fraction of the {n} benchmarks within tau", fontsize=8)
     ax.set_title(f"{n} benchmarks, {board.split} metric means", fontsize=9)
-    c.note("ratios of each optimizer's mean to the best mean per benchmark (direction-aware); higher and further "
-           "left is better")
+    c.note(
+        "ratios of each optimizer's mean to the best mean per benchmark (direction-aware); higher and further "
+        "left is better"
+    )
     return None
 
 
 # -------------------------------------------------------------------------------------- conditions
 
+
 def condition(ax, c: Canvas, key, column: str, rows_by_value: dict[float, list[dict]], label: str) -> bool:
     """The leaderboard's mean and 95% interval per optimizer at each value of a condition (budget,
     delay), joined per optimizer: the same configuration family across conditions."""
-    names = sorted({r["optimizer"] for rows in rows_by_value.values() for r in rows},
-                   key=lambda n: style(n).index)
+    names = sorted({r["optimizer"] for rows in rows_by_value.values() for r in rows}, key=lambda n: style(n).index)
     xs = sorted(rows_by_value)
     if not xs or not names:
         return False
@@ -374,9 +448,19 @@ def condition(ax, c: Canvas, key, column: str, rows_by_value: dict[float, list[d
         lo = np.array([p[1]["ci_lo"] for p in points], dtype=float)
         hi = np.array([p[1]["ci_hi"] for p in points], dtype=float)
         s = style(name)
-        ax.errorbar(x, mean, yerr=np.vstack([mean - lo, hi - mean]), color=s.color, linestyle=s.linestyle,
-                    marker=s.marker, markersize=5 if s.hollow else 4, markerfacecolor="none" if s.hollow else s.color,
-                    linewidth=1.2, capsize=2, elinewidth=0.8)
+        ax.errorbar(
+            x,
+            mean,
+            yerr=np.vstack([mean - lo, hi - mean]),
+            color=s.color,
+            linestyle=s.linestyle,
+            marker=s.marker,
+            markersize=5 if s.hollow else 4,
+            markerfacecolor="none" if s.hollow else s.color,
+            linewidth=1.2,
+            capsize=2,
+            elinewidth=0.8,
+        )
         c.add(name, _handle(name))
     if column == "budget":
         ax.set_xscale("log", base=2)
@@ -385,6 +469,8 @@ def condition(ax, c: Canvas, key, column: str, rows_by_value: dict[float, list[d
     ax.set_xlabel(label)
     ax.set_ylabel(metric_label(metric, direction, split), fontsize=8)
     _title(ax, key)
-    c.note("points: the leaderboard's mean at each condition; bars: its 95% interval; "
-           "points dodged sideways a little so the bars do not hide each other")
+    c.note(
+        "points: the leaderboard's mean at each condition; bars: its 95% interval; "
+        "points dodged sideways a little so the bars do not hide each other"
+    )
     return True

@@ -76,7 +76,9 @@ def write_pngs(data: rd.ReportData, out: Path, report: Report) -> None:
         for task, fig in made.items():
             path = out / f"{kind}_{task}.png"
             _save(fig, path)
-            report.figures.append((path, f"{_TITLES[kind]}: {task}", figures.CAPTIONS[kind].format(split=data.metric_split)))
+            report.figures.append(
+                (path, f"{_TITLES[kind]}: {task}", figures.CAPTIONS[kind].format(split=data.metric_split))
+            )
         if not made:
             report.skipped.append(_EMPTY[kind])
     if data.evals.empty:
@@ -100,8 +102,9 @@ def write_pngs(data: rd.ReportData, out: Path, report: Report) -> None:
     _condition_pngs(data, out, report)
     fig = figures.temperature_figure(data)
     if fig is None:
-        report.skipped.append("temperature trace skipped: no SoftSignum/SoftMuon runs with a 'tau' curve "
-                              "(curves split 'opt', name 'tau')")
+        report.skipped.append(
+            "temperature trace skipped: no SoftSignum/SoftMuon runs with a 'tau' curve (curves split 'opt', name 'tau')"
+        )
     else:
         _save(fig, out / "temperature.png")
         report.figures.append((out / "temperature.png", "Temperature trace", figures.CAPTIONS["temperature"]))
@@ -117,26 +120,41 @@ def _condition_pngs(data: rd.ReportData, out: Path, report: Report) -> None:
     fig = figures.time_profile_figure(data)
     if fig is not None:
         _save(fig, out / "time_to_target_profile.png")
-        report.figures.append((out / "time_to_target_profile.png", "Time to target: performance profile",
-                               figures.CAPTIONS["time_profile"]))
+        report.figures.append(
+            (
+                out / "time_to_target_profile.png",
+                "Time to target: performance profile",
+                figures.CAPTIONS["time_profile"],
+            )
+        )
     elif conditions.time_rows(data):
-        report.skipped.append("time-to-target profile skipped: it needs at least 2 full-budget benchmarks with a "
-                              "target under one condition")
+        report.skipped.append(
+            "time-to-target profile skipped: it needs at least 2 full-budget benchmarks with a "
+            "target under one condition"
+        )
     for axis, fig in figures.axis_figures(data).items():
         path = out / f"axis_{axis}.png"
         _save(fig, path)
         report.figures.append((path, f"Metric vs {axis}", figures.CAPTIONS["axis"]))
 
 
-_TITLES = {"curves": "Validation curves", "lr_sensitivity": "LR sensitivity", "best_after_k": "Best after k trials",
-           "budget": "Metric vs step budget", "delay": "Metric vs gradient delay"}
-_EMPTY = {"curves": "validation curves skipped: the eval runs have no validation curves",
-          "lr_sensitivity": "LR sensitivity skipped: the tune runs have no hp_lr column",
-          "best_after_k": "best-after-k skipped: no tune run has a finite objective"}
+_TITLES = {
+    "curves": "Validation curves",
+    "lr_sensitivity": "LR sensitivity",
+    "best_after_k": "Best after k trials",
+    "budget": "Metric vs step budget",
+    "delay": "Metric vs gradient delay",
+}
+_EMPTY = {
+    "curves": "validation curves skipped: the eval runs have no validation curves",
+    "lr_sensitivity": "LR sensitivity skipped: the tune runs have no hp_lr column",
+    "best_after_k": "best-after-k skipped: no tune run has a finite objective",
+}
 
 
-def make_report(results, out_dir=None, *, metric_split: str = "test", allow_mixed: bool = False,
-                html: bool = False) -> Report:
+def make_report(
+    results, out_dir=None, *, metric_split: str = "test", allow_mixed: bool = False, html: bool = False
+) -> Report:
     """Write every figure whose data exists and ``index.md`` into ``out_dir`` (default
     ``RESULTS/report``), and with ``html`` the page ``report.html``. Raises ``UserError`` when
     there are no run records at all, before writing anything."""
@@ -169,8 +187,11 @@ def _write_index(report: Report, board, board_note: str, full=None) -> None:
     suites = ", ".join(board.suites) if board else ""
     lines = [f"# optbench report{': ' + suites if suites else ''}", ""]
     if report.page is not None:
-        lines += [f"The same, sortable and with a drill-down per benchmark: [report.html]"
-                  f"({os.path.relpath(report.page, report.out_dir)}) (one file, works offline).", ""]
+        lines += [
+            f"The same, sortable and with a drill-down per benchmark: [report.html]"
+            f"({os.path.relpath(report.page, report.out_dir)}) (one file, works offline).",
+            "",
+        ]
     if board is not None:
         lines += [_shift_headings(leaderboard.render_markdown(board)), ""]
         if full is not None:  # budgets, delays, axes, time to target: the leaderboard's own sections

@@ -25,21 +25,44 @@ if TYPE_CHECKING:  # matplotlib is imported once a figure is drawn
     from matplotlib.text import Text
     from matplotlib.typing import LineStyleType
 
-PALETTE = ("tab:blue", "tab:gray", "tab:orange", "tab:red", "tab:green", "tab:purple",
-           "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+PALETTE = (
+    "tab:blue",
+    "tab:gray",
+    "tab:orange",
+    "tab:red",
+    "tab:green",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:olive",
+    "tab:cyan",
+)
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
-SWITCH_LINES: tuple[LineStyleType, ...] = ("--", "-.", ":", (0, (5, 1, 1, 1)))  # switching optimizers, in registry order
+SWITCH_LINES: tuple[LineStyleType, ...] = (
+    "--",
+    "-.",
+    ":",
+    (0, (5, 1, 1, 1)),
+)  # switching optimizers, in registry order
 REPLICATE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 SCALE = {"max": "higher is better", "min": "lower is better"}
-NAMES = {"val_loss": "loss", "char_acc": "character accuracy", "rmse": "RMSE", "mae": "MAE",
-         "accuracy": "accuracy", "perplexity": "perplexity", "roc_auc": "ROC AUC", "ap": "average precision",
-         "r2": "R²"}
+NAMES = {
+    "val_loss": "loss",
+    "char_acc": "character accuracy",
+    "rmse": "RMSE",
+    "mae": "MAE",
+    "accuracy": "accuracy",
+    "perplexity": "perplexity",
+    "roc_auc": "ROC AUC",
+    "ap": "average precision",
+    "r2": "R²",
+}
 SPLITS = {"val": "validation", "test": "test"}
 
-LEGEND_WIDTH = 2.3   # inches reserved right of the panels for the legend
+LEGEND_WIDTH = 2.3  # inches reserved right of the panels for the legend
 TOP, BOTTOM, LINE = 0.65, 0.5, 0.16  # inches: title and panel title; x label; one line of notes
 NOTE_SIZE = 7
-PANEL = (3.9, 2.9)   # inches per panel (data area plus its tick labels)
+PANEL = (3.9, 2.9)  # inches per panel (data area plus its tick labels)
 MAX_COLUMNS = 3
 
 
@@ -48,7 +71,7 @@ class Style:
     color: str
     linestyle: LineStyleType
     marker: str
-    index: int        # position in the registry order: staggers marker positions
+    index: int  # position in the registry order: staggers marker positions
 
     @property
     def hollow(self) -> bool:
@@ -58,9 +81,15 @@ class Style:
     def line(self, n_points: int = 0) -> dict:
         """keyword arguments for ``Axes.plot``: markers at about 8 staggered points of a long line."""
         every = max(1, n_points // 8) if n_points else 1
-        return {"color": self.color, "linestyle": self.linestyle, "marker": self.marker,
-                "markersize": 5.5 if self.hollow else 4, "markerfacecolor": "none" if self.hollow else self.color,
-                "markevery": (self.index % every, every), "linewidth": 1.8 if self.linestyle == ":" else 1.4}
+        return {
+            "color": self.color,
+            "linestyle": self.linestyle,
+            "marker": self.marker,
+            "markersize": 5.5 if self.hollow else 4,
+            "markerfacecolor": "none" if self.hollow else self.color,
+            "markevery": (self.index % every, every),
+            "linewidth": 1.8 if self.linestyle == ":" else 1.4,
+        }
 
 
 def _order() -> list[str]:
@@ -79,9 +108,10 @@ def style(optimizer: str) -> Style:
 
     if base_name(optimizer) != optimizer:
         base = style(base_name(optimizer))
-        shift = 1 + sum(map(ord, optimizer[len(base_name(optimizer)):])) % (len(MARKERS) - 1)
-        return Style(base.color, base.linestyle, MARKERS[(MARKERS.index(base.marker) + shift) % len(MARKERS)],
-                     base.index)
+        shift = 1 + sum(map(ord, optimizer[len(base_name(optimizer)) :])) % (len(MARKERS) - 1)
+        return Style(
+            base.color, base.linestyle, MARKERS[(MARKERS.index(base.marker) + shift) % len(MARKERS)], base.index
+        )
     order = _order()
     index = order.index(optimizer) if optimizer in order else len(order) + sum(map(ord, optimizer))
     switching = [n for n in order if soft_ref(n)]
@@ -99,7 +129,7 @@ def metric_name(metric: str) -> str:
         return NAMES[metric]
     for prefix in ("val_", "test_"):
         if metric.startswith(prefix):
-            return metric_name(metric[len(prefix):])
+            return metric_name(metric[len(prefix) :])
     return metric.replace("_", " ")
 
 
@@ -117,6 +147,7 @@ def bench_title(key: tuple[str, ...]) -> str:
 
 
 # ---------------------------------------------------------------------------------------- figures
+
 
 @dataclass
 class Canvas:
@@ -169,14 +200,20 @@ def canvas(n: int, title: str, *, legend: bool = True, columns: int = MAX_COLUMN
     cols = max(1, min(n, columns))
     rows = max(1, math.ceil(n / cols))
     right = LEGEND_WIDTH if legend else 0.25
-    gap_x, gap_y = 0.8, 0.8   # y tick labels and label of the next panel; x label and title of the next
+    gap_x, gap_y = 0.8, 0.8  # y tick labels and label of the next panel; x label and title of the next
     axis_w, axis_h = PANEL[0] - gap_x, PANEL[1] - gap_y
     width = cols * PANEL[0] + right
     height = rows * axis_h + (rows - 1) * gap_y + TOP + BOTTOM
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=gap_x / width, right=1 - right / width, bottom=BOTTOM / height, top=1 - TOP / height,
-                        wspace=gap_x / axis_w, hspace=gap_y / axis_h)
+    fig.subplots_adjust(
+        left=gap_x / width,
+        right=1 - right / width,
+        bottom=BOTTOM / height,
+        top=1 - TOP / height,
+        wspace=gap_x / axis_w,
+        hspace=gap_y / axis_h,
+    )
     axes = [fig.add_subplot(rows, cols, i + 1) for i in range(max(n, 1))]
     text = fig.suptitle(title, fontsize=10, va="top")
     return Canvas(fig, axes, {}, [], text)
@@ -200,12 +237,26 @@ def finish(c: Canvas) -> Figure:
         c.title.set_y(1 - 0.1 / height)
     if c.legend:
         handles, labels = c.labels()
-        fig.legend(handles, labels, loc="upper left", fontsize=7,
-                   bbox_to_anchor=(fig.subplotpars.right + 0.12 / width, fig.subplotpars.top), frameon=False,
-                   handlelength=2.8, borderaxespad=0.0)
+        fig.legend(
+            handles,
+            labels,
+            loc="upper left",
+            fontsize=7,
+            bbox_to_anchor=(fig.subplotpars.right + 0.12 / width, fig.subplotpars.top),
+            frameon=False,
+            handlelength=2.8,
+            borderaxespad=0.0,
+        )
     for i, line in enumerate(lines):
-        fig.text(0.12 / width, (0.08 + LINE * (len(lines) - 1 - i)) / height, line, fontsize=NOTE_SIZE,
-                 color="0.25", ha="left", va="bottom")
+        fig.text(
+            0.12 / width,
+            (0.08 + LINE * (len(lines) - 1 - i)) / height,
+            line,
+            fontsize=NOTE_SIZE,
+            color="0.25",
+            ha="left",
+            va="bottom",
+        )
     return fig
 
 
@@ -228,7 +279,7 @@ def svg_text(fig, prefix: str) -> str:
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "optbench"}):
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
-    text = text[text.index("<svg"):]
+    text = text[text.index("<svg") :]
     text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, count=1, flags=re.S)
     text = re.sub(r'(\sid=")([^"]+")', rf"\g<1>{prefix}-\2", text)
     return re.sub(r'((?:xlink:)?href="#|url\(#)', rf"\g<1>{prefix}-", text)

@@ -57,8 +57,10 @@ def sweep_digest(text: str) -> str:
 
 
 def _rerun(out: Path) -> str:
-    return (f"re-run the optbench sweep (or suite) command that wrote {out}, with the same sweep file, --out and "
-            f"--storage: it writes {PLAN_FILE} before it runs anything (finished runs are not run again)")
+    return (
+        f"re-run the optbench sweep (or suite) command that wrote {out}, with the same sweep file, --out and "
+        f"--storage: it writes {PLAN_FILE} before it runs anything (finished runs are not run again)"
+    )
 
 
 def read_plan(out: str | os.PathLike) -> dict | None:
@@ -73,8 +75,10 @@ def read_plan(out: str | os.PathLike) -> dict | None:
     path, sweep_file = plan_path(out), out / SWEEP_FILE
     if not path.is_file():
         if sweep_file.is_file():
-            raise UserError(f"{out} holds a sweep file ({sweep_file}) but not the budget written with it ({path}; "
-                            f"a sweep run by an optbench older than that file lacks it); {_rerun(out)}")
+            raise UserError(
+                f"{out} holds a sweep file ({sweep_file}) but not the budget written with it ({path}; "
+                f"a sweep run by an optbench older than that file lacks it); {_rerun(out)}"
+            )
         return None
     try:
         plan = json.loads(path.read_text())
@@ -89,8 +93,10 @@ def read_plan(out: str | os.PathLike) -> dict | None:
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"cannot read {sweep_file}: {exc}; {_rerun(out)}") from None
         if digest != plan["sweep_sha256"]:
-            raise UserError(f"{path} was not written with the sweep file {sweep_file} next to it (edited, or a run "
-                            f"of the command stopped between the two); {_rerun(out)}")
+            raise UserError(
+                f"{path} was not written with the sweep file {sweep_file} next to it (edited, or a run "
+                f"of the command stopped between the two); {_rerun(out)}"
+            )
     return plan
 
 
@@ -99,16 +105,17 @@ def _problem(plan: Any) -> str:
     if not isinstance(plan, dict) or "format" not in plan:
         return "is not an optbench sweep budget (no 'format')"
     if plan["format"] != PLAN_FORMAT:
-        return (f"has format {plan['format']!r}, this optbench reads format {PLAN_FORMAT} (written by another "
-                "version of optbench)")
+        return (
+            f"has format {plan['format']!r}, this optbench reads format {PLAN_FORMAT} (written by another "
+            "version of optbench)"
+        )
     if not isinstance(plan.get("sweep_sha256"), str) or not isinstance(plan.get("studies"), list):
         return "lacks 'sweep_sha256' or 'studies'"
     for i, study in enumerate(plan["studies"]):
         if not isinstance(study, dict) or any(k not in study for k in STUDY_KEYS):
             return f"studies[{i}] lacks one of {', '.join(STUDY_KEYS)}"
         ints = (study["trials"], *study["eval_seeds"]) if isinstance(study["eval_seeds"], list) else (None,)
-        if not isinstance(study["study"], str) or not all(isinstance(v, int) and not isinstance(v, bool)
-                                                          for v in ints):
+        if not isinstance(study["study"], str) or not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
             return f"studies[{i}] has a malformed study name, trials or eval_seeds"
         if study["direction"] not in DIRECTIONS:
             return f"studies[{i}] has direction {study['direction']!r}; known: {', '.join(DIRECTIONS)}"

@@ -33,34 +33,47 @@ class RunRecord:
     is what readers see (the stored columns plus ``hp_<name>``)."""
 
     run_id: str = _column("hash of the run's canonical spec (RunSpec.identity)")
-    schema_version: int = _column("results-schema version the row was written with (this schema: 2; upgraded rows keep "
-                                  "the version of their file)")
-    optbench_version: str = _column("optbench's version that wrote the row (harness.results.versions; null in rows "
-                                    "written before versions were recorded, which count as 'unknown')")
+    schema_version: int = _column(
+        "results-schema version the row was written with (this schema: 2; upgraded rows keep the version of their file)"
+    )
+    optbench_version: str = _column(
+        "optbench's version that wrote the row (harness.results.versions; null in rows "
+        "written before versions were recorded, which count as 'unknown')"
+    )
     suite: str = _column("suite name ('adhoc' for optbench run)")
     study: str = _column("Optuna study name for tune/eval runs, '' otherwise")
     task: str = _column("task family")
-    dataset: str = _column("dataset name; a user's file (path:<file>) as path@<content hash>, the same wherever the file sits")
+    dataset: str = _column(
+        "dataset name; a user's file (path:<file>) as path@<content hash>, the same wherever the file sits"
+    )
     dataset_source: str = _column("the dataset as the run was given it (for path@...: the file's path then)")
     size: str = _column("tiny | small | paper")
     optimizer: str = _column("registered optimizer name")
     phase: str = _column("run | tune | eval")
-    trial: int | None = _column("tune: the trial's slot k (0-based: the k-th planned trial of its study, stable across crashes and re-runs); eval: the slot whose configuration it evaluates; null otherwise")
+    trial: int | None = _column(
+        "tune: the trial's slot k (0-based: the k-th planned trial of its study, stable across crashes and re-runs); eval: the slot whose configuration it evaluates; null otherwise"
+    )
     replicate: int = _column("tuning replicate (independent study) the run belongs to, 0..R-1 (0 without replicates)")
     seed: int = _column("run seed (model init, data order, dropout)")
-    steps: int | None = _column("the full step budget K (a budget run trains round(budget K) of them); null only in a "
-                                "failure record whose spec left the budget to the task")
+    steps: int | None = _column(
+        "the full step budget K (a budget run trains round(budget K) of them); null only in a "
+        "failure record whose spec left the budget to the task"
+    )
     steps_done: int = _column("optimizer steps actually taken (fewer than planned when diverged or pruned)")
     budget: float = _column("fraction of the full budget `steps` the run trained (a WSD budget branch; 1.0: all)")
     delay: int = _column("steps by which gradients reached the optimizer late (0: no delay)")
-    cell: str = _column("the sweep cell's axis values, JSON (e.g. {\"alpha_sign\": 0.5, \"delay\": 1}); '' outside "
-                        "a sweep's axes (harness.sweep.axes)")
+    cell: str = _column(
+        'the sweep cell\'s axis values, JSON (e.g. {"alpha_sign": 0.5, "delay": 1}); \'\' outside '
+        "a sweep's axes (harness.sweep.axes)"
+    )
     hparams: str = _column("resolved optimizer hyperparameters, JSON")
     task_options: str = _column("resolved task options, JSON")
     spec: str = _column("the full RunSpec, JSON")
     amp: str = _column("'' (fp32) or 'bf16'")
     compile: bool = _column("torch.compile used")
-    status: str = _column("ok | diverged | pruned (stopped early by the tuner) | failed (the run raised an exception, or its worker died every time; written by the sweep, see status_detail)")
+    status: str = _column(
+        "ok | diverged | pruned (stopped early by the tuner) | failed (the run raised an exception, or its worker died every time; written by the sweep, see status_detail)"
+    )
     status_detail: str = _column("why a run diverged or failed, '' if ok")
     metric: str = _column("the task's metric name")
     direction: str = _column("max | min")
@@ -82,11 +95,14 @@ class RunRecord:
     optimizer_state_bytes: int = _column("bytes of tensors in optimizer.state")
     param_count: int = _column("trainable parameters")
     implementation: str = _column("optimizer implementation path (e.g. foreach, fused)")
-    optimizer_origin: str = _column("where the optimizer came from: 'built-in', 'entry point <distribution>', "
-                                    "'import path <module>' or 'torch.optim'")
+    optimizer_origin: str = _column(
+        "where the optimizer came from: 'built-in', 'entry point <distribution>', "
+        "'import path <module>' or 'torch.optim'"
+    )
     optimizer_version: str = _column("version of the package that provides a plugin optimizer ('' for built-ins)")
-    task_origin: str = _column("where the task came from: 'built-in', 'entry point <distribution>' or "
-                               "'import path <module>'")
+    task_origin: str = _column(
+        "where the task came from: 'built-in', 'entry point <distribution>' or 'import path <module>'"
+    )
     task_version: str = _column("version of the package that provides a plugin task ('' for built-ins)")
     git_sha: str = _column("optbench commit (or 'unknown')")
     torch_version: str = _column("torch.__version__")
@@ -97,7 +113,9 @@ class RunRecord:
     finished_at: str = _column("UTC ISO timestamp")
     resumed_at_step: int = _column("step of the checkpoint this run's last process resumed from (0: ran from scratch)")
     branched_from: str = _column("run_id of the parent run whose checkpoint this run started from ('' if none)")
-    branch_step: int = _column("step of that checkpoint (S = floor(alpha_sign K)); the curves before it are the parent's")
+    branch_step: int = _column(
+        "step of that checkpoint (S = floor(alpha_sign K)); the curves before it are the parent's"
+    )
 
     def row(self) -> dict[str, Any]:
         """The row as readers see it: every column, plus the ``hp_<name>`` columns of the
@@ -114,11 +132,35 @@ def columns() -> dict[str, str]:
 
 # Fields the outcome of a run fills in (what ``from_spec`` takes from its caller); every other field is
 # read off the spec, the code's versions, the plugin registry and the environment.
-OUTCOME = ("steps", "steps_done", "status", "status_detail", "metric", "direction", "val_metric", "test_metric",
-           "best_val_metric", "best_val_step", "objective", "penalty", "target", "steps_to_target",
-           "final_train_loss", "metrics", "train_seconds", "eval_seconds", "optimizer_seconds", "wall_seconds",
-           "peak_memory_bytes", "optimizer_state_bytes", "param_count", "implementation", "started_at",
-           "finished_at", "resumed_at_step")
+OUTCOME = (
+    "steps",
+    "steps_done",
+    "status",
+    "status_detail",
+    "metric",
+    "direction",
+    "val_metric",
+    "test_metric",
+    "best_val_metric",
+    "best_val_step",
+    "objective",
+    "penalty",
+    "target",
+    "steps_to_target",
+    "final_train_loss",
+    "metrics",
+    "train_seconds",
+    "eval_seconds",
+    "optimizer_seconds",
+    "wall_seconds",
+    "peak_memory_bytes",
+    "optimizer_state_bytes",
+    "param_count",
+    "implementation",
+    "started_at",
+    "finished_at",
+    "resumed_at_step",
+)
 ENVIRONMENT = ("git_sha", "torch_version", "python_version", "device")
 
 
@@ -143,37 +185,88 @@ def from_spec(spec: Any, *, environment: Mapping[str, Any], **outcome: Any) -> R
         raise ValueError(f"unknown run status {outcome['status']!r}; known: {', '.join(STATUSES)}")
     opt_origin, task_origin = plugins.origin("optimizer", spec.optimizer), plugins.origin("task", spec.task)
     return RunRecord(
-        run_id=spec.run_id, schema_version=SCHEMA_VERSION, optbench_version=package_version(),
-        suite=spec.suite, study=spec.study, task=spec.task, dataset=spec.dataset_key, dataset_source=spec.dataset,
-        size=spec.size, optimizer=spec.optimizer, phase=spec.phase, trial=spec.trial, replicate=spec.replicate,
-        seed=spec.seed, budget=float(spec.budget), delay=int(spec.delay),
+        run_id=spec.run_id,
+        schema_version=SCHEMA_VERSION,
+        optbench_version=package_version(),
+        suite=spec.suite,
+        study=spec.study,
+        task=spec.task,
+        dataset=spec.dataset_key,
+        dataset_source=spec.dataset,
+        size=spec.size,
+        optimizer=spec.optimizer,
+        phase=spec.phase,
+        trial=spec.trial,
+        replicate=spec.replicate,
+        seed=spec.seed,
+        budget=float(spec.budget),
+        delay=int(spec.delay),
         cell=json.dumps(json_ready(spec.cell), sort_keys=True) if spec.cell else "",
         hparams=json.dumps(json_ready(spec.hparams), sort_keys=True),
-        task_options=json.dumps(json_ready(spec.task_options), sort_keys=True), spec=spec.to_json(),
-        amp=spec.amp or "", compile=bool(spec.compile),
-        optimizer_origin=opt_origin.label(), optimizer_version=opt_origin.version,
-        task_origin=task_origin.label(), task_version=task_origin.version,
-        git_sha=str(environment["git_sha"]), torch_version=str(environment["torch_version"]),
-        python_version=str(environment["python_version"]), device=str(environment["device"]),
+        task_options=json.dumps(json_ready(spec.task_options), sort_keys=True),
+        spec=spec.to_json(),
+        amp=spec.amp or "",
+        compile=bool(spec.compile),
+        optimizer_origin=opt_origin.label(),
+        optimizer_version=opt_origin.version,
+        task_origin=task_origin.label(),
+        task_version=task_origin.version,
+        git_sha=str(environment["git_sha"]),
+        torch_version=str(environment["torch_version"]),
+        python_version=str(environment["python_version"]),
+        device=str(environment["device"]),
         world_size=int(environment.get("world_size", 1)),
-        branched_from=spec.branched_from, branch_step=spec.branch_step,
+        branched_from=spec.branched_from,
+        branch_step=spec.branch_step,
         **outcome,
     )
 
 
-def failure(spec: Any, *, metric: str, direction: str, penalty: float, detail: str, started_at: str,
-            finished_at: str, wall_seconds: float, environment: Mapping[str, Any]) -> RunRecord:
+def failure(
+    spec: Any,
+    *,
+    metric: str,
+    direction: str,
+    penalty: float,
+    detail: str,
+    started_at: str,
+    finished_at: str,
+    wall_seconds: float,
+    environment: Mapping[str, Any],
+) -> RunRecord:
     """The record of a run that never produced a result (``status = "failed"``): it raised an
     exception, or its worker died every time. Metrics are NaN, no step was taken and the objective is
     the penalty, so a leaderboard counts it in ``n_failed`` / ``tune_failure_rate``."""
     return from_spec(
-        spec, environment=environment, steps=spec.steps, steps_done=0, status="failed", status_detail=detail,
-        metric=metric, direction=direction, val_metric=math.nan, test_metric=math.nan, best_val_metric=math.nan,
-        best_val_step=0, objective=float(penalty), penalty=float(penalty), target=math.nan, steps_to_target=None,
-        final_train_loss=math.nan, metrics=json.dumps({"val": {}, "test": {}}), train_seconds=0.0,
-        eval_seconds=0.0, optimizer_seconds=0.0, wall_seconds=float(wall_seconds), peak_memory_bytes=0,
-        optimizer_state_bytes=0, param_count=0, implementation="", started_at=started_at,
-        finished_at=finished_at, resumed_at_step=0,
+        spec,
+        environment=environment,
+        steps=spec.steps,
+        steps_done=0,
+        status="failed",
+        status_detail=detail,
+        metric=metric,
+        direction=direction,
+        val_metric=math.nan,
+        test_metric=math.nan,
+        best_val_metric=math.nan,
+        best_val_step=0,
+        objective=float(penalty),
+        penalty=float(penalty),
+        target=math.nan,
+        steps_to_target=None,
+        final_train_loss=math.nan,
+        metrics=json.dumps({"val": {}, "test": {}}),
+        train_seconds=0.0,
+        eval_seconds=0.0,
+        optimizer_seconds=0.0,
+        wall_seconds=float(wall_seconds),
+        peak_memory_bytes=0,
+        optimizer_state_bytes=0,
+        param_count=0,
+        implementation="",
+        started_at=started_at,
+        finished_at=finished_at,
+        resumed_at_step=0,
     )
 
 

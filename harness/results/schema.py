@@ -31,8 +31,15 @@ HP_PREFIX = "hp_"
 # Columns a schema 1 file may lack, with the value every such row had (the feature did not exist when
 # the row was written): no tuning replicates, no branching, no resume, no delay, the full budget, no
 # sweep axes. (A schema 2 file written before ``cell`` existed is filled the same way.)
-V1_FILL: dict[str, Any] = {"replicate": 0, "branched_from": "", "branch_step": 0, "resumed_at_step": 0,
-                           "delay": 0, "budget": 1.0, "cell": ""}
+V1_FILL: dict[str, Any] = {
+    "replicate": 0,
+    "branched_from": "",
+    "branch_step": 0,
+    "resumed_at_step": 0,
+    "delay": 0,
+    "budget": 1.0,
+    "cell": "",
+}
 
 
 class NewerSchema(ValueError):
@@ -56,8 +63,7 @@ def arrow_schema():
     import pyarrow as pa
 
     hints = typing.get_type_hints(RunRecord)
-    return pa.schema([pa.field(f.name, _arrow_type(hints[f.name]), nullable=True)
-                      for f in fields(RunRecord)])
+    return pa.schema([pa.field(f.name, _arrow_type(hints[f.name]), nullable=True) for f in fields(RunRecord)])
 
 
 @functools.lru_cache(maxsize=1)
@@ -65,8 +71,15 @@ def curve_schema():
     """The Arrow schema of a curves file (long table, one row per logged value)."""
     import pyarrow as pa
 
-    return pa.schema([("run_id", pa.string()), ("step", pa.int64()), ("split", pa.string()),
-                      ("name", pa.string()), ("value", pa.float64())])
+    return pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("step", pa.int64()),
+            ("split", pa.string()),
+            ("name", pa.string()),
+            ("value", pa.float64()),
+        ]
+    )
 
 
 def table_of_rows(rows: list[dict[str, Any]]):
@@ -112,8 +125,10 @@ def conform(table, source: str = ""):
     schema = arrow_schema()
     version = file_schema_version(table)
     if version > SCHEMA_VERSION:
-        raise NewerSchema(f"{source or 'record file'} has results schema {version}, newer than this optbench's "
-                          f"{SCHEMA_VERSION}: upgrade optbench to read it")
+        raise NewerSchema(
+            f"{source or 'record file'} has results schema {version}, newer than this optbench's "
+            f"{SCHEMA_VERSION}: upgrade optbench to read it"
+        )
     if table.schema.equals(schema):
         return table
     names, n = set(table.column_names), table.num_rows

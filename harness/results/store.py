@@ -28,9 +28,27 @@ from harness.results import record as _record
 from harness.results.record import SCHEMA_VERSION, columns, finite_or_nan, hp_columns, json_ready
 from harness.results.schema import CURVE_COLUMNS, conform, curve_schema, table_of_rows, with_hp_columns
 
-__all__ = ["COLUMNS", "CURVE_COLUMNS", "SCHEMA_VERSION", "check_writable", "curves_dir", "failure_row",
-           "finite_or_nan", "hp_columns", "is_finished", "json_ready", "quarantine", "read_curves", "read_runs",
-           "read_runs_file", "record_state", "results_root", "run_path", "runs_dir", "write_run"]
+__all__ = [
+    "COLUMNS",
+    "CURVE_COLUMNS",
+    "SCHEMA_VERSION",
+    "check_writable",
+    "curves_dir",
+    "failure_row",
+    "finite_or_nan",
+    "hp_columns",
+    "is_finished",
+    "json_ready",
+    "quarantine",
+    "read_curves",
+    "read_runs",
+    "read_runs_file",
+    "record_state",
+    "results_root",
+    "run_path",
+    "runs_dir",
+    "write_run",
+]
 
 # Column -> meaning, read off ``harness.results.record.RunRecord`` (the record type *is* the column list).
 # Readers also see ``hp_<name>`` columns, derived from ``hparams`` on read.
@@ -96,16 +114,34 @@ def check_writable(out: str | os.PathLike) -> None:
             writable_dir(sub, "results subfolder")
 
 
-def failure_row(spec: Any, *, metric: str, direction: str, penalty: float, detail: str, started_at: str,
-                finished_at: str, wall_seconds: float, environment: Mapping[str, Any]) -> dict[str, Any]:
+def failure_row(
+    spec: Any,
+    *,
+    metric: str,
+    direction: str,
+    penalty: float,
+    detail: str,
+    started_at: str,
+    finished_at: str,
+    wall_seconds: float,
+    environment: Mapping[str, Any],
+) -> dict[str, Any]:
     """The row of a run that never produced a result (``status = "failed"``): it raised an exception,
     or its worker died every time. ``spec`` is its ``RunSpec``; ``environment`` gives git_sha,
     torch_version, python_version and device ('unknown' where absent). Built by
     ``harness.results.record.failure``."""
     env = {k: environment.get(k, "unknown") for k in _record.ENVIRONMENT}
-    return _record.failure(spec, metric=metric, direction=direction, penalty=penalty, detail=detail,
-                           started_at=started_at, finished_at=finished_at, wall_seconds=wall_seconds,
-                           environment=env).row()
+    return _record.failure(
+        spec,
+        metric=metric,
+        direction=direction,
+        penalty=penalty,
+        detail=detail,
+        started_at=started_at,
+        finished_at=finished_at,
+        wall_seconds=wall_seconds,
+        environment=env,
+    ).row()
 
 
 def _write_table(table, path: Path) -> None:
@@ -126,13 +162,16 @@ def write_run(out: str | os.PathLike, row: Mapping[str, Any], curves: Iterable[M
     run_id = row["run_id"]
     row_table = table_of_rows([dict(row)])  # checked before anything is written
     curves = list(curves)
-    curve_table = pa.table({
-        "run_id": pa.array([run_id] * len(curves), pa.string()),
-        "step": pa.array([int(c["step"]) for c in curves], pa.int64()),
-        "split": pa.array([str(c["split"]) for c in curves], pa.string()),
-        "name": pa.array([str(c["name"]) for c in curves], pa.string()),
-        "value": pa.array([float(c["value"]) for c in curves], pa.float64()),
-    }, schema=curve_schema())
+    curve_table = pa.table(
+        {
+            "run_id": pa.array([run_id] * len(curves), pa.string()),
+            "step": pa.array([int(c["step"]) for c in curves], pa.int64()),
+            "split": pa.array([str(c["split"]) for c in curves], pa.string()),
+            "name": pa.array([str(c["name"]) for c in curves], pa.string()),
+            "value": pa.array([float(c["value"]) for c in curves], pa.float64()),
+        },
+        schema=curve_schema(),
+    )
     _write_table(curve_table, curves_dir(out) / f"{run_id}.parquet")
     path = run_path(out, run_id)
     _write_table(row_table, path)

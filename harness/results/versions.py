@@ -40,8 +40,12 @@ class ResultChange:
 # Oldest first. A release that changes results adds an entry here and a "Changes results" line in
 # CHANGELOG.md (tests/test_results_dataset.py checks they agree).
 RESULT_CHANGES: tuple[ResultChange, ...] = (
-    ResultChange("0.1.0", True, "the first version whose run records carry optbench_version; the changes to "
-                 "results made before it (CHANGELOG.md, 0.1.0) are in records whose version is unknown"),
+    ResultChange(
+        "0.1.0",
+        True,
+        "the first version whose run records carry optbench_version; the changes to "
+        "results made before it (CHANGELOG.md, 0.1.0) are in records whose version is unknown",
+    ),
 )
 
 
@@ -109,6 +113,7 @@ def mixed_epochs(versions: Iterable[object]) -> dict[str, Counter]:
 def describe(epochs: dict[str, Counter]) -> str:
     """Each version with its row count, epochs apart by ``;``, e.g. ``0.1.0 (12 rows), 0.1.1 (3 rows);
     unknown (90 rows, written before versions were recorded)``."""
+
     def key(text: str) -> tuple:
         return (text == UNKNOWN, release(text) or (), text)
 

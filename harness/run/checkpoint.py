@@ -151,8 +151,7 @@ def load_latest(out: str | os.PathLike, spec: Any) -> dict[str, Any] | None:
         if problem is None:
             return state
         aside = _aside(path, ".foreign")
-        warnings.warn(f"checkpoint {path} is not this run's: {problem}; moved it aside to {aside.name}",
-                      stacklevel=2)
+        warnings.warn(f"checkpoint {path} is not this run's: {problem}; moved it aside to {aside.name}", stacklevel=2)
     return None
 
 
@@ -197,8 +196,11 @@ def capture_rng() -> dict[str, Any]:
     """Every global RNG a run may draw from: torch CPU and CUDA, numpy, Python."""
     import numpy as np
 
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                             "python": random.getstate()}
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

@@ -53,7 +53,7 @@ def parse_sets(pairs: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         if not sep or not key:
             raise UserError(f"--set expects key=value, got {pair!r}")
         if key.startswith("task."):
-            options[key[len("task."):]] = parse_value(value)
+            options[key[len("task.") :]] = parse_value(value)
         else:
             hparams[key] = parse_value(value)
     return hparams, options
@@ -77,8 +77,11 @@ def print_task(record) -> None:
     """A task record as ``optbench list --task NAME`` shows it: sizes, metrics, datasets (offline or
     where the download comes from), and every option with its type, default and valid values."""
     print(f"{record.name}: {record.description}")
-    print(f"  sizes: {', '.join(record.sizes)}  (default dataset per size: "
-          + ", ".join(f"{s}={d}" for s, d in record.default_dataset.items()) + ")")
+    print(
+        f"  sizes: {', '.join(record.sizes)}  (default dataset per size: "
+        + ", ".join(f"{s}={d}" for s, d in record.default_dataset.items())
+        + ")"
+    )
     print(f"  metrics: {_metrics(record.metrics)}")
     print("  datasets:")
     for d in record.datasets:
@@ -129,11 +132,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         if spec.branch_from:
             print(f"  is {spec.branch_from} before its switch: can branch from a {spec.branch_from} checkpoint")
         return 0
-    _listing("task", lambda r: [r.description, f"metrics: {_metrics(r.metrics)}; options: "
-                                                + ", ".join(o.name for o in r.options)])
+    _listing(
+        "task",
+        lambda r: [r.description, f"metrics: {_metrics(r.metrics)}; options: " + ", ".join(o.name for o in r.options)],
+    )
     _listing("optimizer", lambda s: [s.summary, "defaults: " + ", ".join(f"{k}={v!r}" for k, v in s.defaults.items())])
-    print("\n`optbench list --task NAME` shows a task's datasets and options. Plugins: pkg.module:ATTR,\n"
-          "torch:NAME (a torch.optim class) or a package's entry points optbench.optimizers / optbench.tasks.")
+    print(
+        "\n`optbench list --task NAME` shows a task's datasets and options. Plugins: pkg.module:ATTR,\n"
+        "torch:NAME (a torch.optim class) or a package's entry points optbench.optimizers / optbench.tasks."
+    )
     return 0
 
 
@@ -142,9 +149,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     hparams, options = parse_sets(args.set or [])
     spec, task = resolve(
-        task=args.task, optimizer=args.optimizer, dataset=args.dataset, size=args.size, hparams=hparams,
-        task_options=options, seed=args.seed, steps=args.steps, amp=args.amp, compile=args.compile,
-        data_dir=args.data_dir, delay=args.delay, budget=args.budget, schedule=_schedule_override(args),
+        task=args.task,
+        optimizer=args.optimizer,
+        dataset=args.dataset,
+        size=args.size,
+        hparams=hparams,
+        task_options=options,
+        seed=args.seed,
+        steps=args.steps,
+        amp=args.amp,
+        compile=args.compile,
+        data_dir=args.data_dir,
+        delay=args.delay,
+        budget=args.budget,
+        schedule=_schedule_override(args),
     )
     # Everything that can be refused is checked before anything is written (a record moved aside too).
     policy, parent = _checkpointing(args, spec)
@@ -159,18 +177,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         state, why = records.record_state(out, spec.run_id)
         if state == "corrupt":
             moved = records.quarantine(records.run_path(out, spec.run_id))
-            say(f"optbench run: warning: run record {records.run_path(out, spec.run_id)} is unreadable ({why}); "
-                f"moved it to {moved.name} and running again")
+            say(
+                f"optbench run: warning: run record {records.run_path(out, spec.run_id)} is unreadable ({why}); "
+                f"moved it to {moved.name} and running again"
+            )
     if parent is not None:
-        say(f"optbench run: starting from {args.branch_from} (run {spec.branched_from}, steps after "
-            f"{spec.branch_step} only)")
+        say(
+            f"optbench run: starting from {args.branch_from} (run {spec.branched_from}, steps after "
+            f"{spec.branch_step} only)"
+        )
     from harness.run.preempt import sigterm_stops_training
 
     # SIGTERM (a scheduler's stop) ends the run after its current step, with a checkpoint once
     # the run has taken a step: the same command resumes there.
     with _plain_warnings(), sigterm_stops_training(interrupt_sigint=False):
-        result = run(spec, out_dir=out, data_dir=args.data_dir, device=args.device, progress=args.progress,
-                     task=task, checkpoints=policy, branch_from=parent)
+        result = run(
+            spec,
+            out_dir=out,
+            data_dir=args.data_dir,
+            device=args.device,
+            progress=args.progress,
+            task=task,
+            checkpoints=policy,
+            branch_from=parent,
+        )
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only rank 0 reports (and writes)
     row = result.row
@@ -194,6 +224,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _plain_warnings():
     """A checkpoint moved aside (another run's, unreadable) is said as ``optbench run: warning: ...``."""
+
     def show(message, category, filename, lineno, file=None, line=None):
         say(f"optbench run: warning: {message}")
 
@@ -240,15 +271,22 @@ def _checkpointing(args: argparse.Namespace, spec: Any):
         try:
             parent = ckpt.load(branch)
         except ValueError as exc:
-            raise UserError(f"--branch-from {branch}: {str(exc).replace(f'{branch}: ', '', 1)} (a checkpoint is a "
-                            "step-<S>.pt file under <out>/checkpoints/<run_id>/ of the parent run)") from None
+            raise UserError(
+                f"--branch-from {branch}: {str(exc).replace(f'{branch}: ', '', 1)} (a checkpoint is a "
+                "step-<S>.pt file under <out>/checkpoints/<run_id>/ of the parent run)"
+            ) from None
     return CheckpointPolicy(every_seconds=every or None, keep_steps=frozenset(keep)), parent
 
 
 def _schedule_override(args: argparse.Namespace) -> dict[str, Any]:
     """The schedule keys the run's flags set (over the task's schedule; ``{}``: the task's own)."""
-    given = {"kind": args.schedule, "warmup_steps": args.warmup_steps, "min_lr_ratio": args.min_lr_ratio,
-             "decay_fraction": args.decay_fraction, "decay_shape": args.decay_shape}
+    given = {
+        "kind": args.schedule,
+        "warmup_steps": args.warmup_steps,
+        "min_lr_ratio": args.min_lr_ratio,
+        "decay_fraction": args.decay_fraction,
+        "decay_shape": args.decay_shape,
+    }
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -272,8 +310,10 @@ def _branch_source(text: str, spec: Any, out: Path) -> Path:
     path = Path(text)
     if path.is_file():
         return path
-    forms = ("a checkpoint file <out>/checkpoints/<run_id>/step-<S>.pt, the folder <out>/checkpoints/<run_id>, "
-             "a run_id under --out, or the parent's results folder")
+    forms = (
+        "a checkpoint file <out>/checkpoints/<run_id>/step-<S>.pt, the folder <out>/checkpoints/<run_id>, "
+        "a run_id under --out, or the parent's results folder"
+    )
     if path.is_dir() and (path / "checkpoints").is_dir():
         parent = parent_spec(spec)
         folder = ckpt.run_dir(path, parent.run_id)
@@ -289,10 +329,15 @@ def _branch_source(text: str, spec: Any, out: Path) -> Path:
         raise UserError(f"--branch-from {text}: no such checkpoint, folder or run_id (give {forms})")
     found = folder / f"step-{step}.pt"
     if not found.is_file():
-        hint = (f"--keep-budgets {spec.budget:g}" if spec.budget < 1.0 and parent_spec(spec).optimizer == spec.optimizer
-                else f"--keep-checkpoint {step}")
-        raise UserError(f"--branch-from {text}: {what} kept no checkpoint at step {step}, where this run branches "
-                        f"({found}); run the parent with {hint}")
+        hint = (
+            f"--keep-budgets {spec.budget:g}"
+            if spec.budget < 1.0 and parent_spec(spec).optimizer == spec.optimizer
+            else f"--keep-checkpoint {step}"
+        )
+        raise UserError(
+            f"--branch-from {text}: {what} kept no checkpoint at step {step}, where this run branches "
+            f"({found}); run the parent with {hint}"
+        )
     return found
 
 
@@ -312,21 +357,31 @@ def _count(text: str) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list tasks and optimizers with their origin (or one task's or optimizer's details)")
+    p = sub.add_parser(
+        "list", help="list tasks and optimizers with their origin (or one task's or optimizer's details)"
+    )
     p.add_argument("--task", help="show this task's datasets, sizes and options (a name or pkg.module:ATTR)")
-    p.add_argument("--optimizer", help="show this optimizer's defaults and search space (a name, pkg.module:ATTR "
-                                       "or torch:NAME)")
+    p.add_argument(
+        "--optimizer", help="show this optimizer's defaults and search space (a name, pkg.module:ATTR or torch:NAME)"
+    )
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("run", help="run one task with one optimizer and write its record")
     p.add_argument("--task", required=True, help="task family (see `optbench list`), or a plugin pkg.module:ATTR")
-    p.add_argument("--optimizer", required=True,
-                   help="optimizer (see `optbench list`), or a plugin: pkg.module:ATTR (an OptimizerSpec or a "
-                        "torch.optim.Optimizer subclass), torch:NAME")
+    p.add_argument(
+        "--optimizer",
+        required=True,
+        help="optimizer (see `optbench list`), or a plugin: pkg.module:ATTR (an OptimizerSpec or a "
+        "torch.optim.Optimizer subclass), torch:NAME",
+    )
     p.add_argument("--dataset", help="dataset name (default: the size's default dataset)")
     p.add_argument("--size", default="tiny", help="tiny | small | paper (default: tiny)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="optimizer hyperparameter (lr=3e-4, betas=0.9,0.95) or task option (task.width=128); repeatable")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="optimizer hyperparameter (lr=3e-4, betas=0.9,0.95) or task option (task.width=128); repeatable",
+    )
     p.add_argument("--seed", type=int, default=0, help="run seed, 0 .. 2**31 - 1 (default 0)")
     p.add_argument("--steps", type=_count, help="optimizer steps (default: the task's budget; 2000 or 2e3)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"results folder (default: {DEFAULT_OUT})")
@@ -334,37 +389,77 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     p.add_argument("--amp", choices=["bf16"], help="bf16 autocast (CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: when stderr is a terminal)")
-    p.add_argument("--checkpoint-every", type=float, default=600.0, metavar="SECONDS",
-                   help="save a resumable checkpoint this often (default 600; 0: never); re-running a killed "
-                        "run resumes from its newest checkpoint")
-    p.add_argument("--keep-checkpoint", action="append", metavar="STEP[,STEP]",
-                   help="also save the checkpoint after these steps and keep it when the run finishes "
-                        "(a branch point: e.g. S = floor(0.9 K) of a Signum run, for --branch-from)")
-    p.add_argument("--keep-budgets", action="append", metavar="B[,B]",
-                   help="keep the checkpoints shorter wsd runs of this spec branch from: after each budget's decay "
-                        "start D(T), T = round(B * steps) (e.g. 0.25,0.5; for --budget B --branch-from)")
-    p.add_argument("--branch-from", metavar="CHECKPOINT|DIR|RUN_ID",
-                   help="start from another run's checkpoint (same task, data, seed, --steps, schedule and delay): "
-                        "SoftSignum from a Signum checkpoint at S, or a --budget run from the full wsd run at its "
-                        "decay start; a checkpoint file, a run's checkpoint folder or run_id (under --out), or the "
-                        "parent's results folder; only the steps after it run")
-    p.add_argument("--delay", type=int, default=0, metavar="D",
-                   help="gradient delay: every step applies the gradient of D steps earlier (0: none, default; 1: "
-                        "PipeDream-2BW's one-step staleness); the first D steps apply zeros")
-    p.add_argument("--budget", type=float, default=1.0, metavar="B",
-                   help="train T = round(B * steps) of the steps, B in (0, 1] (default 1); the schedule covers the T "
-                        "steps (warmup of the full budget)")
-    p.add_argument("--schedule", choices=["constant", "cosine", "linear", "wsd"],
-                   help="LR schedule instead of the task's (wsd: warmup, stable at the peak, decay over "
-                        "--decay-fraction of the steps; Hägele et al. 2024)")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: when stderr is a terminal)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="save a resumable checkpoint this often (default 600; 0: never); re-running a killed "
+        "run resumes from its newest checkpoint",
+    )
+    p.add_argument(
+        "--keep-checkpoint",
+        action="append",
+        metavar="STEP[,STEP]",
+        help="also save the checkpoint after these steps and keep it when the run finishes "
+        "(a branch point: e.g. S = floor(0.9 K) of a Signum run, for --branch-from)",
+    )
+    p.add_argument(
+        "--keep-budgets",
+        action="append",
+        metavar="B[,B]",
+        help="keep the checkpoints shorter wsd runs of this spec branch from: after each budget's decay "
+        "start D(T), T = round(B * steps) (e.g. 0.25,0.5; for --budget B --branch-from)",
+    )
+    p.add_argument(
+        "--branch-from",
+        metavar="CHECKPOINT|DIR|RUN_ID",
+        help="start from another run's checkpoint (same task, data, seed, --steps, schedule and delay): "
+        "SoftSignum from a Signum checkpoint at S, or a --budget run from the full wsd run at its "
+        "decay start; a checkpoint file, a run's checkpoint folder or run_id (under --out), or the "
+        "parent's results folder; only the steps after it run",
+    )
+    p.add_argument(
+        "--delay",
+        type=int,
+        default=0,
+        metavar="D",
+        help="gradient delay: every step applies the gradient of D steps earlier (0: none, default; 1: "
+        "PipeDream-2BW's one-step staleness); the first D steps apply zeros",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=1.0,
+        metavar="B",
+        help="train T = round(B * steps) of the steps, B in (0, 1] (default 1); the schedule covers the T "
+        "steps (warmup of the full budget)",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=["constant", "cosine", "linear", "wsd"],
+        help="LR schedule instead of the task's (wsd: warmup, stable at the peak, decay over "
+        "--decay-fraction of the steps; Hägele et al. 2024)",
+    )
     p.add_argument("--warmup-steps", type=int, metavar="N", help="linear warmup steps (default: the task's)")
     p.add_argument("--min-lr-ratio", type=float, metavar="R", help="LR factor at the last step (default: the task's)")
-    p.add_argument("--decay-fraction", type=float, metavar="F",
-                   help="wsd: the fraction of the run's steps its decay takes, in (0, 1] (e.g. 0.2)")
-    p.add_argument("--decay-shape", choices=["linear", "sqrt"],
-                   help="wsd: the decay's shape (default linear; sqrt: 1-sqrt, Hägele et al. 2024)")
+    p.add_argument(
+        "--decay-fraction",
+        type=float,
+        metavar="F",
+        help="wsd: the fraction of the run's steps its decay takes, in (0, 1] (e.g. 0.2)",
+    )
+    p.add_argument(
+        "--decay-shape",
+        choices=["linear", "sqrt"],
+        help="wsd: the decay's shape (default linear; sqrt: 1-sqrt, Hägele et al. 2024)",
+    )
     p.set_defaults(func=cmd_run)
 
 

@@ -79,8 +79,10 @@ FORMAT = 1  # version of the state_dict layout below
 def check_delay(delay: Any) -> int:
     """``delay`` if it is an integer >= 0, else ``ValueError`` saying what is valid."""
     if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
-        raise ValueError(f"invalid delay: {delay!r} (must be an integer >= 0: 0 = synchronous, "
-                         f"1 = one-step stale gradients as in PipeDream-2BW, 2+ = staler)")
+        raise ValueError(
+            f"invalid delay: {delay!r} (must be an integer >= 0: 0 = synchronous, "
+            f"1 = one-step stale gradients as in PipeDream-2BW, 2+ = staler)"
+        )
     return delay
 
 
@@ -124,8 +126,10 @@ class GradientDelay:
         import torch
 
         with torch.no_grad():
-            return [[torch.zeros_like(p.grad if p.grad is not None else p, requires_grad=False)
-                     for p in self.params] for _ in range(self.delay)]
+            return [
+                [torch.zeros_like(p.grad if p.grad is not None else p, requires_grad=False) for p in self.params]
+                for _ in range(self.delay)
+            ]
 
     def apply(self) -> None:
         """Swap every parameter's ``.grad`` with its gradient from ``delay`` steps ago.
@@ -180,34 +184,52 @@ class GradientDelay:
         object unchanged, when the delay, the number or the shapes of the parameters differ, or when
         ``state`` is not a delay state."""
         if not isinstance(state, Mapping) or state.get("format") != FORMAT:
-            raise ValueError(f"not a gradient-delay state of format {FORMAT}: "
-                             f"{type(state).__name__} with keys {sorted(state) if isinstance(state, Mapping) else []}")
+            raise ValueError(
+                f"not a gradient-delay state of format {FORMAT}: "
+                f"{type(state).__name__} with keys {sorted(state) if isinstance(state, Mapping) else []}"
+            )
         delay, steps, buffer = state.get("delay"), state.get("steps"), state.get("buffer", "missing")
         if delay != self.delay:
-            raise ValueError(f"the checkpoint's gradient delay is {delay!r}, this run's is {self.delay}: "
-                             f"a run continues (or branches) only at its own delay")
+            raise ValueError(
+                f"the checkpoint's gradient delay is {delay!r}, this run's is {self.delay}: "
+                f"a run continues (or branches) only at its own delay"
+            )
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"invalid gradient-delay state: steps = {steps!r}")
         if self.delay and state.get("position") != steps % self.delay:
-            raise ValueError(f"invalid gradient-delay state: position {state.get('position')!r} "
-                             f"!= steps % delay = {steps % self.delay}")
+            raise ValueError(
+                f"invalid gradient-delay state: position {state.get('position')!r} "
+                f"!= steps % delay = {steps % self.delay}"
+            )
         shapes = [list(p.shape) for p in self.params]
         saved = state.get("shapes")
         if saved is None or len(saved) != len(shapes):
-            raise ValueError(f"the checkpoint's gradient delay holds "
-                             f"{'?' if saved is None else len(saved)} parameters, this model has {len(shapes)}")
+            raise ValueError(
+                f"the checkpoint's gradient delay holds "
+                f"{'?' if saved is None else len(saved)} parameters, this model has {len(shapes)}"
+            )
         for i, (a, b) in enumerate(zip(saved, shapes)):
             if list(a) != b:
-                raise ValueError(f"the checkpoint's gradient delay holds parameter {i} of shape {list(a)}, "
-                                 f"this model's has shape {b}")
+                raise ValueError(
+                    f"the checkpoint's gradient delay holds parameter {i} of shape {list(a)}, "
+                    f"this model's has shape {b}"
+                )
         ring = None
         if buffer is not None:
-            if buffer == "missing" or not isinstance(buffer, (list, tuple)) or len(buffer) != self.delay \
-                    or any(not isinstance(s, (list, tuple)) or len(s) != len(self.params) for s in buffer):
-                raise ValueError(f"invalid gradient-delay state: the buffer must hold {self.delay} slot(s) of "
-                                 f"{len(self.params)} gradient(s)")
-            ring = [[self._place(g, p, k, i) for i, (g, p) in enumerate(zip(slot, self.params))]
-                    for k, slot in enumerate(buffer)]
+            if (
+                buffer == "missing"
+                or not isinstance(buffer, (list, tuple))
+                or len(buffer) != self.delay
+                or any(not isinstance(s, (list, tuple)) or len(s) != len(self.params) for s in buffer)
+            ):
+                raise ValueError(
+                    f"invalid gradient-delay state: the buffer must hold {self.delay} slot(s) of "
+                    f"{len(self.params)} gradient(s)"
+                )
+            ring = [
+                [self._place(g, p, k, i) for i, (g, p) in enumerate(zip(slot, self.params))]
+                for k, slot in enumerate(buffer)
+            ]
         elif steps and self.delay:
             raise ValueError(f"invalid gradient-delay state: {steps} steps taken but no buffer")
         self._ring, self.steps = ring, steps
@@ -220,6 +242,7 @@ class GradientDelay:
             return None
         if not isinstance(g, Tensor) or list(g.shape) != list(p.shape):
             what = list(g.shape) if isinstance(g, Tensor) else type(g).__name__
-            raise ValueError(f"the checkpoint's delayed gradient {i} (slot {k}) is {what}, "
-                             f"its parameter has shape {list(p.shape)}")
+            raise ValueError(
+                f"the checkpoint's delayed gradient {i} (slot {k}) is {what}, its parameter has shape {list(p.shape)}"
+            )
         return g.detach().to(device=p.device, dtype=p.dtype, copy=True)

@@ -59,8 +59,12 @@ class BranchRefused(UserError):
 
 def stamp(spec: RunSpec) -> dict[str, Any]:
     """What a checkpoint of ``spec`` carries to say whose it is."""
-    return {"run_id": spec.run_id, "identity": canonical_json(spec.identity()), "spec": spec.to_json(),
-            "optimizer_name": spec.optimizer}
+    return {
+        "run_id": spec.run_id,
+        "identity": canonical_json(spec.identity()),
+        "spec": spec.to_json(),
+        "optimizer_name": spec.optimizer,
+    }
 
 
 def own_problem(spec: RunSpec, loaded: Mapping[str, Any]) -> str | None:
@@ -110,19 +114,27 @@ def branch_step(child: RunSpec, parent: RunSpec) -> int:
     declared = plugins.optimizer(child.optimizer).branch_from
     same = parent.optimizer == child.optimizer
     if not same and declared is None:
-        raise BranchRefused(f"{child.optimizer} is no other optimizer before a switch, so it cannot start from a "
-                            f"{parent.optimizer} checkpoint (softsignum, hardswitchsign: from signum; softmuon: from "
-                            f"muon); a budget run branches from a longer run of its own optimizer")
+        raise BranchRefused(
+            f"{child.optimizer} is no other optimizer before a switch, so it cannot start from a "
+            f"{parent.optimizer} checkpoint (softsignum, hardswitchsign: from signum; softmuon: from "
+            f"muon); a budget run branches from a longer run of its own optimizer"
+        )
     if not same and parent.optimizer != declared:
-        raise BranchRefused(f"{child.optimizer} is {declared} before its switch, so it branches from a {declared} "
-                            f"checkpoint; this one is {parent.optimizer}'s")
+        raise BranchRefused(
+            f"{child.optimizer} is {declared} before its switch, so it branches from a {declared} "
+            f"checkpoint; this one is {parent.optimizer}'s"
+        )
     if parent.budget < child.budget or (same and parent.budget == child.budget):
-        raise BranchRefused(f"a {parent.optimizer} run at budget {parent.budget:g} cannot start a {child.optimizer} "
-                            f"run at budget {child.budget:g}: a branch shares the first steps of a run that goes on "
-                            "longer (a budget branch: a longer wsd run of the same optimizer; SoftX: X's run)")
+        raise BranchRefused(
+            f"a {parent.optimizer} run at budget {parent.budget:g} cannot start a {child.optimizer} "
+            f"run at budget {child.budget:g}: a branch shares the first steps of a run that goes on "
+            "longer (a budget branch: a longer wsd run of the same optimizer; SoftX: X's run)"
+        )
     if same and declared is not None:
-        raise BranchRefused(f"a {child.optimizer} budget run branches from {declared}'s run (its stable phase), not "
-                            f"from a longer {child.optimizer} run, whose state holds that run's own switch step")
+        raise BranchRefused(
+            f"a {child.optimizer} budget run branches from {declared}'s run (its stable phase), not "
+            f"from a longer {child.optimizer} run, whose state holds that run's own switch step"
+        )
     s = switch_step(child) if not same else None
     if not same and s is None:
         raise BranchRefused(f"{child.optimizer} has no alpha_sign, so no switch step to branch at")
@@ -131,9 +143,11 @@ def branch_step(child: RunSpec, parent: RunSpec) -> int:
         return int(s)  # SoftX from X, same length: at the switch (the Softsign paper's protocol)
     sched = schedule_of(child)
     if sched is None or sched.kind != "wsd":
-        raise BranchRefused(f"a run at budget {child.budget:g} branches from a longer run only under a wsd schedule "
-                            f"(its stable phase is every budget's); this one is "
-                            f"{sched.kind if sched else 'the task' + chr(39) + 's own'}: run it from scratch")
+        raise BranchRefused(
+            f"a run at budget {child.budget:g} branches from a longer run only under a wsd schedule "
+            f"(its stable phase is every budget's); this one is "
+            f"{sched.kind if sched else 'the task' + chr(39) + 's own'}: run it from scratch"
+        )
     train_steps = child.train_steps
     assert train_steps is not None  # a resolved spec: its steps are set
     try:
@@ -142,8 +156,10 @@ def branch_step(child: RunSpec, parent: RunSpec) -> int:
         raise BranchRefused(str(exc)) from None
     step = start if s is None else min(s, start)
     if step < 1:
-        raise BranchRefused(f"a budget-{child.budget:g} run of {child.train_steps} steps decays from its first step: "
-                            "it shares no step with a longer run; run it from scratch")
+        raise BranchRefused(
+            f"a budget-{child.budget:g} run of {child.train_steps} steps decays from its first step: "
+            "it shares no step with a longer run; run it from scratch"
+        )
     return step
 
 
@@ -161,8 +177,10 @@ def parent_spec(child: RunSpec) -> RunSpec:
         shared = {k: v for k, v in child.hparams.items() if k in x.defaults}
         base = base.with_(optimizer=declared, hparams=x.resolve(shared))
     elif child.budget == 1.0:
-        raise BranchRefused(f"{child.optimizer} at the full budget branches from nothing: it is no other optimizer "
-                            "before a switch, and no longer run holds its first steps")
+        raise BranchRefused(
+            f"{child.optimizer} at the full budget branches from nothing: it is no other optimizer "
+            "before a switch, and no longer run holds its first steps"
+        )
     return base.with_(budget=1.0)
 
 
@@ -173,17 +191,23 @@ def budget_keep_steps(spec: RunSpec, budgets: Any) -> frozenset[int]:
     ``UserError``) names a budget that cannot branch (see ``harness.run.schedules.branch_points``)."""
     sched = schedule_of(spec)
     if sched is None:
-        raise ScheduleError("budget branches start from the stable phase of a wsd schedule; this run has the task's "
-                            "own schedule: give it one (schedule kind wsd with a decay_fraction)")
+        raise ScheduleError(
+            "budget branches start from the stable phase of a wsd schedule; this run has the task's "
+            "own schedule: give it one (schedule kind wsd with a decay_fraction)"
+        )
     assert spec.steps is not None  # a resolved spec (the CLI resolves it first)
     points = branch_points(int(spec.steps), budgets, sched)
     for p in points:
         if p.fraction >= spec.budget:
-            raise ScheduleError(f"budget {p.fraction:g} is not below this run's budget {spec.budget:g}: only shorter "
-                                "runs branch from it")
+            raise ScheduleError(
+                f"budget {p.fraction:g} is not below this run's budget {spec.budget:g}: only shorter "
+                "runs branch from it"
+            )
         if p.decay_start < 1:
-            raise ScheduleError(f"budget {p.fraction:g} ({p.steps} steps) decays from its first step: it shares no "
-                                "step with this run; run it from scratch")
+            raise ScheduleError(
+                f"budget {p.fraction:g} ({p.steps} steps) decays from its first step: it shares no "
+                "step with this run; run it from scratch"
+            )
     return frozenset(p.decay_start for p in points)
 
 
@@ -199,8 +223,10 @@ def branch_spec(spec: RunSpec, loaded: Mapping[str, Any], where: Any) -> RunSpec
     except (KeyError, TypeError, ValueError) as exc:
         raise BranchRefused(f"{head}: not an optbench checkpoint with a run identity ({type(exc).__name__})") from None
     if parent.run_id != parent_id:
-        raise BranchRefused(f"{head}: the checkpoint names run {parent_id} but its spec is run {parent.run_id} "
-                            "(its data file changed since, or the file was edited)")
+        raise BranchRefused(
+            f"{head}: the checkpoint names run {parent_id} but its spec is run {parent.run_id} "
+            "(its data file changed since, or the file was edited)"
+        )
     try:
         wanted = branch_step(spec, parent)
     except BranchRefused as exc:
@@ -209,31 +235,45 @@ def branch_spec(spec: RunSpec, loaded: Mapping[str, Any], where: Any) -> RunSpec
     if parent.dataset_key != spec.dataset_key:
         diff.insert(1, "dataset")
     if diff:
-        shown = ", ".join(f"{k} ({_shown(k, getattr(parent, k))} vs {_shown(k, getattr(spec, k))})"
-                          for k in diff if k != "dataset")
-        raise BranchRefused(f"{head}: the parent run differs in {', '.join(diff)}"
-                            + (f": {shown}" if shown else "")
-                            + " (a branch shares task, data, seed, step budget, schedule and delay with its parent)")
+        shown = ", ".join(
+            f"{k} ({_shown(k, getattr(parent, k))} vs {_shown(k, getattr(spec, k))})" for k in diff if k != "dataset"
+        )
+        raise BranchRefused(
+            f"{head}: the parent run differs in {', '.join(diff)}"
+            + (f": {shown}" if shown else "")
+            + " (a branch shares task, data, seed, step budget, schedule and delay with its parent)"
+        )
     if parent.optimizer == spec.optimizer:
         shared = sorted(set(parent.hparams) | set(spec.hparams))
     else:
         shared = sorted(set(plugins.optimizer(parent.optimizer).defaults) & set(spec.hparams))
     differ = [k for k in shared if _norm(parent.hparams.get(k)) != _norm(spec.hparams.get(k))]
     if differ:
-        pairs = ", ".join(f"{k}={_norm(parent.hparams.get(k))} (this run: {_norm(spec.hparams.get(k))})" for k in differ)
-        raise BranchRefused(f"{head}: the parent trained with {pairs}; a branch continues its parent's "
-                            f"trajectory, so the hyperparameters {spec.optimizer} shares with {parent.optimizer} must "
-                            f"match (--set {' --set '.join(f'{k}={_norm(parent.hparams.get(k))}' for k in differ)}, or "
-                            "branch from a parent trained with this run's values)")
+        pairs = ", ".join(
+            f"{k}={_norm(parent.hparams.get(k))} (this run: {_norm(spec.hparams.get(k))})" for k in differ
+        )
+        raise BranchRefused(
+            f"{head}: the parent trained with {pairs}; a branch continues its parent's "
+            f"trajectory, so the hyperparameters {spec.optimizer} shares with {parent.optimizer} must "
+            f"match (--set {' --set '.join(f'{k}={_norm(parent.hparams.get(k))}' for k in differ)}, or "
+            "branch from a parent trained with this run's values)"
+        )
     if step != wanted:
-        what = (f"{spec.optimizer} with alpha_sign={spec.hparams.get('alpha_sign')} switches at step {wanted} of "
-                f"{spec.train_steps}" if parent.budget == spec.budget else
-                f"a budget-{spec.budget:g} run of {spec.train_steps} steps branches at step {wanted}")
-        raise BranchRefused(f"{head}: the checkpoint is at step {step}, but {what}: branch from the parent's "
-                            f"checkpoint at step {wanted} (kept with --keep-checkpoint {wanted})")
+        what = (
+            f"{spec.optimizer} with alpha_sign={spec.hparams.get('alpha_sign')} switches at step {wanted} of "
+            f"{spec.train_steps}"
+            if parent.budget == spec.budget
+            else f"a budget-{spec.budget:g} run of {spec.train_steps} steps branches at step {wanted}"
+        )
+        raise BranchRefused(
+            f"{head}: the checkpoint is at step {step}, but {what}: branch from the parent's "
+            f"checkpoint at step {wanted} (kept with --keep-checkpoint {wanted})"
+        )
     if spec.branched_from and (spec.branched_from, spec.branch_step) != (parent_id, step):
-        raise BranchRefused(f"{head}: this spec says it branches from run {spec.branched_from} at step "
-                            f"{spec.branch_step}, the checkpoint is run {parent_id} at step {step}")
+        raise BranchRefused(
+            f"{head}: this spec says it branches from run {spec.branched_from} at step "
+            f"{spec.branch_step}, the checkpoint is run {parent_id} at step {step}"
+        )
     return spec.with_(branched_from=parent_id, branch_step=int(step), trial=spec.trial)
 
 

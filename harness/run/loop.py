@@ -140,9 +140,23 @@ def resolve(
     except (ValueError, TypeError) as exc:  # TypeError: a plugin class refusing an argument
         raise UserError(str(exc)) from None
     spec = RunSpec(
-        task=task, optimizer=optimizer, dataset=built.dataset, size=built.size, hparams=resolved_hp,
-        task_options=dict(built.options), seed=seed, steps=steps or built.steps, phase=phase, suite=suite,
-        study=study, amp=amp, compile=compile, trial=trial, replicate=replicate, delay=delay, budget=budget,
+        task=task,
+        optimizer=optimizer,
+        dataset=built.dataset,
+        size=built.size,
+        hparams=resolved_hp,
+        task_options=dict(built.options),
+        seed=seed,
+        steps=steps or built.steps,
+        phase=phase,
+        suite=suite,
+        study=study,
+        amp=amp,
+        compile=compile,
+        trial=trial,
+        replicate=replicate,
+        delay=delay,
+        budget=budget,
         schedule=override,
     )
     return spec, built
@@ -216,16 +230,31 @@ def _complete_spec(spec: RunSpec, task: Task | None, data_dir, out_dir) -> tuple
         assert train_steps is not None  # RunSpec.train_steps is None only while steps is
         override = _run_schedule_override(task, spec.steps, int(train_steps), spec.schedule)
         return (spec.with_(schedule=override) if override != spec.schedule else spec), task
-    if task is None and spec.dataset and spec.steps is not None and out_dir is not None \
-            and records.is_finished(out_dir, spec.run_id):
+    if (
+        task is None
+        and spec.dataset
+        and spec.steps is not None
+        and out_dir is not None
+        and records.is_finished(out_dir, spec.run_id)
+    ):
         return spec, None
     resolved, built = resolve(
-        task=spec.task, optimizer=spec.optimizer, dataset=spec.dataset or None, size=spec.size,
-        hparams=spec.hparams, task_options=spec.task_options, seed=spec.seed, steps=spec.steps,
-        data_dir=data_dir, delay=spec.delay, budget=spec.budget, schedule=spec.schedule,
+        task=spec.task,
+        optimizer=spec.optimizer,
+        dataset=spec.dataset or None,
+        size=spec.size,
+        hparams=spec.hparams,
+        task_options=spec.task_options,
+        seed=spec.seed,
+        steps=spec.steps,
+        data_dir=data_dir,
+        delay=spec.delay,
+        budget=spec.budget,
+        schedule=spec.schedule,
     )
-    spec = spec.with_(dataset=resolved.dataset, task_options=resolved.task_options, steps=resolved.steps,
-                      schedule=resolved.schedule)
+    spec = spec.with_(
+        dataset=resolved.dataset, task_options=resolved.task_options, steps=resolved.steps, schedule=resolved.schedule
+    )
     return spec, task or built
 
 
@@ -282,8 +311,11 @@ def run(
 
     resume = ckpt.load_latest(out_dir, spec) if out_dir is not None else None
     if resume is None and spec.branched_from and parent is None:
-        where = branch_from if branch_from is not None else (
-            ckpt.path_for(out_dir, spec.branched_from, spec.branch_step) if out_dir is not None else None)
+        where = (
+            branch_from
+            if branch_from is not None
+            else (ckpt.path_for(out_dir, spec.branched_from, spec.branch_step) if out_dir is not None else None)
+        )
         parent = _read_parent(where)
         branch_spec(spec, parent, where if isinstance(where, (str, os.PathLike)) else "the given checkpoint")
     session = Session.open(spec, task, device)
@@ -299,16 +331,27 @@ def run(
             ckpt.save(ckpt.path_for(out_dir, spec.run_id, step), session.checkpoint(spec, state))
             ckpt.prune_older(out_dir, spec.run_id, step, keep=policy.keep_steps)
 
-    status, detail = train(spec, task, session, state, policy=policy, on_eval=on_eval, progress=progress,
-                           save_checkpoint=save_checkpoint if out_dir is not None else None)
+    status, detail = train(
+        spec,
+        task,
+        session,
+        state,
+        policy=policy,
+        on_eval=on_eval,
+        progress=progress,
+        save_checkpoint=save_checkpoint if out_dir is not None else None,
+    )
     if dataset_id(spec.dataset) != data_key:
         if out_dir is not None and session.dist.main:
             ckpt.prune(out_dir, spec.run_id, keep=policy.keep_steps)
-        raise DataChanged(f"the data file {spec.dataset[len('path:'):]} changed while the run trained ({data_key} at "
-                          f"the start, {dataset_id(spec.dataset)} now): the run belongs to neither; run it on a file "
-                          "that stays put")
-    row, curves = assemble(spec, task, session, state, status, detail, started,
-                           wall_seconds=time.perf_counter() - t_wall)
+        raise DataChanged(
+            f"the data file {spec.dataset[len('path:') :]} changed while the run trained ({data_key} at "
+            f"the start, {dataset_id(spec.dataset)} now): the run belongs to neither; run it on a file "
+            "that stays put"
+        )
+    row, curves = assemble(
+        spec, task, session, state, status, detail, started, wall_seconds=time.perf_counter() - t_wall
+    )
     if out_dir is not None and session.dist.main:
         records.write_run(out_dir, row, curves)
         ckpt.prune(out_dir, spec.run_id, keep=policy.keep_steps)
@@ -362,11 +405,18 @@ def train(
     if show:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, initial=state.done, desc=f"{spec.task}/{spec.optimizer}", unit="step",
-                   leave=False, mininterval=0.5, file=sys.stderr)
+        bar = tqdm(
+            total=total,
+            initial=state.done,
+            desc=f"{spec.task}/{spec.optimizer}",
+            unit="step",
+            leave=False,
+            mininterval=0.5,
+            file=sys.stderr,
+        )
 
     def first_bad(upto: int) -> int | None:
-        window = state.losses[state.checked:upto]
+        window = state.losses[state.checked : upto]
         if dist.world_size > 1:
             # Log the global mean loss and let every rank take the same divergence decision (a rank
             # that stopped alone would leave the others waiting in DDP's all-reduce).
@@ -394,8 +444,9 @@ def train(
             if session.delay is not None:
                 session.delay.apply()  # .grad is now the gradient of `delay` steps ago (clipped below)
             if task.grad_clip:
-                torch.nn.utils.clip_grad_norm_(session.params, task.grad_clip,
-                                               foreach=session.device.type != "cpu" or None)
+                torch.nn.utils.clip_grad_norm_(
+                    session.params, task.grad_clip, foreach=session.device.type != "cpu" or None
+                )
             with clock.step():
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -420,7 +471,12 @@ def train(
             if done in eval_steps:
                 with clock.paused("eval_seconds"):  # the tuner's pruning call is no training time either
                     status, detail = _eval_step(task, session, state, clock, done)
-                    if status == "ok" and on_eval is not None and done < total and on_eval(done, dict(state.val_metrics)):
+                    if (
+                        status == "ok"
+                        and on_eval is not None
+                        and done < total
+                        and on_eval(done, dict(state.val_metrics))
+                    ):
                         status, detail = "pruned", f"pruned by the tuner at step {done}"
                 if status != "ok":
                     break
@@ -428,9 +484,17 @@ def train(
                     bar.set_postfix({task.metric.name: f"{state.val_metrics[task.metric.name]:.4g}"}, refresh=False)
             # Checkpoints only at verified-finite steps (state.checked == done): then the saved losses
             # are the ones every DDP rank agreed on, and a resume never restarts from a diverged state.
-            if save_checkpoint is not None and state.checked == done and (
-                policy.wants(done) or (done < total and policy.every_seconds is not None
-                                       and time.monotonic() - last_save >= policy.every_seconds)
+            if (
+                save_checkpoint is not None
+                and state.checked == done
+                and (
+                    policy.wants(done)
+                    or (
+                        done < total
+                        and policy.every_seconds is not None
+                        and time.monotonic() - last_save >= policy.every_seconds
+                    )
+                )
             ):
                 with clock.paused():
                     clock.settle()
@@ -461,19 +525,24 @@ def _eval_step(task: Task, session: Session, state: LoopState, clock: RunClock, 
     the steps to target. ``("diverged", why)`` for a non-finite metric, else ``("ok", "")``."""
     seconds = clock.train_seconds()  # the training time it took to get here, evaluation excluded
     state.val_metrics = _evaluate(task, session.model, session.data, "val", session.autocast)
-    state.curves.append({"step": done, "split": "train", "name": "lr", "value": session.optimizer.param_groups[0]["lr"]})
+    state.curves.append(
+        {"step": done, "split": "train", "name": "lr", "value": session.optimizer.param_groups[0]["lr"]}
+    )
     state.curves.append({"step": done, "split": "train", "name": "seconds", "value": seconds})
     state.curves += [{"step": done, "split": "val", "name": k, "value": v} for k, v in state.val_metrics.items()]
-    state.curves += [{"step": done, "split": "opt", "name": k, "value": v}
-                     for k, v in _diagnostics(session.optimizer).items()]
+    state.curves += [
+        {"step": done, "split": "opt", "name": k, "value": v} for k, v in _diagnostics(session.optimizer).items()
+    ]
     value = state.val_metrics.get(task.metric.name, math.nan)
     if not _finite(value):
         state.done = done - 1  # the step that produced it does not count as done
         return "diverged", f"non-finite validation {task.metric.name} at step {done}"
     if math.isnan(state.best_val) or task.metric.better(value, state.best_val):
         state.best_val, state.best_step = value, done
-    if state.steps_to_target is None and task.target is not None and (
-        value == task.target or task.metric.better(value, task.target)
+    if (
+        state.steps_to_target is None
+        and task.target is not None
+        and (value == task.target or task.metric.better(value, task.target))
     ):
         state.steps_to_target = done
     return "ok", ""
@@ -486,8 +555,11 @@ def _forward_backward(task: Task, session: Session, batch: Any) -> torch.Tensor:
     loss = None
     for i, mb in enumerate(micro):
         # cast: at world_size > 1 Session.open wrapped it in DDP (a compiled module forwards no_sync)
-        sync = contextlib.nullcontext() if session.dist.world_size == 1 or i == len(micro) - 1 \
+        sync = (
+            contextlib.nullcontext()
+            if session.dist.world_size == 1 or i == len(micro) - 1
             else cast("DistributedDataParallel", session.train_model).no_sync()
+        )
         with sync:
             with session.autocast():
                 part = task.loss(session.train_model, mb)

@@ -26,8 +26,8 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
-_active = 0          # training loops running in this process (0 or 1)
-_requested = False   # a SIGTERM arrived during one
+_active = 0  # training loops running in this process (0 or 1)
+_requested = False  # a SIGTERM arrived during one
 
 
 def _handler(signum, frame) -> None:
@@ -50,8 +50,13 @@ def stop(step: int) -> None:
     raise KeyboardInterrupt(f"stopped by SIGTERM after step {step}")
 
 
-def save_and_stop(done: int, state: Any, first_bad: Callable[[int], int | None], clock: Any,
-                  save_checkpoint: Callable[[int], None] | None) -> None:
+def save_and_stop(
+    done: int,
+    state: Any,
+    first_bad: Callable[[int], int | None],
+    clock: Any,
+    save_checkpoint: Callable[[int], None] | None,
+) -> None:
     """The training loop's answer to a request (``harness.run.loop.train``, at the end of step ``done``):
     save a checkpoint there when the losses since the last check are finite and the run has an output
     folder (``state.checked`` marks the verified steps; ``clock`` pauses the training clock), then stop."""

@@ -114,25 +114,32 @@ class Schedule:
         if self.kind != "wsd":
             given = [k for k in WSD_ONLY if getattr(self, k) is not None]
             if given:
-                raise ScheduleError(f"{' and '.join(given)} apply to schedule wsd only, not {self.kind!r} "
-                                    f"(known schedules: {', '.join(KINDS)})")
+                raise ScheduleError(
+                    f"{' and '.join(given)} apply to schedule wsd only, not {self.kind!r} "
+                    f"(known schedules: {', '.join(KINDS)})"
+                )
             return
         f = self.decay_fraction
         if f is None:
-            raise ScheduleError("schedule wsd needs decay_fraction, the fraction of each run's steps its decay takes, "
-                                "in (0, 1] (e.g. 0.2, Hägele et al. 2024)")
+            raise ScheduleError(
+                "schedule wsd needs decay_fraction, the fraction of each run's steps its decay takes, "
+                "in (0, 1] (e.g. 0.2, Hägele et al. 2024)"
+            )
         if not _is_real(f) or not 0.0 < f <= 1.0:
             raise ScheduleError(f"decay_fraction must be a number in (0, 1], got {f!r}")
         object.__setattr__(self, "decay_fraction", float(f))
         shape = "linear" if self.decay_shape is None else self.decay_shape
         if shape not in DECAY_SHAPES:
-            raise ScheduleError(f"unknown decay_shape {shape!r}; known: {', '.join(DECAY_SHAPES)} "
-                                "(sqrt: the 1-sqrt cooldown of Hägele et al. 2024)")
+            raise ScheduleError(
+                f"unknown decay_shape {shape!r}; known: {', '.join(DECAY_SHAPES)} "
+                "(sqrt: the 1-sqrt cooldown of Hägele et al. 2024)"
+            )
         object.__setattr__(self, "decay_shape", shape)
 
     @classmethod
-    def from_fraction(cls, kind: str, warmup_fraction: float, total: int, min_lr_ratio: float = 0.0,
-                      **wsd: Any) -> Schedule:
+    def from_fraction(
+        cls, kind: str, warmup_fraction: float, total: int, min_lr_ratio: float = 0.0, **wsd: Any
+    ) -> Schedule:
         """The schedule the loop has always derived from a task: warmup ``int(round(warmup_fraction
         * total))`` steps (Python's rounding, as the loop does). For wsd budget branches pass the
         *full* budget ``K`` as ``total``: the warmup must be the same in every branch."""
@@ -216,12 +223,14 @@ def decay_start(total: int, schedule: Schedule) -> int:
     if length < 2:
         raise ScheduleError(
             f"a wsd decay over decay_fraction {schedule.decay_fraction:g} of {total} steps is {length} step; it needs at "
-            f"least 2 (the first decay step is still at the peak): raise decay_fraction or the steps")
+            f"least 2 (the first decay step is still at the peak): raise decay_fraction or the steps"
+        )
     if start < schedule.warmup_steps:
         raise ScheduleError(
             f"the wsd decay of a {total}-step run (decay_fraction {schedule.decay_fraction:g}: the last {length} steps) "
             f"would start at step {start}, inside the {schedule.warmup_steps}-step warmup: lower decay_fraction or "
-            "warmup, or raise the steps")
+            "warmup, or raise the steps"
+        )
     return start
 
 
@@ -259,6 +268,7 @@ def lr_factor(step: int, total: int, schedule: Schedule) -> float:
 
 # ----------------------------------------------------------------------------------- budget branches
 
+
 class BranchPoint(NamedTuple):
     """One budget of a wsd run: its fraction of the full budget, its steps ``T`` and its first
     decay step ``D(T)`` (the step of the full run's checkpoint the branch starts from; 0: it starts
@@ -286,8 +296,10 @@ def branch_points(total_full: int, fractions: Iterable[float], schedule: Schedul
     two budgets with the same steps, or a budget whose decay is one step or starts inside the
     warmup (naming the budget)."""
     if schedule.kind != "wsd":
-        raise ScheduleError(f"budgets branch from the stable phase of a wsd schedule; this one is {schedule.kind!r} "
-                            f"(known schedules: {', '.join(KINDS)})")
+        raise ScheduleError(
+            f"budgets branch from the stable phase of a wsd schedule; this one is {schedule.kind!r} "
+            f"(known schedules: {', '.join(KINDS)})"
+        )
     if isinstance(fractions, (str, bytes)) or not isinstance(fractions, Iterable):
         raise ScheduleError(f"budgets are a list of fractions of the task's steps in (0, 1], got {fractions!r}")
     fractions = list(fractions)
@@ -298,8 +310,10 @@ def branch_points(total_full: int, fractions: Iterable[float], schedule: Schedul
     for fraction in fractions:
         steps = budget_steps(total_full, fraction)
         if steps in by_steps:
-            raise ScheduleError(f"budgets {by_steps[steps]!r} and {fraction!r} of {total_full} steps are both {steps} "
-                                "steps: give distinct budgets")
+            raise ScheduleError(
+                f"budgets {by_steps[steps]!r} and {fraction!r} of {total_full} steps are both {steps} "
+                "steps: give distinct budgets"
+            )
         by_steps[steps] = fraction
         try:
             start = decay_start(steps, schedule)
@@ -310,6 +324,8 @@ def branch_points(total_full: int, fractions: Iterable[float], schedule: Schedul
     full_start = decay_start(total_full, schedule)
     late = [p for p in points if p.decay_start > full_start]
     if late:  # impossible by the monotonicity argument of the module docstring; checked all the same
-        raise ScheduleError(f"budget {late[0].fraction!r} would decay from step {late[0].decay_start}, after the full "
-                            f"run's stable phase ends at step {full_start}")
+        raise ScheduleError(
+            f"budget {late[0].fraction!r} would decay from step {late[0].decay_start}, after the full "
+            f"run's stable phase ends at step {full_start}"
+        )
     return points

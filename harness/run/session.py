@@ -38,7 +38,6 @@ def derive_seed(seed: int, purpose: str) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-
 def pick_device(device: str | None = None) -> torch.device:
     """``device`` if given, else the local CUDA device under torchrun, else cuda:0, else CPU."""
     if device:
@@ -78,7 +77,6 @@ def peak_memory(device: torch.device) -> int:
         return 0
 
 
-
 # --------------------------------------------------------------------------------------------------
 # Distributed (torchrun) support
 
@@ -114,7 +112,6 @@ def micro_batches(batch: Any, k: int) -> list[Any]:
         parts = [t.tensor_split(k) for t in batch]
         return [type(batch)(p[i] for p in parts) for i in range(k)]
     raise TypeError(f"gradient accumulation needs batches that are tensors or tuples of tensors, got {type(batch)}")
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -172,9 +169,20 @@ class Session:
         delay = GradientDelay(params, spec.delay) if spec.delay else None
         if delay is not None:
             _BESIDE[optimizer] = delay
-        return cls(device=dev, dist=dist, model=model, train_model=train_model, data=data, optimizer=optimizer,
-                   opt_spec=opt_spec, base_lrs=[g["lr"] for g in optimizer.param_groups], params=params,
-                   amp_dtype=torch.bfloat16 if spec.amp == "bf16" else None, data_gen=data_gen, delay=delay)
+        return cls(
+            device=dev,
+            dist=dist,
+            model=model,
+            train_model=train_model,
+            data=data,
+            optimizer=optimizer,
+            opt_spec=opt_spec,
+            base_lrs=[g["lr"] for g in optimizer.param_groups],
+            params=params,
+            amp_dtype=torch.bfloat16 if spec.amp == "bf16" else None,
+            data_gen=data_gen,
+            delay=delay,
+        )
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -221,12 +229,16 @@ class Session:
 
         saved_delay = loaded.get("delay")
         if self.delay is None and saved_delay is not None:
-            raise refuse(f"the checkpoint holds stale gradients of delay {saved_delay.get('delay')!r}, this run has "
-                         "delay 0: a run continues (or branches) only at its own delay")
+            raise refuse(
+                f"the checkpoint holds stale gradients of delay {saved_delay.get('delay')!r}, this run has "
+                "delay 0: a run continues (or branches) only at its own delay"
+            )
         if self.delay is not None:
             if saved_delay is None:
-                raise refuse(f"the checkpoint holds no gradient-delay state (a run without delay wrote it), this run "
-                             f"has delay {self.delay.delay}: a run continues (or branches) only at its own delay")
+                raise refuse(
+                    f"the checkpoint holds no gradient-delay state (a run without delay wrote it), this run "
+                    f"has delay {self.delay.delay}: a run continues (or branches) only at its own delay"
+                )
             try:
                 self.delay.load_state_dict(saved_delay)
             except ValueError as exc:
@@ -239,8 +251,10 @@ class Session:
         except (KeyError, ValueError) as exc:
             if own:
                 raise
-            raise BranchRefused(f"optimizer {spec.optimizer} cannot start from a {loaded['optimizer_name']} "
-                                f"checkpoint: {type(exc).__name__}: {exc}") from None
+            raise BranchRefused(
+                f"optimizer {spec.optimizer} cannot start from a {loaded['optimizer_name']} "
+                f"checkpoint: {type(exc).__name__}: {exc}"
+            ) from None
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base
         ckpt.restore_rng(loaded["rng"])
@@ -250,7 +264,6 @@ class Session:
         if not own:  # another optimizer: whether *this* one has diagnostics (SoftX's tau) is not known yet
             state.has_diagnostics = None
         return state
-
 
 
 def _check_run_length(optimizer: torch.optim.Optimizer, loaded: Mapping[str, Any], spec: RunSpec) -> None:
@@ -263,9 +276,11 @@ def _check_run_length(optimizer: torch.optim.Optimizer, loaded: Mapping[str, Any
     saved = loaded.get("optimizer", {}).get("param_groups", [])
     for mine, theirs in zip(optimizer.param_groups, saved):
         if "total_steps" in mine and "total_steps" in theirs and mine["total_steps"] != theirs["total_steps"]:
-            raise BranchRefused(f"the parent's {loaded.get('optimizer_name')} state holds its own run length "
-                                f"({theirs['total_steps']} steps), this run takes {mine['total_steps']}: branch "
-                                f"{spec.optimizer} from the run of the optimizer it is before its switch")
+            raise BranchRefused(
+                f"the parent's {loaded.get('optimizer_name')} state holds its own run length "
+                f"({theirs['total_steps']} steps), this run takes {mine['total_steps']}: branch "
+                f"{spec.optimizer} from the run of the optimizer it is before its switch"
+            )
 
 
 @dataclass
@@ -273,9 +288,9 @@ class LoopState:
     """What the loop accumulates step by step; ``to_dict`` is what a checkpoint keeps of it."""
 
     total: int
-    losses: torch.Tensor                       # per-step train loss, on the device
-    done: int = 0                              # optimizer steps taken
-    checked: int = 0                           # losses[:checked] are known finite
+    losses: torch.Tensor  # per-step train loss, on the device
+    done: int = 0  # optimizer steps taken
+    checked: int = 0  # losses[:checked] are known finite
     curves: list[dict[str, Any]] = field(default_factory=list)  # eval / lr / optimizer diagnostics
     best_val: float = math.nan
     best_step: int = 0
@@ -284,20 +299,31 @@ class LoopState:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     optimizer_seconds: float = 0.0
-    has_diagnostics: bool | None = None        # unknown until the first sample
-    resumed_at: int = 0                        # step this process started from (0: from scratch)
+    has_diagnostics: bool | None = None  # unknown until the first sample
+    resumed_at: int = 0  # step this process started from (0: from scratch)
     test_metrics: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def fresh(cls, total: int, device: torch.device) -> LoopState:
         return cls(total=total, losses=torch.empty(total, device=device))
 
-    _SAVED = ("done", "checked", "curves", "best_val", "best_step", "steps_to_target", "val_metrics",
-              "train_seconds", "eval_seconds", "optimizer_seconds", "has_diagnostics")
+    _SAVED = (
+        "done",
+        "checked",
+        "curves",
+        "best_val",
+        "best_step",
+        "steps_to_target",
+        "val_metrics",
+        "train_seconds",
+        "eval_seconds",
+        "optimizer_seconds",
+        "has_diagnostics",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self._SAVED}
-        out["losses"] = self.losses[:self.done].tolist()
+        out["losses"] = self.losses[: self.done].tolist()
         return out
 
     @classmethod
@@ -308,5 +334,5 @@ class LoopState:
         state.curves = [dict(c) for c in saved["curves"]]
         state.val_metrics = dict(saved["val_metrics"])
         if saved["losses"]:
-            state.losses[:len(saved["losses"])] = torch.tensor(saved["losses"], dtype=state.losses.dtype)
+            state.losses[: len(saved["losses"])] = torch.tensor(saved["losses"], dtype=state.losses.dtype)
         return state

@@ -127,15 +127,10 @@ class PairedDifference:
     seeds: tuple[int, ...]
 
 
-def paired_difference(
-    a: Mapping[int, float], b: Mapping[int, float], **ci_options
-) -> PairedDifference:
+def paired_difference(a: Mapping[int, float], b: Mapping[int, float], **ci_options) -> PairedDifference:
     """Pair ``a`` and ``b`` by seed (only seeds where both values are finite) and summarise
     ``a[seed] - b[seed]``: mean and the bootstrap CI of the mean (options as ``bootstrap_ci``)."""
-    seeds = sorted(
-        s for s in set(a) & set(b)
-        if math.isfinite(float(a[s])) and math.isfinite(float(b[s]))
-    )
+    seeds = sorted(s for s in set(a) & set(b) if math.isfinite(float(a[s])) and math.isfinite(float(b[s])))
     diffs = np.array([float(a[s]) - float(b[s]) for s in seeds], dtype=float)
     if diffs.size == 0:
         return PairedDifference(0, math.nan, math.nan, math.nan, ())
@@ -225,8 +220,7 @@ def two_level_paired(
     fixed pairing and keeps the two studies' tuning luck independent), and within a pair the runs
     that share an eval seed. Returns the number of paired runs and the two-level summary of the
     differences (grouped by replicate pair)."""
-    keys = sorted(k for k in set(a) & set(b)
-                  if math.isfinite(float(a[k])) and math.isfinite(float(b[k])))
+    keys = sorted(k for k in set(a) & set(b) if math.isfinite(float(a[k])) and math.isfinite(float(b[k])))
     groups: dict[int, list[float]] = {}
     for rep, s in keys:
         groups.setdefault(rep, []).append(float(a[(rep, s)]) - float(b[(rep, s)]))
@@ -263,14 +257,12 @@ def mean_ranks(means: Sequence[float], direction: str) -> np.ndarray:
         end = position
         while end + 1 < score.size and score[order[end + 1]] == score[order[position]]:
             end += 1
-        ranks[order[position:end + 1]] = (position + end) / 2.0 + 1.0
+        ranks[order[position : end + 1]] = (position + end) / 2.0 + 1.0
         position = end + 1
     return ranks
 
 
-def tie_ranks(
-    means: Sequence[float], los: Sequence[float], his: Sequence[float], direction: str
-) -> np.ndarray:
+def tie_ranks(means: Sequence[float], los: Sequence[float], his: Sequence[float], direction: str) -> np.ndarray:
     """Competition ranks (1, 1, 3, ...) where statistically indistinguishable entries share a rank.
 
     Entries are taken best mean first. The first opens a group; each next entry joins the open
@@ -341,9 +333,7 @@ def performance_ratios(
     return ratios
 
 
-def performance_profile(
-    ratios: Mapping[str, Mapping[str, float]], taus: Sequence[float]
-) -> dict[str, np.ndarray]:
+def performance_profile(ratios: Mapping[str, Mapping[str, float]], taus: Sequence[float]) -> dict[str, np.ndarray]:
     """rho_s(tau): the fraction of problems on which solver s has ratio <= tau, for each tau."""
     tau = np.asarray(taus, dtype=float)
     problems = list(ratios)
@@ -373,12 +363,16 @@ def expected_best_after_k(values: Sequence[float], direction: str) -> tuple[np.n
         raise ValueError("expected_best_after_k needs at least one value, all finite")
     s = np.sort(sign * x)
     n = s.size
-    i = np.arange(1, n + 1)[None, :]          # order-statistic index
-    k = np.arange(1, n + 1)[:, None]          # subset size
+    i = np.arange(1, n + 1)[None, :]  # order-statistic index
+    k = np.arange(1, n + 1)[:, None]  # subset size
     valid = i >= k
     with np.errstate(invalid="ignore"):
-        log_w = (gammaln(i) - gammaln(k) - gammaln(np.maximum(i - k + 1, 1))
-                 - (gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)))
+        log_w = (
+            gammaln(i)
+            - gammaln(k)
+            - gammaln(np.maximum(i - k + 1, 1))
+            - (gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1))
+        )
     w = np.where(valid, np.exp(np.where(valid, log_w, 0.0)), 0.0)
     w /= w.sum(axis=1, keepdims=True)  # exact in theory; removes rounding drift
     mean = w @ s

@@ -71,6 +71,7 @@ class ProfileError(UserError, ValueError):
 
 # ------------------------------------------------------------------------------------ time-to-target
 
+
 def _floats(values: Iterable[float], what: str) -> np.ndarray:
     try:
         return np.asarray(list(values), dtype=float).reshape(-1)
@@ -94,8 +95,10 @@ def time_to_target(
     evaluation excluded, at each evaluation (aligned with ``steps``, non-decreasing in step order)."""
     metric = Metric("", as_direction(direction))
     if target is None or not isinstance(target, (int, float)) or isinstance(target, bool) or math.isnan(target):
-        raise ProfileError(f"time-to-target needs a target number, got {target!r}: declare one per benchmark "
-                           "in the sweep file or derive it (derive_target)")
+        raise ProfileError(
+            f"time-to-target needs a target number, got {target!r}: declare one per benchmark "
+            "in the sweep file or derive it (derive_target)"
+        )
     s, v = _floats(steps, "eval steps"), _floats(values, "eval values")
     if s.size != v.size:
         raise ProfileError(f"an eval curve needs one value per step: {s.size} steps, {v.size} values")
@@ -116,8 +119,9 @@ def time_to_target(
     elif seconds is not None:
         cumulative = _floats(seconds, "cumulative training seconds")
         if cumulative.size != s.size:
-            raise ProfileError(f"cumulative seconds need one value per eval step: {s.size} steps, "
-                               f"{cumulative.size} seconds")
+            raise ProfileError(
+                f"cumulative seconds need one value per eval step: {s.size} steps, {cumulative.size} seconds"
+            )
         cumulative = cumulative[order]
         if not (np.all(np.isfinite(cumulative)) and np.all(cumulative >= 0) and np.all(np.diff(cumulative) >= 0)):
             raise ProfileError("cumulative training seconds must be finite, >= 0 and non-decreasing in step order")
@@ -141,22 +145,27 @@ def derive_target(finals: Mapping[str, Sequence[float]], direction: str, referen
     runs = finals.get(reference)
     present = ", ".join(sorted(k for k, v in finals.items() if len(v))) or "none"
     if runs is None or len(runs) == 0:
-        raise ProfileError(f"cannot derive a target: the reference optimizer {reference!r} has no full-budget eval "
-                           f"runs on this benchmark (optimizers with runs: {present}); declare the target in the "
-                           "sweep file or evaluate the reference")
+        raise ProfileError(
+            f"cannot derive a target: the reference optimizer {reference!r} has no full-budget eval "
+            f"runs on this benchmark (optimizers with runs: {present}); declare the target in the "
+            "sweep file or evaluate the reference"
+        )
     x = _floats(runs, "final metrics")
     worst = -math.inf if metric.sign > 0 else math.inf
     x = np.where(np.isfinite(x), x, worst)
     value = _median_sorted(np.sort(x)[None, :])[0]
     if not math.isfinite(value):
         bad = int(np.sum(~np.isfinite(x)))
-        raise ProfileError(f"cannot derive a target: {bad} of {x.size} runs of the reference optimizer {reference!r} "
-                           "ended without a finite final metric, so its median is not a number; declare the target "
-                           "in the sweep file")
+        raise ProfileError(
+            f"cannot derive a target: {bad} of {x.size} runs of the reference optimizer {reference!r} "
+            "ended without a finite final metric, so its median is not a number; declare the target "
+            "in the sweep file"
+        )
     return float(value)
 
 
 # ---------------------------------------------------------------------------------- medians with inf
+
 
 @dataclass(frozen=True)
 class MedianCI:
@@ -218,6 +227,7 @@ def median_ci(
 
 # ------------------------------------------------------------------------------ performance profiles
 
+
 def time_ratios(
     times: Mapping[str, Mapping[str, float]],
     submissions: Iterable[str] | None = None,
@@ -235,8 +245,9 @@ def time_ratios(
     for workload, row in times.items():
         extra = sorted(set(row) - set(names))
         if extra:
-            raise ProfileError(f"workload {workload!r} has times of {', '.join(extra)}, not among the submissions "
-                               f"{', '.join(names)}")
+            raise ProfileError(
+                f"workload {workload!r} has times of {', '.join(extra)}, not among the submissions {', '.join(names)}"
+            )
         t = {s: float(row[s]) if s in row else math.inf for s in names}
         bad = {s: v for s, v in t.items() if math.isnan(v) or v <= 0}
         if bad:
@@ -258,7 +269,8 @@ def _ratio_matrix(ratios: Mapping[str, Mapping[str, float]], r_max: float) -> tu
         raise ProfileError("a performance profile needs at least one workload")
     names = sorted({s for row in ratios.values() for s in row})
     r = np.array([[float(ratios[w].get(s, math.inf)) for w in ratios] for s in names], dtype=float).reshape(
-        len(names), len(ratios))
+        len(names), len(ratios)
+    )
     if np.any(np.isnan(r)) or np.any(r < 1.0):
         raise ProfileError("performance ratios must be >= 1 or inf (time_ratios makes them)")
     return names, r

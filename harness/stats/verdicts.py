@@ -83,9 +83,12 @@ GRID, BINS = 128, 512  # power integral: points per chi-square, and after binnin
 # (perplexity, RMSE, unknown units): 1% of the reference optimizer's mean, the only scale-free choice.
 UNIT_SCORES = ("accuracy", "char_acc", "word_acc", "ap", "roc_auc", "auc", "f1")
 NAT_LOSSES = ("val_loss", "loss")
-METRIC_BOUNDS = {**{name: (0.0, 1.0) for name in UNIT_SCORES}, "r2": (-math.inf, 1.0),
-                 **{name: (0.0, math.inf) for name in (*NAT_LOSSES, "bpc", "rmse")},
-                 "perplexity": (1.0, math.inf)}
+METRIC_BOUNDS = {
+    **{name: (0.0, 1.0) for name in UNIT_SCORES},
+    "r2": (-math.inf, 1.0),
+    **{name: (0.0, math.inf) for name in (*NAT_LOSSES, "bpc", "rmse")},
+    "perplexity": (1.0, math.inf),
+}
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,9 @@ def parse_margin(spec) -> Margin:
         return spec
     if isinstance(spec, Mapping):
         if len(spec) != 1 or next(iter(spec)) not in MARGIN_KINDS:
-            raise ValueError(f"a margin mapping has exactly one key, absolute or relative; got "
-                             f"{dict(spec)!r} (valid forms: {forms})")
+            raise ValueError(
+                f"a margin mapping has exactly one key, absolute or relative; got {dict(spec)!r} (valid forms: {forms})"
+            )
         kind, value = next(iter(spec.items()))
         if kind == "absolute" and isinstance(value, str) and value.strip().endswith("%"):
             raise ValueError(f"an absolute margin is in metric units, not a percentage: {value!r}")
@@ -175,7 +179,7 @@ def excludes_zero(lo: float, hi: float) -> bool:
 
 
 def verdict(lo: float, hi: float, margin: float, direction: str) -> str:
-    """"better", "worse", "equivalent" or "inconclusive" for ``d = A - B`` with interval [lo, hi]
+    """ "better", "worse", "equivalent" or "inconclusive" for ``d = A - B`` with interval [lo, hi]
     and practical margin ``margin`` (metric units, >= 0; NaN: no margin, so never equivalent).
     "better" means A is better in ``direction`` ("max" or "min"). See the module docstring."""
     margin = float(margin)
@@ -194,6 +198,7 @@ def verdict(lo: float, hi: float, margin: float, direction: str) -> str:
 
 
 # ------------------------------------------------------------------ the two-level interval, analytic
+
 
 def _moments(x: np.ndarray):
     """Per sweep (leading axes) of differences shaped (..., R, n), NaN = missing: replicates with
@@ -258,7 +263,7 @@ def _grid(groups) -> np.ndarray:
     width = max((row.size for row in rows), default=0)
     out = np.full((len(rows), width), np.nan)
     for i, row in enumerate(rows):
-        out[i, :row.size] = row
+        out[i, : row.size] = row
     return out
 
 
@@ -268,8 +273,9 @@ def variance_components(groups: Sequence[Iterable[float]] | np.ndarray) -> Compo
     values are missing, empty replicates ignored)."""
     r, seeds, _, between, within, dof_w, _ = _moments(_grid(groups))
     r = int(r)
-    return Components(r, float(seeds), float(between) if r > 1 else math.nan,
-                      float(within) if dof_w > 0 else math.nan, int(dof_w))
+    return Components(
+        r, float(seeds), float(between) if r > 1 else math.nan, float(within) if dof_w > 0 else math.nan, int(dof_w)
+    )
 
 
 def paired_groups(a: Mapping[tuple[int, int], float], b: Mapping[tuple[int, int], float]) -> list[np.ndarray]:
@@ -283,6 +289,7 @@ def paired_groups(a: Mapping[tuple[int, int], float], b: Mapping[tuple[int, int]
 
 
 # ------------------------------------------------------------------------------- power and MDE
+
 
 def _scaled_chi2(df: int, grid: int) -> np.ndarray:
     """Equiprobable midpoints of chi2_df / df."""
@@ -310,8 +317,9 @@ def _factor(df_b: int, df_w: int, rho: float, confidence: float, power: float) -
 
     t = float(stdtrit(df_b, 0.5 + confidence / 2.0))
     q = t * _ratio_grid(df_b, df_w, rho)
-    return float(brentq(lambda lam: float(ndtr(lam - q).mean()) - power, 0.0, float(q.max()) + 10.0,
-                        xtol=1e-9, rtol=1e-9))
+    return float(
+        brentq(lambda lam: float(ndtr(lam - q).mean()) - power, 0.0, float(q.max()) + 10.0, xtol=1e-9, rtol=1e-9)
+    )
 
 
 def _design(between: float, within: float, replicates: int, seeds: float, df_within: int | None):
@@ -327,8 +335,16 @@ def _design(between: float, within: float, replicates: int, seeds: float, df_wit
     return replicates - 1, df_w, rho, math.sqrt(tau2 / replicates)
 
 
-def mde(between: float, within: float, replicates: int, seeds: float, *, df_within: int | None = None,
-        confidence: float = CONFIDENCE, power: float = POWER) -> float:
+def mde(
+    between: float,
+    within: float,
+    replicates: int,
+    seeds: float,
+    *,
+    df_within: int | None = None,
+    confidence: float = CONFIDENCE,
+    power: float = POWER,
+) -> float:
     """Minimum detectable effect: the true difference the leaderboard's interval excludes 0 for with
     probability ``power``, for variance components ``between`` (tuning luck; ignored with one
     replicate) and ``within`` (seeds), R ``replicates`` of ``seeds`` seeds each (``df_within``
@@ -341,9 +357,17 @@ def mde(between: float, within: float, replicates: int, seeds: float, *, df_with
     return _factor(df_b, df_w, round(rho, 6), confidence, power) * se
 
 
-def equivalence_probability(margin: float, between: float, within: float, replicates: int, seeds: float, *,
-                            effect: float = 0.0, df_within: int | None = None,
-                            confidence: float = CONFIDENCE) -> float:
+def equivalence_probability(
+    margin: float,
+    between: float,
+    within: float,
+    replicates: int,
+    seeds: float,
+    *,
+    effect: float = 0.0,
+    df_within: int | None = None,
+    confidence: float = CONFIDENCE,
+) -> float:
     """Probability that the interval lies inside (-margin, margin) (verdict "equivalent") at true
     difference ``effect``, by the same integral as ``mde``."""
     from scipy.special import ndtr, stdtrit
@@ -381,17 +405,34 @@ def _smallest(ok, low: int, high: int) -> int | None:
     return low
 
 
-def replicates_needed(margin: float, between: float, within: float, seeds: float, *,
-                      replicates: int | None = None, cap: int = REPLICATE_CAP,
-                      confidence: float = CONFIDENCE, power: float = POWER) -> Need:
+def replicates_needed(
+    margin: float,
+    between: float,
+    within: float,
+    seeds: float,
+    *,
+    replicates: int | None = None,
+    cap: int = REPLICATE_CAP,
+    confidence: float = CONFIDENCE,
+    power: float = POWER,
+) -> Need:
     """Smallest R in [2, cap] with ``mde(between, within, R, seeds) < margin`` (see ``Need``);
     ``replicates`` is the current R, for the seeds that would do it there."""
     if not (math.isfinite(margin) and margin > 0):
-        return Need(None, None, None, "no margin (a relative margin of a reference mean that is 0 or "
-                                      "undefined): nothing to bring the MDE under")
+        return Need(
+            None,
+            None,
+            None,
+            "no margin (a relative margin of a reference mean that is 0 or undefined): nothing to bring the MDE under",
+        )
     if replicates == 1 or not math.isfinite(between):
-        return Need(None, None, None, "one replicate: tuning luck (between-replicate variance) is "
-                                      "unidentifiable; run R >= 2 replicates (3 or more) to measure it")
+        return Need(
+            None,
+            None,
+            None,
+            "one replicate: tuning luck (between-replicate variance) is "
+            "unidentifiable; run R >= 2 replicates (3 or more) to measure it",
+        )
     if not math.isfinite(within):
         within = 0.0
 
@@ -402,20 +443,23 @@ def replicates_needed(margin: float, between: float, within: float, seeds: float
     n_now = max(1.0, float(seeds))
     need_r = _smallest(lambda r: under(between, within, r, n_now), 2, cap)
     if need_r is None:
-        reasons.append(f"even {cap} replicates of {n_now:g} seeds leave the MDE at "
-                       f"{mde(between, within, cap, n_now, confidence=confidence, power=power):.3g} "
-                       f">= margin {margin:.3g}")
+        reasons.append(
+            f"even {cap} replicates of {n_now:g} seeds leave the MDE at "
+            f"{mde(between, within, cap, n_now, confidence=confidence, power=power):.3g} "
+            f">= margin {margin:.3g}"
+        )
     need_inf = _smallest(lambda r: under(between, 0.0, r, n_now), 2, cap)
     if need_inf is None:
-        reasons.append(f"tuning luck alone (between-replicate variance {between:.3g}) keeps the MDE >= "
-                       f"margin up to {cap} replicates, however many seeds")
+        reasons.append(
+            f"tuning luck alone (between-replicate variance {between:.3g}) keeps the MDE >= "
+            f"margin up to {cap} replicates, however many seeds"
+        )
     need_n = None
     if replicates is not None:
         if under(between, 0.0, replicates, n_now):
             need_n = _smallest(lambda n: under(between, within, replicates, n), 1, SEED_CAP)
         if need_n is None:
-            reasons.append(f"no seed count up to {SEED_CAP} brings the MDE under the margin at "
-                           f"{replicates} replicates")
+            reasons.append(f"no seed count up to {SEED_CAP} brings the MDE under the margin at {replicates} replicates")
     return Need(need_r, need_inf, need_n, "; ".join(reasons))
 
 
@@ -440,8 +484,16 @@ class Assessment:
     need: Need
 
 
-def assess(groups: Sequence[Iterable[float]] | np.ndarray, lo: float, hi: float, margin: float,
-           direction: str, *, confidence: float = CONFIDENCE, power: float = POWER) -> Assessment:
+def assess(
+    groups: Sequence[Iterable[float]] | np.ndarray,
+    lo: float,
+    hi: float,
+    margin: float,
+    direction: str,
+    *,
+    confidence: float = CONFIDENCE,
+    power: float = POWER,
+) -> Assessment:
     """Verdict, MDE and what it would take for differences ``groups`` (per replicate, as
     ``paired_groups`` returns) whose leaderboard interval is [lo, hi]; ``margin`` in metric units
     (``Margin.resolve``)."""
@@ -449,17 +501,20 @@ def assess(groups: Sequence[Iterable[float]] | np.ndarray, lo: float, hi: float,
     v = verdict(lo, hi, margin, direction)
     if c.replicates == 0 or c.seeds != c.seeds:
         need = Need(None, None, None, "no paired runs")
-        return Assessment(v, margin, lo, hi, excludes_zero(lo, hi), math.nan, c.replicates, math.nan,
-                          math.nan, math.nan, False, need)
-    m = mde(c.between, c.within, c.replicates, c.seeds, df_within=c.df_within,
-            confidence=confidence, power=power)
-    need = replicates_needed(margin, c.between, c.within, c.seeds, replicates=c.replicates,
-                             confidence=confidence, power=power)
-    return Assessment(v, margin, lo, hi, excludes_zero(lo, hi), m, c.replicates, c.seeds, c.between,
-                      c.within, c.replicates > 1, need)
+        return Assessment(
+            v, margin, lo, hi, excludes_zero(lo, hi), math.nan, c.replicates, math.nan, math.nan, math.nan, False, need
+        )
+    m = mde(c.between, c.within, c.replicates, c.seeds, df_within=c.df_within, confidence=confidence, power=power)
+    need = replicates_needed(
+        margin, c.between, c.within, c.seeds, replicates=c.replicates, confidence=confidence, power=power
+    )
+    return Assessment(
+        v, margin, lo, hi, excludes_zero(lo, hi), m, c.replicates, c.seeds, c.between, c.within, c.replicates > 1, need
+    )
 
 
 # ---------------------------------------------------------------------------------------- display
+
 
 def metric_bounds(metric: Metric | str) -> tuple[float, float]:
     """The range a metric's values can take ((-inf, inf) when unknown)."""
@@ -471,8 +526,10 @@ def clip_interval(lo: float, hi: float, bounds: tuple[float, float]) -> tuple[fl
     """A single optimizer's mean interval clipped to the metric's range (a mean of accuracies cannot
     exceed 1, though mean + t * se can). Not for differences. NaN stays NaN."""
     low, high = bounds
+
     def clip(x: float) -> float:
         return x if math.isnan(x) else min(max(float(x), low), high)
+
     return clip(lo), clip(hi)
 
 

@@ -42,20 +42,20 @@ from harness.vocab import CONDITION_AXES, SCHEDULE_AXES
 
 KEYS: dict[str, str] = {
     "schedule": "LR schedule over the task's: {kind: constant|cosine|linear|wsd, warmup_steps, min_lr_ratio, "
-                "decay_fraction, decay_shape: linear|sqrt} (wsd: warmup, constant peak, decay over the last "
-                "decay_fraction of the steps; Hägele et al. 2024)",
+    "decay_fraction, decay_shape: linear|sqrt} (wsd: warmup, constant peak, decay over the last "
+    "decay_fraction of the steps; Hägele et al. 2024)",
     "delay": "gradient delay in steps (0: none; 1: the one-step delayed setting), or a list: the axis 'delay'",
     "axes": "{name: [values]}: one cell per combination, each with its own studies. A name is a condition "
-            "(delay, schedule, warmup_steps, decay_fraction, decay_shape, min_lr_ratio) or a hyperparameter, "
-            "fixed on the optimizers that have it",
+    "(delay, schedule, warmup_steps, decay_fraction, decay_shape, min_lr_ratio) or a hyperparameter, "
+    "fixed on the optimizers that have it",
     "reuse_tuning": "true: tune only the first cell (first value of every axis); the others evaluate its best "
-                    "configuration (default false: every cell tuned with the same budget)",
+    "configuration (default false: every cell tuned with the same budget)",
     "budgets": "fractions of the step budget, e.g. [0.25, 0.5, 1.0] (needs schedule kind wsd): per eval run, "
-               "a decay branch per budget from the full run's stable phase",
+    "a decay branch per budget from the full run's stable phase",
     "budget_tuning": "full (default: tune at the full budget, budgets branch) or every (tune each budget on "
-                     "its own, runs from scratch: tuning costs the sum of the budgets)",
+    "its own, runs from scratch: tuning costs the sum of the budgets)",
     "margin": "practical margin of the leaderboard's verdicts: 0.005 (absolute) or '1%' (relative); per entry "
-              "also {dataset: margin}",
+    "also {dataset: margin}",
 }
 SCHEDULE_FIELDS = ("kind", "warmup_steps", "min_lr_ratio", "decay_fraction", "decay_shape")
 BUDGET_TUNING = ("full", "every")
@@ -71,7 +71,7 @@ class Conditions:
     reuse_tuning: bool = False
     budgets: tuple[float, ...] = ()
     budget_tuning: str = "full"
-    margin: Any = None            # None, a Margin, or {dataset: Margin} (entry level)
+    margin: Any = None  # None, a Margin, or {dataset: Margin} (entry level)
     axis_paths: Mapping[str, tuple] = field(default_factory=dict)  # axis -> where it was declared
 
     def cells(self) -> list[dict[str, Any]]:
@@ -93,8 +93,10 @@ def read(chk: _Checker, data: Mapping[str, Any], path: tuple, base: Conditions |
     if "axes" in data:
         value = data["axes"]
         if not isinstance(value, Mapping) or not value:
-            raise chk.error(path + ("axes",), f"'{_where(path + ('axes',))}' must map axis names to lists of values, "
-                                              "e.g. {alpha_sign: [0.3, 0.5]}")
+            raise chk.error(
+                path + ("axes",),
+                f"'{_where(path + ('axes',))}' must map axis names to lists of values, e.g. {{alpha_sign: [0.3, 0.5]}}",
+            )
         for name, values in value.items():
             axes[str(name)] = _axis_values(chk, str(name), values, path + ("axes", name))
             axis_paths[str(name)] = path + ("axes", name)
@@ -103,8 +105,10 @@ def read(chk: _Checker, data: Mapping[str, Any], path: tuple, base: Conditions |
         value = data["delay"]
         if isinstance(value, list):
             if "delay" in (data.get("axes") or {}):
-                raise chk.error(path + ("delay",), f"'{_where(path + ('delay',))}': the delay is given twice (also in "
-                                                   "'axes'); keep one")
+                raise chk.error(
+                    path + ("delay",),
+                    f"'{_where(path + ('delay',))}': the delay is given twice (also in 'axes'); keep one",
+                )
             axes["delay"] = _axis_values(chk, "delay", value, path + ("delay",))
             axis_paths["delay"] = path + ("delay",)
             delay = 0
@@ -125,20 +129,32 @@ def read(chk: _Checker, data: Mapping[str, Any], path: tuple, base: Conditions |
     if "budget_tuning" in data:
         budget_tuning = data["budget_tuning"]
         if budget_tuning not in BUDGET_TUNING:
-            raise chk.error(path + ("budget_tuning",), f"unknown budget_tuning {budget_tuning!r}; known: "
-                                                       f"{', '.join(BUDGET_TUNING)}")
+            raise chk.error(
+                path + ("budget_tuning",), f"unknown budget_tuning {budget_tuning!r}; known: {', '.join(BUDGET_TUNING)}"
+            )
     margin = base.margin
     if "margin" in data:
         margin = _margin(chk, data["margin"], path + ("margin",), per_dataset=bool(path))
-    out = Conditions(schedule=schedule, delay=delay, axes=tuple(axes.items()), reuse_tuning=reuse, budgets=budgets,
-                     budget_tuning=budget_tuning, margin=margin, axis_paths=axis_paths)
+    out = Conditions(
+        schedule=schedule,
+        delay=delay,
+        axes=tuple(axes.items()),
+        reuse_tuning=reuse,
+        budgets=budgets,
+        budget_tuning=budget_tuning,
+        margin=margin,
+        axis_paths=axis_paths,
+    )
     if out.budgets and path:  # checked on each entry: its schedule may be its own
         kinds = {cell_schedule(schedule, cell).get("kind") for cell in out.cells()}
         if kinds != {"wsd"}:
             where = path + ("budgets",) if "budgets" in data else ("budgets",)
-            raise chk.error(where, f"'{_where(where)}' branches each budget from the stable phase of a wsd schedule; "
-                                   f"set schedule: {{kind: wsd, decay_fraction: 0.2}} (schedule here: "
-                                   f"{', '.join(sorted(str(k or 'the task' + chr(39) + 's own') for k in kinds))})")
+            raise chk.error(
+                where,
+                f"'{_where(where)}' branches each budget from the stable phase of a wsd schedule; "
+                f"set schedule: {{kind: wsd, decay_fraction: 0.2}} (schedule here: "
+                f"{', '.join(sorted(str(k or 'the task' + chr(39) + 's own') for k in kinds))})",
+            )
     return out
 
 
@@ -156,13 +172,17 @@ def _schedule(chk: _Checker, value: Any, path: tuple) -> dict[str, Any]:
     return out
 
 
-def _schedule_value(chk: _Checker, key: str, value: Any, path: tuple, kinds: Sequence[str],
-                    shapes: Sequence[str]) -> None:
+def _schedule_value(
+    chk: _Checker, key: str, value: Any, path: tuple, kinds: Sequence[str], shapes: Sequence[str]
+) -> None:
     if key == "kind" and value not in kinds:
         raise chk.error(path, f"unknown schedule {value!r} at '{_where(path)}'; known: {', '.join(kinds)}")
     if key == "decay_shape" and value not in shapes:
-        raise chk.error(path, f"unknown decay_shape {value!r} at '{_where(path)}'; known: {', '.join(shapes)} "
-                              "(sqrt: the 1-sqrt cooldown of Hägele et al. 2024)")
+        raise chk.error(
+            path,
+            f"unknown decay_shape {value!r} at '{_where(path)}'; known: {', '.join(shapes)} "
+            "(sqrt: the 1-sqrt cooldown of Hägele et al. 2024)",
+        )
     if key == "warmup_steps":
         chk.integer(value, path, 0)
     if key in ("min_lr_ratio", "decay_fraction"):
@@ -181,8 +201,9 @@ def _axis_values(chk: _Checker, name: str, values: Any, path: tuple) -> tuple:
     out = []
     for i, value in enumerate(values):
         if isinstance(value, (Mapping, list)):
-            raise chk.error(path + (i,), f"'{_where(path + (i,))}': an axis value is a number, text or true/false, "
-                                         f"got {value!r}")
+            raise chk.error(
+                path + (i,), f"'{_where(path + (i,))}': an axis value is a number, text or true/false, got {value!r}"
+            )
         if name == "delay":
             value = chk.integer(value, path + (i,), 0)
         elif name == "schedule":
@@ -201,8 +222,9 @@ def _budgets(chk: _Checker, value: Any, path: tuple) -> tuple[float, ...]:
     for i, item in enumerate(items):
         number = chk.number(item, path + (i,))
         if not 0 < number <= 1:
-            raise chk.error(path + (i,), f"'{_where(path + (i,))}' must be a fraction of the step budget in (0, 1], "
-                                         f"got {item!r}")
+            raise chk.error(
+                path + (i,), f"'{_where(path + (i,))}' must be a fraction of the step budget in (0, 1], got {item!r}"
+            )
         if number in out:
             raise chk.error(path, f"'{_where(path)}' repeats the budget {item!r}")
         out.append(float(number))
@@ -224,6 +246,7 @@ def _margin(chk: _Checker, value: Any, path: tuple, per_dataset: bool) -> Any:
 
 # ------------------------------------------------------------------------------------------- cells
 
+
 def applies(axis: str, optimizer: str, specs: Mapping[str, Any], branches: Mapping[str, str]) -> bool:
     """Whether ``axis`` splits ``optimizer``'s studies: a condition always; a hyperparameter when the
     optimizer has it, or when it branches from a parent that has it (it follows the parent's cell)."""
@@ -240,17 +263,21 @@ def sets(axis: str, optimizer: str, specs: Mapping[str, Any], shared: Sequence[s
     return axis not in CONDITION_AXES and axis in specs[optimizer].defaults and axis not in shared
 
 
-def check_axis_names(chk: _Checker, cond: Conditions, optimizers: Sequence[str], specs: Mapping[str, Any],
-                     entry_path: tuple) -> None:
+def check_axis_names(
+    chk: _Checker, cond: Conditions, optimizers: Sequence[str], specs: Mapping[str, Any], entry_path: tuple
+) -> None:
     """Every axis is a condition or a hyperparameter of at least one of the entry's optimizers."""
     for name, _ in cond.axes:
         if name in CONDITION_AXES or any(name in specs[o].defaults for o in optimizers):
             continue
         hps = sorted({hp for o in optimizers for hp in specs[o].defaults})
         where = cond.axis_paths.get(name, entry_path)
-        raise chk.error(where, f"unknown axis '{name}' at '{_where(where)}': not a condition "
-                               f"({', '.join(CONDITION_AXES)}) nor a hyperparameter of this entry's optimizers "
-                               f"({', '.join(optimizers)}: {', '.join(hps)})")
+        raise chk.error(
+            where,
+            f"unknown axis '{name}' at '{_where(where)}': not a condition "
+            f"({', '.join(CONDITION_AXES)}) nor a hyperparameter of this entry's optimizers "
+            f"({', '.join(optimizers)}: {', '.join(hps)})",
+        )
 
 
 def cell_schedule(base: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[str, Any]:

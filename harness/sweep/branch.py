@@ -78,7 +78,7 @@ def keep_steps(sweep: Sweep, plan: StudyPlan, phase: str, spec: Any) -> frozense
         if phase == "tune" and child.trials == 0:
             continue
         has_alpha = "alpha_sign" in plugins.optimizer(child.optimizer).defaults
-        for alpha in (_alphas(child) if has_alpha else {None}):
+        for alpha in _alphas(child) if has_alpha else {None}:
             hparams = dict(spec.hparams) if alpha is None else {**spec.hparams, "alpha_sign": alpha}
             probe = spec.with_(optimizer=child.optimizer, budget=child.budget, hparams=hparams, study=child.study)
             try:
@@ -88,8 +88,14 @@ def keep_steps(sweep: Sweep, plan: StudyPlan, phase: str, spec: Any) -> frozense
     return frozenset(s for s in steps if 0 < s <= int(spec.steps))
 
 
-def branch_start(sweep: Sweep, out: str | Path, plan: StudyPlan, spec: Any, parent_hparams: Mapping[str, Any],
-                 parent_slot: int | None) -> tuple[Any, Path | None]:
+def branch_start(
+    sweep: Sweep,
+    out: str | Path,
+    plan: StudyPlan,
+    spec: Any,
+    parent_hparams: Mapping[str, Any],
+    parent_slot: int | None,
+) -> tuple[Any, Path | None]:
     """The run ``spec`` of child ``plan`` as it starts: branched from the parent's run of the same
     seed and shared configuration at the step the child starts from (SoftX: its switch S; a budget
     branch: its decay start; ``harness.run.lineage.branch_step``), the spec naming that parent (so its
@@ -107,15 +113,19 @@ def branch_start(sweep: Sweep, out: str | Path, plan: StudyPlan, spec: Any, pare
     try:
         step = branch_step(spec, parent_spec)
     except BranchRefused as exc:
-        warnings.warn(f"{plan.study}: {exc}; running {spec.optimizer} seed {spec.seed} from scratch", SweepWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"{plan.study}: {exc}; running {spec.optimizer} seed {spec.seed} from scratch", SweepWarning, stacklevel=2
+        )
         return spec, None
     path = ckpt.path_for(out, parent_spec.run_id, step)
     if path.is_file():
         return spec.with_(branched_from=parent_spec.run_id, branch_step=step), path
-    warnings.warn(f"{plan.study}: the checkpoint of {parent.optimizer} run {parent_spec.run_id} at step {step} is missing "
-                  f"({path}); running {spec.optimizer} seed {spec.seed} from scratch instead (same result, full cost)",
-                  SweepWarning, stacklevel=2)
+    warnings.warn(
+        f"{plan.study}: the checkpoint of {parent.optimizer} run {parent_spec.run_id} at step {step} is missing "
+        f"({path}); running {spec.optimizer} seed {spec.seed} from scratch instead (same result, full cost)",
+        SweepWarning,
+        stacklevel=2,
+    )
     return spec, None
 
 
@@ -124,8 +134,11 @@ def from_scratch(plan: StudyPlan, spec: Any, why: Exception) -> Any:
     run, ...): the same run from scratch, with its own run_id, and a warning. Not the child's failure."""
     from harness.run.lineage import unbranched
 
-    warnings.warn(f"{plan.study}: {why}; running {spec.optimizer} seed {spec.seed} from scratch instead (same result, "
-                  "full cost)", SweepWarning, stacklevel=2)
+    warnings.warn(
+        f"{plan.study}: {why}; running {spec.optimizer} seed {spec.seed} from scratch instead (same result, full cost)",
+        SweepWarning,
+        stacklevel=2,
+    )
     return unbranched(spec)
 
 

@@ -36,6 +36,7 @@ PROGRESS_MODES = ("auto", "bar", "plain", "json", "none")
 # Progress rendering
 # ---------------------------------------------------------------------------------------------
 
+
 def _short(study: str) -> str:
     """``demo/tabular_mlp/digits/adamw`` -> ``tabular_mlp/digits/adamw`` (the suite is known)."""
     return study.split("/", 1)[1] if "/" in study else study
@@ -103,8 +104,11 @@ class Progress:
 
     def _plain(self, event) -> None:
         elapsed = time.monotonic() - self.started
-        print(f"[w{event.worker} {event.done}/{event.total} {elapsed:6.0f}s{self.eta}] {self._describe(event)}",
-              file=self.stream, flush=True)
+        print(
+            f"[w{event.worker} {event.done}/{event.total} {elapsed:6.0f}s{self.eta}] {self._describe(event)}",
+            file=self.stream,
+            flush=True,
+        )
 
     def _bar(self, event) -> None:
         from tqdm import tqdm
@@ -112,9 +116,15 @@ class Progress:
         bar = self.bars.get(event.worker)
         if bar is None:
             self.order.append(event.worker)
-            bar = tqdm(total=event.total, position=len(self.order) - 1, desc=f"w{event.worker}",
-                       file=self.stream, dynamic_ncols=True, leave=True,
-                       bar_format="{desc} {n_fmt}/{total_fmt} [{elapsed}]{postfix}")
+            bar = tqdm(
+                total=event.total,
+                position=len(self.order) - 1,
+                desc=f"w{event.worker}",
+                file=self.stream,
+                dynamic_ncols=True,
+                leave=True,
+                bar_format="{desc} {n_fmt}/{total_fmt} [{elapsed}]{postfix}",
+            )
             self.bars[event.worker] = bar
         bar.total = event.total
         bar.n = event.done
@@ -132,6 +142,7 @@ class Progress:
 # ---------------------------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------------------------
+
 
 def _out(args: argparse.Namespace, suite: str) -> Path:
     return Path(args.out) if args.out else DEFAULT_RESULTS / suite
@@ -182,20 +193,29 @@ def _plain_warnings(command: str):
 def final_line(command: str, suite: str, counts, seconds: float) -> list[str]:
     """The closing lines of ``optbench sweep`` / ``suite``: planned runs with a readable record
     (from the records themselves), then what was given up and what is missing."""
-    lines = [f"optbench {command}: suite {suite}: {counts.recorded}/{counts.planned} runs recorded "
-             f"({counts.tune} tune, {counts.eval} eval; {counts.diverged} diverged, {counts.failed} failed) "
-             f"in {seconds:.0f}s"]
+    lines = [
+        f"optbench {command}: suite {suite}: {counts.recorded}/{counts.planned} runs recorded "
+        f"({counts.tune} tune, {counts.eval} eval; {counts.diverged} diverged, {counts.failed} failed) "
+        f"in {seconds:.0f}s"
+    ]
     if counts.given_up:
-        lines[0] += (f"; {len(counts.given_up)} given up (failed on every attempt): "
-                     + "; ".join(counts.given_up[:5]) + (" ..." if len(counts.given_up) > 5 else ""))
+        lines[0] += (
+            f"; {len(counts.given_up)} given up (failed on every attempt): "
+            + "; ".join(counts.given_up[:5])
+            + (" ..." if len(counts.given_up) > 5 else "")
+        )
     if counts.unrecorded:  # a re-run cannot help these: say what they are, not "re-run"
         shown = "; ".join(counts.unrecorded[:5]) + (" ..." if len(counts.unrecorded) > 5 else "")
-        lines.append(f"optbench {command}: {len(counts.unrecorded)} given-up run(s) have no record and none can be "
-                     f"written: {shown}")
+        lines.append(
+            f"optbench {command}: {len(counts.unrecorded)} given-up run(s) have no record and none can be "
+            f"written: {shown}"
+        )
     if counts.missing:
         shown = ", ".join(counts.missing[:5]) + (" ..." if len(counts.missing) > 5 else "")
-        lines.append(f"optbench {command}: {len(counts.missing)} planned run(s) have no readable record ({shown}); "
-                     "re-run the same command to resume")
+        lines.append(
+            f"optbench {command}: {len(counts.missing)} planned run(s) have no readable record ({shown}); "
+            "re-run the same command to resume"
+        )
     return lines
 
 
@@ -233,13 +253,23 @@ def run_sweep(args: argparse.Namespace) -> tuple[int, Any, Path]:
             say(f"optbench {args.command}: note: {note}")
         started = time.monotonic()
         where = "SLURM array task(s)" if resources is not None else "worker(s)"
-        say(f"optbench {args.command}: suite {sweep.suite}: {len(sweep.studies)} studies, {sweep.planned_runs} runs "
-            f"planned, {args.workers} {where}; results in {out}, storage {sweep_storage.redact_url(url)}")
+        say(
+            f"optbench {args.command}: suite {sweep.suite}: {len(sweep.studies)} studies, {sweep.planned_runs} runs "
+            f"planned, {args.workers} {where}; results in {out}, storage {sweep_storage.redact_url(url)}"
+        )
         if resources is not None:
             with _sigterm_as_interrupt():
                 code, counts = slurm_follow.launch_and_follow(
-                    sweep, url, out, args.workers, resources, info=info, command=args.command,
-                    poll_s=args.slurm_poll, folder=args.slurm_folder)
+                    sweep,
+                    url,
+                    out,
+                    args.workers,
+                    resources,
+                    info=info,
+                    command=args.command,
+                    poll_s=args.slurm_poll,
+                    folder=args.slurm_folder,
+                )
             if counts is None:  # interrupted: the jobs keep running
                 return 130, sweep, out
         else:
@@ -247,8 +277,15 @@ def run_sweep(args: argparse.Namespace) -> tuple[int, Any, Path]:
             progress = Progress(args.progress, args.workers, tally=_tally(sweep, url, info))
             try:
                 with _sigterm_as_interrupt():
-                    code = sweep_local.run_local_workers(sweep, url, out, args.workers, progress, info=info,
-                                                         on_line=lambda i, line: say(f"[w{i}] {line}"))
+                    code = sweep_local.run_local_workers(
+                        sweep,
+                        url,
+                        out,
+                        args.workers,
+                        progress,
+                        info=info,
+                        on_line=lambda i, line: say(f"[w{i}] {line}"),
+                    )
             finally:
                 progress.close()
             counts = sweep_local.census(sweep, url, out, info=info)
@@ -313,28 +350,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("sweep", metavar="SWEEP.yaml", help="sweep file (see sweeps/demo.yaml)")
     common.add_argument("--out", metavar="DIR", help="results folder (default: results/<suite>)")
-    common.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
-                        help="auto: live lines on a terminal, one line per run otherwise; json: machine events")
+    common.add_argument(
+        "--progress",
+        choices=PROGRESS_MODES,
+        default="auto",
+        help="auto: live lines on a terminal, one line per run otherwise; json: machine events",
+    )
 
-    storage_help = ("Optuna storage: postgresql://user:pass@host/db for a cluster, or a journal file path "
-                    "(default: <out>/optuna.journal)")
+    storage_help = (
+        "Optuna storage: postgresql://user:pass@host/db for a cluster, or a journal file path "
+        "(default: <out>/optuna.journal)"
+    )
     for name, func, about in (
-        ("sweep", cmd_sweep, "tune every (task, dataset, optimizer) of a sweep file, then evaluate the best "
-                             "configurations on fresh seeds; re-run to resume"),
+        (
+            "sweep",
+            cmd_sweep,
+            "tune every (task, dataset, optimizer) of a sweep file, then evaluate the best "
+            "configurations on fresh seeds; re-run to resume",
+        ),
         ("suite", cmd_suite, "sweep, then write the leaderboard (CSV + Markdown) into the results folder"),
     ):
         p = subparsers.add_parser(name, parents=[common], help=about, description=about)
-        p.add_argument("--workers", type=_worker_count, default=1, metavar="N",
-                       help="worker processes: local ones, or SLURM array tasks with --launcher slurm (default 1)")
+        p.add_argument(
+            "--workers",
+            type=_worker_count,
+            default=1,
+            metavar="N",
+            help="worker processes: local ones, or SLURM array tasks with --launcher slurm (default 1)",
+        )
         p.add_argument("--storage", metavar="URL", help=storage_help)
         from harness.sweep.slurm_follow import add_arguments
 
         add_arguments(p)
         p.set_defaults(func=func)
 
-    p = subparsers.add_parser("worker", parents=[common], help="join a running sweep from any machine",
-                              description="Join a sweep: claim and run its planned runs until it is complete. "
-                                          "Start any number of these, on any machines, against one --storage.")
+    p = subparsers.add_parser(
+        "worker",
+        parents=[common],
+        help="join a running sweep from any machine",
+        description="Join a sweep: claim and run its planned runs until it is complete. "
+        "Start any number of these, on any machines, against one --storage.",
+    )
     p.add_argument("--storage", metavar="URL", help=storage_help)
     p.add_argument("--worker-id", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-preflight", action="store_true", help=argparse.SUPPRESS)  # set by `optbench sweep`

@@ -54,9 +54,9 @@ class PlannedRun:
     size: str
     dataset: str
     optimizer: str
-    phase: str      # tune | eval | branch
+    phase: str  # tune | eval | branch
     budget: int | None  # K (None: the task's default, unknown without building the task)
-    steps: int | None   # steps this run trains (K - S for a branch)
+    steps: int | None  # steps this run trains (K - S for a branch)
 
 
 def _alpha_sign(plan: Any) -> float | None:
@@ -110,8 +110,9 @@ def planned_runs(sweep: Any, default_steps: Mapping[tuple[str, str, str], int] |
         tune_phase, eval_phase = ("branch", "branch") if branched else ("tune", "eval")
         n_tune = 0 if plan.transfer_from else plan.trials
         for phase, n in ((tune_phase, n_tune), (eval_phase, len(plan.eval_seeds))):
-            out += [PlannedRun(plan.study, plan.task, plan.size, plan.dataset_key, plan.optimizer, phase, budget,
-                               steps)] * n
+            out += [
+                PlannedRun(plan.study, plan.task, plan.size, plan.dataset_key, plan.optimizer, phase, budget, steps)
+            ] * n
     return out
 
 
@@ -121,7 +122,7 @@ class Pilot:
 
     source: str
     seconds_per_step: dict[tuple, float]  # keys: (task, size, dataset, optimizer), (task, size, dataset), (task, size)
-    setup_seconds: dict[tuple, float]     # same keys: wall seconds outside training and evaluation
+    setup_seconds: dict[tuple, float]  # same keys: wall seconds outside training and evaluation
     budgets: dict[tuple[str, str, str], int]
     checkpoint_bytes: dict[tuple[str, str, str, str], float]
     record_bytes: float
@@ -129,8 +130,11 @@ class Pilot:
 
     def price(self, run: PlannedRun) -> tuple[float, float] | None:
         """(setup seconds, seconds per step) of a planned run, or None when the pilot has no match."""
-        for key in ((run.task, run.size, run.dataset, run.optimizer), (run.task, run.size, run.dataset),
-                    (run.task, run.size)):
+        for key in (
+            (run.task, run.size, run.dataset, run.optimizer),
+            (run.task, run.size, run.dataset),
+            (run.task, run.size),
+        ):
             if key in self.seconds_per_step:
                 return self.setup_seconds[key], self.seconds_per_step[key]
         return None
@@ -144,8 +148,10 @@ def read_pilot(folder: str | os.PathLike) -> Pilot:
 
     root = store.results_root(folder)
     if not store.runs_dir(root).is_dir():
-        raise UserError(f"pilot folder {folder} has no run records ({store.runs_dir(root)}/*.parquet): give the "
-                        "--out folder of an earlier optbench suite / sweep / run of the same tasks")
+        raise UserError(
+            f"pilot folder {folder} has no run records ({store.runs_dir(root)}/*.parquet): give the "
+            "--out folder of an earlier optbench suite / sweep / run of the same tasks"
+        )
     frame = store.read_runs(root)
     frame = frame[(frame["steps_done"] > 0) & frame["wall_seconds"].notna()]
     if len(frame) == 0:
@@ -163,12 +169,20 @@ def read_pilot(folder: str | os.PathLike) -> Pilot:
     budgets = {(t, s, d): int(k) for t, s, d, k in frame[["task", "size", "dataset", "steps"]].itertuples(index=False)}
     ckpt = {}
     for (t, s, d, o), g in frame.groupby(["task", "size", "dataset", "optimizer"]):
-        ckpt[(t, s, d, o)] = float(np.median(g["param_count"].astype(float) * 4 + g["optimizer_state_bytes"].astype(float)))
+        ckpt[(t, s, d, o)] = float(
+            np.median(g["param_count"].astype(float) * 4 + g["optimizer_state_bytes"].astype(float))
+        )
     files = list(store.runs_dir(root).glob("*.parquet")) + list(store.curves_dir(root).glob("*.parquet"))
     record = sum(f.stat().st_size for f in files) / max(1, len(frame))
-    return Pilot(str(folder), {k: float(np.median(v)) for k, v in groups.items()},
-                 {k: float(np.median(v)) for k, v in setups.items()}, budgets, ckpt, record,
-                 tuple(sorted(frame["device"].astype(str).unique())))
+    return Pilot(
+        str(folder),
+        {k: float(np.median(v)) for k, v in groups.items()},
+        {k: float(np.median(v)) for k, v in setups.items()},
+        budgets,
+        ckpt,
+        record,
+        tuple(sorted(frame["device"].astype(str).unique())),
+    )
 
 
 def _hours(seconds: float) -> str:
@@ -229,35 +243,49 @@ def summary(sweep: Any, pilot: Pilot | None, workers: Sequence[int]) -> list[str
         row = f"  {phase:<8} {len(items):>7,} {steps:>14,}{known or ' '}"
         lines.append(row + (f" {_hours(cost[phase]):>11}" if pilot else ""))
     if by_phase["branch"]:
-        lines.append("  (branch: SoftX runs that start from their X parent's checkpoint at S = floor(alpha_sign K) "
-                     "and train the last K - S steps)")
+        lines.append(
+            "  (branch: SoftX runs that start from their X parent's checkpoint at S = floor(alpha_sign K) "
+            "and train the last K - S steps)"
+        )
     if unknown_steps:
-        lines.append(f"  + {unknown_steps:,} runs leave steps to the task's default, which needs its data to know: "
-                     "give --pilot with runs of those tasks, or set steps: in the sweep file")
+        lines.append(
+            f"  + {unknown_steps:,} runs leave steps to the task's default, which needs its data to know: "
+            "give --pilot with runs of those tasks, or set steps: in the sweep file"
+        )
     kept = _kept_checkpoints(sweep)
     n_parent_runs = sum(kept.values())
     if pilot:
         total = sum(cost.values())
-        ck = [pilot.checkpoint_bytes.get((p.task, p.size, p.dataset_key, p.optimizer), math.nan) * kept[p.study]
-              for p in sweep.studies if p.study in kept]
+        ck = [
+            pilot.checkpoint_bytes.get((p.task, p.size, p.dataset_key, p.optimizer), math.nan) * kept[p.study]
+            for p in sweep.studies
+            if p.study in kept
+        ]
         ck_total = _bytes(sum(ck)) if all(math.isfinite(x) for x in ck) else "size unknown: the pilot lacks those"
-        lines.append(f"storage: {n_parent_runs:,} branch-point checkpoints kept (~{ck_total}), "
-                     f"records ~{_bytes(pilot.record_bytes * len(runs))} (pilot: {_bytes(pilot.record_bytes)} per run)")
+        lines.append(
+            f"storage: {n_parent_runs:,} branch-point checkpoints kept (~{ck_total}), "
+            f"records ~{_bytes(pilot.record_bytes * len(runs))} (pilot: {_bytes(pilot.record_bytes)} per run)"
+        )
         device = ", ".join(pilot.devices)
         if unpriced:
             names = ", ".join(f"{t} ({s})" for t, s in sorted(unpriced))
             lines.append(f"wall time: unknown: the pilot {pilot.source} has no runs of {names}")
         else:
             start = worker_start_seconds()
-            est = ", ".join(f"{w} worker{'s' if w > 1 else ''} ~{_hours(start + max(total / w, longest))}"
-                            for w in workers)
-            lines.append(f"wall time on the pilot's device ({device}), workers never idle: {est} "
-                         f"(runs as the pilot timed them + {RUN_OVERHEAD:g} s of sweep bookkeeping per run + "
-                         f"{start:.1f} s worker start, timed here)")
+            est = ", ".join(
+                f"{w} worker{'s' if w > 1 else ''} ~{_hours(start + max(total / w, longest))}" for w in workers
+            )
+            lines.append(
+                f"wall time on the pilot's device ({device}), workers never idle: {est} "
+                f"(runs as the pilot timed them + {RUN_OVERHEAD:g} s of sweep bookkeeping per run + "
+                f"{start:.1f} s worker start, timed here)"
+            )
     else:
-        lines.append(f"storage: {n_parent_runs:,} branch-point checkpoints kept; wall time and sizes need a pilot "
-                     "(--pilot RESULTS: an earlier results folder of the same tasks, e.g. from optbench suite "
-                     "sweeps/smoke.yaml)")
+        lines.append(
+            f"storage: {n_parent_runs:,} branch-point checkpoints kept; wall time and sizes need a pilot "
+            "(--pilot RESULTS: an earlier results folder of the same tasks, e.g. from optbench suite "
+            "sweeps/smoke.yaml)"
+        )
     return lines
 
 
@@ -282,8 +310,10 @@ def settle(pilot_folder: str | os.PathLike, margin: str) -> list[str]:
     except ValueError as exc:
         raise UserError(f"invalid --margin {margin!r}: {exc}") from None
     board, _ = build(pilot_folder, margins=policy, mixed_versions=True)
-    lines = [f"comparisons in the pilot {pilot_folder} at margin {margin} (vs the benchmark's best):",
-             f"  {'benchmark':<34} {'optimizer':<15} {'verdict':<13} {'MDE':>9} {'replicates':>10} {'eval seeds':>10}"]
+    lines = [
+        f"comparisons in the pilot {pilot_folder} at margin {margin} (vs the benchmark's best):",
+        f"  {'benchmark':<34} {'optimizer':<15} {'verdict':<13} {'MDE':>9} {'replicates':>10} {'eval seeds':>10}",
+    ]
     for row in board.rows:
         if not row.get("vs_best_verdict"):
             continue
@@ -294,22 +324,32 @@ def settle(pilot_folder: str | os.PathLike, margin: str) -> list[str]:
         need_n = row.get("vs_best_seeds_needed")
         fmt = lambda v: "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{int(v)}"  # noqa: E731
         mde = row.get("vs_best_mde")
-        lines.append(f"  {bench:<34} {row['optimizer']:<15} {row['vs_best_verdict']:<13} "
-                     f"{(f'{mde:.3g}' if isinstance(mde, float) and math.isfinite(mde) else '-'):>9} "
-                     f"{fmt(need_r):>10} {fmt(need_n):>10}")
-    lines.append("  replicates: tuning replicates needed at the current eval seeds; eval seeds: per replicate at the "
-                 "current replicates; '-': not reachable (see the leaderboard's need_note) or already best")
+        lines.append(
+            f"  {bench:<34} {row['optimizer']:<15} {row['vs_best_verdict']:<13} "
+            f"{(f'{mde:.3g}' if isinstance(mde, float) and math.isfinite(mde) else '-'):>9} "
+            f"{fmt(need_r):>10} {fmt(need_n):>10}"
+        )
+    lines.append(
+        "  replicates: tuning replicates needed at the current eval seeds; eval seeds: per replicate at the "
+        "current replicates; '-': not reachable (see the leaderboard's need_note) or already best"
+    )
     return lines
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("plan", help="what a sweep will run and cost, without running it",
-                              description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p = subparsers.add_parser(
+        "plan",
+        help="what a sweep will run and cost, without running it",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
     p.add_argument("sweep", help="sweep file (sweeps/*.yaml)")
     p.add_argument("--pilot", help="results folder of earlier runs of the same tasks, for times and sizes")
     p.add_argument("--workers", default="1,2,4", help="worker counts to estimate the wall time for (default 1,2,4)")
-    p.add_argument("--margin", help="with --pilot: the replicates and eval seeds each comparison needs at this "
-                                    "margin (0.005 absolute, or 1%% relative)")
+    p.add_argument(
+        "--margin",
+        help="with --pilot: the replicates and eval seeds each comparison needs at this "
+        "margin (0.005 absolute, or 1%% relative)",
+    )
     p.set_defaults(func=_main)
 
 
@@ -328,8 +368,10 @@ def _main(args: argparse.Namespace) -> int:
 
     workers = _workers(args.workers)
     if args.margin and not args.pilot:
-        raise UserError("--margin needs --pilot RESULTS: the replicates a comparison needs follow from the "
-                        "variance measured in earlier runs")
+        raise UserError(
+            "--margin needs --pilot RESULTS: the replicates a comparison needs follow from the "
+            "variance measured in earlier runs"
+        )
     sweep = schema.load(args.sweep)
     pilot = read_pilot(args.pilot) if args.pilot else None
     lines = summary(sweep, pilot, workers)

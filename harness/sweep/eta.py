@@ -36,16 +36,20 @@ class Estimate:
     """Seconds left, and what they rest on."""
 
     seconds: float
-    measured: int   # measured runs the prices come from
-    workers: int    # workers the work left is divided between
-    guessed: int    # studies with runs left and no measured run of their own
+    measured: int  # measured runs the prices come from
+    workers: int  # workers the work left is divided between
+    guessed: int  # studies with runs left and no measured run of their own
 
     def text(self, short: bool = False) -> str:
         """``~4m10s left``; with ``(rough: 2 studies unmeasured)`` when prices were guessed
         (``short``: ``(rough)``)."""
         rough = ""
         if self.guessed:
-            rough = " (rough)" if short else f" (rough: {self.guessed} stud{'y' if self.guessed == 1 else 'ies'} unmeasured)"
+            rough = (
+                " (rough)"
+                if short
+                else f" (rough: {self.guessed} stud{'y' if self.guessed == 1 else 'ies'} unmeasured)"
+            )
         return f"~{duration(self.seconds)} left{rough}"
 
 
@@ -61,8 +65,9 @@ def duration(seconds: float) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
-def estimate(left: Mapping[str, int], seconds: Mapping[str, Sequence[float]], group: Mapping[str, Any],
-             workers: int) -> Estimate | None:
+def estimate(
+    left: Mapping[str, int], seconds: Mapping[str, Sequence[float]], group: Mapping[str, Any], workers: int
+) -> Estimate | None:
     """Time left (see the module docstring). ``left``: study -> planned runs without a finished
     trial; ``seconds``: study -> measured run times; ``group``: study -> its (task, size, dataset)
     key, for studies not measured yet; ``workers``: workers running."""
@@ -107,8 +112,11 @@ def planned_per_study(sweep: Any) -> dict[str, int]:
 
 def trial_seconds(trial: Any) -> float | None:
     """A finished (COMPLETE or PRUNED) trial's wall time in the storage; None otherwise."""
-    if trial.state.name not in ("COMPLETE", "PRUNED") or trial.datetime_start is None \
-            or trial.datetime_complete is None:
+    if (
+        trial.state.name not in ("COMPLETE", "PRUNED")
+        or trial.datetime_start is None
+        or trial.datetime_complete is None
+    ):
         return None
     return max(0.0, (trial.datetime_complete - trial.datetime_start).total_seconds())
 
@@ -140,7 +148,8 @@ class Tally:
                 settled = ledger.settled(ledger.study(plan, phase), slots)
                 tally.done[(plan.study, phase)] = len(settled)
                 tally.seconds[plan.study].extend(
-                    s for s in (trial_seconds(t) for t in settled.values() if t is not None) if s is not None)
+                    s for s in (trial_seconds(t) for t in settled.values() if t is not None) if s is not None
+                )
         return tally
 
     def update(self, event: Any) -> None:

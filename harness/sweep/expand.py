@@ -29,17 +29,17 @@ class Optimizers:
     """The sweep's ``optimizers`` list, validated."""
 
     overrides: Mapping[str, tuple[dict, dict]]  # name -> sweep-wide (fixed, search)
-    index: Mapping[str, int]                     # name -> its position in the list (file order)
-    branches: Mapping[str, str]                  # name -> the optimizer it branches from
-    specs: Mapping[str, Any]                     # name -> its OptimizerSpec (built-in or plugin)
+    index: Mapping[str, int]  # name -> its position in the list (file order)
+    branches: Mapping[str, str]  # name -> the optimizer it branches from
+    specs: Mapping[str, Any]  # name -> its OptimizerSpec (built-in or plugin)
 
 
 @dataclass(frozen=True)
 class Entry:
     """One task entry, validated: everything its plans are made of."""
 
-    path: tuple                      # ("tasks", i): where messages point
-    keys: frozenset[str]             # keys the entry sets (a message then points at its own key)
+    path: tuple  # ("tasks", i): where messages point
+    keys: frozenset[str]  # keys the entry sets (a message then points at its own key)
     name: str
     task: str
     size: str
@@ -48,10 +48,10 @@ class Entry:
     steps: int | None
     trials: int
     replicates: int
-    optimizers: tuple[str, ...]      # the sweep optimizers this entry runs, in the sweep's order
+    optimizers: tuple[str, ...]  # the sweep optimizers this entry runs, in the sweep's order
     eval_seeds: tuple[int, ...]
     overrides: Mapping[str, tuple[dict, dict]]  # optimizer -> the entry's own (fixed, search)
-    donor: str | None = None         # transfer_from: an earlier entry's name
+    donor: str | None = None  # transfer_from: an earlier entry's name
     source_datasets: tuple[str, ...] = ()  # the donor entry's datasets
     conditions: axes.Conditions = axes.Conditions()  # schedule, delay, axes, budgets, margin
 
@@ -78,14 +78,20 @@ class Grid:
                 sources = entry.source_datasets
                 src_ds = ds if ds in sources else (sources[0] if len(sources) == 1 else None)
                 if src_ds is None:
-                    raise chk.error(p + ("transfer_from",), f"'{_where(p)}': dataset {ds!r} is not in entry "
-                                                            f"{entry.donor!r} ({', '.join(sources)}), which has several "
-                                                            "to pick from")
+                    raise chk.error(
+                        p + ("transfer_from",),
+                        f"'{_where(p)}': dataset {ds!r} is not in entry "
+                        f"{entry.donor!r} ({', '.join(sources)}), which has several "
+                        "to pick from",
+                    )
                 transfer = f"{self.suite}/{entry.donor}/{dataset_id(src_ds)}"
             key = (entry.name, ds)
             if key in self._seen:
-                raise chk.error(p, f"task entry '{_where(p)}' repeats {entry.name}/{ds} of '{_where(self._seen[key])}'; "
-                                   "give one of them a different 'name'")
+                raise chk.error(
+                    p,
+                    f"task entry '{_where(p)}' repeats {entry.name}/{ds} of '{_where(self._seen[key])}'; "
+                    "give one of them a different 'name'",
+                )
             self._seen[key] = p
             margin = entry.conditions.margin
             margin = margin.get(ds) if isinstance(margin, dict) else margin
@@ -111,8 +117,9 @@ class Grid:
             own["delay"] = entry.conditions.delay
         return own
 
-    def _study_name(self, entry: Entry, ds: str, replicate: int, opt_name: str, cell: Mapping[str, Any],
-                    budget: float = 1.0) -> str:
+    def _study_name(
+        self, entry: Entry, ds: str, replicate: int, opt_name: str, cell: Mapping[str, Any], budget: float = 1.0
+    ) -> str:
         base = f"{self.suite}/{entry.name}/{dataset_id(ds)}/{opt_name}"
         return (f"{base}/r{replicate}" if replicate else base) + cell_suffix(cell, budget)
 
@@ -129,22 +136,29 @@ class Grid:
                 out.append(replace(plan, budget=b, branch_from=parent, transfer_from=donor))
             elif plan.branch_from is None:
                 shared = tuple(sorted(self.opt.specs[plan.optimizer].defaults))
-                out.append(replace(plan, budget=b, trials=0, space={}, branch_from=plan.study, shared=shared,
-                                   transfer_from=None))
+                out.append(
+                    replace(
+                        plan, budget=b, trials=0, space={}, branch_from=plan.study, shared=shared, transfer_from=None
+                    )
+                )
             else:
                 out.append(replace(plan, budget=b, trials=0, transfer_from=plan.study))
         return out
 
-    def _plan(self, entry: Entry, ds: str, replicate: int, opt_name: str, transfer: str | None,
-              cell: Mapping[str, Any]) -> StudyPlan:
+    def _plan(
+        self, entry: Entry, ds: str, replicate: int, opt_name: str, transfer: str | None, cell: Mapping[str, Any]
+    ) -> StudyPlan:
         chk, p, opt = self.chk, entry.path, self.opt
         fixed, search = opt.overrides[opt_name]
         lfixed, lsearch = entry.overrides.get(opt_name, ({}, {}))
         fixed_all = {**{k: v for k, v in fixed.items() if k not in lsearch}, **lfixed}
         search_all = {**{k: v for k, v in search.items() if k not in lfixed}, **lsearch}
         parent_name = opt.branches.get(opt_name)
-        shared_names = () if parent_name is None else \
-            tuple(sorted(set(opt.specs[parent_name].defaults) & set(opt.specs[opt_name].defaults)))
+        shared_names = (
+            ()
+            if parent_name is None
+            else tuple(sorted(set(opt.specs[parent_name].defaults) & set(opt.specs[opt_name].defaults)))
+        )
         for hp, value in cell.items():  # a hyperparameter axis: fixed at the cell's value
             if axes.sets(hp, opt_name, opt.specs, shared_names):
                 search_all.pop(hp, None)
@@ -154,12 +168,18 @@ class Grid:
         tune_seed = self.seed + REPLICATE_SEED_STRIDE * replicate
         if tune_seed > MAX_SEED:
             where = p + ("replicates",) if "replicates" in entry.keys else ("replicates",)
-            raise chk.error(where, f"replicate {replicate} would tune with seed {tune_seed} (seed + "
-                                   f"{REPLICATE_SEED_STRIDE} r), above the largest seed {MAX_SEED}; "
-                                   "lower 'seed' or 'replicates'")
+            raise chk.error(
+                where,
+                f"replicate {replicate} would tune with seed {tune_seed} (seed + "
+                f"{REPLICATE_SEED_STRIDE} r), above the largest seed {MAX_SEED}; "
+                "lower 'seed' or 'replicates'",
+            )
         if tune_seed in entry.eval_seeds:
-            raise chk.error(p, f"replicate {replicate} tunes with seed {tune_seed}, which is also an eval seed "
-                               f"of {entry.name}; eval seeds must be fresh (pick other eval seeds)")
+            raise chk.error(
+                p,
+                f"replicate {replicate} tunes with seed {tune_seed}, which is also an eval seed "
+                f"of {entry.name}; eval seeds must be fresh (pick other eval seeds)",
+            )
         plan_trials, shared, parent = entry.trials, (), None
         transfer_study = None if transfer is None else f"{transfer}/{opt_name}"
         if replicate and transfer_study:
@@ -172,8 +192,11 @@ class Grid:
             transfer_study = self._study_name(entry, ds, replicate, opt_name, base_cell)
             plan_trials = 0
         if transfer_study and transfer_study not in {q.study for q in self.plans}:
-            raise chk.error(p + ("transfer_from",), f"'{_where(p)}' transfers from {entry.donor!r}, which has no study "
-                                                    f"{transfer_study} (fewer replicates or optimizers than this entry)")
+            raise chk.error(
+                p + ("transfer_from",),
+                f"'{_where(p)}' transfers from {entry.donor!r}, which has no study "
+                f"{transfer_study} (fewer replicates or optimizers than this entry)",
+            )
         if parent_name is not None:
             shared = shared_names
             check_branch_overrides(chk, opt_name, parent_name, shared, fixed_all, search_all, opt.index)
@@ -184,34 +207,59 @@ class Grid:
             parent_cell = {k: v for k, v in cell.items() if axes.applies(k, parent_name, opt.specs, opt.branches)}
             parent = self._study_name(entry, ds, replicate, parent_name, parent_cell)
         plan = StudyPlan(
-            suite=self.suite, entry=entry.name, task=entry.task, dataset=ds, size=entry.size,
-            optimizer=opt_name, options=dict(entry.options), steps=entry.steps, trials=plan_trials,
-            eval_seeds=entry.eval_seeds, seed=tune_seed, space=space, fixed=fixed_all, line=chk.line(p),
-            transfer_from=transfer_study, replicate=replicate, branch_from=parent, shared=shared,
-            delay=int(cell.get("delay", 0)), schedule=axes.cell_schedule(entry.conditions.schedule, cell),
+            suite=self.suite,
+            entry=entry.name,
+            task=entry.task,
+            dataset=ds,
+            size=entry.size,
+            optimizer=opt_name,
+            options=dict(entry.options),
+            steps=entry.steps,
+            trials=plan_trials,
+            eval_seeds=entry.eval_seeds,
+            seed=tune_seed,
+            space=space,
+            fixed=fixed_all,
+            line=chk.line(p),
+            transfer_from=transfer_study,
+            replicate=replicate,
+            branch_from=parent,
+            shared=shared,
+            delay=int(cell.get("delay", 0)),
+            schedule=axes.cell_schedule(entry.conditions.schedule, cell),
             cell=dict(cell),
         )
-        origins = {hp: (p + ("hparams", opt_name, "search", hp)) if hp in lsearch
-                   else ("optimizers", opt.index[opt_name], "search", hp) for hp in search_all}
+        origins = {
+            hp: (p + ("hparams", opt_name, "search", hp))
+            if hp in lsearch
+            else ("optimizers", opt.index[opt_name], "search", hp)
+            for hp in search_all
+        }
         probe_ranges(chk, plan, origins, self._probed)
         n_configs = space_size(plan.space) if plan.trials else None
         if n_configs is not None and plan.trials > n_configs:
             where = p + ("trials",) if "trials" in entry.keys else ("trials",)
-            raise chk.error(where, f"{entry.name}/{ds} with {opt_name}: {plan.trials} trials, but its search space "
-                                   f"has only {n_configs} distinct configuration(s) (every searched hyperparameter is "
-                                   "a choice or an integer range); lower 'trials' or widen the space")
+            raise chk.error(
+                where,
+                f"{entry.name}/{ds} with {opt_name}: {plan.trials} trials, but its search space "
+                f"has only {n_configs} distinct configuration(s) (every searched hyperparameter is "
+                "a choice or an integer range); lower 'trials' or widen the space",
+            )
         return plan
 
     def margins(self, everywhere: Any) -> dict[str, Any]:
         """The declared margins as ``plan.json`` holds them (``harness.results.budget``): the sweep's
         (every benchmark) and each benchmark's (task, dataset) from its entry."""
+
         def form(m: Any) -> dict[str, Any]:
             return {"kind": m.kind, "value": m.value}
 
         if everywhere is None and not self._margins:
             return {}
-        return {"everywhere": None if everywhere is None else form(everywhere),
-                "benchmarks": [{"task": t, "dataset": d, "margin": form(m)} for (t, d), m in self._margins.items()]}
+        return {
+            "everywhere": None if everywhere is None else form(everywhere),
+            "benchmarks": [{"task": t, "dataset": d, "margin": form(m)} for (t, d), m in self._margins.items()],
+        }
 
     def notes(self, source: str) -> tuple[str, ...]:
         """Things worth knowing that are not errors: a tuned plan whose optimizer default lies outside
@@ -219,15 +267,24 @@ class Grid:
         notes: list[str] = []
         for plan in self.plans:
             outside = defaults_outside(plan.space, self.opt.specs[plan.optimizer].defaults) if plan.trials else []
-            note = (f"{source}: line {plan.line}: {plan.entry} with {plan.optimizer}: the default "
-                    f"{'; '.join(outside)}, so trial 0 is sampled like the others (not the defaults)")
+            note = (
+                f"{source}: line {plan.line}: {plan.entry} with {plan.optimizer}: the default "
+                f"{'; '.join(outside)}, so trial 0 is sampled like the others (not the defaults)"
+            )
             if outside and note not in notes:
                 notes.append(note)
         return tuple(notes)
 
 
-def check_branch_overrides(chk: _Checker, name: str, parent: str, shared: tuple[str, ...], fixed: Mapping[str, Any],
-                           search: Mapping[str, Any], opt_index: Mapping[str, int]) -> None:
+def check_branch_overrides(
+    chk: _Checker,
+    name: str,
+    parent: str,
+    shared: tuple[str, ...],
+    fixed: Mapping[str, Any],
+    search: Mapping[str, Any],
+    opt_index: Mapping[str, int],
+) -> None:
     """A branch takes the shared hyperparameters from its parent's tuned configuration: setting or
     searching them on the branch would run a configuration its parent's checkpoint does not hold.
     Its own ``alpha_sign`` must be fixed or a list of choices: the parent keeps one checkpoint per S."""
@@ -235,13 +292,18 @@ def check_branch_overrides(chk: _Checker, name: str, parent: str, shared: tuple[
 
     clash = sorted((set(fixed) | set(search)) & set(shared))
     if clash:
-        raise chk.error(("optimizers", opt_index[name]), f"{name} branches from {parent} and takes {', '.join(clash)} from "
-                                                         f"its tuned configuration; set or search them on {parent} instead")
+        raise chk.error(
+            ("optimizers", opt_index[name]),
+            f"{name} branches from {parent} and takes {', '.join(clash)} from "
+            f"its tuned configuration; set or search them on {parent} instead",
+        )
     alpha = search.get("alpha_sign")
     if alpha is not None and not isinstance(alpha, Categorical):
-        raise chk.error(("optimizers", opt_index[name], "search", "alpha_sign"),
-                        f"{name} branches from {parent}: search alpha_sign as {{choices: [...]}} (the parent keeps "
-                        "one checkpoint per S = floor(alpha_sign K)), not as a range")
+        raise chk.error(
+            ("optimizers", opt_index[name], "search", "alpha_sign"),
+            f"{name} branches from {parent}: search alpha_sign as {{choices: [...]}} (the parent keeps "
+            "one checkpoint per S = floor(alpha_sign K)), not as a range",
+        )
 
 
 def probe_ranges(chk: _Checker, plan: StudyPlan, origins: Mapping[str, tuple], probed: set[str]) -> None:
@@ -259,8 +321,13 @@ def probe_ranges(chk: _Checker, plan: StudyPlan, origins: Mapping[str, tuple], p
     if not origins or not plan.trials:
         return
     spec = plugins.optimizer(plan.optimizer)
-    key = repr((plan.optimizer, sorted((k, dist_json(v)) for k, v in plan.space.items()),
-                sorted((k, repr(v)) for k, v in plan.fixed.items())))
+    key = repr(
+        (
+            plan.optimizer,
+            sorted((k, dist_json(v)) for k, v in plan.space.items()),
+            sorted((k, repr(v)) for k, v in plan.fixed.items()),
+        )
+    )
     if key in probed:
         return
     probed.add(key)
@@ -289,5 +356,8 @@ def probe_ranges(chk: _Checker, plan: StudyPlan, origins: Mapping[str, tuple], p
         for value in values:
             problem = build({**base, hp: value})
             if problem is not None:
-                raise chk.error(path, f"'{_where(path)}': {hp}={value!r} lies in the range but optimizer "
-                                      f"{plan.optimizer!r} refuses it ({problem}); give a range whose every value is valid")
+                raise chk.error(
+                    path,
+                    f"'{_where(path)}': {hp}={value!r} lies in the range but optimizer "
+                    f"{plan.optimizer!r} refuses it ({problem}); give a range whose every value is valid",
+                )

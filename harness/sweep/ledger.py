@@ -68,8 +68,14 @@ class Ledger:
         refusal = config_refusal(plan, name, stored, self.storage_url)
         if refusal:
             raise UserError(refusal)
-        study = optuna.create_study(study_name=name, storage=self.storage, direction=direction,
-                                    sampler=self._sampler(plan, None), pruner=pruner, load_if_exists=True)
+        study = optuna.create_study(
+            study_name=name,
+            storage=self.storage,
+            direction=direction,
+            sampler=self._sampler(plan, None),
+            pruner=pruner,
+            load_if_exists=True,
+        )
         if stored is None or CONFIG not in stored:
             study.set_user_attr(CONFIG, plan.config())
         self._studies[name] = study
@@ -164,8 +170,12 @@ class Ledger:
         if best is None:
             if plan.study not in self._warned:  # once per ledger: this is asked on every poll
                 self._warned.add(plan.study)
-                warnings.warn(f"study {tuned.study} has no complete trial (all pruned or given up): "
-                              f"nothing to evaluate for {plan.study}", SweepWarning, stacklevel=2)
+                warnings.warn(
+                    f"study {tuned.study} has no complete trial (all pruned or given up): "
+                    f"nothing to evaluate for {plan.study}",
+                    SweepWarning,
+                    stacklevel=2,
+                )
             return None, None, False
         slot, trial = best
         hparams = hparams_from_params(trial.params, tuned.space, tuned.fixed)
@@ -184,8 +194,10 @@ class Ledger:
             return {}
         text = json.dumps(jsonable(hparams), sort_keys=True)
         config = hashlib.sha256(text.encode()).hexdigest()[:10]
-        return {f"seed={s} config={config}": ({}, {"seed": s, "hparams": text, "best_trial": best_number})
-                for s in plan.eval_seeds}
+        return {
+            f"seed={s} config={config}": ({}, {"seed": s, "hparams": text, "best_trial": best_number})
+            for s in plan.eval_seeds
+        }
 
     def phase_slots(self, plan: StudyPlan, phase: str):
         return self.tune_slots(plan) if phase == "tune" else self.eval_slots(plan)
@@ -259,7 +271,12 @@ def config_refusal(plan: StudyPlan, name: str, stored: Mapping[str, Any] | None,
     previous = stored[CONFIG]
     if previous == config:
         return None
-    changed = sorted(k for k in set(config) | set(previous)
-                     if json.dumps(config.get(k), sort_keys=True) != json.dumps(previous.get(k), sort_keys=True))
-    return (f"study {name} in {redact_url(storage_url)} was created with a different {', '.join(changed)}; "
-            "resume with the original sweep file, or start afresh with another --out/--storage or suite name")
+    changed = sorted(
+        k
+        for k in set(config) | set(previous)
+        if json.dumps(config.get(k), sort_keys=True) != json.dumps(previous.get(k), sort_keys=True)
+    )
+    return (
+        f"study {name} in {redact_url(storage_url)} was created with a different {', '.join(changed)}; "
+        "resume with the original sweep file, or start afresh with another --out/--storage or suite name"
+    )

@@ -82,12 +82,26 @@ def budget_plan(sweep: Sweep, info: Mapping[str, TaskInfo], text: str) -> dict:
     """What ``<out>/plan.json`` holds (``harness.results.budget``, format ``PLAN_FORMAT``): per study,
     in file order, what the leaderboard needs to keep only the runs inside the sweep's budget, tied to
     the sweep file's ``text`` by its digest."""
-    return {"format": budget.PLAN_FORMAT, "suite": sweep.suite, "sweep_sha256": budget.sweep_digest(text),
-            "studies": [{"study": p.study, "trials": p.trials, "eval_seeds": list(p.eval_seeds),
-                         "transfer_from": p.transfer_from, "branch_from": p.branch_from,
-                         "direction": info[p.study].direction, "budget": p.budget, "delay": p.delay,
-                         "cell": dict(p.cell)} for p in sweep.studies],
-            **({"margins": dict(sweep.margins)} if sweep.margins else {})}
+    return {
+        "format": budget.PLAN_FORMAT,
+        "suite": sweep.suite,
+        "sweep_sha256": budget.sweep_digest(text),
+        "studies": [
+            {
+                "study": p.study,
+                "trials": p.trials,
+                "eval_seeds": list(p.eval_seeds),
+                "transfer_from": p.transfer_from,
+                "branch_from": p.branch_from,
+                "direction": info[p.study].direction,
+                "budget": p.budget,
+                "delay": p.delay,
+                "cell": dict(p.cell),
+            }
+            for p in sweep.studies
+        ],
+        **({"margins": dict(sweep.margins)} if sweep.margins else {}),
+    }
 
 
 def worker_command(sweep_path: str, storage_url: str, out: str, worker_id: int) -> list[str]:
@@ -95,8 +109,22 @@ def worker_command(sweep_path: str, storage_url: str, out: str, worker_id: int) 
     the parent already ran the preflight checks)."""
     import sys
 
-    return [sys.executable, "-m", "harness.cli", "worker", str(Path(sweep_path).resolve()), "--storage", storage_url,
-            "--out", str(Path(out).resolve()), "--progress", "json", "--worker-id", str(worker_id), "--no-preflight"]
+    return [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "worker",
+        str(Path(sweep_path).resolve()),
+        "--storage",
+        storage_url,
+        "--out",
+        str(Path(out).resolve()),
+        "--progress",
+        "json",
+        "--worker-id",
+        str(worker_id),
+        "--no-preflight",
+    ]
 
 
 def threads_per_worker(workers: int) -> int:
@@ -121,9 +149,16 @@ def worker_env(worker_id: int, workers: int) -> dict[str, str]:
     return env
 
 
-def run_local_workers(sweep: Sweep, storage_url: str, out: str | os.PathLike, workers: int,
-                      on_event: Callable[[Event], None], *, info: Mapping[str, TaskInfo] | None = None,
-                      on_line: Callable[[int, str], object] | None = None) -> int:
+def run_local_workers(
+    sweep: Sweep,
+    storage_url: str,
+    out: str | os.PathLike,
+    workers: int,
+    on_event: Callable[[Event], None],
+    *,
+    info: Mapping[str, TaskInfo] | None = None,
+    on_line: Callable[[int, str], object] | None = None,
+) -> int:
     """Run ``workers`` workers on this machine: worker 0 in this process (it has everything
     imported already) and ``workers - 1`` ``optbench worker`` subprocesses whose JSON events are
     relayed to ``on_event``.
@@ -166,8 +201,13 @@ def run_local_workers(sweep: Sweep, storage_url: str, out: str | os.PathLike, wo
     pumps: list[threading.Thread] = []
     try:
         for i in range(1, workers):
-            proc = subprocess.Popen(worker_command(sweep.path, storage_url, str(out), i), env=worker_env(i, workers),
-                                    stdout=subprocess.PIPE, text=True, bufsize=1)
+            proc = subprocess.Popen(
+                worker_command(sweep.path, storage_url, str(out), i),
+                env=worker_env(i, workers),
+                stdout=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+            )
             procs.append(proc)
             pumps.append(threading.Thread(target=pump, args=(i, proc.stdout), daemon=True))
             pumps[-1].start()

@@ -14,8 +14,8 @@ import inspect
 import warnings
 from typing import Any
 
-FIXED_PARAMS = "fixed_params"    # system attr set by Study.enqueue_trial (optuna/study/study.py)
-RETRIED_FROM = "failed_trial"    # system attr set by RetryFailedTrialCallback: the first failed trial
+FIXED_PARAMS = "fixed_params"  # system attr set by Study.enqueue_trial (optuna/study/study.py)
+RETRIED_FROM = "failed_trial"  # system attr set by RetryFailedTrialCallback: the first failed trial
 
 
 def trial_id(trial: Any) -> int:

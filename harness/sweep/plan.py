@@ -74,7 +74,7 @@ class StudyPlan:
     """One (task entry, dataset, optimizer): what is tuned, how many trials, which eval seeds."""
 
     suite: str
-    entry: str              # entry name (default: task name)
+    entry: str  # entry name (default: task name)
     task: str
     dataset: str
     size: str
@@ -84,17 +84,17 @@ class StudyPlan:
     trials: int
     eval_seeds: tuple[int, ...]
     seed: int
-    space: Mapping[str, Any]   # hparam -> optimizers._base distribution record
+    space: Mapping[str, Any]  # hparam -> optimizers._base distribution record
     fixed: Mapping[str, Any]
-    line: int                  # line of the task entry in the sweep file (for error messages)
+    line: int  # line of the task entry in the sweep file (for error messages)
     transfer_from: str | None = None  # study whose best configuration this plan evaluates (trials 0)
-    replicate: int = 0         # tuning replicate; ``seed`` is this replicate's tune seed
+    replicate: int = 0  # tuning replicate; ``seed`` is this replicate's tune seed
     branch_from: str | None = None  # study of the plan whose checkpoints this plan's runs start from
-    shared: tuple[str, ...] = ()    # hyperparameters taken from that plan's tuned configuration
-    dataset_key: str = ""           # dataset_id(dataset) when the sweep file was read (pinned: see study)
-    delay: int = 0                  # gradient delay of every run (harness.run.delay)
+    shared: tuple[str, ...] = ()  # hyperparameters taken from that plan's tuned configuration
+    dataset_key: str = ""  # dataset_id(dataset) when the sweep file was read (pinned: see study)
+    delay: int = 0  # gradient delay of every run (harness.run.delay)
     schedule: Mapping[str, Any] = field(default_factory=dict)  # LR schedule override ({}: the task's)
-    budget: float = 1.0             # fraction of the step budget its runs train (a WSD budget: see axes)
+    budget: float = 1.0  # fraction of the step budget its runs train (a WSD budget: see axes)
     cell: Mapping[str, Any] = field(default_factory=dict)  # the axis values of its cell (harness.sweep.axes)
 
     def __post_init__(self) -> None:
@@ -124,8 +124,13 @@ class StudyPlan:
     def config(self) -> dict[str, Any]:
         """What must not change between a study's creation and a resume (trial counts may grow)."""
         return {
-            "task": self.task, "dataset": self.dataset_key, "size": self.size, "optimizer": self.optimizer,
-            "options": dict(self.options), "steps": self.steps, "seed": self.seed,
+            "task": self.task,
+            "dataset": self.dataset_key,
+            "size": self.size,
+            "optimizer": self.optimizer,
+            "options": dict(self.options),
+            "steps": self.steps,
+            "seed": self.seed,
             "space": {k: dist_json(v) for k, v in sorted(self.space.items())},
             "fixed": {k: jsonable(v) for k, v in sorted(self.fixed.items())},
             "transfer_from": self.transfer_from,

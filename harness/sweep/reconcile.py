@@ -80,8 +80,10 @@ class Reconciler:
             path.replace(target)
         except FileNotFoundError:  # another worker moved it first
             return
-        _warn(f"the failure record {path} of an earlier attempt is superseded by run {new_run_id}; "
-              f"moved it to {target.name}")
+        _warn(
+            f"the failure record {path} of an earlier attempt is superseded by run {new_run_id}; "
+            f"moved it to {target.name}"
+        )
 
     def verify(self, plan: StudyPlan, phase: str, study: Any, slots: Any) -> int:
         """Check the records of the finished trials of one phase of ``plan`` (those not read back
@@ -108,8 +110,10 @@ class Reconciler:
             else:
                 what = "is missing"
             study.set_user_attr(f"{LOST}{trial.number}", {"run_id": run_id, "state": state})
-            _warn(f"run record {path} of {_where(plan, phase, slot)} {what}; the run is queued again "
-                  "(same configuration, same run_id)")
+            _warn(
+                f"run record {path} of {_where(plan, phase, slot)} {what}; the run is queued again "
+                "(same configuration, same run_id)"
+            )
             lost_now += 1
         return lost_now
 
@@ -126,8 +130,16 @@ class Reconciler:
     def write_failure(self, spec: Any, info: Any, detail: str, started_at: str, seconds: float) -> None:
         """Write the ``failed`` record of a run (it raised, or its worker kept vanishing)."""
         row = records.failure_row(
-            spec, metric=info.metric, direction=info.direction, penalty=info.penalty, detail=detail,
-            started_at=started_at, finished_at=utc_now(), wall_seconds=seconds, environment=_environment())
+            spec,
+            metric=info.metric,
+            direction=info.direction,
+            penalty=info.penalty,
+            detail=detail,
+            started_at=started_at,
+            finished_at=utc_now(),
+            wall_seconds=seconds,
+            environment=_environment(),
+        )
         records.write_run(self.out, row, [])
 
     def note_silent_death(self, study: Any, trial: Any) -> None:
@@ -135,9 +147,11 @@ class Reconciler:
         slot = trial.user_attrs.get(SLOT)
         state = rules.slot_states(study.get_trials(deepcopy=False), [slot], self.ledger.lost(study))[slot]
         if state.silent > MAX_RETRY:
-            _warn(f"{study.study_name} slot {slot} has lost its worker {state.silent} times without a Python "
-                  f"exception (killed from outside, the OOM killer, preemption); re-queued again -- such deaths are "
-                  f"not the run's failures, but after {MAX_SILENT_DEATHS} the slot is given up")
+            _warn(
+                f"{study.study_name} slot {slot} has lost its worker {state.silent} times without a Python "
+                f"exception (killed from outside, the OOM killer, preemption); re-queued again -- such deaths are "
+                f"not the run's failures, but after {MAX_SILENT_DEATHS} the slot is given up"
+            )
 
     def settle_given_up(self, plan: StudyPlan, phase: str, study: Any, slots: Any) -> None:
         """A given-up slot is settled by its ``failed`` record. When that record is missing or
@@ -158,8 +172,10 @@ class Reconciler:
                     continue
                 if have == "corrupt":
                     moved = records.quarantine(records.run_path(self.out, run_id))
-                    _warn(f"the failure record {records.run_path(self.out, run_id)} of given-up "
-                          f"{_where(plan, phase, slot)} is unreadable ({why}); moved it to {moved.name}")
+                    _warn(
+                        f"the failure record {records.run_path(self.out, run_id)} of given-up "
+                        f"{_where(plan, phase, slot)} is unreadable ({why}); moved it to {moved.name}"
+                    )
             spec = self._given_up_spec(plan, phase, last)
             if spec is None:
                 _warn(f"{_where(plan, phase, slot)} was given up before its configuration was drawn; no record")
@@ -169,13 +185,17 @@ class Reconciler:
                 detail = str(error.get("detail") or "failed")
                 why = f"given up after {state.errors} attempts raised"
             else:
-                detail = (f"given up: its worker vanished {state.silent} times during this run without a Python "
-                          "exception (killed from outside, the OOM killer, preemption)")
+                detail = (
+                    f"given up: its worker vanished {state.silent} times during this run without a Python "
+                    "exception (killed from outside, the OOM killer, preemption)"
+                )
                 why = detail
             start = last.datetime_start.isoformat(timespec="seconds") if last.datetime_start else utc_now()
             self.write_failure(spec, self.ledger.info(plan), detail, start, 0.0)
-            _warn(f"{_where(plan, phase, slot)} ({why}; {detail}): wrote its failure record "
-                  f"{records.run_path(self.out, spec.run_id)} from the journal")
+            _warn(
+                f"{_where(plan, phase, slot)} ({why}; {detail}): wrote its failure record "
+                f"{records.run_path(self.out, spec.run_id)} from the journal"
+            )
 
     def _given_up_spec(self, plan: StudyPlan, phase: str, trial: Any) -> Any:
         """The ``RunSpec`` a given-up trial ran: stored on the trial when it started, else (journals
@@ -200,8 +220,14 @@ class Reconciler:
             return resolve_run(sweep, plan, hparams, plan.seed, "tune", trial.user_attrs.get(SLOT))[0]
         if "hparams" not in trial.user_attrs:
             return None
-        return resolve_run(sweep, plan, json.loads(trial.user_attrs["hparams"]), int(trial.user_attrs["seed"]),
-                           "eval", trial.user_attrs.get("best_trial"))[0]
+        return resolve_run(
+            sweep,
+            plan,
+            json.loads(trial.user_attrs["hparams"]),
+            int(trial.user_attrs["seed"]),
+            "eval",
+            trial.user_attrs.get("best_trial"),
+        )[0]
 
     def census(self) -> Census:
         """Count, for every planned run of the sweep (tune slots 0..trials-1, one eval run per eval
@@ -213,13 +239,17 @@ class Reconciler:
                 slots = ledger.phase_slots(plan, phase)
                 wanted = plan.trials if phase == "tune" else len(plan.eval_seeds)
                 if not slots:
-                    why = "not reached (its tuning is unfinished)" if slots is None else \
-                        "impossible (no complete tune trial)"
+                    why = (
+                        "not reached (its tuning is unfinished)"
+                        if slots is None
+                        else "impossible (no complete tune trial)"
+                    )
                     out.missing += [f"{plan.study} {phase}: {wanted} run(s) {why}"]
                     continue
                 study = ledger.study(plan, phase)
-                for slot, state in rules.slot_states(study.get_trials(deepcopy=False), slots,
-                                                     ledger.lost(study)).items():
+                for slot, state in rules.slot_states(
+                    study.get_trials(deepcopy=False), slots, ledger.lost(study)
+                ).items():
                     self._count(out, plan, phase, slot, state)
         return out
 
@@ -242,8 +272,11 @@ class Reconciler:
         out.diverged += row.get("status") == "diverged"
         out.failed += row.get("status") == "failed"
         if state.given_up:
-            tries = f"{state.errors} attempts raised" if state.errors > MAX_RETRY else \
-                f"its worker vanished {state.silent} times"
+            tries = (
+                f"{state.errors} attempts raised"
+                if state.errors > MAX_RETRY
+                else f"its worker vanished {state.silent} times"
+            )
             out.given_up.append(f"{_where(plan, phase, slot)} ({tries}; {row.get('status_detail') or 'failed'})")
 
 
@@ -254,8 +287,12 @@ def _environment() -> dict[str, Any]:
 
     from harness.run import loop
 
-    return {"git_sha": loop.git_sha(), "torch_version": torch.__version__,
-            "python_version": platform.python_version(), "device": loop.device_label(loop.pick_device(None))}
+    return {
+        "git_sha": loop.git_sha(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "device": loop.device_label(loop.pick_device(None)),
+    }
 
 
 def _last_attempt(state: Any) -> Any:
@@ -274,8 +311,8 @@ class Census:
     diverged: int = 0
     failed: int = 0
     given_up: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)        # a re-run makes these
-    unrecorded: list[str] = field(default_factory=list)     # given up with no record a re-run could write
+    missing: list[str] = field(default_factory=list)  # a re-run makes these
+    unrecorded: list[str] = field(default_factory=list)  # given up with no record a re-run could write
 
     @property
     def complete(self) -> bool:

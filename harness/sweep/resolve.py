@@ -39,15 +39,31 @@ def resolve_run(sweep: Sweep, plan: StudyPlan, hparams: Mapping[str, Any], seed:
     from harness.run.loop import resolve
 
     try:
-        spec, task = resolve(task=plan.task, optimizer=plan.optimizer, dataset=plan.dataset, size=plan.size,
-                             hparams=dict(hparams), task_options=dict(plan.options), seed=seed, steps=plan.steps,
-                             phase=phase, suite=plan.suite, study=plan.study, trial=trial, data_dir=sweep.data_dir,
-                             replicate=plan.replicate, delay=plan.delay, budget=plan.budget,
-                             schedule=dict(plan.schedule) or None)
+        spec, task = resolve(
+            task=plan.task,
+            optimizer=plan.optimizer,
+            dataset=plan.dataset,
+            size=plan.size,
+            hparams=dict(hparams),
+            task_options=dict(plan.options),
+            seed=seed,
+            steps=plan.steps,
+            phase=phase,
+            suite=plan.suite,
+            study=plan.study,
+            trial=trial,
+            data_dir=sweep.data_dir,
+            replicate=plan.replicate,
+            delay=plan.delay,
+            budget=plan.budget,
+            schedule=dict(plan.schedule) or None,
+        )
         return (spec.with_(cell=dict(plan.cell)) if plan.cell else spec), task
     except (UserError, ValueError, KeyError) as exc:
         msg = exc.args[0] if exc.args else str(exc)
-        raise UserError(f"{sweep.path}: line {plan.line}: {plan.entry}/{plan.dataset} with {plan.optimizer}: {msg}") from None
+        raise UserError(
+            f"{sweep.path}: line {plan.line}: {plan.entry}/{plan.dataset} with {plan.optimizer}: {msg}"
+        ) from None
 
 
 def utc_now() -> str:

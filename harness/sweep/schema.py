@@ -33,26 +33,26 @@ SCHEMA: dict[str, str] = {
     "tasks": "list of task entries (see TASK_SCHEMA)",
     "optimizers": "list of optimizer names, or {name, fixed, search} mappings",
     "trials": "tuning trials per (task, dataset, optimizer); trial 0 = the optimizer's defaults when they lie in "
-              "the search space, else a sampled trial like the others (a note says so); 0 = no tuning. "
-              "Changing it on an existing sweep is honoured exactly: raised, the study goes on; lowered to k, "
-              "trials 0..k-1 count and the best of them is evaluated (later trials stay on disk, outside "
-              "every leaderboard). A space of only choices cannot hold more trials than configurations",
+    "the search space, else a sampled trial like the others (a note says so); 0 = no tuning. "
+    "Changing it on an existing sweep is honoured exactly: raised, the study goes on; lowered to k, "
+    "trials 0..k-1 count and the best of them is evaluated (later trials stay on disk, outside "
+    "every leaderboard). A space of only choices cannot hold more trials than configurations",
     "eval_seeds": "number of fresh eval seeds (seed+1 .. seed+n) or an explicit list; same for every optimizer. "
-                  "Lowered on an existing sweep, exactly the listed seeds (the first n) count",
+    "Lowered on an existing sweep, exactly the listed seeds (the first n) count",
     "seed": "tune seed: the seed of every tuning run and of the sampler (default 0)",
     "size": "default task size for entries that do not set one (tiny | small | paper)",
     "steps": "step budget override for every entry (default: each task's own budget)",
     "sampler": "tpe (default) or qmc, or {name: tpe, n_startup_trials: N}; qmc = a scrambled Sobol sequence "
-               "where trial k's configuration depends on k alone, so a sweep interrupted any number of times "
-               "runs exactly the configurations of an uninterrupted one",
+    "where trial k's configuration depends on k alone, so a sweep interrupted any number of times "
+    "runs exactly the configurations of an uninterrupted one",
     "pruner": "off (default) or {name: median, fractions: [0.25, 0.5, 0.75], n_startup_trials: N}",
     "data_dir": "data directory (default $OPTBENCH_DATA_DIR or ~/.cache/optbench)",
     "heartbeat": "{interval: seconds, grace: seconds}: when a silent worker's trial is re-run (default 30/120)",
     "replicates": "independent tuning studies per (task, dataset, optimizer), default 1. Replicate r has its own "
-                  "sampler seed and tune seed (seed + 1000 r) and evaluates its best configuration on the same "
-                  "eval seeds; the leaderboard's intervals then include tuning luck. Trials are per replicate",
+    "sampler seed and tune seed (seed + 1000 r) and evaluates its best configuration on the same "
+    "eval seeds; the leaderboard's intervals then include tuning luck. Trials are per replicate",
     "checkpoint_every": "seconds between training checkpoints of a run (default 600; off: none), so a killed "
-                        "worker's retry resumes instead of restarting",
+    "worker's retry resumes instead of restarting",
     **axes.KEYS,
 }
 TASK_SCHEMA: dict[str, str] = {
@@ -66,7 +66,7 @@ TASK_SCHEMA: dict[str, str] = {
     "eval_seeds": "overrides the sweep's eval_seeds for this entry",
     "hparams": "per-optimizer overrides for this entry: {optimizer: {fixed: {...}, search: {...}}}",
     "transfer_from": "name of an earlier entry: evaluate its best configuration per optimizer here, untuned "
-                     "(e.g. tune a 130M LLM, evaluate at 360M); implies trials: 0",
+    "(e.g. tune a 130M LLM, evaluate at 360M); implies trials: 0",
     "optimizers": "the sweep optimizers this entry runs (default: all of them), e.g. a baseline only some tasks use",
     "replicates": "overrides the sweep's replicates for this entry",
     **{k: f"{v} (this entry; over the sweep's)" for k, v in axes.KEYS.items()},
@@ -75,12 +75,12 @@ OPTIMIZER_SCHEMA: dict[str, str] = {
     "name": "registered optimizer name",
     "fixed": "hyperparameters held fixed (removed from the search space)",
     "search": "hyperparameter -> [low, high] (same kind as the registry's) or {log|uniform|one_minus_log: "
-              "[low, high]} or {choices: [...]}; ranges are in the hyperparameter's own units",
+    "[low, high]} or {choices: [...]}; ranges are in the hyperparameter's own units",
     "branch_from": "the optimizer this one is before its switch (softsignum: signum, softmuon: muon, hardswitchsign: "
-                   "signum), also in the sweep: this optimizer takes that one's tuned configuration for the "
-                   "hyperparameters they share, and every run of it starts from that optimizer's checkpoint at "
-                   "S = floor(alpha_sign K) (same seed and configuration) and runs only S+1..K. Its own "
-                   "hyperparameters (e.g. alpha_sign as {choices: [...]}) are tuned over those branches",
+    "signum), also in the sweep: this optimizer takes that one's tuned configuration for the "
+    "hyperparameters they share, and every run of it starts from that optimizer's checkpoint at "
+    "S = floor(alpha_sign K) (same seed and configuration) and runs only S+1..K. Its own "
+    "hyperparameters (e.g. alpha_sign as {choices: [...]}) are tuned over those branches",
 }
 SAMPLERS = ("tpe", "qmc")
 PRUNERS = ("median",)
@@ -108,8 +108,11 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
 
     suite = data["suite"]
     if not isinstance(suite, str) or not SUITE_NAME.match(suite):
-        raise chk.error(("suite",), f"'suite' must be a name of 1 to 64 letters, digits, '.', '_' or '-' (it names the "
-                                    f"results folder), got {suite!r}")
+        raise chk.error(
+            ("suite",),
+            f"'suite' must be a name of 1 to 64 letters, digits, '.', '_' or '-' (it names the "
+            f"results folder), got {suite!r}",
+        )
     description = data.get("description", "")
     if not isinstance(description, str):
         raise chk.error(("description",), "'description' must be text")
@@ -129,17 +132,35 @@ def loads(text: str, source: str = "<sweep>") -> Sweep:
     replicates = chk.integer(data.get("replicates", 1), ("replicates",), 1)
     checkpoint_every = _checkpoint_every(chk, data.get("checkpoint_every", 600))
     conditions = axes.read(chk, data, ())
-    defaults = _Defaults(seed=seed, trials=trials, eval_seeds=eval_seeds, size=size, steps=steps, replicates=replicates,
-                         conditions=conditions)
+    defaults = _Defaults(
+        seed=seed,
+        trials=trials,
+        eval_seeds=eval_seeds,
+        size=size,
+        steps=steps,
+        replicates=replicates,
+        conditions=conditions,
+    )
 
     # The registries (and plugins) import torch: only now, so plain typos are reported instantly.
     opt = _optimizers(chk, data["optimizers"])
     grid = Grid(chk, suite, seed, opt)
     for i, entry in enumerate(chk.name_list(data["tasks"], ("tasks",), "tasks")):
         grid.add(_task_entry(chk, ("tasks", i), entry, defaults, opt, grid.plans))
-    return Sweep(path=source, suite=suite, description=description, studies=tuple(grid.plans), seed=seed,
-                 sampler=sampler, pruner=pruner, heartbeat=heartbeat, data_dir=data_dir, notes=grid.notes(source),
-                 checkpoint_every=checkpoint_every, margins=grid.margins(conditions.margin))
+    return Sweep(
+        path=source,
+        suite=suite,
+        description=description,
+        studies=tuple(grid.plans),
+        seed=seed,
+        sampler=sampler,
+        pruner=pruner,
+        heartbeat=heartbeat,
+        data_dir=data_dir,
+        notes=grid.notes(source),
+        checkpoint_every=checkpoint_every,
+        margins=grid.margins(conditions.margin),
+    )
 
 
 @dataclass(frozen=True)
@@ -185,8 +206,9 @@ def _optimizers(chk: _Checker, value: Any) -> Optimizers:
     return Optimizers(overrides=overrides, index=index, branches=branches, specs=specs)
 
 
-def _task_entry(chk: _Checker, p: tuple, entry: Any, defaults: _Defaults, opt: Optimizers,
-                earlier: list[StudyPlan]) -> Entry:
+def _task_entry(
+    chk: _Checker, p: tuple, entry: Any, defaults: _Defaults, opt: Optimizers, earlier: list[StudyPlan]
+) -> Entry:
     """Validate task entry ``p`` (``earlier``: the plans of the entries above it, for ``transfer_from``)."""
     from harness import plugins
 
@@ -200,15 +222,21 @@ def _task_entry(chk: _Checker, p: tuple, entry: Any, defaults: _Defaults, opt: O
         raise chk.error(p + ("task",) if (p + ("task",)) in chk.lines else p, f"'{_where(p)}': {exc}") from None
     entry_name = entry.get("name", record.name)  # a plugin path (pkg.mod:TASK) names its entry by its record
     if not isinstance(entry_name, str) or not SUITE_NAME.match(entry_name):
-        raise chk.error(p + ("name",), f"'{_where(p + ('name',))}' must be a name of 1 to 64 letters, digits, '.', "
-                                       "'_' or '-'")
+        raise chk.error(
+            p + ("name",), f"'{_where(p + ('name',))}' must be a name of 1 to 64 letters, digits, '.', '_' or '-'"
+        )
     entry_size = entry.get("size", defaults.size)
     if entry_size is None:
-        raise chk.error(p, f"task entry '{_where(p)}' ({task_name}) has no 'size' and the sweep sets no default 'size'; "
-                           f"known sizes: {', '.join(record.sizes)}")
+        raise chk.error(
+            p,
+            f"task entry '{_where(p)}' ({task_name}) has no 'size' and the sweep sets no default 'size'; "
+            f"known sizes: {', '.join(record.sizes)}",
+        )
     if entry_size not in record.sizes:
-        raise chk.error(p + ("size",) if "size" in entry else ("size",),
-                        f"unknown size {entry_size!r} for task {task_name}; known: {', '.join(record.sizes)}")
+        raise chk.error(
+            p + ("size",) if "size" in entry else ("size",),
+            f"unknown size {entry_size!r} for task {task_name}; known: {', '.join(record.sizes)}",
+        )
     if "datasets" in entry:
         datasets = chk.name_list(entry["datasets"], p + ("datasets",), "datasets")
     else:
@@ -216,8 +244,10 @@ def _task_entry(chk: _Checker, p: tuple, entry: Any, defaults: _Defaults, opt: O
     for j, ds in enumerate(datasets):
         if not _known_dataset(ds, record):
             known = ", ".join(sorted(d.name for d in record.datasets))
-            raise chk.error(p + ("datasets", j), f"unknown dataset {ds!r} for task {task_name} at "
-                                                 f"'{_where(p + ('datasets', j))}'; known: {known}")
+            raise chk.error(
+                p + ("datasets", j),
+                f"unknown dataset {ds!r} for task {task_name} at '{_where(p + ('datasets', j))}'; known: {known}",
+            )
         if datasets.index(ds) != j:
             raise chk.error(p + ("datasets", j), f"dataset {ds!r} is listed twice in '{_where(p + ('datasets',))}'")
     options = entry.get("options", {}) or {}
@@ -233,8 +263,9 @@ def _task_entry(chk: _Checker, p: tuple, entry: Any, defaults: _Defaults, opt: O
             raise chk.error(p + ("options", key), f"'{_where(p + ('options', key))}': {exc}") from None
     entry_steps = defaults.steps if entry.get("steps") is None else chk.integer(entry["steps"], p + ("steps",), 1)
     entry_trials = defaults.trials if "trials" not in entry else chk.integer(entry["trials"], p + ("trials",), 0)
-    entry_replicates = defaults.replicates if "replicates" not in entry else \
-        chk.integer(entry["replicates"], p + ("replicates",), 1)
+    entry_replicates = (
+        defaults.replicates if "replicates" not in entry else chk.integer(entry["replicates"], p + ("replicates",), 1)
+    )
     entry_optimizers = _entry_optimizers(chk, entry, p, opt.index, opt.branches)
     donor = entry.get("transfer_from")
     source_datasets: list[str] = []
@@ -242,16 +273,22 @@ def _task_entry(chk: _Checker, p: tuple, entry: Any, defaults: _Defaults, opt: O
         tp = p + ("transfer_from",)
         names = {plan.entry for plan in earlier}
         if donor not in names:
-            raise chk.error(tp, f"'{_where(tp)}' names {donor!r}, which is not an earlier task entry; "
-                                f"earlier entries: {', '.join(sorted(names)) or '(none)'}")
+            raise chk.error(
+                tp,
+                f"'{_where(tp)}' names {donor!r}, which is not an earlier task entry; "
+                f"earlier entries: {', '.join(sorted(names)) or '(none)'}",
+            )
         if not any(plan.trials for plan in earlier if plan.entry == donor):
             raise chk.error(tp, f"'{_where(tp)}': entry {donor!r} is not tuned (trials 0); nothing to transfer")
         if entry.get("trials", 0) != 0:
             raise chk.error(p + ("trials",), f"'{_where(p + ('trials',))}' must be 0 (or absent) with transfer_from")
         entry_trials = 0
         source_datasets = sorted({plan.dataset for plan in earlier if plan.entry == donor})
-    entry_seeds = defaults.eval_seeds if "eval_seeds" not in entry else \
-        _eval_seeds(chk, entry["eval_seeds"], p + ("eval_seeds",), defaults.seed)
+    entry_seeds = (
+        defaults.eval_seeds
+        if "eval_seeds" not in entry
+        else _eval_seeds(chk, entry["eval_seeds"], p + ("eval_seeds",), defaults.seed)
+    )
     local = entry.get("hparams", {}) or {}
     if not isinstance(local, dict):
         raise chk.error(p + ("hparams",), f"'{_where(p + ('hparams',))}' must map optimizer names to {{fixed, search}}")
@@ -259,8 +296,11 @@ def _task_entry(chk: _Checker, p: tuple, entry: Any, defaults: _Defaults, opt: O
     for opt_name, override in local.items():
         hp = p + ("hparams", opt_name)
         if opt_name not in opt.overrides:
-            raise chk.error(hp, f"'{_where(hp)}' names optimizer {opt_name!r}, which the sweep does not run; "
-                                f"sweep optimizers: {', '.join(opt.overrides)}")
+            raise chk.error(
+                hp,
+                f"'{_where(hp)}' names optimizer {opt_name!r}, which the sweep does not run; "
+                f"sweep optimizers: {', '.join(opt.overrides)}",
+            )
         chk.keys(override, hp, {k: v for k, v in OPTIMIZER_SCHEMA.items() if k != "name"}, "an hparams override")
         local_overrides[opt_name] = _overrides(chk, opt.specs[opt_name], override, hp)
     conditions = axes.read(chk, entry, p, defaults.conditions)
@@ -268,20 +308,38 @@ def _task_entry(chk: _Checker, p: tuple, entry: Any, defaults: _Defaults, opt: O
     if isinstance(conditions.margin, dict):
         unknown = sorted(set(conditions.margin) - set(datasets))
         if unknown:
-            raise chk.error(p + ("margin",), f"'{_where(p + ('margin',))}' names dataset(s) {', '.join(unknown)} that "
-                                             f"this entry does not run; its datasets: {', '.join(datasets)}")
-    return Entry(path=p, keys=frozenset(entry), name=entry_name, task=task_name, size=entry_size,
-                 datasets=tuple(datasets), options=dict(options), steps=entry_steps, trials=entry_trials,
-                 replicates=entry_replicates, optimizers=tuple(entry_optimizers), eval_seeds=entry_seeds,
-                 overrides=local_overrides, donor=donor, source_datasets=tuple(source_datasets),
-                 conditions=conditions)
+            raise chk.error(
+                p + ("margin",),
+                f"'{_where(p + ('margin',))}' names dataset(s) {', '.join(unknown)} that "
+                f"this entry does not run; its datasets: {', '.join(datasets)}",
+            )
+    return Entry(
+        path=p,
+        keys=frozenset(entry),
+        name=entry_name,
+        task=task_name,
+        size=entry_size,
+        datasets=tuple(datasets),
+        options=dict(options),
+        steps=entry_steps,
+        trials=entry_trials,
+        replicates=entry_replicates,
+        optimizers=tuple(entry_optimizers),
+        eval_seeds=entry_seeds,
+        overrides=local_overrides,
+        donor=donor,
+        source_datasets=tuple(source_datasets),
+        conditions=conditions,
+    )
 
 
 def _checkpoint_every(chk: _Checker, value: Any) -> float | None:
     if value in (None, False, "off"):
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise chk.error(("checkpoint_every",), f"'checkpoint_every' must be a number of seconds > 0 or off, got {value!r}")
+        raise chk.error(
+            ("checkpoint_every",), f"'checkpoint_every' must be a number of seconds > 0 or off, got {value!r}"
+        )
     return float(value)
 
 
@@ -295,20 +353,32 @@ def _check_branches(chk: _Checker, branches: Mapping[str, str], opt_index: Mappi
             import optimizers
 
             can = ", ".join(sorted(k for k, v in optimizers.REGISTRY.items() if v.branch_from))
-            raise chk.error(where, f"optimizer {name!r} cannot branch: it is not another optimizer for its first steps "
-                                   f"(optimizers that can: {can})")
+            raise chk.error(
+                where,
+                f"optimizer {name!r} cannot branch: it is not another optimizer for its first steps "
+                f"(optimizers that can: {can})",
+            )
         if parent != declared:
-            raise chk.error(where, f"'{_where(where)}': {name} can branch only from {declared!r} (it is {declared} "
-                                   f"before its switch), not from {parent!r}")
+            raise chk.error(
+                where,
+                f"'{_where(where)}': {name} can branch only from {declared!r} (it is {declared} "
+                f"before its switch), not from {parent!r}",
+            )
         if parent not in opt_index:
-            raise chk.error(where, f"'{_where(where)}': {name} branches from {parent!r}, which the sweep does not run; "
-                                   f"add {parent} to 'optimizers'")
+            raise chk.error(
+                where,
+                f"'{_where(where)}': {name} branches from {parent!r}, which the sweep does not run; "
+                f"add {parent} to 'optimizers'",
+            )
         if parent in branches:
-            raise chk.error(where, f"'{_where(where)}': {parent} branches itself; a branch needs a parent that runs whole")
+            raise chk.error(
+                where, f"'{_where(where)}': {parent} branches itself; a branch needs a parent that runs whole"
+            )
 
 
-def _entry_optimizers(chk: _Checker, entry: Mapping[str, Any], path: tuple, opt_index: Mapping[str, int],
-                      branches: Mapping[str, str]) -> list[str]:
+def _entry_optimizers(
+    chk: _Checker, entry: Mapping[str, Any], path: tuple, opt_index: Mapping[str, int], branches: Mapping[str, str]
+) -> list[str]:
     """The entry's ``optimizers`` (default: every sweep optimizer), in the sweep's order."""
     if "optimizers" not in entry:
         return list(opt_index)
@@ -316,12 +386,16 @@ def _entry_optimizers(chk: _Checker, entry: Mapping[str, Any], path: tuple, opt_
     names = chk.name_list(entry["optimizers"], where, "optimizers")
     for j, name in enumerate(names):
         if name not in opt_index:
-            raise chk.error(where + (j,), f"'{_where(where + (j,))}' names {name!r}, which the sweep does not run; "
-                                          f"sweep optimizers: {', '.join(opt_index)}")
+            raise chk.error(
+                where + (j,),
+                f"'{_where(where + (j,))}' names {name!r}, which the sweep does not run; "
+                f"sweep optimizers: {', '.join(opt_index)}",
+            )
     for name in names:
         if name in branches and branches[name] not in names:
-            raise chk.error(where, f"'{_where(where)}' runs {name}, which branches from {branches[name]}: "
-                                   f"list {branches[name]} too")
+            raise chk.error(
+                where, f"'{_where(where)}' runs {name}, which branches from {branches[name]}: list {branches[name]} too"
+            )
     return [name for name in opt_index if name in names]
 
 
@@ -350,8 +424,13 @@ def _sampler_config(chk: _Checker, value: Any) -> SamplerConfig:
     path = ("sampler",)
     if isinstance(value, str):
         value = {"name": value}
-    chk.keys(value, path, {"name": "tpe | qmc", "n_startup_trials": "TPE random trials before modelling"},
-             "'sampler'", required=("name",))
+    chk.keys(
+        value,
+        path,
+        {"name": "tpe | qmc", "n_startup_trials": "TPE random trials before modelling"},
+        "'sampler'",
+        required=("name",),
+    )
     if value["name"] not in SAMPLERS:
         raise chk.error(path, f"unknown sampler {value['name']!r} in 'sampler'; known: {', '.join(SAMPLERS)}")
     n = value.get("n_startup_trials")
@@ -368,8 +447,17 @@ def _pruner_config(chk: _Checker, value: Any) -> PrunerConfig | None:
         return None
     if isinstance(value, str):
         value = {"name": value}
-    chk.keys(value, path, {"name": "median", "fractions": "budget fractions to compare at",
-                           "n_startup_trials": "finished trials before pruning starts"}, "'pruner'", required=("name",))
+    chk.keys(
+        value,
+        path,
+        {
+            "name": "median",
+            "fractions": "budget fractions to compare at",
+            "n_startup_trials": "finished trials before pruning starts",
+        },
+        "'pruner'",
+        required=("name",),
+    )
     if value["name"] not in PRUNERS:
         raise chk.error(path, f"unknown pruner {value['name']!r} in 'pruner'; known: off, {', '.join(PRUNERS)}")
     fractions = value.get("fractions", list(PrunerConfig.fractions))
@@ -390,8 +478,12 @@ def _heartbeat_config(chk: _Checker, value: Any) -> Heartbeat:
     if value is None:
         return Heartbeat()
     path = ("heartbeat",)
-    chk.keys(value, path, {"interval": "seconds between heartbeats", "grace": "seconds of silence before a re-run"},
-             "'heartbeat'")
+    chk.keys(
+        value,
+        path,
+        {"interval": "seconds between heartbeats", "grace": "seconds of silence before a re-run"},
+        "'heartbeat'",
+    )
     interval = chk.integer(value.get("interval", Heartbeat.interval), path + ("interval",), 1)
     grace = chk.integer(value.get("grace", max(Heartbeat.grace, 2 * interval)), path + ("grace",), 1)
     if grace <= interval:
@@ -410,11 +502,16 @@ def _overrides(chk: _Checker, spec, item: Mapping, path: tuple) -> tuple[dict, d
             raise chk.error(path + (key,), f"'{_where(path + (key,))}' must be a mapping of hyperparameters")
         for hp in what:
             if hp not in spec.defaults:
-                raise chk.error(path + (key, hp), f"unknown hyperparameter '{hp}' for optimizer '{spec.name}' at "
-                                                  f"'{_where(path + (key,))}'; valid: {', '.join(sorted(spec.defaults))}")
+                raise chk.error(
+                    path + (key, hp),
+                    f"unknown hyperparameter '{hp}' for optimizer '{spec.name}' at "
+                    f"'{_where(path + (key,))}'; valid: {', '.join(sorted(spec.defaults))}",
+                )
     both = sorted(set(fixed) & set(search))
     if both:
-        raise chk.error(path + ("search", both[0]), f"hyperparameter '{both[0]}' is both fixed and searched at '{_where(path)}'")
+        raise chk.error(
+            path + ("search", both[0]), f"hyperparameter '{both[0]}' is both fixed and searched at '{_where(path)}'"
+        )
     out_search: dict[str, Any] = {}
     kinds = {"log": LogUniform, "uniform": Uniform, "one_minus_log": OneMinusLogUniform}
     for hp, rng in search.items():
@@ -422,8 +519,11 @@ def _overrides(chk: _Checker, spec, item: Mapping, path: tuple) -> tuple[dict, d
         base = spec.search_space.get(hp)
         if isinstance(rng, dict):
             if len(rng) != 1 or next(iter(rng)) not in (*kinds, "choices"):
-                raise chk.error(p, f"'{_where(p)}' must be one of {{log: [lo, hi]}}, {{uniform: [lo, hi]}}, "
-                                   "{one_minus_log: [lo, hi]}, {choices: [...]}")
+                raise chk.error(
+                    p,
+                    f"'{_where(p)}' must be one of {{log: [lo, hi]}}, {{uniform: [lo, hi]}}, "
+                    "{one_minus_log: [lo, hi]}, {choices: [...]}",
+                )
             kind, rng = next(iter(rng.items()))
             p = p + (kind,)
         elif isinstance(base, Categorical):
@@ -431,8 +531,11 @@ def _overrides(chk: _Checker, spec, item: Mapping, path: tuple) -> tuple[dict, d
         elif isinstance(base, (LogUniform, Uniform, OneMinusLogUniform)):
             kind = {LogUniform: "log", Uniform: "uniform", OneMinusLogUniform: "one_minus_log"}[type(base)]
         else:
-            raise chk.error(p, f"'{hp}' is not in optimizer '{spec.name}''s search space "
-                               f"({', '.join(sorted(spec.search_space)) or 'empty'}); give its kind, e.g. {{log: [lo, hi]}}")
+            raise chk.error(
+                p,
+                f"'{hp}' is not in optimizer '{spec.name}''s search space "
+                f"({', '.join(sorted(spec.search_space)) or 'empty'}); give its kind, e.g. {{log: [lo, hi]}}",
+            )
         if kind == "choices":
             if not isinstance(rng, list) or not rng:
                 raise chk.error(p, f"'{_where(p)}' must be a non-empty list of choices, got {rng!r}")
@@ -448,10 +551,10 @@ def _overrides(chk: _Checker, spec, item: Mapping, path: tuple) -> tuple[dict, d
         if kind == "one_minus_log":
             # The user writes the value's own range (momentum [0.9, 0.999]); the record holds 1 - x.
             if not high < 1:
-                raise chk.error(p, f"'{_where(p)}' samples 1 - x log-uniformly: bounds must be < 1, got [{low}, {high}]")
+                raise chk.error(
+                    p, f"'{_where(p)}' samples 1 - x log-uniformly: bounds must be < 1, got [{low}, {high}]"
+                )
             out_search[hp] = OneMinusLogUniform(1.0 - high, 1.0 - low)
         else:
             out_search[hp] = kinds[kind](low, high)
     return dict(fixed), out_search
-
-

@@ -34,13 +34,13 @@ SLOT = "optbench_slot"
 SURPLUS = "optbench_surplus"
 DUPLICATE = "optbench_duplicate"
 ERROR = "optbench_error"
-OWNER = "optbench_owner"          # system attr: host/pid of the worker running the trial
-BEAT = "optbench_heartbeat"       # system attr (journal storage): last heartbeat, unix time
-CONFIG = "optbench_config"        # study user attr: what the study was created for (resume check)
+OWNER = "optbench_owner"  # system attr: host/pid of the worker running the trial
+BEAT = "optbench_heartbeat"  # system attr (journal storage): last heartbeat, unix time
+CONFIG = "optbench_config"  # study user attr: what the study was created for (resume check)
 RELEASED = "optbench_released"
-LOST = "optbench_lost:"           # study user attr prefix, + trial number
-MAX_RETRY = 3                     # re-runs of a configuration whose run keeps raising
-MAX_SILENT_DEATHS = 10            # safety cap on re-runs of a slot whose worker keeps vanishing
+LOST = "optbench_lost:"  # study user attr prefix, + trial number
+MAX_RETRY = 3  # re-runs of a configuration whose run keeps raising
+MAX_SILENT_DEATHS = 10  # safety cap on re-runs of a slot whose worker keeps vanishing
 
 
 def _state(t: Any) -> str:
@@ -70,16 +70,16 @@ def is_silent_death(t: Any) -> bool:
 
 def lost_trials(study_attrs: Mapping[str, Any]) -> dict[int, dict]:
     """Trial number -> why its record was found lost, from a study's user attributes."""
-    return {int(k[len(LOST):]): v for k, v in study_attrs.items() if k.startswith(LOST)}
+    return {int(k[len(LOST) :]): v for k, v in study_attrs.items() if k.startswith(LOST)}
 
 
 @dataclass
 class SlotState:
     """What the trials of one slot say about it."""
 
-    done: Any = None                 # the finished (COMPLETE/PRUNED, record not lost) trial, lowest number
-    errors: int = 0                  # runs that raised
-    silent: int = 0                  # workers that vanished
+    done: Any = None  # the finished (COMPLETE/PRUNED, record not lost) trial, lowest number
+    errors: int = 0  # runs that raised
+    silent: int = 0  # workers that vanished
     trials: list = field(default_factory=list)
 
     @property
@@ -121,8 +121,10 @@ def is_owner(trials: Iterable[Any], number: int, slot: Any, wanted: Iterable[Any
     if slot is None or slot not in set(wanted):
         return False
     lost = set(lost)
-    return not any(t.user_attrs.get(SLOT) == slot and t.number < number and _state(t) != "FAIL"
-                   and t.number not in lost for t in trials)
+    return not any(
+        t.user_attrs.get(SLOT) == slot and t.number < number and _state(t) != "FAIL" and t.number not in lost
+        for t in trials
+    )
 
 
 def is_live(t: Any, lost: Iterable[int] = ()) -> bool:

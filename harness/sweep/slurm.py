@@ -40,9 +40,16 @@ from harness.errors import UserError
 
 # sbatch options that SlurmResources sets (name the field instead) or the launcher owns.
 _FIELD_OF_OPTION = {
-    "partition": "partition", "account": "account", "qos": "qos", "time": "time_min",
-    "cpus-per-task": "cpus_per_worker", "mem": "mem_gb", "gpus-per-node": "gpus_per_worker",
-    "nodes": "nodes", "ntasks-per-node": "tasks_per_node", "job-name": "job_name",
+    "partition": "partition",
+    "account": "account",
+    "qos": "qos",
+    "time": "time_min",
+    "cpus-per-task": "cpus_per_worker",
+    "mem": "mem_gb",
+    "gpus-per-node": "gpus_per_worker",
+    "nodes": "nodes",
+    "ntasks-per-node": "tasks_per_node",
+    "job-name": "job_name",
 }
 _LAUNCHER_OPTIONS = ("array", "output", "error", "open-mode", "signal", "wckey", "wrap")
 _OPTION = re.compile(r"^--([a-z][a-z0-9-]*)(?:=(.+))?$", re.S)
@@ -90,19 +97,34 @@ class SlurmResources:
                 continue
             if not isinstance(value, str) or not _NAME.match(value):
                 raise UserError(f"slurm {name} must be a name (letters, digits, _ . + : @ -), got {value!r}")
-        for name, low in (("time_min", 1), ("cpus_per_worker", 1), ("gpus_per_worker", 0), ("nodes", 1),
-                          ("tasks_per_node", 1), ("signal_delay_s", 1), ("max_requeues", 0)):
+        for name, low in (
+            ("time_min", 1),
+            ("cpus_per_worker", 1),
+            ("gpus_per_worker", 0),
+            ("nodes", 1),
+            ("tasks_per_node", 1),
+            ("signal_delay_s", 1),
+            ("max_requeues", 0),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise UserError(f"slurm {name} must be an integer >= {low}, got {value!r}")
-        if self.mem_gb is not None and (isinstance(self.mem_gb, bool) or not isinstance(self.mem_gb, (int, float))
-                                        or not self.mem_gb > 0 or self.mem_gb != self.mem_gb):
-            raise UserError(f"slurm mem_gb must be a number > 0 (GB per node), or unset for the cluster's "
-                            f"default, got {self.mem_gb!r}")
+        if self.mem_gb is not None and (
+            isinstance(self.mem_gb, bool)
+            or not isinstance(self.mem_gb, (int, float))
+            or not self.mem_gb > 0
+            or self.mem_gb != self.mem_gb
+        ):
+            raise UserError(
+                f"slurm mem_gb must be a number > 0 (GB per node), or unset for the cluster's "
+                f"default, got {self.mem_gb!r}"
+            )
         if self.signal_delay_s >= self.time_min * 60:
-            raise UserError(f"slurm signal_delay_s ({self.signal_delay_s} s) must be shorter than the time limit "
-                            f"time_min ({self.time_min} min = {self.time_min * 60} s): the requeue signal comes "
-                            "signal_delay_s before the limit")
+            raise UserError(
+                f"slurm signal_delay_s ({self.signal_delay_s} s) must be shorter than the time limit "
+                f"time_min ({self.time_min} min = {self.time_min * 60} s): the requeue signal comes "
+                "signal_delay_s before the limit"
+            )
         self.sbatch_options()  # validates extra_sbatch
 
     @classmethod
@@ -123,15 +145,20 @@ class SlurmResources:
         for option in self.extra_sbatch:
             m = _OPTION.match(option) if isinstance(option, str) else None
             if m is None:
-                raise UserError(f"slurm extra_sbatch: {option!r} is not one sbatch option in the long form "
-                                "'--name=value' or '--flag' (e.g. '--constraint=a100', '--exclusive')")
+                raise UserError(
+                    f"slurm extra_sbatch: {option!r} is not one sbatch option in the long form "
+                    "'--name=value' or '--flag' (e.g. '--constraint=a100', '--exclusive')"
+                )
             name, value = m.group(1), m.group(2)
             if name in _FIELD_OF_OPTION:
-                raise UserError(f"slurm extra_sbatch: --{name} is set by the resource {_FIELD_OF_OPTION[name]!r}; "
-                                "set that instead")
+                raise UserError(
+                    f"slurm extra_sbatch: --{name} is set by the resource {_FIELD_OF_OPTION[name]!r}; set that instead"
+                )
             if name in _LAUNCHER_OPTIONS:
-                raise UserError(f"slurm extra_sbatch: --{name} is set by the launcher and cannot be given "
-                                f"(launcher-owned: {', '.join('--' + o for o in _LAUNCHER_OPTIONS)})")
+                raise UserError(
+                    f"slurm extra_sbatch: --{name} is set by the launcher and cannot be given "
+                    f"(launcher-owned: {', '.join('--' + o for o in _LAUNCHER_OPTIONS)})"
+                )
             if name in out:
                 raise UserError(f"slurm extra_sbatch: --{name} is given twice")
             out[name] = True if value is None else value
@@ -140,9 +167,14 @@ class SlurmResources:
     def executor_parameters(self, array_parallelism: int) -> dict[str, object]:
         """Parameters of ``submitit.SlurmExecutor.update_parameters``."""
         params: dict[str, object] = {
-            "job_name": self.job_name, "time": self.time_min, "cpus_per_task": self.cpus_per_worker,
-            "nodes": self.nodes, "ntasks_per_node": self.tasks_per_node, "signal_delay_s": self.signal_delay_s,
-            "array_parallelism": array_parallelism, "additional_parameters": self.sbatch_options(),
+            "job_name": self.job_name,
+            "time": self.time_min,
+            "cpus_per_task": self.cpus_per_worker,
+            "nodes": self.nodes,
+            "ntasks_per_node": self.tasks_per_node,
+            "signal_delay_s": self.signal_delay_s,
+            "array_parallelism": array_parallelism,
+            "additional_parameters": self.sbatch_options(),
         }
         for name in ("partition", "account", "qos"):
             if getattr(self, name) is not None:
@@ -169,16 +201,20 @@ def _submitit():
     try:
         import submitit
     except ImportError:
-        raise UserError("the SLURM launcher needs submitit: pip install 'optbench[slurm]' "
-                        "(or -c constraints.txt -e '.[slurm]' in a checkout)") from None
+        raise UserError(
+            "the SLURM launcher needs submitit: pip install 'optbench[slurm]' "
+            "(or -c constraints.txt -e '.[slurm]' in a checkout)"
+        ) from None
     return submitit
 
 
 def _need(command: str) -> str:
     path = shutil.which(command)
     if path is None:
-        raise UserError(f"the SLURM launcher needs SLURM's `{command}` on PATH (run it on a SLURM login node; "
-                        "to try it on this machine: sudo cluster/slurm/start-local.sh)")
+        raise UserError(
+            f"the SLURM launcher needs SLURM's `{command}` on PATH (run it on a SLURM login node; "
+            "to try it on this machine: sudo cluster/slurm/start-local.sh)"
+        )
     return path
 
 
@@ -206,8 +242,13 @@ def check_cluster(resources: SlurmResources) -> None:
         raise UserError(f"unknown SLURM partition {resources.partition!r}; known: {', '.join(known)}")
 
 
-def submit_commands(commands: Sequence[Sequence[str]], resources: SlurmResources, folder: str | os.PathLike,
-                    env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None) -> list[str]:
+def submit_commands(
+    commands: Sequence[Sequence[str]],
+    resources: SlurmResources,
+    folder: str | os.PathLike,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
+) -> list[str]:
     """Submit one job array whose task i runs ``commands[i]`` (a ``CommandJob``: requeued on
     timeout or preemption). Returns the task ids (``"<array>_<i>"``; a single command is a plain
     job, id ``"<job>"``). submitit writes its files under ``folder/<job id>/``."""
@@ -255,12 +296,26 @@ def worker_command(sweep_file: str | os.PathLike, storage_url: str, extra_args: 
     file path becomes absolute (the tasks may start in another folder)."""
     if "://" not in storage_url:
         storage_url = str(Path(storage_url).expanduser().resolve())
-    return [sys.executable, "-m", "harness.cli", "worker", str(Path(sweep_file).resolve()),
-            "--storage", storage_url, *map(str, extra_args)]
+    return [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "worker",
+        str(Path(sweep_file).resolve()),
+        "--storage",
+        storage_url,
+        *map(str, extra_args),
+    ]
 
 
-def submit_workers(sweep_file: str | os.PathLike, storage_url: str, n_workers: int, resources: SlurmResources,
-                   folder: str | os.PathLike, extra_args: Sequence[str] = ()) -> list[str]:
+def submit_workers(
+    sweep_file: str | os.PathLike,
+    storage_url: str,
+    n_workers: int,
+    resources: SlurmResources,
+    folder: str | os.PathLike,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
     """Submit ``n_workers`` sweep workers as one job array (each ``optbench worker SWEEP --storage
     URL`` plus ``extra_args``, e.g. ``["--out", DIR]``). Returns the array task ids."""
     if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
@@ -268,8 +323,10 @@ def submit_workers(sweep_file: str | os.PathLike, storage_url: str, n_workers: i
     if not Path(sweep_file).is_file():
         raise UserError(f"sweep file {sweep_file} not found")
     if not storage_url:
-        raise UserError("SLURM workers need a storage every node can reach: --storage postgresql://... "
-                        "(or a journal file on a shared filesystem)")
+        raise UserError(
+            "SLURM workers need a storage every node can reach: --storage postgresql://... "
+            "(or a journal file on a shared filesystem)"
+        )
     command = worker_command(sweep_file, storage_url, extra_args)
     return submit_commands([command] * n_workers, resources, folder)
 
@@ -311,8 +368,14 @@ def job_states(job_ids: Sequence[str]) -> dict[str, JobState]:
                 parts = line.strip().split("|")
                 if len(parts) == 3:
                     for jid in _expand(parts[0]):
-                        found.setdefault(jid, JobState(jid, parts[1].split()[0] if parts[1] else "UNKNOWN",
-                                                       "" if parts[2] == "None assigned" else parts[2]))
+                        found.setdefault(
+                            jid,
+                            JobState(
+                                jid,
+                                parts[1].split()[0] if parts[1] else "UNKNOWN",
+                                "" if parts[2] == "None assigned" else parts[2],
+                            ),
+                        )
     return {j: found.get(j, JobState(j, "UNKNOWN")) for j in job_ids}
 
 
@@ -339,10 +402,23 @@ def cancel(job_ids: Sequence[str]) -> None:
     if not job_ids:
         return
     proc = _run([_need("scancel"), *map(str, job_ids)])
-    if proc.returncode != 0 and "already completing or completed" not in proc.stderr \
-            and "Invalid job id" not in proc.stderr:
+    if (
+        proc.returncode != 0
+        and "already completing or completed" not in proc.stderr
+        and "Invalid job id" not in proc.stderr
+    ):
         raise UserError(f"scancel {' '.join(map(str, job_ids))} failed: {proc.stderr.strip() or proc.returncode}")
 
 
-__all__ = ["SlurmResources", "JobState", "submit_workers", "submit_commands", "worker_command", "job_states",
-           "follow_instructions", "cancel", "check_cluster", "partitions"]
+__all__ = [
+    "SlurmResources",
+    "JobState",
+    "submit_workers",
+    "submit_commands",
+    "worker_command",
+    "job_states",
+    "follow_instructions",
+    "cancel",
+    "check_cluster",
+    "partitions",
+]

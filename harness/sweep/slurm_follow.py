@@ -31,35 +31,77 @@ from harness.outputs import say as _say
 from harness.sweep import slurm
 
 # SLURM states of a task that is (or will be again) a worker; anything else has ended.
-ALIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
-                   "RESIZING", "SUSPENDED", "PREEMPTED", "SIGNALING", "STAGE_OUT"})
+ALIVE = frozenset(
+    {
+        "PENDING",
+        "CONFIGURING",
+        "RUNNING",
+        "COMPLETING",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "REQUEUE_FED",
+        "RESIZING",
+        "SUSPENDED",
+        "PREEMPTED",
+        "SIGNALING",
+        "STAGE_OUT",
+    }
+)
 FORGOTTEN_AFTER_S = 60.0  # a task squeue never showed is taken as ended after this long
-_FLAGS = {"partition": "--partition", "account": "--account", "qos": "--qos", "time_min": "--time",
-          "cpus_per_worker": "--cpus-per-worker", "mem_gb": "--mem-gb", "gpus_per_worker": "--gpus-per-worker",
-          "extra_sbatch": "--sbatch-option", "max_requeues": "--max-requeues"}
+_FLAGS = {
+    "partition": "--partition",
+    "account": "--account",
+    "qos": "--qos",
+    "time_min": "--time",
+    "cpus_per_worker": "--cpus-per-worker",
+    "mem_gb": "--mem-gb",
+    "gpus_per_worker": "--gpus-per-worker",
+    "extra_sbatch": "--sbatch-option",
+    "max_requeues": "--max-requeues",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The launcher flags of ``optbench sweep`` and ``suite``."""
-    parser.add_argument("--launcher", choices=("local", "slurm"), default="local",
-                        help="local: worker processes on this machine (default); slurm: --workers array tasks of "
-                             "one SLURM job array (see docs/cluster.md)")
+    parser.add_argument(
+        "--launcher",
+        choices=("local", "slurm"),
+        default="local",
+        help="local: worker processes on this machine (default); slurm: --workers array tasks of "
+        "one SLURM job array (see docs/cluster.md)",
+    )
     group = parser.add_argument_group("SLURM launcher (--launcher slurm); resources are per worker (array task)")
     group.add_argument("--partition", metavar="NAME", help="SLURM partition (default: the cluster's default)")
     group.add_argument("--account", metavar="NAME", help="SLURM account to charge")
     group.add_argument("--qos", metavar="NAME", help="SLURM quality of service")
-    group.add_argument("--time", dest="time_min", type=int, metavar="MIN",
-                       help="time limit of one job in minutes (default 60); a worker that reaches it is requeued "
-                            "and carries on")
+    group.add_argument(
+        "--time",
+        dest="time_min",
+        type=int,
+        metavar="MIN",
+        help="time limit of one job in minutes (default 60); a worker that reaches it is requeued and carries on",
+    )
     group.add_argument("--cpus-per-worker", type=int, metavar="N", help="CPUs per worker (default 1)")
     group.add_argument("--mem-gb", type=float, metavar="GB", help="memory per worker in GB (default: the cluster's)")
     group.add_argument("--gpus-per-worker", type=int, metavar="N", help="GPUs per worker (default 0)")
-    group.add_argument("--sbatch-option", dest="extra_sbatch", action="append", metavar="--NAME=VALUE",
-                       help="a further sbatch option, repeatable; write it with '=': --sbatch-option=--constraint=a100")
-    group.add_argument("--max-requeues", type=int, metavar="N",
-                       help="requeues of one worker at its time limit or on preemption (default 100)")
-    group.add_argument("--slurm-folder", metavar="DIR",
-                       help="submitit's job files and worker logs, on a shared filesystem (default: <out>/slurm)")
+    group.add_argument(
+        "--sbatch-option",
+        dest="extra_sbatch",
+        action="append",
+        metavar="--NAME=VALUE",
+        help="a further sbatch option, repeatable; write it with '=': --sbatch-option=--constraint=a100",
+    )
+    group.add_argument(
+        "--max-requeues",
+        type=int,
+        metavar="N",
+        help="requeues of one worker at its time limit or on preemption (default 100)",
+    )
+    group.add_argument(
+        "--slurm-folder",
+        metavar="DIR",
+        help="submitit's job files and worker logs, on a shared filesystem (default: <out>/slurm)",
+    )
     group.add_argument("--slurm-poll", type=float, default=5.0, help=argparse.SUPPRESS)
 
 
@@ -104,10 +146,19 @@ def _row_line(row: Mapping[str, Any]) -> str:
     return f"{short} {row.get('phase')}{slot}: {row.get('metric')} {shown}{status}{took}"
 
 
-def launch_and_follow(sweep: Any, url: str, out: Path, workers: int, resources: slurm.SlurmResources, *,
-                      info: Mapping[str, Any], command: str, poll_s: float = 5.0,
-                      folder: str | os.PathLike | None = None,
-                      say: Callable[[str], object] = _say) -> tuple[int, Any]:
+def launch_and_follow(
+    sweep: Any,
+    url: str,
+    out: Path,
+    workers: int,
+    resources: slurm.SlurmResources,
+    *,
+    info: Mapping[str, Any],
+    command: str,
+    poll_s: float = 5.0,
+    folder: str | os.PathLike | None = None,
+    say: Callable[[str], object] = _say,
+) -> tuple[int, Any]:
     """Submit (or find alive from an earlier launch) the workers, then ``follow``. Returns
     ``(0, census)``; ``(130, None)`` when interrupted (the jobs keep running)."""
     from harness.sweep import status as sweep_status
@@ -116,25 +167,44 @@ def launch_and_follow(sweep: Any, url: str, out: Path, workers: int, resources: 
     out = Path(out).resolve()
     prefix = f"optbench {command}"
     if not is_rdb_url(url):
-        say(f"{prefix}: note: the workers share the journal {journal_path(url)}: every node must see it on a "
+        say(
+            f"{prefix}: note: the workers share the journal {journal_path(url)}: every node must see it on a "
             "filesystem where flock works across nodes (one node, or NFS with its lock service); prefer "
-            "--storage postgresql://... (docs/cluster.md)")
+            "--storage postgresql://... (docs/cluster.md)"
+        )
     launch = sweep_status.read_launch(out) or {}
     earlier = [list(entry.get("job_ids", [])) for entry in launch.get("slurm", [])]
     alive = _alive(slurm.job_states([j for ids in earlier for j in ids])) if earlier else []
     folder = Path(folder) if folder is not None else out / "slurm"
     if alive:
         job_ids = alive
-        say(f"{prefix}: {len(alive)} SLURM worker(s) of an earlier launch are still alive ({', '.join(alive)}): "
-            "following them, submitting none")
+        say(
+            f"{prefix}: {len(alive)} SLURM worker(s) of an earlier launch are still alive ({', '.join(alive)}): "
+            "following them, submitting none"
+        )
     else:
         first = sum(len(ids) for ids in earlier)
         sweep_file = out / "sweep.yaml"
-        commands = [slurm.worker_command(sweep_file, url, ["--out", str(out), "--progress", "plain", "--no-preflight",
-                                                           "--worker-id", str(first + i)]) for i in range(workers)]
+        commands = [
+            slurm.worker_command(
+                sweep_file,
+                url,
+                ["--out", str(out), "--progress", "plain", "--no-preflight", "--worker-id", str(first + i)],
+            )
+            for i in range(workers)
+        ]
         job_ids = slurm.submit_commands(commands, resources, folder)
-        sweep_status.record_launch(out, "slurm", url, workers, slurm_launch={
-            "job_ids": job_ids, "worker_ids": list(range(first, first + workers)), "folder": str(folder.resolve())})
+        sweep_status.record_launch(
+            out,
+            "slurm",
+            url,
+            workers,
+            slurm_launch={
+                "job_ids": job_ids,
+                "worker_ids": list(range(first, first + workers)),
+                "folder": str(folder.resolve()),
+            },
+        )
         say(f"{prefix}: submitted {len(job_ids)} SLURM worker(s): {', '.join(job_ids)} (logs under {folder})")
     try:
         counts = follow(sweep, url, out, job_ids, info=info, prefix=prefix, poll_s=poll_s, say=say)
@@ -146,8 +216,17 @@ def launch_and_follow(sweep: Any, url: str, out: Path, workers: int, resources: 
     return 0, counts
 
 
-def follow(sweep: Any, url: str, out: Path, job_ids: Sequence[str], *, info: Mapping[str, Any], prefix: str,
-           poll_s: float, say: Callable[[str], object]) -> Any:
+def follow(
+    sweep: Any,
+    url: str,
+    out: Path,
+    job_ids: Sequence[str],
+    *,
+    info: Mapping[str, Any],
+    prefix: str,
+    poll_s: float,
+    say: Callable[[str], object],
+) -> Any:
     """Poll until every planned run has a readable record, or no task is alive. Returns the census
     (``harness.sweep.reconcile.Census``)."""
     from harness.results import store as records
@@ -192,9 +271,11 @@ def follow(sweep: Any, url: str, out: Path, job_ids: Sequence[str], *, info: Map
             census = Reconciler(ledger, out).census()
             if not census.complete:
                 ended = ", ".join(f"{j} {s.state}" for j, s in states.items())
-                say(f"{prefix}: every SLURM worker has ended ({ended}) and the sweep is not complete; their logs: "
+                say(
+                    f"{prefix}: every SLURM worker has ended ({ended}) and the sweep is not complete; their logs: "
                     f"{_log_hint(out, job_ids)}; re-run the same command to submit new workers (finished runs "
-                    "are kept)")
+                    "are kept)"
+                )
             return census
         time.sleep(poll_s)
 
@@ -202,8 +283,14 @@ def follow(sweep: Any, url: str, out: Path, job_ids: Sequence[str], *, info: Map
 def _log_hint(out: Path, job_ids: Sequence[str]) -> str:
     from harness.sweep import status as sweep_status
 
-    folder = next((e.get("folder") for e in reversed((sweep_status.read_launch(out) or {}).get("slurm", []))
-                   if set(job_ids) & set(e.get("job_ids", []))), None)
+    folder = next(
+        (
+            e.get("folder")
+            for e in reversed((sweep_status.read_launch(out) or {}).get("slurm", []))
+            if set(job_ids) & set(e.get("job_ids", []))
+        ),
+        None,
+    )
     return f"{folder}/<job id>/<job id>_0_log.err" if folder else "see the SLURM folder"
 
 

@@ -81,8 +81,13 @@ class CommandJob(Checkpointable):
     Returns the child's exit code (0); a non-zero code raises ``CommandFailed``.
     """
 
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None,
-                 stop_grace_s: float = 30.0):
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stop_grace_s: float = 30.0,
+    ):
         self.argv = [str(a) for a in argv]
         self.env = dict(env or {})
         self.cwd = cwd
@@ -123,10 +128,14 @@ class CommandJob(Checkpointable):
                 signal.signal(signal.SIGTERM, self._on_sigterm)
             except ValueError:  # not the main thread (never under submitit)
                 pass
-        print(f"optbench slurm job: running {' '.join(self.argv)} (restart "
-              f"{os.environ.get('SLURM_RESTART_COUNT', '0')})", file=sys.stderr, flush=True)
-        self._proc = subprocess.Popen(self.argv, env=self._environment(), cwd=self.cwd,
-                                      preexec_fn=_ignore_preemption_signal)
+        print(
+            f"optbench slurm job: running {' '.join(self.argv)} (restart {os.environ.get('SLURM_RESTART_COUNT', '0')})",
+            file=sys.stderr,
+            flush=True,
+        )
+        self._proc = subprocess.Popen(
+            self.argv, env=self._environment(), cwd=self.cwd, preexec_fn=_ignore_preemption_signal
+        )
         # poll(), not wait(): submitit's signal handler may interrupt this loop and stop the child
         # (checkpoint), and Popen.wait holds a lock that a nested wait in the handler cannot take.
         while (code := self._proc.poll()) is None:
@@ -162,8 +171,11 @@ class CommandJob(Checkpointable):
         """Called by submitit on the requeue signal: stop the child cleanly, then resubmit the same
         command (with the same arguments)."""
         code = self.stop()
-        print(f"optbench slurm job: requeue signal; command stopped (exit {code}); requeueing",
-              file=sys.stderr, flush=True)
+        print(
+            f"optbench slurm job: requeue signal; command stopped (exit {code}); requeueing",
+            file=sys.stderr,
+            flush=True,
+        )
         return DelayedSubmission(self, *args, **kwargs)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from harness.sweep.plan import StudyPlan, jsonable
 
-ONE_MINUS = "one_minus_"        # Optuna parameter name prefix for OneMinusLogUniform hparams
+ONE_MINUS = "one_minus_"  # Optuna parameter name prefix for OneMinusLogUniform hparams
 
 
 def choice_key(value: Any) -> Any:
@@ -110,7 +110,9 @@ def projected_defaults(space: Mapping[str, Any], defaults: Mapping[str, Any]) ->
     return params
 
 
-def hparams_from_params(params: Mapping[str, Any], space: Mapping[str, Any], fixed: Mapping[str, Any]) -> dict[str, Any]:
+def hparams_from_params(
+    params: Mapping[str, Any], space: Mapping[str, Any], fixed: Mapping[str, Any]
+) -> dict[str, Any]:
     """The hyperparameters a finished trial ran with: its Optuna ``params`` decoded + ``fixed``."""
     from optimizers._base import Categorical, OneMinusLogUniform
 
@@ -146,6 +148,7 @@ def stable_seed(*parts: Any) -> int:
 # ---------------------------------------------------------------------------------------------
 # QMC: a configuration per slot index
 # ---------------------------------------------------------------------------------------------
+
 
 def qmc_params(space: Mapping[str, Any], seed: int, index: int) -> dict[str, Any]:
     """Optuna parameters of point ``index`` of a scrambled Sobol sequence over ``space`` (one
@@ -185,8 +188,11 @@ def unit_to_param(dist: Any, u: float) -> Any:
     low, high = float(dist.low), float(dist.high)
     log = isinstance(dist, (LogUniform, OneMinusLogUniform))
     if is_int(dist):  # an integer range: every integer equally likely (log: rounded log-uniform)
-        step = round(math.exp(math.log(low) + u * (math.log(high) - math.log(low)))) if log \
+        step = (
+            round(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
+            if log
             else int(dist.low) + int(u * (int(dist.high) - int(dist.low) + 1))
+        )
         return min(max(int(step), int(dist.low)), int(dist.high))
     value = math.exp(math.log(low) + u * (math.log(high) - math.log(low))) if log else low + u * (high - low)
     return min(max(value, low), high)
@@ -195,6 +201,7 @@ def unit_to_param(dist: Any, u: float) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Finite spaces (only choices and integer ranges): at most ``space_size`` distinct trials
 # ---------------------------------------------------------------------------------------------
+
 
 def space_size(space: Mapping[str, Any]) -> int | None:
     """How many distinct configurations ``space`` holds, or None when it is continuous (one

@@ -40,6 +40,7 @@ LAUNCH_FORMAT = 1
 # <out>/launch.json
 # ---------------------------------------------------------------------------------------------
 
+
 def without_password(url: str) -> str:
     """``postgresql://u:secret@host/db`` -> ``postgresql://u@host/db``; other URLs unchanged."""
     if "://" not in url:
@@ -61,8 +62,9 @@ def read_launch(out: str | os.PathLike) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def record_launch(out: str | os.PathLike, launcher: str, storage_url: str, workers: int,
-                  slurm_launch: dict | None = None) -> None:
+def record_launch(
+    out: str | os.PathLike, launcher: str, storage_url: str, workers: int, slurm_launch: dict | None = None
+) -> None:
     """Note how the sweep's workers were started (atomically; earlier SLURM launches are kept)."""
     from harness.sweep.storage import is_rdb_url
 
@@ -70,8 +72,16 @@ def record_launch(out: str | os.PathLike, launcher: str, storage_url: str, worke
     data = read_launch(out) or {}
     url = without_password(storage_url) if is_rdb_url(storage_url) else str(Path(storage_url).expanduser().resolve())
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    data.update({"format": LAUNCH_FORMAT, "launcher": launcher, "storage": url, "workers": workers,
-                 "started_utc": now, "host": socket.gethostname()})
+    data.update(
+        {
+            "format": LAUNCH_FORMAT,
+            "launcher": launcher,
+            "storage": url,
+            "workers": workers,
+            "started_utc": now,
+            "host": socket.gethostname(),
+        }
+    )
     if slurm_launch is not None:
         data["slurm"] = [*data.get("slurm", []), {**slurm_launch, "submitted_utc": now}]
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -83,21 +93,32 @@ def record_launch(out: str | os.PathLike, launcher: str, storage_url: str, worke
 # What the sweep says
 # ---------------------------------------------------------------------------------------------
 
+
 def _load(out: Path):
     from harness.results import budget
     from harness.sweep import schema
     from harness.sweep.resolve import TaskInfo
 
     if not out.is_dir() or not budget.plan_path(out).is_file() or not (out / budget.SWEEP_FILE).is_file():
-        what = "does not exist" if not out.exists() else "is not a folder" if not out.is_dir() else \
-            f"has no {budget.PLAN_FILE} and {budget.SWEEP_FILE}"
-        raise UserError(f"{out} is not a sweep's results folder: it {what} (optbench sweep and suite write both "
-                        "before any run); give the --out folder of a sweep")
+        what = (
+            "does not exist"
+            if not out.exists()
+            else "is not a folder"
+            if not out.is_dir()
+            else f"has no {budget.PLAN_FILE} and {budget.SWEEP_FILE}"
+        )
+        raise UserError(
+            f"{out} is not a sweep's results folder: it {what} (optbench sweep and suite write both "
+            "before any run); give the --out folder of a sweep"
+        )
     sweep = schema.load(out / budget.SWEEP_FILE)
     plan = budget.read_plan(out) or {}
     # The studies' directions from plan.json: no task is built, no data is read here.
-    info = {s["study"]: TaskInfo("", s["direction"], float("nan")) for s in plan.get("studies", [])
-            if isinstance(s, dict) and s.get("direction") in ("max", "min")}
+    info = {
+        s["study"]: TaskInfo("", s["direction"], float("nan"))
+        for s in plan.get("studies", [])
+        if isinstance(s, dict) and s.get("direction") in ("max", "min")
+    }
     return sweep, info
 
 
@@ -113,9 +134,17 @@ def _running(ledger, now: float) -> list[dict]:
                 owner = t.system_attrs.get(OWNER)
                 owner = owner if isinstance(owner, dict) and owner.get("number") == t.number else {}
                 start = t.datetime_start.timestamp() if t.datetime_start else None
-                rows.append({"study": plan.study, "phase": phase, "slot": t.user_attrs.get(SLOT),
-                             "worker": owner.get("worker"), "node": owner.get("host"), "pid": owner.get("pid"),
-                             "seconds": None if start is None else max(0.0, now - start)})
+                rows.append(
+                    {
+                        "study": plan.study,
+                        "phase": phase,
+                        "slot": t.user_attrs.get(SLOT),
+                        "worker": owner.get("worker"),
+                        "node": owner.get("host"),
+                        "pid": owner.get("pid"),
+                        "seconds": None if start is None else max(0.0, now - start),
+                    }
+                )
     return rows
 
 
@@ -128,8 +157,11 @@ def _raised_attempts(ledger) -> int:
     n = 0
     for plan in ledger.sweep.studies:
         for phase in ledger.phases(plan):
-            n += sum(1 for t in ledger.study(plan, phase).get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                     if t.user_attrs.get(ERROR))
+            n += sum(
+                1
+                for t in ledger.study(plan, phase).get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                if t.user_attrs.get(ERROR)
+            )
     return n
 
 
@@ -147,8 +179,10 @@ def _slurm_tasks(launch: dict) -> list[dict] | None:
         states = slurm.job_states(ids)
     except Exception:  # noqa: BLE001 -- the status still answers without SLURM
         return None
-    return [{"job_id": j, "worker": worker_of.get(j), "state": s.state, "node": s.node, "reason": s.reason}
-            for j, s in states.items()]
+    return [
+        {"job_id": j, "worker": worker_of.get(j), "state": s.state, "node": s.node, "reason": s.reason}
+        for j, s in states.items()
+    ]
 
 
 def gather(out: str | os.PathLike, storage: str | None = None) -> dict[str, Any]:
@@ -165,13 +199,17 @@ def gather(out: str | os.PathLike, storage: str | None = None) -> dict[str, Any]
     launch = read_launch(out) or {}
     url = storage or launch.get("storage") or default_storage_url(out)
     if not is_rdb_url(url) and not journal_path(url).is_file():
-        raise UserError(f"no storage for the sweep in {out}: {journal_path(url)} does not exist; give the sweep's "
-                        "--storage")
+        raise UserError(
+            f"no storage for the sweep in {out}: {journal_path(url)} does not exist; give the sweep's --storage"
+        )
     try:
         ledger = Ledger(sweep, url, info=info)
     except UserError as exc:
-        hint = " (the results folder keeps the URL without its password: give --storage, or use ~/.pgpass)" \
-            if is_rdb_url(url) and not storage else ""
+        hint = (
+            " (the results folder keeps the URL without its password: give --storage, or use ~/.pgpass)"
+            if is_rdb_url(url) and not storage
+            else ""
+        )
         raise UserError(f"{exc}{hint}") from None
     census = Reconciler(ledger, out).census()
     running = _running(ledger, time.time())
@@ -183,12 +221,24 @@ def gather(out: str | os.PathLike, storage: str | None = None) -> dict[str, Any]
     tally = eta.Tally.from_ledger(ledger)
     estimate = tally.estimate(workers) if not census.complete else None
     return {
-        "out": str(out), "suite": sweep.suite, "storage": redact_url(url), "launcher": launch.get("launcher"),
-        "planned": census.planned, "recorded": census.recorded, "tune": census.tune, "eval": census.eval,
-        "diverged": census.diverged, "failed": census.failed, "complete": census.complete,
-        "settled": sum(tally.done.values()), "running": running, "raised_and_requeued": _raised_attempts(ledger),
-        "given_up": census.given_up + census.unrecorded, "missing": census.missing,
-        "slurm": tasks, "workers_running": workers,
+        "out": str(out),
+        "suite": sweep.suite,
+        "storage": redact_url(url),
+        "launcher": launch.get("launcher"),
+        "planned": census.planned,
+        "recorded": census.recorded,
+        "tune": census.tune,
+        "eval": census.eval,
+        "diverged": census.diverged,
+        "failed": census.failed,
+        "complete": census.complete,
+        "settled": sum(tally.done.values()),
+        "running": running,
+        "raised_and_requeued": _raised_attempts(ledger),
+        "given_up": census.given_up + census.unrecorded,
+        "missing": census.missing,
+        "slurm": tasks,
+        "workers_running": workers,
         "measured_runs": sum(len(v) for v in tally.seconds.values()),
         "seconds_left": None if estimate is None else round(estimate.seconds, 1),
         "time_left": "done" if census.complete else (estimate.text() if estimate is not None else None),
@@ -198,19 +248,26 @@ def gather(out: str | os.PathLike, storage: str | None = None) -> dict[str, Any]
 def render(s: dict[str, Any]) -> list[str]:
     from harness.sweep import eta
 
-    lines = [f"sweep {s['suite']} in {s['out']} (storage {s['storage']}" +
-             (f", {s['launcher']} launcher)" if s["launcher"] else ")")]
+    lines = [
+        f"sweep {s['suite']} in {s['out']} (storage {s['storage']}"
+        + (f", {s['launcher']} launcher)" if s["launcher"] else ")")
+    ]
     lines.append(f"  planned:   {s['planned']} runs")
-    lines.append(f"  recorded:  {s['recorded']} ({s['tune']} tune, {s['eval']} eval; {s['diverged']} diverged, "
-                 f"{s['failed']} failed)" + ("; complete" if s["complete"] else ""))
+    lines.append(
+        f"  recorded:  {s['recorded']} ({s['tune']} tune, {s['eval']} eval; {s['diverged']} diverged, "
+        f"{s['failed']} failed)" + ("; complete" if s["complete"] else "")
+    )
     lines.append(f"  running:   {len(s['running'])}")
     for r in s["running"]:
         took = f", {eta.duration(r['seconds'])} so far" if r["seconds"] is not None else ""
         who = f"worker {r['worker']}" if r["worker"] is not None else "a worker"
-        lines.append(f"    {who} on {r['node'] or '?'} (pid {r['pid'] or '?'}): {r['study']} {r['phase']} "
-                     f"slot {r['slot']}{took}")
-    lines.append(f"  failed:    {s['failed']} recorded as failed; {s['raised_and_requeued']} attempt(s) raised and "
-                 "were queued again")
+        lines.append(
+            f"    {who} on {r['node'] or '?'} (pid {r['pid'] or '?'}): {r['study']} {r['phase']} slot {r['slot']}{took}"
+        )
+    lines.append(
+        f"  failed:    {s['failed']} recorded as failed; {s['raised_and_requeued']} attempt(s) raised and "
+        "were queued again"
+    )
     lines.append(f"  given up:  {len(s['given_up'])}")
     lines += [f"    {g}" for g in s["given_up"][:10]]
     if s["missing"] and not s["running"]:
@@ -257,12 +314,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``status`` to the ``optbench`` command line."""
-    about = ("where a sweep stands (running or finished): planned, recorded, running (worker, node), failed, "
-             "given up, SLURM tasks, estimated time left")
+    about = (
+        "where a sweep stands (running or finished): planned, recorded, running (worker, node), failed, "
+        "given up, SLURM tasks, estimated time left"
+    )
     p = subparsers.add_parser("status", help=about, description=about)
     p.add_argument("out", metavar="OUT", help="the sweep's results folder (its --out)")
-    p.add_argument("--storage", metavar="URL",
-                   help="the sweep's storage (default: as recorded in OUT/launch.json, else OUT/optuna.journal)")
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="the sweep's storage (default: as recorded in OUT/launch.json, else OUT/optuna.journal)",
+    )
     p.add_argument("--json", action="store_true", help="print the status as one JSON object")
     p.set_defaults(func=cmd_status)
 

@@ -54,16 +54,20 @@ def journal_path(url: str) -> Path:
     ``UserError`` for a URL with a scheme that is neither a database nor a file."""
     scheme = _scheme(url)
     if scheme and scheme != "file":
-        raise UserError(f"unknown storage URL scheme {scheme!r} in {redact_url(url)}; known: "
-                        f"{', '.join(RDB_SCHEMES)} (database URLs), file:// or a plain path (journal file)")
-    return Path(url[len("journal:"):] if url.startswith("journal:") else url.removeprefix("file://")).expanduser()
+        raise UserError(
+            f"unknown storage URL scheme {scheme!r} in {redact_url(url)}; known: "
+            f"{', '.join(RDB_SCHEMES)} (database URLs), file:// or a plain path (journal file)"
+        )
+    return Path(url[len("journal:") :] if url.startswith("journal:") else url.removeprefix("file://")).expanduser()
 
 
 def check_journal_path(path: Path) -> None:
     """A journal path must name a file in an existing folder (the results folder is created first)."""
     if path.is_dir():
-        raise UserError(f"storage {path} is a folder; give a journal file path (e.g. {path / 'optuna.journal'}) "
-                        "or a postgresql:// URL")
+        raise UserError(
+            f"storage {path} is a folder; give a journal file path (e.g. {path / 'optuna.journal'}) "
+            "or a postgresql:// URL"
+        )
     if not path.parent.is_dir():
         raise UserError(f"storage {path}: folder {path.parent} does not exist")
 
@@ -86,11 +90,12 @@ def open_storage(url: str, heartbeat: Heartbeat | None = None):
         try:
             return optuna_api.rdb_storage(sqlalchemy_url(url), heartbeat.interval, heartbeat.grace)
         except ImportError as exc:
-            raise UserError(f"storage {redact_url(url)} needs a database driver: {exc}; "
-                            f"{driver_hint(url)}") from None
+            raise UserError(f"storage {redact_url(url)} needs a database driver: {exc}; {driver_hint(url)}") from None
         except Exception as exc:  # sqlalchemy.exc.OperationalError and friends: unreachable server
-            raise UserError(f"cannot open storage {redact_url(url)}: {type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+            raise UserError(
+                f"cannot open storage {redact_url(url)}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
     path = journal_path(url)
     check_journal_path(path)
     from optuna.storages import JournalStorage
@@ -105,17 +110,24 @@ def open_storage(url: str, heartbeat: Heartbeat | None = None):
     except (ValueError, UnicodeDecodeError) as exc:  # damage repair_journal_tail does not cut (mid-file)
         lines = path.read_bytes().splitlines(keepends=True)
         bad = next((i for i, line in enumerate(lines) if not _complete_entry(line)), None)
-        where = f"line {bad + 1} is damaged and {len(lines) - bad - 1} line(s) follow it" if bad is not None \
+        where = (
+            f"line {bad + 1} is damaged and {len(lines) - bad - 1} line(s) follow it"
+            if bad is not None
             else f"{type(exc).__name__}: {exc}"
-        raise UserError(f"Optuna journal {path} cannot be read ({where}): this is not a torn tail, and cutting it "
-                        f"would drop entries; {_damaged_hint(path)}") from None
+        )
+        raise UserError(
+            f"Optuna journal {path} cannot be read ({where}): this is not a torn tail, and cutting it "
+            f"would drop entries; {_damaged_hint(path)}"
+        ) from None
     except optuna.exceptions.OptunaError as exc:
         raise UserError(f"cannot open Optuna journal {path}: {exc}") from None
 
 
 def _damaged_hint(path: Path) -> str:
-    return (f"move it aside (`mv {path} {path}.damaged`) and re-run the same command: the run records are "
-            "the ground truth, so every finished run is found on disk and not trained again")
+    return (
+        f"move it aside (`mv {path} {path}.damaged`) and re-run the same command: the run records are "
+        "the ground truth, so every finished run is found on disk and not trained again"
+    )
 
 
 def _complete_entry(line: bytes) -> bool:
@@ -229,7 +241,7 @@ def _tail_is_whole(path: Path, chunk: int = 1 << 16) -> bool:
     if start < 0 and size > len(tail):  # the last line is longer than the chunk: read it all
         data = path.read_bytes()
         start, tail = data.rfind(b"\n", 0, len(data) - 1), data
-    return _complete_entry(tail[start + 1:])
+    return _complete_entry(tail[start + 1 :])
 
 
 def repair_journal_tail(path: str | os.PathLike) -> str | None:
@@ -268,9 +280,11 @@ def _repair_locked(path: Path) -> str | None:
         offset += len(line)
     later = [i for i in range(good + 1, len(lines)) if _complete_entry(lines[i])]
     if later:
-        raise UserError(f"Optuna journal {path}: line {good + 1} is damaged, and {len(later)} complete "
-                        f"entries follow it (first at line {later[0] + 1}): this is not a torn tail, and "
-                        f"cutting it would drop entries; {_damaged_hint(path)}")
+        raise UserError(
+            f"Optuna journal {path}: line {good + 1} is damaged, and {len(later)} complete "
+            f"entries follow it (first at line {later[0] + 1}): this is not a torn tail, and "
+            f"cutting it would drop entries; {_damaged_hint(path)}"
+        )
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     backup = path.with_name(f"{path.name}.damaged-{stamp}")
     n = 1
@@ -282,9 +296,11 @@ def _repair_locked(path: Path) -> str | None:
         fh.truncate(offset)
         fh.flush()
         os.fsync(fh.fileno())
-    return (f"Optuna journal {path} ended in {len(data) - offset} byte(s) that are not a complete entry "
-            f"(a write cut short by a crash or power loss); cut back to its last complete entry "
-            f"(line {good}); the damaged file is kept as {backup}")
+    return (
+        f"Optuna journal {path} ended in {len(data) - offset} byte(s) that are not a complete entry "
+        f"(a write cut short by a crash or power loss); cut back to its last complete entry "
+        f"(line {good}); the damaged file is kept as {backup}"
+    )
 
 
 def driver_hint(url: str) -> str:

@@ -80,9 +80,17 @@ class Worker(Ledger):
     ``on_event`` receives an ``Event`` after every run.
     """
 
-    def __init__(self, sweep: Sweep, storage_url: str, out: str | os.PathLike, *, worker_id: int = 0,
-                 on_event: Callable[[Event], None] | None = None, poll_seconds: float = 1.0,
-                 info: Mapping[str, TaskInfo] | None = None):
+    def __init__(
+        self,
+        sweep: Sweep,
+        storage_url: str,
+        out: str | os.PathLike,
+        *,
+        worker_id: int = 0,
+        on_event: Callable[[Event], None] | None = None,
+        poll_seconds: float = 1.0,
+        info: Mapping[str, TaskInfo] | None = None,
+    ):
         super().__init__(sweep, storage_url, info=info)
         self.out = Path(out)
         self.worker_id = worker_id
@@ -221,9 +229,18 @@ class Worker(Ledger):
                 spec, _ = resolve_run(self.sweep, plan, hparams, plan.seed, "tune", slot)
                 self._name_run(trial, spec)
                 return self._record_failure(
-                    plan, study, phase, trial, slot, spec, info,
+                    plan,
+                    study,
+                    phase,
+                    trial,
+                    slot,
+                    spec,
+                    info,
                     f"its parent study {plan.branch_from} has no complete tune trial (all pruned or given up): "
-                    "no configuration to branch from", utc_now(), 0.0)
+                    "no configuration to branch from",
+                    utc_now(),
+                    0.0,
+                )
             if plan.branch_from is not None:
                 assert parent_hp is not None
                 hparams.update(branching.shared_part(plan, parent_hp))
@@ -232,8 +249,9 @@ class Worker(Ledger):
             spec, task = resolve_run(self.sweep, plan, hparams, plan.seed, "tune", slot)
         else:
             hparams = json.loads(trial.user_attrs["hparams"])
-            spec, task = resolve_run(self.sweep, plan, hparams, int(trial.user_attrs["seed"]), "eval",
-                                     trial.user_attrs.get("best_trial"))
+            spec, task = resolve_run(
+                self.sweep, plan, hparams, int(trial.user_attrs["seed"]), "eval", trial.user_attrs.get("best_trial")
+            )
         self._check_data(plan, spec)
         parent_checkpoint = None
         if plan.branch_from is not None:  # the branched spec names its parent: its own run_id
@@ -242,8 +260,13 @@ class Worker(Ledger):
             spec, parent_checkpoint = branching.branch_start(self.sweep, self.out, plan, spec, parent_hp, parent_slot)
         self._name_run(trial, spec)
         pruned = False
-        kwargs: dict[str, Any] = {"out_dir": str(self.out), "data_dir": self.sweep.data_dir, "task": task,
-                                  "progress": False, "checkpoints": self._checkpoints(plan, phase, spec)}
+        kwargs: dict[str, Any] = {
+            "out_dir": str(self.out),
+            "data_dir": self.sweep.data_dir,
+            "task": task,
+            "progress": False,
+            "checkpoints": self._checkpoints(plan, phase, spec),
+        }
         if phase == "tune" and self.sweep.pruner is not None:
             fractions = list(self.sweep.pruner.fractions)
             steps = spec.train_steps or task.steps  # a budget's own steps when tuned at that budget
@@ -274,16 +297,21 @@ class Worker(Ledger):
         except DiskFull:
             raise  # not the run's failure: the trial is given back and the sweep stops, exit 1
         except Exception as exc:  # the run raised: a result ("failed"), not a crash of the sweep
-            return self._record_failure(plan, study, phase, trial, slot, spec, info, _first_line(exc), started_at,
-                                        time.perf_counter() - started)
+            return self._record_failure(
+                plan, study, phase, trial, slot, spec, info, _first_line(exc), started_at, time.perf_counter() - started
+            )
         seconds = time.perf_counter() - started
         row = result.row
         status = str(row.get("status", ""))
         value = _finite(row.get("objective") if phase == "tune" else row.get("test_metric"))
         if value is None:  # diverged/failed: the penalty, told as COMPLETE so samplers learn from it
             value = info.penalty
-        for key, val in (("run_id", row.get("run_id")), ("status", status), ("val_metric", _finite(row.get("val_metric"))),
-                         ("test_metric", _finite(row.get("test_metric")))):
+        for key, val in (
+            ("run_id", row.get("run_id")),
+            ("status", status),
+            ("val_metric", _finite(row.get("val_metric"))),
+            ("test_metric", _finite(row.get("test_metric"))),
+        ):
             trial.set_user_attr(key, val)
         try:
             if pruned or status == "pruned":
@@ -295,8 +323,17 @@ class Worker(Ledger):
             pass
         self.records.verified.add(spec.run_id)
         self.runs += 1
-        return self._run_event(plan, study, phase, trial, slot, status or ("pruned" if pruned else ""), value,
-                               seconds, bool(result.skipped))
+        return self._run_event(
+            plan,
+            study,
+            phase,
+            trial,
+            slot,
+            status or ("pruned" if pruned else ""),
+            value,
+            seconds,
+            bool(result.skipped),
+        )
 
     def _name_run(self, trial, spec: Any) -> None:
         """The trial names the run it makes (its run_id, and its spec, from which a given-up slot's
@@ -321,10 +358,12 @@ class Worker(Ledger):
         # spec.dataset_key is read after the run's data was loaded: a file changed before this point
         # shows here, one changed later at the run's end.
         if plan.dataset.startswith(PATH_PREFIX) and spec.dataset_key != plan.dataset_key:
-            raise UserError(f"the data file {plan.dataset[len(PATH_PREFIX):]} changed since this sweep started "
-                            f"({plan.dataset_key} then, {spec.dataset_key} now), and its studies ({plan.study}, ...) "
-                            "are for the content it had; put that back to go on, or re-run the command to start "
-                            "new studies for the new content")
+            raise UserError(
+                f"the data file {plan.dataset[len(PATH_PREFIX) :]} changed since this sweep started "
+                f"({plan.dataset_key} then, {spec.dataset_key} now), and its studies ({plan.study}, ...) "
+                "are for the content it had; put that back to go on, or re-run the command to start "
+                "new studies for the new content"
+            )
 
     def _checkpoints(self, plan: StudyPlan, phase: str, spec: Any):
         """The run's checkpoint policy: the sweep's wall-clock cadence, plus the branch points its
@@ -346,10 +385,25 @@ class Worker(Ledger):
             if values:
                 best = Metric(info.metric, as_direction(info.direction)).best(values)
         wanted = range(plan.trials) if phase == "tune" else (self.eval_slots(plan) or {})
-        return Event("run", self.worker_id, done, total, study=plan.study, phase=phase, slot=slot,
-                     trial=trial.number, status=status, value=value, best=best, metric=info.metric, seconds=seconds,
-                     skipped=skipped, slots_done=len(self._finished(trials, wanted, self.lost(study))),
-                     slots_total=plan.trials if phase == "tune" else len(plan.eval_seeds), detail=detail)
+        return Event(
+            "run",
+            self.worker_id,
+            done,
+            total,
+            study=plan.study,
+            phase=phase,
+            slot=slot,
+            trial=trial.number,
+            status=status,
+            value=value,
+            best=best,
+            metric=info.metric,
+            seconds=seconds,
+            skipped=skipped,
+            slots_done=len(self._finished(trials, wanted, self.lost(study))),
+            slots_total=plan.trials if phase == "tune" else len(plan.eval_seeds),
+            detail=detail,
+        )
 
     def _record_failure(self, plan, study, phase, trial, slot, spec, info, detail, started_at, seconds) -> Event:
         """A run raised: write its record (status ``failed``), mark the trial, and re-queue the same
@@ -388,7 +442,11 @@ class Worker(Ledger):
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             owner = t.system_attrs.get(OWNER)
             mine = isinstance(owner, dict) and owner.get("number") == t.number  # retries copy attrs
-            dead = mine and (owner.get("host"), owner.get("boot")) == self._machine and liveness.pid_dead(owner["pid"], owner.get("start"))
+            dead = (
+                mine
+                and (owner.get("host"), owner.get("boot")) == self._machine
+                and liveness.pid_dead(owner["pid"], owner.get("start"))
+            )
             stale = False
             if not self.rdb:
                 beat = t.system_attrs.get(BEAT)
@@ -417,9 +475,19 @@ class Worker(Ledger):
         """Mark the trial as ours and keep it alive until the returned event is set."""
         tid = optuna_api.trial_id(trial)
         host, boot = self._machine
-        optuna_api.set_system_attr(self.storage, tid, OWNER, {
-            "number": trial.number, "host": host, "boot": boot, "pid": os.getpid(),
-            "start": liveness.process_start(os.getpid()), "worker": self.worker_id})
+        optuna_api.set_system_attr(
+            self.storage,
+            tid,
+            OWNER,
+            {
+                "number": trial.number,
+                "host": host,
+                "boot": boot,
+                "pid": os.getpid(),
+                "start": liveness.process_start(os.getpid()),
+                "worker": self.worker_id,
+            },
+        )
         stop = threading.Event()
 
         def beat() -> None:
@@ -428,7 +496,9 @@ class Worker(Ledger):
                     if self.rdb:
                         optuna_api.record_heartbeat(self.storage, tid)
                     else:
-                        optuna_api.set_system_attr(self.storage, tid, BEAT, {"number": trial.number, "time": time.time()})
+                        optuna_api.set_system_attr(
+                            self.storage, tid, BEAT, {"number": trial.number, "time": time.time()}
+                        )
                 except Exception:
                     return  # trial finished under us or storage gone: the main thread will find out
                 if stop.wait(self.sweep.heartbeat.interval):

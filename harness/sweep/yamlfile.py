@@ -14,6 +14,7 @@ from harness.errors import UserError
 # YAML with line numbers
 # ---------------------------------------------------------------------------------------------
 
+
 def _yaml_loader():
     import yaml
 
@@ -98,8 +99,9 @@ class _Checker:
 
     def keys(self, value: Any, path: tuple, schema: Mapping[str, str], what: str, required=()) -> dict:
         if not isinstance(value, dict):
-            raise self.error(path, f"'{_where(path)}' must be a mapping with keys {', '.join(schema)}; "
-                                   f"got {type(value).__name__}")
+            raise self.error(
+                path, f"'{_where(path)}' must be a mapping with keys {', '.join(schema)}; got {type(value).__name__}"
+            )
         for key in value:
             if key not in schema:
                 raise self.error(path + (key,), f"unknown key '{key}' in {what}; valid: {', '.join(sorted(schema))}")
@@ -109,8 +111,12 @@ class _Checker:
         return value
 
     def integer(self, value: Any, path: tuple, minimum: int, maximum: int | None = None) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum \
-                or (maximum is not None and value > maximum):
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or value < minimum
+            or (maximum is not None and value > maximum)
+        ):
             within = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
             raise self.error(path, f"'{_where(path)}' must be an integer {within}, got {value!r}")
         return value

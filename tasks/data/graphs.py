@@ -100,22 +100,45 @@ def _heterophilous_about(name: str) -> str:
 
 
 DATASETS = (
-    Dataset("sbm", "synthetic stochastic block model with noisy class features; scale set by size", offline=True,
-            metric=METRICS["accuracy"]),
-    *(Dataset(name, _graphland_about(name), fetch=f"PyG downloads {GRAPHLAND_URL.format(name=name)} into "
-                                                  f"<data_dir>/graphland",
-              metric=METRICS[_METRIC[("graphland", GRAPHLAND[name][0])]]) for name in GRAPHLAND),
-    *(Dataset(name, _heterophilous_about(name),
-              fetch=f"PyG downloads {HETEROPHILOUS_URL.format(file=name.replace('-', '_'))} into "
-                    f"<data_dir>/heterophilous",
-              metric=METRICS[_METRIC[("heterophilous", HETEROPHILOUS[name][0])]]) for name in HETEROPHILOUS),
+    Dataset(
+        "sbm",
+        "synthetic stochastic block model with noisy class features; scale set by size",
+        offline=True,
+        metric=METRICS["accuracy"],
+    ),
+    *(
+        Dataset(
+            name,
+            _graphland_about(name),
+            fetch=f"PyG downloads {GRAPHLAND_URL.format(name=name)} into <data_dir>/graphland",
+            metric=METRICS[_METRIC[("graphland", GRAPHLAND[name][0])]],
+        )
+        for name in GRAPHLAND
+    ),
+    *(
+        Dataset(
+            name,
+            _heterophilous_about(name),
+            fetch=f"PyG downloads {HETEROPHILOUS_URL.format(file=name.replace('-', '_'))} into "
+            f"<data_dir>/heterophilous",
+            metric=METRICS[_METRIC[("heterophilous", HETEROPHILOUS[name][0])]],
+        )
+        for name in HETEROPHILOUS
+    ),
 )
 
 DATASET_GROUPS: dict[str, tuple[str, ...]] = {
     # Candidate (a) of docs/protocol.md#graphland-gnn: the Softsign paper does not name its 7 GraphLand
     # datasets.
-    "graphland7": ("hm-categories", "artnet-exp", "city-roads-M", "tolokers-2", "city-reviews",
-                   "avazu-ctr", "twitch-views"),
+    "graphland7": (
+        "hm-categories",
+        "artnet-exp",
+        "city-roads-M",
+        "tolokers-2",
+        "city-reviews",
+        "avazu-ctr",
+        "twitch-views",
+    ),
     "graphland": tuple(GRAPHLAND),
     "heterophilous": tuple(HETEROPHILOUS),
 }
@@ -133,8 +156,13 @@ def family_of(dataset: str) -> str:
 def metric_of(dataset: str) -> str:
     """The metric name a dataset reports (by its family and task type)."""
     family = family_of(dataset)
-    kind = GRAPHLAND[dataset][0] if family == "graphland" else HETEROPHILOUS[dataset][0] \
-        if family == "heterophilous" else "multiclass"
+    kind = (
+        GRAPHLAND[dataset][0]
+        if family == "graphland"
+        else HETEROPHILOUS[dataset][0]
+        if family == "heterophilous"
+        else "multiclass"
+    )
     return _METRIC[(family, kind)]
 
 
@@ -159,8 +187,6 @@ class SBMScale:
     signal: float = 0.5
 
 
-
-
 SBM_SCALES: dict[str, SBMScale] = {
     "tiny": SBMScale(nodes=240, classes=3, features=8, informative=4, degree=6),
     # At small size a logistic regression reaches about 42 % validation accuracy on the node features
@@ -178,7 +204,6 @@ def import_pyg() -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*")
         import torch_geometric  # noqa: F401
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -210,7 +235,7 @@ def _random_splits(n: int, split: str, generator: torch.Generator) -> dict[str, 
     fractions = {"RL": (0.1, 0.1), "RH": (0.5, 0.25)}[split]
     order = torch.randperm(n, generator=generator)
     n_train, n_val = (int(round(f * n)) for f in fractions)
-    parts = (order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:])
+    parts = (order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :])
     return {name: part.sort().values for name, part in zip(("train", "val", "test"), parts)}
 
 
@@ -245,12 +270,18 @@ def sbm_graph(scale: SBMScale, split: str = "RH", seed: int = 0) -> Graph:
 
     centres = s.signal * torch.randn(s.classes, s.informative, generator=g)
     x = torch.randn(s.nodes, s.features, generator=g)
-    x[:, :s.informative] += centres[true]
+    x[:, : s.informative] += centres[true]
     q, r = torch.linalg.qr(torch.randn(s.features, s.features, generator=g))
     x = x @ (q * torch.sign(torch.diagonal(r)))  # sign-fixed Q: the same rotation whatever the LAPACK
 
-    return Graph(x=x.contiguous(), y=true, edge_index=edge_index, splits=_random_splits(s.nodes, split, g),
-                 kind="multiclass", outputs=s.classes)
+    return Graph(
+        x=x.contiguous(),
+        y=true,
+        edge_index=edge_index,
+        splits=_random_splits(s.nodes, split, g),
+        kind="multiclass",
+        outputs=s.classes,
+    )
 
 
 def _graph_from_pyg(data: Any, kind: str, train: Tensor, val: Tensor, test: Tensor) -> Graph:
@@ -262,8 +293,14 @@ def _graph_from_pyg(data: Any, kind: str, train: Tensor, val: Tensor, test: Tens
     else:
         y = y.float()
         outputs = 1
-    return Graph(x=data.x.float().contiguous(), y=y, edge_index=data.edge_index.long(),
-                 splits=_masks_to_splits(train, val, test), kind=kind, outputs=outputs)
+    return Graph(
+        x=data.x.float().contiguous(),
+        y=y,
+        edge_index=data.edge_index.long(),
+        splits=_masks_to_splits(train, val, test),
+        kind=kind,
+        outputs=outputs,
+    )
 
 
 def graphland_graph(root: str, name: str, split: str) -> Graph:
@@ -362,7 +399,6 @@ def score(metric: str, out: Tensor, target: Tensor) -> float:
     return float(fn(target.cpu().numpy(), out.cpu().numpy()))
 
 
-
 # --------------------------------------------------------------------------------------------------
 # Data files: present, downloaded, or a clear error
 
@@ -406,8 +442,6 @@ def ensure_heterophilous(root: Path, name: str) -> None:
         raise missing_data(f"heterophilous dataset {name} (download failed: {exc})", path, how) from exc
 
 
-
-
 def resolve_split(dataset: str, split: Any) -> str | int:
     """The split of ``dataset`` (its default when None); UserError naming the valid ones."""
     family = family_of(dataset)
@@ -417,8 +451,9 @@ def resolve_split(dataset: str, split: Any) -> str | int:
         if isinstance(split, str) and split.strip().isdigit():
             split = int(split)
         if not isinstance(split, int) or isinstance(split, bool) or not 0 <= split < HETEROPHILOUS_SPLITS:
-            raise UserError(f"invalid split {split!r} for {dataset}; known: the fixed split indices "
-                            f"0..{HETEROPHILOUS_SPLITS - 1}")
+            raise UserError(
+                f"invalid split {split!r} for {dataset}; known: the fixed split indices 0..{HETEROPHILOUS_SPLITS - 1}"
+            )
         return split
     if split is None:
         # RL is GraphLand's default split; the synthetic graph uses RH so that validation and
@@ -430,11 +465,11 @@ def resolve_split(dataset: str, split: Any) -> str | int:
     if split not in known:
         raise unknown(f"split for {dataset}", split, known)
     if split == "TH" and dataset in NO_TEMPORAL_SPLIT:
-        raise UserError(f"split 'TH' does not exist for {dataset} (no temporal split for "
-                        f"{', '.join(NO_TEMPORAL_SPLIT)}); known: RL, RH")
+        raise UserError(
+            f"split 'TH' does not exist for {dataset} (no temporal split for "
+            f"{', '.join(NO_TEMPORAL_SPLIT)}); known: RL, RH"
+        )
     return split
-
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -474,5 +509,3 @@ def load(key: GraphKey) -> Graph:
     if family_of(key.dataset) == "graphland":
         return graphland_graph(key.root, key.dataset, key.split)
     return heterophilous_graph(key.root, key.dataset, key.split)
-
-

@@ -39,8 +39,8 @@ class Source:
     channels: int
     size: int
     n_classes: int
-    pad: int                 # crop padding: 4 at 32x32 (the recipes), scaled down for small images
-    per_class: int | None    # images per class in the official training set (CIFAR only)
+    pad: int  # crop padding: 4 at 32x32 (the recipes), scaled down for small images
+    per_class: int | None  # images per class in the official training set (CIFAR only)
 
 
 SOURCES = {
@@ -51,24 +51,43 @@ SOURCES = {
 }
 
 DATASETS = (
-    Dataset("synthetic", "generated: 10 classes of 3x16x16 images (class templates, random shifts, noise); "
-                         "1,024 / 256 / 256 train / val / test", offline=True),
-    Dataset("digits", "scikit-learn's bundled 1,797 real 8x8 grey digits, 10 classes; 60 / 20 / 20 % "
-                      "train / val / test per class", offline=True),
-    Dataset("cifar10", "50,000 + 10,000 32x32 colour images, 10 classes; val = 10 % of each training class; "
-                       "option imbalance=k long-tails the training set",
-            fetch="torchvision downloads https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz into "
-                  "<data_dir>/cifar/cifar-10-batches-py"),
-    Dataset("cifar100", "as cifar10 with 100 classes",
-            fetch="torchvision downloads https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz into "
-                  "<data_dir>/cifar/cifar-100-python"),
+    Dataset(
+        "synthetic",
+        "generated: 10 classes of 3x16x16 images (class templates, random shifts, noise); "
+        "1,024 / 256 / 256 train / val / test",
+        offline=True,
+    ),
+    Dataset(
+        "digits",
+        "scikit-learn's bundled 1,797 real 8x8 grey digits, 10 classes; 60 / 20 / 20 % train / val / test per class",
+        offline=True,
+    ),
+    Dataset(
+        "cifar10",
+        "50,000 + 10,000 32x32 colour images, 10 classes; val = 10 % of each training class; "
+        "option imbalance=k long-tails the training set",
+        fetch="torchvision downloads https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz into "
+        "<data_dir>/cifar/cifar-10-batches-py",
+    ),
+    Dataset(
+        "cifar100",
+        "as cifar10 with 100 classes",
+        fetch="torchvision downloads https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz into "
+        "<data_dir>/cifar/cifar-100-python",
+    ),
 )
 
 CIFAR_FILES = {
-    "cifar10": ("cifar-10-batches-py", [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"],
-                "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
-    "cifar100": ("cifar-100-python", ["train", "test", "meta"],
-                 "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
+    "cifar10": (
+        "cifar-10-batches-py",
+        [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"],
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    ),
+    "cifar100": (
+        "cifar-100-python",
+        ["train", "test", "meta"],
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+    ),
 }
 
 VAL_FRACTION = 0.1  # of each CIFAR training class, held out as a balanced validation set
@@ -88,8 +107,9 @@ def long_tail_counts(n_max: int, n_classes: int, imbalance: float) -> list[int]:
     return [int(math.floor(n_max * imbalance ** (-i / (n_classes - 1)) + 1e-9)) for i in range(n_classes)]
 
 
-def _per_class_split(labels: np.ndarray, n_classes: int, fractions: Mapping[str, float],
-                     rng: np.random.Generator) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+def _per_class_split(
+    labels: np.ndarray, n_classes: int, fractions: Mapping[str, float], rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
     """Per class: a seeded permutation; the first round(f * n_c) indices go to each split in
     ``fractions`` (in order); the rest is returned as that class's training pool (still permuted)."""
     out: dict[str, list[np.ndarray]] = {name: [] for name in fractions}
@@ -99,7 +119,7 @@ def _per_class_split(labels: np.ndarray, n_classes: int, fractions: Mapping[str,
         start = 0
         for name, fraction in fractions.items():
             take = int(round(fraction * len(idx)))
-            out[name].append(idx[start:start + take])
+            out[name].append(idx[start : start + take])
             start += take
         pools.append(idx[start:])
     return {k: np.sort(np.concatenate(v)) for k, v in out.items()}, pools
@@ -111,7 +131,7 @@ def _training_subset(pools: list[np.ndarray], imbalance: float) -> np.ndarray:
     if imbalance == 1.0:
         return np.sort(np.concatenate(pools))
     counts = long_tail_counts(min(len(p) for p in pools), len(pools), imbalance)
-    return np.sort(np.concatenate([p[:max(n, 1)] for p, n in zip(pools, counts)]))
+    return np.sort(np.concatenate([p[: max(n, 1)] for p, n in zip(pools, counts)]))
 
 
 def official_train_count(dataset: str, imbalance: float) -> int | None:
@@ -137,10 +157,10 @@ class Images:
     y: Mapping[str, torch.Tensor]
     n_classes: int
     pad: int
-    scale: float                    # raw value * scale lies in [0, 1] (before normalisation)
-    mean: tuple[float, ...]         # per channel, of the scaled training images
+    scale: float  # raw value * scale lies in [0, 1] (before normalisation)
+    mean: tuple[float, ...]  # per channel, of the scaled training images
     std: tuple[float, ...]
-    train_counts: tuple[int, ...]   # training images per class
+    train_counts: tuple[int, ...]  # training images per class
 
 
 @dataclass(frozen=True)
@@ -188,10 +208,16 @@ def _finish(x: dict[str, np.ndarray], y: dict[str, np.ndarray], source: Source, 
     mean = tuple(float(v) for v in train.mean(axis=(0, 2, 3)))
     std = tuple(float(max(v, 1e-6)) for v in train.std(axis=(0, 2, 3)))
     counts = tuple(int(v) for v in np.bincount(y["train"], minlength=source.n_classes))
-    return Images(x={k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in x.items()},
-                  y={k: torch.from_numpy(v.astype(np.int64)) for k, v in y.items()},
-                  n_classes=source.n_classes, pad=source.pad, scale=scale, mean=mean, std=std,
-                  train_counts=counts)
+    return Images(
+        x={k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in x.items()},
+        y={k: torch.from_numpy(v.astype(np.int64)) for k, v in y.items()},
+        n_classes=source.n_classes,
+        pad=source.pad,
+        scale=scale,
+        mean=mean,
+        std=std,
+        train_counts=counts,
+    )
 
 
 def _synthetic(data_seed: int, imbalance: float) -> Images:
@@ -211,8 +237,8 @@ def _synthetic(data_seed: int, imbalance: float) -> Images:
     order = rng.permutation(len(labels))
     images, labels = images[order], labels[order]
     bounds = np.cumsum([0, n["train"], n["val"], n["test"]])
-    x = {k: images[bounds[i]:bounds[i + 1]] for i, k in enumerate(n)}
-    y = {k: labels[bounds[i]:bounds[i + 1]] for i, k in enumerate(n)}
+    x = {k: images[bounds[i] : bounds[i + 1]] for i, k in enumerate(n)}
+    y = {k: labels[bounds[i] : bounds[i + 1]] for i, k in enumerate(n)}
     if imbalance != 1.0:
         pools = [rng.permutation(np.flatnonzero(y["train"] == c)) for c in range(source.n_classes)]
         keep = _training_subset(pools, imbalance)
@@ -230,8 +256,9 @@ def _digits(data_seed: int, imbalance: float) -> Images:
     rng = np.random.default_rng(data_seed)
     split, pools = _per_class_split(labels, source.n_classes, {"test": 0.2, "val": 0.2}, rng)
     split["train"] = _training_subset(pools, imbalance)
-    return _finish({k: images[v] for k, v in split.items()}, {k: labels[v] for k, v in split.items()},
-                   source, 1.0 / 16.0)
+    return _finish(
+        {k: images[v] for k, v in split.items()}, {k: labels[v] for k, v in split.items()}, source, 1.0 / 16.0
+    )
 
 
 def _cifar_raw(dataset: str, root: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -243,14 +270,20 @@ def _cifar_raw(dataset: str, root: str) -> tuple[np.ndarray, np.ndarray, np.ndar
     try:
         train, test = cls(root, train=True, download=False), cls(root, train=False, download=False)
     except RuntimeError as exc:  # torchvision's md5 check failed: truncated or foreign files
-        raise UserError(f"{dataset} files under {Path(root) / folder} are corrupt ({exc}); delete the folder "
-                        f"and fetch {url} again (extract it into {root})") from None
+        raise UserError(
+            f"{dataset} files under {Path(root) / folder} are corrupt ({exc}); delete the folder "
+            f"and fetch {url} again (extract it into {root})"
+        ) from None
 
     def nchw(data) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(data, dtype=np.uint8).transpose(0, 3, 1, 2))
 
-    return (nchw(train.data), np.asarray(train.targets, dtype=np.int64),
-            nchw(test.data), np.asarray(test.targets, dtype=np.int64))
+    return (
+        nchw(train.data),
+        np.asarray(train.targets, dtype=np.int64),
+        nchw(test.data),
+        np.asarray(test.targets, dtype=np.int64),
+    )
 
 
 def _cifar(dataset: str, root: str, data_seed: int, imbalance: float) -> Images:
@@ -278,9 +311,9 @@ def crop_flip(x: torch.Tensor, codes: torch.Tensor, pad: int) -> torch.Tensor:
     span = 2 * pad + 1
     dy, dx, flip = codes % span, (codes // span) % span, codes // (span * span)
     padded = F.pad(x, (pad, pad, pad, pad))
-    rows = dy[:, None] + torch.arange(h, device=x.device)                # (B, H)
-    cols = dx[:, None] + torch.arange(w, device=x.device)                # (B, W)
-    cols = torch.where(flip[:, None].bool(), cols.flip(1), cols)         # flipped crop = reversed columns
+    rows = dy[:, None] + torch.arange(h, device=x.device)  # (B, H)
+    cols = dx[:, None] + torch.arange(w, device=x.device)  # (B, W)
+    cols = torch.where(flip[:, None].bool(), cols.flip(1), cols)  # flipped crop = reversed columns
     batch = torch.arange(b, device=x.device)[:, None, None]
     # Advanced indexing around the channel slice yields (B, H, W, C); back to contiguous NCHW, which the
     # convolutions run fastest on (a channels-last input is ~20 % slower on CPU).
@@ -306,8 +339,9 @@ class ImageData:
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         return x.float() * self.gain + self.shift
 
-    def batches(self, generator: torch.Generator, rank: int = 0, world_size: int = 1,
-                start: int = 0) -> Iterator[tuple]:
+    def batches(
+        self, generator: torch.Generator, rank: int = 0, world_size: int = 1, start: int = 0
+    ) -> Iterator[tuple]:
         """Endless (images, labels) batches: a generator-drawn permutation per epoch cut into batches of
         ``batch_size // world_size`` (the last partial batch is dropped); under DDP every rank draws the
         same permutation and keeps every world_size-th index. Crop offsets and flips come from the same
@@ -318,8 +352,11 @@ class ImageData:
         n_codes = 2 * (2 * self.pad + 1) ** 2
         generator = device_generator(generator, self.device)
         for i, idx in enumerate(epoch_indices(x.shape[0], self.batch_size, generator, rank, world_size)):
-            codes = torch.randint(0, n_codes, (idx.numel(),), generator=generator, device=self.device) \
-                if self.augment else None
+            codes = (
+                torch.randint(0, n_codes, (idx.numel(),), generator=generator, device=self.device)
+                if self.augment
+                else None
+            )
             if i < start:
                 continue
             batch = x[idx].float()
@@ -348,8 +385,8 @@ def classification_evaluator(long_tailed: bool):
         loss_sum = torch.zeros((), device=data.device)
         hits = torch.zeros(data.n_classes, device=data.device)
         for i in range(0, x.shape[0], EVAL_CHUNK):
-            logits = model(data.normalise(x[i:i + EVAL_CHUNK])).float()
-            target = y[i:i + EVAL_CHUNK]
+            logits = model(data.normalise(x[i : i + EVAL_CHUNK])).float()
+            target = y[i : i + EVAL_CHUNK]
             loss_sum += F.cross_entropy(logits, target, reduction="sum")
             hits += torch.bincount(target[logits.argmax(1) == target], minlength=data.n_classes).float()
         support = torch.bincount(y, minlength=data.n_classes).float()
@@ -357,9 +394,11 @@ def classification_evaluator(long_tailed: bool):
         names = ["accuracy", "loss"]
         if long_tailed:
             counts = torch.tensor(data.train_counts, device=data.device)
-            for name, group in (("acc_many", counts > MANY_SHOT),
-                                ("acc_medium", (counts >= FEW_SHOT) & (counts <= MANY_SHOT)),
-                                ("acc_few", counts < FEW_SHOT)):
+            for name, group in (
+                ("acc_many", counts > MANY_SHOT),
+                ("acc_medium", (counts >= FEW_SHOT) & (counts <= MANY_SHOT)),
+                ("acc_few", counts < FEW_SHOT),
+            ):
                 if bool(group.any()) and bool((support[group] > 0).any()):
                     names.append(name)
                     values.append(hits[group].sum() / support[group].sum())

@@ -38,14 +38,16 @@ from harness.task import Dataset, Metric, device_generator, epoch_indices
 # standardised / log-scale numbers of the reference table in docs/protocol.md#tabular-mlp).
 OPENML: dict[str, tuple[int, str]] = {
     "adult": (1590, "OpenML 1590 'adult': income > 50K, 48,842 rows, 14 features (8 categorical); binary"),
-    "california": (537, "OpenML 537 'houses' = California housing 1990, 20,640 rows, 8 features; "
-                        "regression on median_house_value (USD)"),
+    "california": (
+        537,
+        "OpenML 537 'houses' = California housing 1990, 20,640 rows, 8 features; "
+        "regression on median_house_value (USD)",
+    ),
     "house": (574, "OpenML 574 'house_16H': 22,784 rows, 16 features; regression on price"),
     "higgs-small": (23512, "OpenML 23512 'higgs': 98,050 rows, 28 features; binary"),
     "covertype": (1596, "OpenML 1596 'covertype': 581,012 rows, 54 features; 7 classes"),
     "black-friday": (41540, "OpenML 41540 'black_friday': 166,821 rows, 9 features; regression on Purchase"),
-    "diamonds": (42225, "OpenML 42225 'diamonds': 53,940 rows, 9 features (3 categorical); regression on "
-                        "price (USD)"),
+    "diamonds": (42225, "OpenML 42225 'diamonds': 53,940 rows, 9 features (3 categorical); regression on price (USD)"),
 }
 
 BUNDLED = {  # scikit-learn's bundled sets: offline, no download
@@ -58,24 +60,51 @@ BUNDLED = {  # scikit-learn's bundled sets: offline, no download
 
 ACCURACY, RMSE = Metric("accuracy", "max"), Metric("rmse", "min")
 _METRIC_OF = {"binary": ACCURACY, "multiclass": ACCURACY, "regression": RMSE}
-_OPENML_KIND = {"adult": "binary", "california": "regression", "house": "regression", "higgs-small": "binary",
-                "covertype": "multiclass", "black-friday": "regression", "diamonds": "regression"}
+_OPENML_KIND = {
+    "adult": "binary",
+    "california": "regression",
+    "house": "regression",
+    "higgs-small": "binary",
+    "covertype": "multiclass",
+    "black-friday": "regression",
+    "diamonds": "regression",
+}
 
 DATASETS = (
-    Dataset("synthetic", "generated: 1,024 rows, 6 numerical (one with 5 % NaN) + 1 categorical feature, "
-                         "3 classes from a fixed random teacher network", offline=True, metric=ACCURACY),
+    Dataset(
+        "synthetic",
+        "generated: 1,024 rows, 6 numerical (one with 5 % NaN) + 1 categorical feature, "
+        "3 classes from a fixed random teacher network",
+        offline=True,
+        metric=ACCURACY,
+    ),
     Dataset("breast_cancer", "scikit-learn bundled: 569 rows, 30 features; binary", offline=True, metric=ACCURACY),
     Dataset("wine", "scikit-learn bundled: 178 rows, 13 features; 3 classes", offline=True, metric=ACCURACY),
     Dataset("diabetes", "scikit-learn bundled: 442 rows, 10 features; regression", offline=True, metric=RMSE),
-    Dataset("digits", "scikit-learn bundled: 1,797 rows, 64 pixel features (8x8); 10 classes", offline=True,
-            metric=ACCURACY),
-    *(Dataset(name, line, fetch=f"sklearn fetch_openml(data_id={data_id}) into <data_dir>/openml",
-              metric=_METRIC_OF[_OPENML_KIND[name]]) for name, (data_id, line) in OPENML.items()),
-    Dataset("openml:<data_id>", "any OpenML dataset by numeric id; option target= overrides the default "
-                                "target column; accuracy or RMSE by its target",
-            fetch="sklearn fetch_openml into <data_dir>/openml"),
-    Dataset("path:<file.csv|file.parquet>", "your own table; option target=<column> is required; task type "
-                                            "inferred from the target (override with task_type=)", offline=True),
+    Dataset(
+        "digits", "scikit-learn bundled: 1,797 rows, 64 pixel features (8x8); 10 classes", offline=True, metric=ACCURACY
+    ),
+    *(
+        Dataset(
+            name,
+            line,
+            fetch=f"sklearn fetch_openml(data_id={data_id}) into <data_dir>/openml",
+            metric=_METRIC_OF[_OPENML_KIND[name]],
+        )
+        for name, (data_id, line) in OPENML.items()
+    ),
+    Dataset(
+        "openml:<data_id>",
+        "any OpenML dataset by numeric id; option target= overrides the default "
+        "target column; accuracy or RMSE by its target",
+        fetch="sklearn fetch_openml into <data_dir>/openml",
+    ),
+    Dataset(
+        "path:<file.csv|file.parquet>",
+        "your own table; option target=<column> is required; task type "
+        "inferred from the target (override with task_type=)",
+        offline=True,
+    ),
 )
 
 MAX_LEVELS = 256  # most frequent levels kept per categorical column (ID-like columns would explode one-hot)
@@ -86,11 +115,11 @@ EVAL_CHUNK = 8192  # rows per forward pass at evaluation (bounded memory on cove
 def check_name(dataset: str) -> None:
     """UserError for a malformed ``openml:`` / ``path:`` name (the rest is checked by the task record)."""
     if dataset.startswith("openml:"):
-        ident = dataset[len("openml:"):]
+        ident = dataset[len("openml:") :]
         if not ident.isdigit() or int(ident) < 1:
             raise UserError(f"invalid dataset {dataset!r}: use openml:<numeric data_id>, e.g. openml:1590")
     elif dataset.startswith("path:"):
-        if Path(dataset[len("path:"):]).suffix.lower() not in (".csv", ".parquet"):
+        if Path(dataset[len("path:") :]).suffix.lower() not in (".csv", ".parquet"):
             raise UserError(f"invalid dataset {dataset!r}: a path: dataset must be a .csv or .parquet file")
 
 
@@ -113,13 +142,21 @@ class TableKey:
     stamp: tuple = ()
 
 
-def locate(dataset: str, data_dir: Path, *, target: str | None = None, task_type: str = "auto",
-           scaling: str = "quantile", data_seed: int = 0, n_bins: int | None = None) -> TableKey:
+def locate(
+    dataset: str,
+    data_dir: Path,
+    *,
+    target: str | None = None,
+    task_type: str = "auto",
+    scaling: str = "quantile",
+    data_seed: int = 0,
+    n_bins: int | None = None,
+) -> TableKey:
     """Check a ``path:`` file exists, and (offline) that an OpenML set is in scikit-learn's cache; a
     missing one is a UserError naming the file and how to fetch it. Online, ``load`` downloads it."""
     root, stamp = Path(data_dir), ()
     if dataset.startswith("path:"):
-        file = Path(dataset[len("path:"):]).expanduser()
+        file = Path(dataset[len("path:") :]).expanduser()
         if not file.is_file():
             raise missing_data("table", file, "check the path after 'path:' (a .csv or .parquet file)")
         stat = file.stat()
@@ -140,21 +177,30 @@ def load(key: TableKey) -> Prepared:
     elif dataset in BUNDLED:
         frame, y = _bundled_frame(dataset)
     elif dataset.startswith("path:"):
-        frame, y = _file_frame(Path(dataset[len("path:"):]).expanduser(), key.target)
+        frame, y = _file_frame(Path(dataset[len("path:") :]).expanduser(), key.target)
     else:
         frame, y = _openml_frame(dataset, _openml_id(dataset), Path(key.root), key.target)
     kind = _infer_kind(y.dropna() if hasattr(y, "dropna") else y, key.task_type, f"dataset {dataset!r}")
-    return prepare(frame, y, kind=kind, scaling=key.scaling, data_seed=key.data_seed, n_bins=key.n_bins,
-                   where=f"dataset {dataset!r}")
+    return prepare(
+        frame,
+        y,
+        kind=kind,
+        scaling=key.scaling,
+        data_seed=key.data_seed,
+        n_bins=key.n_bins,
+        where=f"dataset {dataset!r}",
+    )
 
 
 def _openml_id(dataset: str) -> int:
-    return OPENML[dataset][0] if dataset in OPENML else int(dataset[len("openml:"):])
+    return OPENML[dataset][0] if dataset in OPENML else int(dataset[len("openml:") :])
 
 
 def _openml_how(data_id: int, root: Path) -> str:
-    return (f"run once with network access (fetch_openml(data_id={data_id}, data_home='{root}') fills the "
-            f"cache), or copy an existing scikit-learn OpenML cache folder 'openml.org' into {root / 'openml'}")
+    return (
+        f"run once with network access (fetch_openml(data_id={data_id}, data_home='{root}') fills the "
+        f"cache), or copy an existing scikit-learn OpenML cache folder 'openml.org' into {root / 'openml'}"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -217,13 +263,20 @@ def _openml_frame(dataset: str, data_id: int, root: Path, target: str | None):
     from sklearn.datasets import fetch_openml
 
     try:
-        bunch = fetch_openml(data_id=data_id, data_home=str(root), as_frame=True,
-                             target_column=target if target is not None else "default-target")
+        bunch = fetch_openml(
+            data_id=data_id,
+            data_home=str(root),
+            as_frame=True,
+            target_column=target if target is not None else "default-target",
+        )
     except KeyError as exc:
         raise UserError(f"OpenML dataset {data_id} has no column {target!r} ({exc})") from None
     except Exception as exc:  # network errors, checksum mismatch, 412 "not found"
-        raise missing_data(f"OpenML dataset {data_id} ({dataset})", missing[0] if missing else files[0],
-                           f"{how} [fetch_openml failed: {type(exc).__name__}: {exc}]") from None
+        raise missing_data(
+            f"OpenML dataset {data_id} ({dataset})",
+            missing[0] if missing else files[0],
+            f"{how} [fetch_openml failed: {type(exc).__name__}: {exc}]",
+        ) from None
     y = bunch.target
     if y is None or getattr(y, "ndim", 1) != 1:
         raise UserError(f"OpenML dataset {data_id} has no single default target column; set option target=<column>")
@@ -252,14 +305,14 @@ def _file_frame(path: Path, target: str):
 class Prepared:
     """A preprocessed table: float32 features [numerical | one-hot], targets, and what the model needs."""
 
-    x: Mapping[str, np.ndarray]          # split -> (n, n_num + n_onehot) float32
-    y: Mapping[str, np.ndarray]          # split -> int64 labels or float32 standardised targets
-    kind: str                            # "binary" | "multiclass" | "regression"
-    n_num: int                           # leading numerical columns of x
-    n_classes: int                       # 0 for regression
-    y_mean: float                        # target standardisation (regression; 0 / 1 otherwise)
+    x: Mapping[str, np.ndarray]  # split -> (n, n_num + n_onehot) float32
+    y: Mapping[str, np.ndarray]  # split -> int64 labels or float32 standardised targets
+    kind: str  # "binary" | "multiclass" | "regression"
+    n_num: int  # leading numerical columns of x
+    n_classes: int  # 0 for regression
+    y_mean: float  # target standardisation (regression; 0 / 1 otherwise)
     y_std: float
-    baseline: float                      # val RMSE (original units) of predicting the train mean; 0 for classification
+    baseline: float  # val RMSE (original units) of predicting the train mean; 0 for classification
     bins: tuple[np.ndarray, ...] | None  # piecewise-linear bin edges per numerical feature
 
 
@@ -319,8 +372,12 @@ def _infinite_as_missing(frame, cols, where: str):
         values = frame[c].astype("float64")
         frame[c] = values.where(~np.isinf(values), np.nan)
     listing = ", ".join(f"{c!r} ({n})" for c, n in counts.items())
-    warnings.warn(f"{where}: infinite values in numerical column(s) {listing} are treated as missing (like empty "
-                  "cells); replace them in the file to silence this", UserWarning, stacklevel=3)
+    warnings.warn(
+        f"{where}: infinite values in numerical column(s) {listing} are treated as missing (like empty "
+        "cells); replace them in the file to silence this",
+        UserWarning,
+        stacklevel=3,
+    )
     return frame
 
 
@@ -333,8 +390,12 @@ def _numeric_block(frame, cols, split, scaling: str, seed: int) -> np.ndarray:
         from sklearn.preprocessing import QuantileTransformer
 
         n_train = len(train)
-        qt = QuantileTransformer(output_distribution="normal", subsample=10**9, random_state=seed,
-                                 n_quantiles=min(max(min(n_train // 30, 1000), 10), n_train))
+        qt = QuantileTransformer(
+            output_distribution="normal",
+            subsample=10**9,
+            random_state=seed,
+            n_quantiles=min(max(min(n_train // 30, 1000), 10), n_train),
+        )
         # Reference recipe: fit on a noisy copy (noise 1e-5 / max(std, 1e-5)) so repeated values spread
         # over the normal instead of collapsing onto one quantile; transform the clean values.
         std = np.nanstd(train, axis=0, keepdims=True)
@@ -431,8 +492,17 @@ def prepare(frame, y, *, kind: str, scaling: str, data_seed: int, n_bins: int | 
         ys[name] = np.ascontiguousarray(target[idx])
         xs[name].setflags(write=False)  # shared through the cache: never mutated
         ys[name].setflags(write=False)
-    return Prepared(x=xs, y=ys, kind=kind, n_num=x_num.shape[1], n_classes=n_classes, y_mean=y_mean, y_std=y_std,
-                    baseline=baseline, bins=bins)
+    return Prepared(
+        x=xs,
+        y=ys,
+        kind=kind,
+        n_num=x_num.shape[1],
+        n_classes=n_classes,
+        y_mean=y_mean,
+        y_std=y_std,
+        baseline=baseline,
+        bins=bins,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -461,6 +531,7 @@ class TabularData:
 
 def loss_fn(kind: str):
     """Training loss of one (x, y) batch: cross-entropy, BCE-with-logits or MSE (standardised targets)."""
+
     def loss(model: nn.Module, batch) -> torch.Tensor:
         x, y = batch
         out = model(x).float()
@@ -476,9 +547,10 @@ def loss_fn(kind: str):
 def evaluator(kind: str, y_std: float):
     """``evaluate(model, data, split)``: ``accuracy`` and ``loss``, or ``rmse`` in the target's original
     units and ``loss`` (the MSE on standardised targets)."""
+
     def evaluate(model: nn.Module, data: TabularData, split: str) -> dict[str, float]:
         x, y = data.x[split], data.y[split]
-        out = torch.cat([model(x[i:i + EVAL_CHUNK]).float() for i in range(0, x.shape[0], EVAL_CHUNK)])
+        out = torch.cat([model(x[i : i + EVAL_CHUNK]).float() for i in range(0, x.shape[0], EVAL_CHUNK)])
         if kind == "regression":
             mse = F.mse_loss(out.squeeze(-1), y)
             return {"rmse": math.sqrt(float(mse)) * y_std, "loss": float(mse)}
@@ -493,5 +565,3 @@ def evaluator(kind: str, y_std: float):
         return {"accuracy": acc_value, "loss": loss_value}
 
     return evaluate
-
-

@@ -50,31 +50,73 @@ from harness.task import Dataset
 LEVELS = ("char", "word")
 WIKITEXT_REPO = "Salesforce/wikitext"
 NLI_REPO = "MoritzLaurer/multilingual-NLI-26lang-2mil7"
-NLI_LANGUAGES = ("ar", "bn", "de", "es", "fa", "fr", "he", "hi", "id", "it", "ja", "ko", "mr", "nl", "pl",
-                 "ps", "pt", "ru", "sv", "sw", "ta", "tr", "uk", "ur", "vi", "zh")
+NLI_LANGUAGES = (
+    "ar",
+    "bn",
+    "de",
+    "es",
+    "fa",
+    "fr",
+    "he",
+    "hi",
+    "id",
+    "it",
+    "ja",
+    "ko",
+    "mr",
+    "nl",
+    "pl",
+    "ps",
+    "pt",
+    "ru",
+    "sv",
+    "sw",
+    "ta",
+    "tr",
+    "uk",
+    "ur",
+    "vi",
+    "zh",
+)
 NLI_DEFAULT_SPLITS = tuple(f"{lang}_mnli" for lang in NLI_LANGUAGES)
 UNK = "<unk>"
 EOS = "<eos>"
-_CONTIGUOUS_SPLIT = (0.95, 0.025)       # train, val fractions of a single text (rest is test)
-_HASH_SPLIT_PERCENT = 1                 # val and test each get 1 % of rows when carved by hash
+_CONTIGUOUS_SPLIT = (0.95, 0.025)  # train, val fractions of a single text (rest is test)
+_HASH_SPLIT_PERCENT = 1  # val and test each get 1 % of rows when carved by hash
 
-PYDOC = Dataset("pydoc", "CPython's bundled pydoc_data.topics prose, ~465k characters of English (ships with "
-                         "Python)", offline=True)
+PYDOC = Dataset(
+    "pydoc", "CPython's bundled pydoc_data.topics prose, ~465k characters of English (ships with Python)", offline=True
+)
 PATH = Dataset("path:<file>", "a local UTF-8 text file", offline=True)
 DATASETS = (
     PYDOC,
     PATH,
-    Dataset("wikitext2", "WikiText-2 raw (Salesforce/wikitext wikitext-2-raw-v1), its own splits",
-            fetch="HF datasets downloads it into <data_dir>/hf"),
-    Dataset("wikitext103", "WikiText-103 raw (Salesforce/wikitext wikitext-103-raw-v1), its own splits",
-            fetch="HF datasets downloads it into <data_dir>/hf"),
-    Dataset("nli", "the Softsign paper's multilingual NLI text: the 26 <lang>_mnli splits of "
-                   "MoritzLaurer/multilingual-NLI-26lang-2mil7", fetch="HF datasets downloads the corpus into "
-                                                                       "<data_dir>/hf"),
-    Dataset("nli:<split>[,<split>...]", "chosen splits of that corpus, e.g. nli:de_mnli,fr_anli",
-            fetch="HF datasets downloads the corpus into <data_dir>/hf"),
-    Dataset("hf:<id>[:<config>]", "any HF dataset or local dataset folder with a 'text' (or premise/hypothesis) "
-                                  "column", fetch="HF datasets downloads it into <data_dir>/hf (unless local)"),
+    Dataset(
+        "wikitext2",
+        "WikiText-2 raw (Salesforce/wikitext wikitext-2-raw-v1), its own splits",
+        fetch="HF datasets downloads it into <data_dir>/hf",
+    ),
+    Dataset(
+        "wikitext103",
+        "WikiText-103 raw (Salesforce/wikitext wikitext-103-raw-v1), its own splits",
+        fetch="HF datasets downloads it into <data_dir>/hf",
+    ),
+    Dataset(
+        "nli",
+        "the Softsign paper's multilingual NLI text: the 26 <lang>_mnli splits of "
+        "MoritzLaurer/multilingual-NLI-26lang-2mil7",
+        fetch="HF datasets downloads the corpus into <data_dir>/hf",
+    ),
+    Dataset(
+        "nli:<split>[,<split>...]",
+        "chosen splits of that corpus, e.g. nli:de_mnli,fr_anli",
+        fetch="HF datasets downloads the corpus into <data_dir>/hf",
+    ),
+    Dataset(
+        "hf:<id>[:<config>]",
+        "any HF dataset or local dataset folder with a 'text' (or premise/hypothesis) column",
+        fetch="HF datasets downloads it into <data_dir>/hf (unless local)",
+    ),
 )
 
 
@@ -88,14 +130,13 @@ class Corpus:
     test: torch.Tensor
 
 
-
 @dataclass(frozen=True)
 class TextSource:
-    kind: str                      # "pydoc" | "path" | "hf" | "nli"
-    repo: str = ""                 # HF id or local dataset folder (kinds hf / nli)
+    kind: str  # "pydoc" | "path" | "hf" | "nli"
+    repo: str = ""  # HF id or local dataset folder (kinds hf / nli)
     config: str | None = None
-    splits: tuple[str, ...] = ()   # HF splits to read (kind nli)
-    path: str = ""                 # kind path
+    splits: tuple[str, ...] = ()  # HF splits to read (kind nli)
+    path: str = ""  # kind path
 
 
 def parse_dataset(name: str) -> TextSource:
@@ -119,13 +160,16 @@ def parse_dataset(name: str) -> TextSource:
             if not match or match.group(1) not in NLI_LANGUAGES:
                 raise UserError(
                     f"bad NLI split {split!r} in dataset {name!r}: splits are <lang>_<source> (e.g. "
-                    f"de_mnli, zh_anli) with lang one of {', '.join(NLI_LANGUAGES)}")
+                    f"de_mnli, zh_anli) with lang one of {', '.join(NLI_LANGUAGES)}"
+                )
         return TextSource("nli", NLI_REPO, None, splits)
     if name.startswith("hf:"):
         repo, _, config = name[3:].partition(":")
         if not repo:
-            raise UserError(f"dataset {name!r} names no HF dataset; use hf:<id>[:<config>], e.g. "
-                            "hf:Salesforce/wikitext:wikitext-2-raw-v1")
+            raise UserError(
+                f"dataset {name!r} names no HF dataset; use hf:<id>[:<config>], e.g. "
+                "hf:Salesforce/wikitext:wikitext-2-raw-v1"
+            )
         return TextSource("hf", repo, config or None)
     if name.startswith("path:"):
         path = name[5:]
@@ -133,7 +177,6 @@ def parse_dataset(name: str) -> TextSource:
             raise UserError("dataset 'path:' names no file; use path:/some/file.txt")
         return TextSource("path", path=path)
     raise unknown("dataset", name, [d.name for d in DATASETS])
-
 
 
 def pydoc_documents() -> list[str]:
@@ -154,8 +197,9 @@ def read_text_file(path: str | Path, dataset: str, strict: bool = True) -> str:
     other bytes) or with undecodable bytes replaced; a missing file is a UserError naming it."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise missing_data(f"text file for dataset {dataset!r}", path,
-                           "pass an existing UTF-8 text file as path:/abs/file.txt")
+        raise missing_data(
+            f"text file for dataset {dataset!r}", path, "pass an existing UTF-8 text file as path:/abs/file.txt"
+        )
     if not strict:
         return path.read_text(encoding="utf-8", errors="replace")
     try:
@@ -197,8 +241,9 @@ def _rows(ds: Any, where: str) -> tuple[list[str], list[str]]:
     if "text" in columns:
         texts = [t or "" for t in ds["text"][:]]
         return texts, texts
-    raise UserError(f"{where} has no 'text' column and no 'premise'/'hypothesis' columns; "
-                    f"its columns: {', '.join(sorted(columns))}")
+    raise UserError(
+        f"{where} has no 'text' column and no 'premise'/'hypothesis' columns; its columns: {', '.join(sorted(columns))}"
+    )
 
 
 @contextlib.contextmanager
@@ -211,9 +256,11 @@ def _hf_offline_mode(enabled: bool):
     import datasets.config
     import huggingface_hub.constants as hub_constants
 
-    saved = [(mod, name, getattr(mod, name)) for mod, name in
-             ((datasets.config, "HF_HUB_OFFLINE"), (hub_constants, "HF_HUB_OFFLINE"))
-             if hasattr(mod, name)]
+    saved = [
+        (mod, name, getattr(mod, name))
+        for mod, name in ((datasets.config, "HF_HUB_OFFLINE"), (hub_constants, "HF_HUB_OFFLINE"))
+        if hasattr(mod, name)
+    ]
     for mod, name, _ in saved:
         setattr(mod, name, True)
     try:
@@ -221,8 +268,6 @@ def _hf_offline_mode(enabled: bool):
     finally:
         for mod, name, value in saved:
             setattr(mod, name, value)
-
-
 
 
 def _hf_parts(source: TextSource, dataset_name: str, cache_dir: Path) -> dict[str, Any]:
@@ -235,26 +280,33 @@ def _hf_parts(source: TextSource, dataset_name: str, cache_dir: Path) -> dict[st
     try:
         with _hf_offline_mode(offline() and not local):
             if source.kind == "nli":
-                loaded = datasets.load_dataset(source.repo, source.config, split=list(source.splits),
-                                               cache_dir=str(cache_dir))
+                loaded = datasets.load_dataset(
+                    source.repo, source.config, split=list(source.splits), cache_dir=str(cache_dir)
+                )
                 parts = dict(zip(source.splits, loaded))
             else:
                 parts = dict(datasets.load_dataset(source.repo, source.config, cache_dir=str(cache_dir)))
     except UserError:
         raise
     except Exception as exc:  # hub/network/cache errors come in many types across datasets versions
-        call = (f"datasets.load_dataset({source.repo!r}"
-                + (f", {source.config!r}" if source.config else "")
-                + (f", split={list(source.splits)!r}" if source.kind == "nli" else "")
-                + f", cache_dir={str(cache_dir)!r})")
+        call = (
+            f"datasets.load_dataset({source.repo!r}"
+            + (f", {source.config!r}" if source.config else "")
+            + (f", split={list(source.splits)!r}" if source.kind == "nli" else "")
+            + f", cache_dir={str(cache_dir)!r})"
+        )
         why = f"{type(exc).__name__}: {str(exc)[:300]}"
         if offline():
-            how = (f"offline mode is on; run once with network access (unset OPTBENCH_OFFLINE, HF_HUB_OFFLINE, "
-                   f"HF_DATASETS_OFFLINE) so that {call} downloads it, or copy an HF datasets cache holding "
-                   f"it to {cache_dir} ({why})")
+            how = (
+                f"offline mode is on; run once with network access (unset OPTBENCH_OFFLINE, HF_HUB_OFFLINE, "
+                f"HF_DATASETS_OFFLINE) so that {call} downloads it, or copy an HF datasets cache holding "
+                f"it to {cache_dir} ({why})"
+            )
         else:
-            how = (f"loading failed ({why}); check the dataset id, config and split names, then retry "
-                   f"{call} with network access, or copy an HF datasets cache holding it to {cache_dir}")
+            how = (
+                f"loading failed ({why}); check the dataset id, config and split names, then retry "
+                f"{call} with network access, or copy an HF datasets cache holding it to {cache_dir}"
+            )
         raise missing_data(f"dataset {dataset_name!r}", cache_dir, how) from exc
     return parts
 
@@ -272,11 +324,11 @@ def _hf_text(source: TextSource, parts: Mapping[str, Any]) -> tuple[str, str, st
         return _carve(rows, keys)
     if "validation" in parts and "test" in parts and "train" in parts:
         return tuple(  # type: ignore[return-value]
-            "".join(_rows(parts[s], f"split {s!r} of {source.repo}")[0]) for s in ("train", "validation", "test"))
+            "".join(_rows(parts[s], f"split {s!r} of {source.repo}")[0]) for s in ("train", "validation", "test")
+        )
     if "train" not in parts:
         raise UserError(f"HF dataset {source.repo!r} has no 'train' split; its splits: {', '.join(sorted(parts))}")
     return _carve(*_rows(parts["train"], f"split 'train' of {source.repo}"))
-
 
 
 def _code_points(text: str) -> np.ndarray:
@@ -352,8 +404,9 @@ class CorpusKey:
     stamp: tuple = ()
 
 
-def locate_corpus(dataset: str, data_dir: Path, level: str, vocab_size: int,
-                  max_chars: tuple[int, int, int] | None = None) -> CorpusKey:
+def locate_corpus(
+    dataset: str, data_dir: Path, level: str, vocab_size: int, max_chars: tuple[int, int, int] | None = None
+) -> CorpusKey:
     """Check the corpus is there: a ``path:`` file exists; an HF dataset is in (or, when allowed,
     downloaded into) ``<data_dir>/hf``. Raises UserError naming what to fetch."""
     source = parse_dataset(dataset)
@@ -361,8 +414,9 @@ def locate_corpus(dataset: str, data_dir: Path, level: str, vocab_size: int,
     if source.kind == "path":
         path = Path(source.path).expanduser()
         if not path.is_file():
-            raise missing_data(f"text file for dataset {dataset!r}", path,
-                               "give the path of an existing UTF-8 text file")
+            raise missing_data(
+                f"text file for dataset {dataset!r}", path, "give the path of an existing UTF-8 text file"
+            )
         st = path.stat()
         stamp = (str(path.resolve()), st.st_mtime_ns, st.st_size)
     elif source.kind in ("hf", "nli"):
@@ -431,12 +485,10 @@ class TextStream:
             offset = int(torch.randint(0, bptt, (1,), generator=generator, device=generator.device).item())
             # Only full windows (static shapes); make() guarantees length >= 2 * bptt, so >= 1 window.
             for k, start in enumerate(range(offset, length - bptt, bptt)):
-                yield Window(rows[:, start:start + bptt], rows[:, start + 1:start + 1 + bptt], k == 0)
+                yield Window(rows[:, start : start + bptt], rows[:, start + 1 : start + 1 + bptt], k == 0)
 
     def eval_columns(self, split: str) -> torch.Tensor:
         """The split in the batchify layout, with fewer columns when it is too short for one window."""
         tokens = self.splits[split]
         columns = max(1, min(self.batch_size, (tokens.numel() - 1) // self.bptt))
         return batchify(tokens, columns)
-
-

@@ -99,8 +99,9 @@ def load_tokenizer(spec: str) -> ByteTokenizer | HFTokenizer:
     path = Path(spec).expanduser()
     if path.suffix == ".json" or path.exists():
         if not path.is_file():
-            raise missing_data(f"tokenizer file {spec!r}", path,
-                               "train or download a tokenizers tokenizer.json and pass its path")
+            raise missing_data(
+                f"tokenizer file {spec!r}", path, "train or download a tokenizers tokenizer.json and pass its path"
+            )
         return HFTokenizer(Tokenizer.from_file(str(path)), spec)
     try:
         from huggingface_hub import hf_hub_download
@@ -114,8 +115,6 @@ def load_tokenizer(spec: str) -> ByteTokenizer | HFTokenizer:
             f"tokenizer=/path/to/tokenizer.json"
         ) from None
     return HFTokenizer(Tokenizer.from_file(file), spec)
-
-
 
 
 def embedding_rows(config_vocab: int | None, tok: ByteTokenizer | HFTokenizer) -> int:
@@ -137,7 +136,6 @@ def _remap(ids: np.ndarray, vocab: int, fallback: int) -> np.ndarray:
     return ids
 
 
-
 # --------------------------------------------------------------------------------------------------
 # Streamed hub corpora
 
@@ -148,10 +146,10 @@ class HubCorpus:
 
     repo: str
     config: str
-    folder: str                        # <data_dir>/<folder>/ holds a local copy in the hub layout
-    builder: str                       # datasets packaged builder for the files: parquet | json
+    folder: str  # <data_dir>/<folder>/ holds a local copy in the hub layout
+    builder: str  # datasets packaged builder for the files: parquet | json
     train_glob: str
-    heldout_split: str | None          # None: carve val/test from the head of train
+    heldout_split: str | None  # None: carve val/test from the head of train
     heldout_glob: str | None
 
     def how_to_fetch(self, root: Path) -> str:
@@ -164,10 +162,12 @@ class HubCorpus:
 
 
 HUB_CORPORA = {
-    "fineweb-edu": HubCorpus("HuggingFaceFW/fineweb-edu", "sample-10BT", "fineweb-edu", "parquet",
-                             "sample/10BT/*.parquet", None, None),
-    "c4": HubCorpus("allenai/c4", "en", "c4", "json", "en/c4-train.*.json.gz", "validation",
-                    "en/c4-validation.*.json.gz"),
+    "fineweb-edu": HubCorpus(
+        "HuggingFaceFW/fineweb-edu", "sample-10BT", "fineweb-edu", "parquet", "sample/10BT/*.parquet", None, None
+    ),
+    "c4": HubCorpus(
+        "allenai/c4", "en", "c4", "json", "en/c4-train.*.json.gz", "validation", "en/c4-validation.*.json.gz"
+    ),
 }
 
 
@@ -188,8 +188,7 @@ def _local_files(corpus: HubCorpus, root: Path) -> tuple[list[str], list[str]] |
         from huggingface_hub import snapshot_download
 
         patterns = [g for g in (corpus.train_glob, corpus.heldout_glob) if g]
-        snap = snapshot_download(corpus.repo, repo_type="dataset", allow_patterns=patterns,
-                                 local_files_only=True)
+        snap = snapshot_download(corpus.repo, repo_type="dataset", allow_patterns=patterns, local_files_only=True)
     except Exception:  # not in the cache: that is the common case, not an error
         return None
     return find(Path(snap))
@@ -223,23 +222,26 @@ def hub_source(corpus: HubCorpus, files: tuple[list[str], list[str]] | None) -> 
         if files is not None:
             data_files = files[0] if split == "train" else files[1]
             try:
-                ds = datasets.load_dataset(corpus.builder, data_files={split: data_files}, split=split,
-                                           streaming=True)
+                ds = datasets.load_dataset(corpus.builder, data_files={split: data_files}, split=split, streaming=True)
             except Exception as exc:  # empty or corrupt local files: say which
-                raise UserError(f"cannot read the local copy of {corpus.repo} ({split}: {data_files[0]}"
-                                f"{' ...' if len(data_files) > 1 else ''}): {type(exc).__name__} {exc}; "
-                                f"re-download it or remove it") from None
+                raise UserError(
+                    f"cannot read the local copy of {corpus.repo} ({split}: {data_files[0]}"
+                    f"{' ...' if len(data_files) > 1 else ''}): {type(exc).__name__} {exc}; "
+                    f"re-download it or remove it"
+                ) from None
         else:
             ds = datasets.load_dataset(corpus.repo, name=corpus.config, split=split, streaming=True)
         return ds.select_columns(["text"])
 
     held = corpus.heldout_split or "train"
-    return StreamSource(partial(open_split, "train"), partial(open_split, held),
-                        carve=corpus.heldout_split is None, name=corpus.repo)
+    return StreamSource(
+        partial(open_split, "train"), partial(open_split, held), carve=corpus.heldout_split is None, name=corpus.repo
+    )
 
 
-def pack_rows(docs: Iterable[np.ndarray], ctx: int, eos_id: int | None,
-              carry: np.ndarray | None = None) -> Iterator[np.ndarray]:
+def pack_rows(
+    docs: Iterable[np.ndarray], ctx: int, eos_id: int | None, carry: np.ndarray | None = None
+) -> Iterator[np.ndarray]:
     """Concatenate documents (each followed by ``eos_id``) and cut rows of ``ctx + 1`` tokens with
     stride ``ctx`` (the last token of a row is the first of the next, so every token is a target once).
     """
@@ -257,12 +259,18 @@ def pack_rows(docs: Iterable[np.ndarray], ctx: int, eos_id: int | None,
             n = (flat.size - 1) // ctx
             idx = np.arange(n)[:, None] * ctx + np.arange(ctx + 1)[None, :]
             yield from flat[idx]
-            rest = flat[n * ctx:]
+            rest = flat[n * ctx :]
             buf, have = [rest], rest.size
 
 
-def _tokenized(records: Iterable[Mapping[str, Any]], tok, vocab: int, chunk: int = 256,
-               skip: frozenset[bytes] = frozenset(), hashes: list[bytes] | None = None) -> Iterator[np.ndarray]:
+def _tokenized(
+    records: Iterable[Mapping[str, Any]],
+    tok,
+    vocab: int,
+    chunk: int = 256,
+    skip: frozenset[bytes] = frozenset(),
+    hashes: list[bytes] | None = None,
+) -> Iterator[np.ndarray]:
     """Token arrays of the records' ``text``, tokenised ``chunk`` documents at a time (the Rust
     tokenizer parallelises a batch); documents whose content hash is in ``skip`` are dropped."""
     fallback = tok.unk_id if tok.unk_id is not None and tok.unk_id < vocab else (tok.eos_id or 0)
@@ -290,8 +298,14 @@ def _tokenized(records: Iterable[Mapping[str, Any]], tok, vocab: int, chunk: int
         yield from flush()
 
 
-def heldout_rows(records: Iterable[Mapping[str, Any]], tok, vocab: int, ctx: int, n_tokens: int,
-                 splits: tuple[str, ...] = ("val", "test")) -> tuple[dict[str, np.ndarray], frozenset[bytes]]:
+def heldout_rows(
+    records: Iterable[Mapping[str, Any]],
+    tok,
+    vocab: int,
+    ctx: int,
+    n_tokens: int,
+    splits: tuple[str, ...] = ("val", "test"),
+) -> tuple[dict[str, np.ndarray], frozenset[bytes]]:
     """The first ``n_tokens`` (rounded up to whole rows) of the stream for each split, in order, and
     the content hashes of every document consumed (to exclude them from training when carving)."""
     rows_per_split = max(1, -(-n_tokens // ctx))
@@ -306,22 +320,27 @@ def heldout_rows(records: Iterable[Mapping[str, Any]], tok, vocab: int, ctx: int
             break
     docs.close()
     if len(rows) < need:
-        raise UserError(f"held-out stream too short: need {need} rows of {ctx + 1} tokens "
-                        f"({len(splits)} x val_tokens={n_tokens}), got {len(rows)}; lower val_tokens")
-    out = {s: np.stack(rows[i * rows_per_split:(i + 1) * rows_per_split]) for i, s in enumerate(splits)}
+        raise UserError(
+            f"held-out stream too short: need {need} rows of {ctx + 1} tokens "
+            f"({len(splits)} x val_tokens={n_tokens}), got {len(rows)}; lower val_tokens"
+        )
+    out = {s: np.stack(rows[i * rows_per_split : (i + 1) * rows_per_split]) for i, s in enumerate(splits)}
     return out, frozenset(hashes)
-
-
 
 
 DATASETS = (
     text.PYDOC,
     Dataset("path:<file>", "a local text file (byte-level tokens, or tokenizer=FILE.json)", offline=True),
-    Dataset("fineweb-edu", "HuggingFaceFW/fineweb-edu sample-10BT, streamed; val/test carved from the stream "
-                           "head", fetch="streamed by HF datasets, or a local copy in <data_dir>/fineweb-edu "
-                                         "or the HF hub cache"),
-    Dataset("c4", "allenai/c4 en, streamed; val/test from its validation split",
-            fetch="streamed by HF datasets, or a local copy in <data_dir>/c4 or the HF hub cache"),
+    Dataset(
+        "fineweb-edu",
+        "HuggingFaceFW/fineweb-edu sample-10BT, streamed; val/test carved from the stream head",
+        fetch="streamed by HF datasets, or a local copy in <data_dir>/fineweb-edu or the HF hub cache",
+    ),
+    Dataset(
+        "c4",
+        "allenai/c4 en, streamed; val/test from its validation split",
+        fetch="streamed by HF datasets, or a local copy in <data_dir>/c4 or the HF hub cache",
+    ),
 )
 
 
@@ -338,8 +357,10 @@ def dist_rank_world() -> tuple[int, int]:
 
 def _local_batch(batch_size: int, world_size: int) -> int:
     if world_size < 1 or batch_size % world_size:
-        raise UserError(f"batch_size {batch_size} is not divisible by world_size {world_size}; "
-                        f"set the task option batch_size to a multiple of {world_size}")
+        raise UserError(
+            f"batch_size {batch_size} is not divisible by world_size {world_size}; "
+            f"set the task option batch_size to a multiple of {world_size}"
+        )
     return batch_size // world_size
 
 
@@ -353,17 +374,21 @@ class _HeldOut:
 class InMemoryTokens(_HeldOut):
     """A whole tokenised corpus on the device; batches are random windows drawn from the generator."""
 
-    def __init__(self, train: np.ndarray, heldout: Mapping[str, np.ndarray], ctx: int, batch_size: int,
-                 device: torch.device) -> None:
+    def __init__(
+        self, train: np.ndarray, heldout: Mapping[str, np.ndarray], ctx: int, batch_size: int, device: torch.device
+    ) -> None:
         if train.size < ctx + 2:
             raise UserError(f"training text too short: {train.size} tokens for ctx {ctx}")
         self.ctx, self.batch_size, self.device = ctx, batch_size, torch.device(device)
-        self.train = torch.from_numpy(np.array(train, dtype=np.int32)).to(self.device)  # a copy: ``train`` may be shared, read-only
+        self.train = torch.from_numpy(np.array(train, dtype=np.int32)).to(
+            self.device
+        )  # a copy: ``train`` may be shared, read-only
         self.heldout = {k: torch.from_numpy(v.astype(np.int64)).to(self.device) for k, v in heldout.items()}
         self._offsets = torch.arange(ctx + 1, device=self.device)
 
-    def batches(self, generator: torch.Generator, rank: int = 0, world_size: int = 1,
-                start: int = 0) -> Iterator[tuple]:
+    def batches(
+        self, generator: torch.Generator, rank: int = 0, world_size: int = 1, start: int = 0
+    ) -> Iterator[tuple]:
         """Endless (x, y) batches of ``batch_size / world_size`` rows for this rank. Every rank draws the
         same global batch from the (identically seeded) generator and keeps its slice. ``start`` skips
         that many batches (a resumed run) by drawing their offsets only."""
@@ -374,7 +399,7 @@ class InMemoryTokens(_HeldOut):
             torch.randint(0, high + 1, (self.batch_size,), generator=generator)
         while True:
             # Drawn on CPU so the stream is the same on every device type; one tiny H2D copy per step.
-            starts = torch.randint(0, high + 1, (self.batch_size,), generator=generator)[rank * b:(rank + 1) * b]
+            starts = torch.randint(0, high + 1, (self.batch_size,), generator=generator)[rank * b : (rank + 1) * b]
             if pin:
                 starts = starts.pin_memory()
             starts = starts.to(self.device, non_blocking=True)
@@ -386,8 +411,17 @@ class StreamedTokens(_HeldOut):
     """Training rows packed from a record stream on a background thread (tokenisation overlaps the
     step); held-out rows fixed at construction."""
 
-    def __init__(self, source: StreamSource, tok, vocab: int, ctx: int, batch_size: int, val_tokens: int,
-                 device: torch.device, prefetch: int = 8) -> None:
+    def __init__(
+        self,
+        source: StreamSource,
+        tok,
+        vocab: int,
+        ctx: int,
+        batch_size: int,
+        val_tokens: int,
+        device: torch.device,
+        prefetch: int = 8,
+    ) -> None:
         self.source, self.tok, self.vocab, self.ctx = source, tok, vocab, ctx
         self.batch_size, self.device, self.prefetch = batch_size, torch.device(device), prefetch
         held, hashes = heldout_rows(source.open_heldout(), tok, vocab, ctx, val_tokens)
@@ -429,8 +463,10 @@ class StreamedTokens(_HeldOut):
                 if len(pending) >= block:
                     yield from self._emit(pending, b, g)
             if got == 0:
-                raise UserError(f"{self.source.name}: rank {rank} of {world_size} got no training tokens "
-                                f"(empty stream or every document held out)")
+                raise UserError(
+                    f"{self.source.name}: rank {rank} of {world_size} got no training tokens "
+                    f"(empty stream or every document held out)"
+                )
             epoch += 1
 
     @staticmethod
@@ -439,15 +475,18 @@ class StreamedTokens(_HeldOut):
         stacked = np.stack(pending)[order]
         full = (len(pending) // b) * b
         for i in range(0, full, b):
-            yield stacked[i:i + b]
+            yield stacked[i : i + b]
         pending[:] = list(stacked[full:])
 
     def batches(self, generator: torch.Generator, rank: int = 0, world_size: int = 1) -> Iterator[tuple]:
         """Endless (x, y) batches for this rank; order from ``generator`` only."""
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         rows = self.rows(seed, rank, world_size)
-        source = _prefetch(rows, self.prefetch, pin=self.device.type == "cuda") if self.prefetch else (
-            torch.from_numpy(r) for r in rows)
+        source = (
+            _prefetch(rows, self.prefetch, pin=self.device.type == "cuda")
+            if self.prefetch
+            else (torch.from_numpy(r) for r in rows)
+        )
         for cpu in source:
             t = cpu.to(self.device, non_blocking=True).long()
             yield t[:, :-1], t[:, 1:]
@@ -490,8 +529,6 @@ def _prefetch(rows: Iterator[np.ndarray], depth: int, pin: bool) -> Iterator[tor
         stop.set()
 
 
-
-
 # --------------------------------------------------------------------------------------------------
 # Locating and loading
 
@@ -522,8 +559,9 @@ class Tokens:
     stream: StreamSource | None = None
 
 
-def locate(dataset: str, data_dir: Path, tokenizer: str, config_vocab: int | None, ctx: int,
-           val_tokens: int) -> TokenKey:
+def locate(
+    dataset: str, data_dir: Path, tokenizer: str, config_vocab: int | None, ctx: int, val_tokens: int
+) -> TokenKey:
     """Find the corpus before anything heavy: a hub corpus's local copy (the data dir, then the HF hub
     cache; streamed from the hub when none and online), or a ``path:`` file; else a UserError naming
     what to fetch and where."""
@@ -532,14 +570,18 @@ def locate(dataset: str, data_dir: Path, tokenizer: str, config_vocab: int | Non
         corpus = HUB_CORPORA[dataset]
         found = _local_files(corpus, root)
         if found is None and offline():
-            raise missing_data(f"{dataset} ({corpus.repo}, config {corpus.config}) and offline",
-                               root / corpus.folder / corpus.train_glob, corpus.how_to_fetch(root))
+            raise missing_data(
+                f"{dataset} ({corpus.repo}, config {corpus.config}) and offline",
+                root / corpus.folder / corpus.train_glob,
+                corpus.how_to_fetch(root),
+            )
         files = None if found is None else (tuple(found[0]), tuple(found[1]))
     elif dataset.startswith("path:"):
-        path = Path(dataset[len("path:"):]).expanduser()
+        path = Path(dataset[len("path:") :]).expanduser()
         if not path.is_file():
-            raise missing_data(f"text file for dataset {dataset!r}", path,
-                               "pass an existing UTF-8 text file as path:/abs/file.txt")
+            raise missing_data(
+                f"text file for dataset {dataset!r}", path, "pass an existing UTF-8 text file as path:/abs/file.txt"
+            )
         st = path.stat()
         stamp = (str(path.resolve()), st.st_mtime_ns, st.st_size)
     return TokenKey(dataset, tokenizer, config_vocab, ctx, val_tokens, files, stamp)
@@ -554,7 +596,7 @@ def load(key: TokenKey) -> Tokens:
         files = None if key.files is None else (list(key.files[0]), list(key.files[1]))
         return Tokens(tok, vocab, stream=hub_source(HUB_CORPORA[key.dataset], files))
     if key.dataset.startswith("path:"):
-        docs = [text.read_text_file(key.dataset[len("path:"):], key.dataset, strict=False)]
+        docs = [text.read_text_file(key.dataset[len("path:") :], key.dataset, strict=False)]
     else:
         docs = text.pydoc_documents()
     train, held = split_corpus(corpus_tokens(docs, tok, vocab), key.ctx, key.val_tokens)
@@ -584,13 +626,13 @@ def split_corpus(tokens: np.ndarray, ctx: int, val_tokens: int) -> tuple[np.ndar
     n_held = (n - n_train) // 2
     held = {}
     for i, split in enumerate(("val", "test")):
-        part = tokens[n_train + i * n_held: n_train + (i + 1) * n_held]
+        part = tokens[n_train + i * n_held : n_train + (i + 1) * n_held]
         rows = min((part.size - 1) // ctx, max(1, -(-val_tokens // ctx)))
         if rows < 1:
-            raise UserError(f"text too short: the {split} split has {part.size} tokens, need at least "
-                            f"{ctx + 1} (ctx {ctx}); use a longer file")
+            raise UserError(
+                f"text too short: the {split} split has {part.size} tokens, need at least "
+                f"{ctx + 1} (ctx {ctx}); use a longer file"
+            )
         idx = np.arange(rows)[:, None] * ctx + np.arange(ctx + 1)[None, :]
         held[split] = part[idx]
     return tokens[:n_train], held
-
-

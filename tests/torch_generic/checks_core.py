@@ -60,7 +60,7 @@ def test_errors(entry: Entry) -> None:
 
 
 def test_forloop_goes_right_direction(entry: Entry, contiguous: bool, with_lrsched: bool) -> None:
-    for schedulers_c in (entry.info.scheduler_inputs if with_lrsched else [None]):
+    for schedulers_c in entry.info.scheduler_inputs if with_lrsched else [None]:
         for inp in inputs(entry):
             kwargs = inp.kwargs
             if "foreach" in entry.info.supported_impls:
@@ -122,11 +122,14 @@ def test_tensor_lr(entry: Entry, num_dim: int) -> None:
 def test_complex(entry: Entry) -> None:
     """A complex parameter steps exactly as its ``view_as_real`` twin (mixed with a real one)."""
     for inp in inputs_with_impls(entry, dtype=torch.complex64, skip=("differentiable", "fused")):
-        complex_params = [torch.randn(10, 5, dtype=torch.complex64, requires_grad=True),
-                          torch.randn(10, dtype=torch.complex64, requires_grad=True),
-                          torch.randn(10, 5, requires_grad=True)]
-        real_params = [(torch.view_as_real(p) if p.is_complex() else p).detach().clone().requires_grad_()
-                       for p in complex_params]
+        complex_params = [
+            torch.randn(10, 5, dtype=torch.complex64, requires_grad=True),
+            torch.randn(10, dtype=torch.complex64, requires_grad=True),
+            torch.randn(10, 5, requires_grad=True),
+        ]
+        real_params = [
+            (torch.view_as_real(p) if p.is_complex() else p).detach().clone().requires_grad_() for p in complex_params
+        ]
         complex_opt = build(entry, complex_params, copy.deepcopy(inp.kwargs))
         real_opt = build(entry, real_params, inp.kwargs)
         for _ in range(3):
@@ -136,8 +139,9 @@ def test_complex(entry: Entry) -> None:
             real_opt.step()
             complex_opt.step()
             as_real = [torch.view_as_real(p) if p.is_complex() else p for p in complex_params]
-            assert_same([p.detach() for p in as_real], [p.detach() for p in real_params], rtol=0, atol=0,
-                        where=inp.desc)
+            assert_same(
+                [p.detach() for p in as_real], [p.detach() for p in real_params], rtol=0, atol=0, where=inp.desc
+            )
 
 
 def _rosenbrock(t):
@@ -222,8 +226,13 @@ def test_set_default_dtype_works_with_foreach(entry: Entry) -> None:
         for default in (torch.float64, torch.float16):
             torch.set_default_dtype(default)
             tolerances = {"atol": 1e-5, "rtol": 1e-4} if default == torch.float16 else {}
-            _compare_runs(entry, torch.float64, "foreach", tolerances,
-                          step_dtype=torch.float64 if default == torch.float64 else torch.float32)
+            _compare_runs(
+                entry,
+                torch.float64,
+                "foreach",
+                tolerances,
+                step_dtype=torch.float64 if default == torch.float64 else torch.float32,
+            )
     finally:
         torch.set_default_dtype(old)
 
@@ -242,7 +251,9 @@ def test_mixed_device_dtype(entry: Entry) -> None:
             clones = [p.detach().clone().requires_grad_() for p in params]
             for c, p in zip(clones, params):
                 c.grad = p.grad.detach().clone()
-            optimizer = build(entry, [*clones, torch.randint(1024, (2, 3))], {**copy.deepcopy(inp.kwargs), "foreach": value})
+            optimizer = build(
+                entry, [*clones, torch.randint(1024, (2, 3))], {**copy.deepcopy(inp.kwargs), "foreach": value}
+            )
             for _ in range(7):
                 optimizer.step()
             runs.append((clones, optimizer))

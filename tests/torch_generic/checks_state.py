@@ -59,11 +59,15 @@ def test_state_dict_deterministic(entry: Entry, is_named_optim0: bool, is_named_
             take_step(entry, optimizer_c, closure_c)
             assert_same(weight_c, weight, where=f"{inp.desc}: step {11 + i}")
             assert_same(bias_c, bias, where=f"{inp.desc}: step {11 + i}")
-        assert_same(without_param_names(optimizer_c.state_dict()), without_param_names(optimizer.state_dict()),
-                    where=inp.desc)
+        assert_same(
+            without_param_names(optimizer_c.state_dict()), without_param_names(optimizer.state_dict()), where=inp.desc
+        )
         optimizer_c.param_groups.extend(optimizer_c.param_groups)
-        assert_same(without_param_names(optimizer_c.state_dict())["param_groups"][-1],
-                    without_param_names(optimizer.state_dict())["param_groups"][-1], where=inp.desc)
+        assert_same(
+            without_param_names(optimizer_c.state_dict())["param_groups"][-1],
+            without_param_names(optimizer.state_dict())["param_groups"][-1],
+            where=inp.desc,
+        )
 
 
 def _conv_bn(dtype=torch.float32):
@@ -107,21 +111,25 @@ def test_can_load_from_to_named_state_dict(entry: Entry, is_named_optim0: bool, 
     in order."""
     for inp in inputs_with_impls(entry, skip=("differentiable",)):
         model, x = _conv_bn()
-        optimizer = build(entry, model.named_parameters() if is_named_optim0 else model.parameters(),
-                          copy.deepcopy(inp.kwargs))
+        optimizer = build(
+            entry, model.named_parameters() if is_named_optim0 else model.parameters(), copy.deepcopy(inp.kwargs)
+        )
         for _ in range(3):
             _model_step(entry, optimizer, model, x)
         saved = copy.deepcopy(optimizer.state_dict())
-        optimizer2 = build(entry, model.named_parameters() if is_named_optim1 else model.parameters(),
-                           copy.deepcopy(inp.kwargs))
+        optimizer2 = build(
+            entry, model.named_parameters() if is_named_optim1 else model.parameters(), copy.deepcopy(inp.kwargs)
+        )
         optimizer2.load_state_dict(saved)
         _model_step(entry, optimizer2, model, x)
         if is_named_optim0 or is_named_optim1:
             names = [n for g in optimizer2.state_dict()["param_groups"] for n in g["param_names"]]
             assert sorted(names) == ["0.bias", "0.weight", "1.bias", "1.weight"], (inp.desc, names)
             by_group = [g["param_names"] for g in optimizer2.param_groups]
-            expected = [[n for n, p in model.named_parameters() if any(p is q for q in g["params"])]
-                        for g in optimizer2.param_groups]
+            expected = [
+                [n for n, p in model.named_parameters() if any(p is q for q in g["params"])]
+                for g in optimizer2.param_groups
+            ]
             assert by_group == expected, inp.desc
 
 
@@ -277,6 +285,7 @@ def test_step_all_hooks(entry: Entry) -> None:
     for inp in inputs_with_impls(entry):
         optimizer, other = build(entry, params, inp.kwargs), SGD(params)
         data: list[int] = []
+
         def mark(value, data=data):
             return lambda *args: data.append(value)
 

@@ -51,20 +51,26 @@ def take_step(entry: Entry, optimizer: torch.optim.Optimizer, closure) -> Any:
     return loss
 
 
-def assert_same(actual: Any, expected: Any, *, rtol: float | None = None, atol: float | None = None,
-                where: str = "") -> None:
+def assert_same(
+    actual: Any, expected: Any, *, rtol: float | None = None, atol: float | None = None, where: str = ""
+) -> None:
     """Nested equality: tensors by ``torch.testing.assert_close`` (dtype checked; default
     tolerances unless given), containers item by item, anything else by ``==``."""
     if isinstance(expected, torch.Tensor):
         assert isinstance(actual, torch.Tensor), f"{where}: {type(actual).__name__} is not a tensor"
-        torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, equal_nan=True, msg=lambda m: f"{where}: {m}")
+        torch.testing.assert_close(
+            actual, expected, rtol=rtol, atol=atol, equal_nan=True, msg=lambda m: f"{where}: {m}"
+        )
     elif isinstance(expected, dict):
-        assert isinstance(actual, dict) and set(actual) == set(expected), \
+        assert isinstance(actual, dict) and set(actual) == set(expected), (
             f"{where}: keys {sorted(map(str, actual))} != {sorted(map(str, expected))}"
+        )
         for key in expected:
             assert_same(actual[key], expected[key], rtol=rtol, atol=atol, where=f"{where}[{key!r}]")
     elif isinstance(expected, (list, tuple)):
-        assert isinstance(actual, (list, tuple)) and len(actual) == len(expected), f"{where}: {actual!r} != {expected!r}"
+        assert isinstance(actual, (list, tuple)) and len(actual) == len(expected), (
+            f"{where}: {actual!r} != {expected!r}"
+        )
         for i, (a, e) in enumerate(zip(actual, expected)):
             assert_same(a, e, rtol=rtol, atol=atol, where=f"{where}[{i}]")
     else:

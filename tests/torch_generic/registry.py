@@ -112,8 +112,12 @@ def _inputs(*cases: tuple[dict[str, Any], str]) -> Callable:
     """An ``optim_inputs_func``: fresh ``OptimizerInput``s (fresh tensor lrs) on every call."""
 
     def make(device: Any = None, dtype: Any = None) -> list[Any]:
-        return [OptimizerInput(params=None, kwargs={k: (v.clone() if torch.is_tensor(v) else v) for k, v in kw.items()},
-                               desc=desc) for kw, desc in cases]
+        return [
+            OptimizerInput(
+                params=None, kwargs={k: (v.clone() if torch.is_tensor(v) else v) for k, v in kw.items()}, desc=desc
+            )
+            for kw, desc in cases
+        ]
 
     return make
 
@@ -130,6 +134,7 @@ def _budget(budget: tuple[dict, str], desc: str = "", **kwargs: Any) -> tuple[di
 
 # --- error inputs ---------------------------------------------------------------------------------
 
+
 def _common_errors(name: str, required: dict[str, Any], complex_ok: bool = False) -> Callable[[], list[ErrorCase]]:
     """What every torch.optim optimizer refuses, plus complex parameters (optbench: a ValueError
     naming the optimizer at construction) and sparse gradients (at the first step)."""
@@ -141,12 +146,20 @@ def _common_errors(name: str, required: dict[str, Any], complex_ok: bool = False
         cases = [
             ErrorCase(w, required, TypeError, "should be an iterable of Tensors or dicts", desc="a bare tensor"),
             ErrorCase([w, w], required, UserWarning, "a parameter group with duplicate parameters"),
-            ErrorCase([{"params": w}, {"params": w}], required, ValueError,
-                      "some parameters appear in more than one parameter group"),
+            ErrorCase(
+                [{"params": w}, {"params": w}],
+                required,
+                ValueError,
+                "some parameters appear in more than one parameter group",
+            ),
             ErrorCase(None, {**required, "lr": torch.tensor([1e-3, 1e-3])}, ValueError, "Tensor lr must be 1-element"),
             ErrorCase([("weight", w), w2], required, ValueError, "all optimizer params should be with/without names"),
-            ErrorCase([{"params": [w], "lr": 1e-2}, {"params": [("weight", w2)]}], required, ValueError,
-                      "all optimizer param groups should be with/without names"),
+            ErrorCase(
+                [{"params": [w], "lr": 1e-2}, {"params": [("weight", w2)]}],
+                required,
+                ValueError,
+                "all optimizer param groups should be with/without names",
+            ),
             ErrorCase([w], {**required, "lr": -1.0}, ValueError, "lr"),
             ErrorCase([sparse], required, RuntimeError, "sparse", on="step"),
         ]
@@ -154,8 +167,12 @@ def _common_errors(name: str, required: dict[str, Any], complex_ok: bool = False
             z = torch.nn.Parameter(torch.randn(2, 2, dtype=torch.complex64))
             cases += [
                 ErrorCase([w, z], required, ValueError, f"{name} does not support complex parameters"),
-                ErrorCase([{"params": [w]}, {"params": [z], "lr": 1e-3}], required, ValueError,
-                          f"{name} does not support complex parameters"),
+                ErrorCase(
+                    [{"params": [w]}, {"params": [z], "lr": 1e-3}],
+                    required,
+                    ValueError,
+                    f"{name} does not support complex parameters",
+                ),
             ]
         return cases
 
@@ -185,76 +202,209 @@ def _register(entry: Entry) -> None:
     ENTRIES[entry.name] = entry
 
 
-_register(Entry("AdamW", _info(
-    AdamW, _inputs(({}, "default"), ({"lr": 1e-2}, "non-default lr"), ({"weight_decay": 0.0}, "no weight decay"),
-                   ({"betas": (0.8, 0.9), "eps": 1e-6}, "betas and eps")),
-    supported_impls=("foreach",), not_og_supported_flags=TORCH_FLAGS, supports_complex=True),
-    errors=_common_errors("AdamW", {}, complex_ok=True), default_weight_decay=0.01))
+_register(
+    Entry(
+        "AdamW",
+        _info(
+            AdamW,
+            _inputs(
+                ({}, "default"),
+                ({"lr": 1e-2}, "non-default lr"),
+                ({"weight_decay": 0.0}, "no weight decay"),
+                ({"betas": (0.8, 0.9), "eps": 1e-6}, "betas and eps"),
+            ),
+            supported_impls=("foreach",),
+            not_og_supported_flags=TORCH_FLAGS,
+            supports_complex=True,
+        ),
+        errors=_common_errors("AdamW", {}, complex_ok=True),
+        default_weight_decay=0.01,
+    )
+)
 
-_register(Entry("Signum", _info(
-    Signum, _inputs(({}, "default"), ({"lr": 1e-2}, "non-default lr"), ({"lr": torch.tensor(1e-3)}, "tensor lr"),
-                    ({"weight_decay": 0.0}, "no weight decay"), ({"momentum": 0.0}, "no momentum"),
-                    ({"nesterov": True, "weight_decay": 0.5}, "nesterov")),
-    supported_impls=("foreach",), not_og_supported_flags=("foreach", "step"), supports_complex=False),
-    errors=_with(_common_errors("Signum", {}), _bad({"momentum": 1.0}, "invalid momentum")),
-    default_weight_decay=0.03))
+_register(
+    Entry(
+        "Signum",
+        _info(
+            Signum,
+            _inputs(
+                ({}, "default"),
+                ({"lr": 1e-2}, "non-default lr"),
+                ({"lr": torch.tensor(1e-3)}, "tensor lr"),
+                ({"weight_decay": 0.0}, "no weight decay"),
+                ({"momentum": 0.0}, "no momentum"),
+                ({"nesterov": True, "weight_decay": 0.5}, "nesterov"),
+            ),
+            supported_impls=("foreach",),
+            not_og_supported_flags=("foreach", "step"),
+            supports_complex=False,
+        ),
+        errors=_with(_common_errors("Signum", {}), _bad({"momentum": 1.0}, "invalid momentum")),
+        default_weight_decay=0.03,
+    )
+)
 
-_register(Entry("SGD", _info(
-    SGD, _inputs(({}, "default"), ({"lr": 1e-2, "weight_decay": 0.0}, "non-default lr, no weight decay"),
-                 ({"lr": torch.tensor(1e-3)}, "tensor lr"), ({"momentum": 0.0}, "no momentum"),
-                 ({"nesterov": True}, "nesterov")),
-    supported_impls=("foreach",), not_og_supported_flags=("foreach",), supports_complex=False),
-    errors=_with(_common_errors("SGD", {}), _bad({"momentum": -0.5}, "invalid momentum")),
-    default_weight_decay=5e-3))
+_register(
+    Entry(
+        "SGD",
+        _info(
+            SGD,
+            _inputs(
+                ({}, "default"),
+                ({"lr": 1e-2, "weight_decay": 0.0}, "non-default lr, no weight decay"),
+                ({"lr": torch.tensor(1e-3)}, "tensor lr"),
+                ({"momentum": 0.0}, "no momentum"),
+                ({"nesterov": True}, "nesterov"),
+            ),
+            supported_impls=("foreach",),
+            not_og_supported_flags=("foreach",),
+            supports_complex=False,
+        ),
+        errors=_with(_common_errors("SGD", {}), _bad({"momentum": -0.5}, "invalid momentum")),
+        default_weight_decay=5e-3,
+    )
+)
 
-_register(Entry("SoftSignum", _info(
-    SoftSignum, _inputs(
-        _budget(SIGN), _budget(SIGN, "nesterov, lr 1e-2, momentum 0.5", lr=1e-2, momentum=0.5, nesterov=True),
-        _budget(SOFT_FROM_1), _budget(SOFT_FROM_1, "nesterov, no weight decay", nesterov=True, weight_decay=0.0),
-        _budget(SWITCH_AT_4), _budget(SWITCH_AT_4, "one schedule per group, tmax 50, no weight decay",
-                                      schedule_scope="group", tmax=50.0, weight_decay=0.0),
-        _budget(SWITCH_AT_16, "nesterov", nesterov=True), _budget(SWITCH_AT_4, "tensor lr", lr=torch.tensor(1e-3))),
-    supported_impls=("foreach",), not_og_supported_flags=("foreach", "schedule_scope"), supports_complex=False),
-    errors=_with(_common_errors("SoftSignum", K), _bad({"total_steps": 0}, "total_steps"),
-                 _bad({**K, "alpha_sign": 1.5}, "invalid alpha_sign")),
-    default_weight_decay=0.03, constructor_keys=SOFTSIGNUM_SCHEDULE))
+_register(
+    Entry(
+        "SoftSignum",
+        _info(
+            SoftSignum,
+            _inputs(
+                _budget(SIGN),
+                _budget(SIGN, "nesterov, lr 1e-2, momentum 0.5", lr=1e-2, momentum=0.5, nesterov=True),
+                _budget(SOFT_FROM_1),
+                _budget(SOFT_FROM_1, "nesterov, no weight decay", nesterov=True, weight_decay=0.0),
+                _budget(SWITCH_AT_4),
+                _budget(
+                    SWITCH_AT_4,
+                    "one schedule per group, tmax 50, no weight decay",
+                    schedule_scope="group",
+                    tmax=50.0,
+                    weight_decay=0.0,
+                ),
+                _budget(SWITCH_AT_16, "nesterov", nesterov=True),
+                _budget(SWITCH_AT_4, "tensor lr", lr=torch.tensor(1e-3)),
+            ),
+            supported_impls=("foreach",),
+            not_og_supported_flags=("foreach", "schedule_scope"),
+            supports_complex=False,
+        ),
+        errors=_with(
+            _common_errors("SoftSignum", K),
+            _bad({"total_steps": 0}, "total_steps"),
+            _bad({**K, "alpha_sign": 1.5}, "invalid alpha_sign"),
+        ),
+        default_weight_decay=0.03,
+        constructor_keys=SOFTSIGNUM_SCHEDULE,
+    )
+)
 
-_register(Entry("HardSwitchSign", _info(
-    HardSwitchSign, _inputs(
-        _budget(SIGN), _budget(SOFT_FROM_1, "nesterov", nesterov=True),
-        _budget(SWITCH_AT_4, "no weight decay", weight_decay=0.0), _budget(SWITCH_AT_4, "switch_scale 0.3", switch_scale=0.3),
-        _budget(SWITCH_AT_16, "lr 1e-2", lr=1e-2), _budget(SWITCH_AT_4, "tensor lr", lr=torch.tensor(1e-3))),
-    supported_impls=("foreach",), not_og_supported_flags=("foreach",), supports_complex=False),
-    errors=_with(_common_errors("HardSwitchSign", K), _bad({**K, "switch_scale": 0.0}, "invalid switch_scale")),
-    default_weight_decay=0.03, constructor_keys=("total_steps", "alpha_sign")))
+_register(
+    Entry(
+        "HardSwitchSign",
+        _info(
+            HardSwitchSign,
+            _inputs(
+                _budget(SIGN),
+                _budget(SOFT_FROM_1, "nesterov", nesterov=True),
+                _budget(SWITCH_AT_4, "no weight decay", weight_decay=0.0),
+                _budget(SWITCH_AT_4, "switch_scale 0.3", switch_scale=0.3),
+                _budget(SWITCH_AT_16, "lr 1e-2", lr=1e-2),
+                _budget(SWITCH_AT_4, "tensor lr", lr=torch.tensor(1e-3)),
+            ),
+            supported_impls=("foreach",),
+            not_og_supported_flags=("foreach",),
+            supports_complex=False,
+        ),
+        errors=_with(_common_errors("HardSwitchSign", K), _bad({**K, "switch_scale": 0.0}, "invalid switch_scale")),
+        default_weight_decay=0.03,
+        constructor_keys=("total_steps", "alpha_sign"),
+    )
+)
 
-_register(Entry("Muon", _info(
-    Muon, _inputs(({}, "default"), ({"lr": 0.05, "nesterov": False, "momentum": 0.9}, "heavy ball"),
-                  ({"weight_decay": 0.0, "aux_weight_decay": 0.0}, "no weight decay"),
-                  ({"lr": torch.tensor(0.02)}, "tensor lr"), ({"shape_scale": "flattened", "aux_lr": 3e-3}, "variants")),
-    supported_impls=(), not_og_supported_flags=("shape_scale", "ns_dtype"), supports_complex=False),
-    errors=_with(_common_errors("Muon", {}), _bad({"ns_dtype": "half"}, "invalid ns_dtype"),
-                 lambda: ErrorCase([{"params": [torch.nn.Parameter(torch.randn(3))], "use_muon": True}], {},
-                                   ValueError, "matrices only")),
-    default_weight_decay=0.01, by_design={"test_param_groups_lr": AUX_LR}))
+_register(
+    Entry(
+        "Muon",
+        _info(
+            Muon,
+            _inputs(
+                ({}, "default"),
+                ({"lr": 0.05, "nesterov": False, "momentum": 0.9}, "heavy ball"),
+                ({"weight_decay": 0.0, "aux_weight_decay": 0.0}, "no weight decay"),
+                ({"lr": torch.tensor(0.02)}, "tensor lr"),
+                ({"shape_scale": "flattened", "aux_lr": 3e-3}, "variants"),
+            ),
+            supported_impls=(),
+            not_og_supported_flags=("shape_scale", "ns_dtype"),
+            supports_complex=False,
+        ),
+        errors=_with(
+            _common_errors("Muon", {}),
+            _bad({"ns_dtype": "half"}, "invalid ns_dtype"),
+            lambda: ErrorCase(
+                [{"params": [torch.nn.Parameter(torch.randn(3))], "use_muon": True}], {}, ValueError, "matrices only"
+            ),
+        ),
+        default_weight_decay=0.01,
+        by_design={"test_param_groups_lr": AUX_LR},
+    )
+)
 
-_register(Entry("SoftMuon", _info(
-    SoftMuon, _inputs(
-        _budget(SIGN), _budget(SOFT_FROM_1, "accurate soft polar map", soft_ns_steps=None),
-        _budget(SWITCH_AT_4, "no weight decay", weight_decay=0.0, aux_weight_decay=0.0),
-        _budget(SWITCH_AT_4, "schedule from the Nesterov input, heavy ball", schedule_source="nesterov", nesterov=False),
-        _budget(SWITCH_AT_16), _budget(SWITCH_AT_4, "tensor lr", lr=torch.tensor(0.02))),
-    supported_impls=(), not_og_supported_flags=("shape_scale", "ns_dtype", "schedule_source", "schedule_scope"),
-    supports_complex=False),
-    errors=_with(_common_errors("SoftMuon", K), _bad({"total_steps": -1}, "total_steps"),
-                 _bad({**K, "soft_ns_steps": 0}, "invalid soft_ns_steps")),
-    default_weight_decay=0.01, constructor_keys=SOFTMUON_SCHEDULE, by_design={"test_param_groups_lr": AUX_LR}))
+_register(
+    Entry(
+        "SoftMuon",
+        _info(
+            SoftMuon,
+            _inputs(
+                _budget(SIGN),
+                _budget(SOFT_FROM_1, "accurate soft polar map", soft_ns_steps=None),
+                _budget(SWITCH_AT_4, "no weight decay", weight_decay=0.0, aux_weight_decay=0.0),
+                _budget(
+                    SWITCH_AT_4,
+                    "schedule from the Nesterov input, heavy ball",
+                    schedule_source="nesterov",
+                    nesterov=False,
+                ),
+                _budget(SWITCH_AT_16),
+                _budget(SWITCH_AT_4, "tensor lr", lr=torch.tensor(0.02)),
+            ),
+            supported_impls=(),
+            not_og_supported_flags=("shape_scale", "ns_dtype", "schedule_source", "schedule_scope"),
+            supports_complex=False,
+        ),
+        errors=_with(
+            _common_errors("SoftMuon", K),
+            _bad({"total_steps": -1}, "total_steps"),
+            _bad({**K, "soft_ns_steps": 0}, "invalid soft_ns_steps"),
+        ),
+        default_weight_decay=0.01,
+        constructor_keys=SOFTMUON_SCHEDULE,
+        by_design={"test_param_groups_lr": AUX_LR},
+    )
+)
 
-_register(Entry("RoutedLion", _info(
-    RoutedLion, _inputs(({}, "default"), ({"betas": (0.8, 0.95)}, "betas"), ({"weight_decay": 0.1}, "weight decay"),
-                        ({"lr": torch.tensor(1e-4)}, "tensor lr"), ({"aux_lr": 3e-3}, "aux lr")),
-    supported_impls=(), not_og_supported_flags=(), supports_complex=False),
-    errors=_common_errors("RoutedLion", {}), default_weight_decay=0.0, by_design={"test_param_groups_lr": AUX_LR}))
+_register(
+    Entry(
+        "RoutedLion",
+        _info(
+            RoutedLion,
+            _inputs(
+                ({}, "default"),
+                ({"betas": (0.8, 0.95)}, "betas"),
+                ({"weight_decay": 0.1}, "weight decay"),
+                ({"lr": torch.tensor(1e-4)}, "tensor lr"),
+                ({"aux_lr": 3e-3}, "aux lr"),
+            ),
+            supported_impls=(),
+            not_og_supported_flags=(),
+            supports_complex=False,
+        ),
+        errors=_common_errors("RoutedLion", {}),
+        default_weight_decay=0.0,
+        by_design={"test_param_groups_lr": AUX_LR},
+    )
+)
 
 
 def effective_weight_decay(entry: Entry, kwargs: Mapping[str, Any]) -> float:

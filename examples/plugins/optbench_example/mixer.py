@@ -29,8 +29,12 @@ class MixerBlock(nn.Module):
     def __init__(self, tokens: int, width: int, expansion: int = 4):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.token_mlp = nn.Sequential(nn.Linear(tokens, tokens * expansion), nn.GELU(), nn.Linear(tokens * expansion, tokens))
-        self.channel_mlp = nn.Sequential(nn.Linear(width, width * expansion), nn.GELU(), nn.Linear(width * expansion, width))
+        self.token_mlp = nn.Sequential(
+            nn.Linear(tokens, tokens * expansion), nn.GELU(), nn.Linear(tokens * expansion, tokens)
+        )
+        self.channel_mlp = nn.Sequential(
+            nn.Linear(width, width * expansion), nn.GELU(), nn.Linear(width * expansion, width)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, tokens, width)
         x = x + self.token_mlp(self.norm1(x).transpose(1, 2)).transpose(1, 2)
@@ -69,8 +73,10 @@ def _resolve(request: TaskRequest) -> TaskRequest:
     if source.size % filled["patch"]:
         from harness.errors import UserError
 
-        raise UserError(f"patch={filled['patch']} does not divide the {source.size}x{source.size} images of "
-                        f"{request.dataset}; pick a divisor of {source.size}")
+        raise UserError(
+            f"patch={filled['patch']} does not divide the {source.size}x{source.size} images of "
+            f"{request.dataset}; pick a divisor of {source.size}"
+        )
     return request.with_options(**filled)
 
 
@@ -85,12 +91,20 @@ def _build(request: TaskRequest, data: images.Images) -> Task:
         return model
 
     return Task(
-        name="mixer_images", dataset=request.dataset, size=request.size, metric=Metric("accuracy", "max"),
-        steps=size["steps"], eval_every=size["eval_every"], make_model=make_model,
+        name="mixer_images",
+        dataset=request.dataset,
+        size=request.size,
+        metric=Metric("accuracy", "max"),
+        steps=size["steps"],
+        eval_every=size["eval_every"],
+        make_model=make_model,
         make_data=lambda device: images.ImageData(data, device, opts["batch_size"], augment=opts["augment"]),
-        loss=images.classification_loss, evaluate=images.classification_evaluator(opts["imbalance"] > 1.0),
+        loss=images.classification_loss,
+        evaluate=images.classification_evaluator(opts["imbalance"] > 1.0),
         roles=lambda model: roles_by_module(model, head=model.head, conv_first=model.stem),
-        penalty=1.0 / source.n_classes, options=opts, batch_size=opts["batch_size"],
+        penalty=1.0 / source.n_classes,
+        options=opts,
+        batch_size=opts["batch_size"],
         description="MLP-Mixer on images",
     )
 
@@ -111,8 +125,9 @@ TASK = TaskSpec(
     ),
     metrics=(Metric("accuracy", "max"),),
     resolve=_resolve,
-    locate=lambda request, root: images.locate(request.dataset, root, request.options["data_seed"],
-                                               request.options["imbalance"]),
+    locate=lambda request, root: images.locate(
+        request.dataset, root, request.options["data_seed"], request.options["imbalance"]
+    ),
     load=images.load,
     build=_build,
     tiny=TinyRun(steps=20, window=4, min_drop=0.1),

@@ -46,15 +46,42 @@ EVAL_SEEDS = (100, 101, 102)
 # task, dataset, metric, direction, penalty, target, per-optimizer mean at its best lr, noise sd,
 # per-seed shared effect sd, test-set size (0: continuous metric)
 BENCHMARKS = (
-    ("tabular_mlp", "breast_cancer", "accuracy", "max", 0.0, 0.95,
-     {"adamw": 0.955, "signum": 0.946, "softsignum": 0.952, "muon": 0.968, "softmuon": 0.970},
-     0.003, 0.006, 114),
-    ("tabular_mlp", "diabetes", "rmse", "min", 1000.0, None,
-     {"adamw": 55.0, "signum": 58.5, "softsignum": 56.0, "muon": 54.2, "softmuon": 53.1},
-     0.5, 1.5, 0),
-    ("gnn_graphland", "sbm", "accuracy", "max", 0.0, 0.8,
-     {"adamw": 0.801, "signum": 0.792, "softsignum": 0.806, "muon": 0.821, "softmuon": 0.824},
-     0.004, 0.01, 0),
+    (
+        "tabular_mlp",
+        "breast_cancer",
+        "accuracy",
+        "max",
+        0.0,
+        0.95,
+        {"adamw": 0.955, "signum": 0.946, "softsignum": 0.952, "muon": 0.968, "softmuon": 0.970},
+        0.003,
+        0.006,
+        114,
+    ),
+    (
+        "tabular_mlp",
+        "diabetes",
+        "rmse",
+        "min",
+        1000.0,
+        None,
+        {"adamw": 55.0, "signum": 58.5, "softsignum": 56.0, "muon": 54.2, "softmuon": 53.1},
+        0.5,
+        1.5,
+        0,
+    ),
+    (
+        "gnn_graphland",
+        "sbm",
+        "accuracy",
+        "max",
+        0.0,
+        0.8,
+        {"adamw": 0.801, "signum": 0.792, "softsignum": 0.806, "muon": 0.821, "softmuon": 0.824},
+        0.004,
+        0.01,
+        0,
+    ),
 )
 # The registered defaults (real hyperparameter names), with alpha_sign lowered so the 100-step
 # fixture runs have several eval points after the sign -> soft switch.
@@ -75,31 +102,71 @@ def _clock(i: int) -> str:
     return f"2026-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}+00:00"
 
 
-def _row(spec: RunSpec, *, metric, direction, penalty, target, status, val, test, steps_to_target,
-         clock: int, curves_best: float) -> dict:
+def _row(
+    spec: RunSpec,
+    *,
+    metric,
+    direction,
+    penalty,
+    target,
+    status,
+    val,
+    test,
+    steps_to_target,
+    clock: int,
+    curves_best: float,
+) -> dict:
     ok = status == "ok"
     row = {
-        "run_id": spec.run_id, "schema_version": records.SCHEMA_VERSION, "suite": spec.suite,
-        "study": spec.study, "task": spec.task, "dataset": spec.dataset, "size": spec.size,
-        "optimizer": spec.optimizer, "phase": spec.phase, "trial": spec.trial, "seed": spec.seed,
-        "steps": STEPS, "steps_done": STEPS if ok else STEPS // 3,
+        "run_id": spec.run_id,
+        "schema_version": records.SCHEMA_VERSION,
+        "suite": spec.suite,
+        "study": spec.study,
+        "task": spec.task,
+        "dataset": spec.dataset,
+        "size": spec.size,
+        "optimizer": spec.optimizer,
+        "phase": spec.phase,
+        "trial": spec.trial,
+        "seed": spec.seed,
+        "steps": STEPS,
+        "steps_done": STEPS if ok else STEPS // 3,
         "hparams": json.dumps(records.json_ready(spec.hparams), sort_keys=True),
-        "task_options": json.dumps({}, sort_keys=True), "spec": spec.to_json(), "amp": "",
-        "compile": False, "status": status,
+        "task_options": json.dumps({}, sort_keys=True),
+        "spec": spec.to_json(),
+        "amp": "",
+        "compile": False,
+        "status": status,
         "status_detail": "" if ok else f"non-finite training loss at step {STEPS // 3 + 1}",
-        "metric": metric, "direction": direction,
-        "val_metric": val if ok else math.nan, "test_metric": test if ok else math.nan,
-        "best_val_metric": curves_best if ok else math.nan, "best_val_step": STEPS if ok else None,
-        "objective": val if ok else penalty, "penalty": penalty,
-        "target": math.nan if target is None else target, "steps_to_target": steps_to_target,
+        "metric": metric,
+        "direction": direction,
+        "val_metric": val if ok else math.nan,
+        "test_metric": test if ok else math.nan,
+        "best_val_metric": curves_best if ok else math.nan,
+        "best_val_step": STEPS if ok else None,
+        "objective": val if ok else penalty,
+        "penalty": penalty,
+        "target": math.nan if target is None else target,
+        "steps_to_target": steps_to_target,
         "final_train_loss": 0.3 if ok else math.nan,
-        "metrics": json.dumps({"val": {metric: val} if ok else {}, "test": {metric: test} if ok else {}},
-                              sort_keys=True),
-        "train_seconds": 2.0, "eval_seconds": 0.2, "optimizer_seconds": 0.4, "wall_seconds": 2.5,
-        "peak_memory_bytes": 200_000_000, "optimizer_state_bytes": 10_000, "param_count": 5_000,
-        "implementation": "foreach", "git_sha": "fixture", "torch_version": "2.14.1",
-        "python_version": "3.11.0", "device": "cpu", "world_size": 1,
-        "started_at": _clock(clock), "finished_at": _clock(clock + 3),
+        "metrics": json.dumps(
+            {"val": {metric: val} if ok else {}, "test": {metric: test} if ok else {}}, sort_keys=True
+        ),
+        "train_seconds": 2.0,
+        "eval_seconds": 0.2,
+        "optimizer_seconds": 0.4,
+        "wall_seconds": 2.5,
+        "peak_memory_bytes": 200_000_000,
+        "optimizer_state_bytes": 10_000,
+        "param_count": 5_000,
+        "implementation": "foreach",
+        "git_sha": "fixture",
+        "torch_version": "2.14.1",
+        "python_version": "3.11.0",
+        "device": "cpu",
+        "world_size": 1,
+        "started_at": _clock(clock),
+        "finished_at": _clock(clock + 3),
     }
     row.update(records.hp_columns(spec.hparams))
     return row
@@ -111,8 +178,14 @@ def _curves(rng, *, metric, direction, final_val, ok, target, alpha_sign, train_
     curves, reached = [], None
     last = STEPS if ok else STEPS // 3
     for step in range(1, last + 1):
-        curves.append({"step": step, "split": "train", "name": "loss",
-                       "value": train_loss * (1.0 + 2.0 * math.exp(-step / 25)) + 0.01 * rng.standard_normal()})
+        curves.append(
+            {
+                "step": step,
+                "split": "train",
+                "name": "loss",
+                "value": train_loss * (1.0 + 2.0 * math.exp(-step / 25)) + 0.01 * rng.standard_normal(),
+            }
+        )
     sign = 1.0 if direction == "max" else -1.0
     switch = math.floor(alpha_sign * STEPS) if alpha_sign else None
     for step in range(EVAL_EVERY, last + 1, EVAL_EVERY):
@@ -132,8 +205,7 @@ def _curves(rng, *, metric, direction, final_val, ok, target, alpha_sign, train_
                 q = 0.01 * math.tan(math.pi / 2 * j / n)
                 tau = min(max(4.9517 / q, 1.0), 1e9) if q > 0 else 1e9
                 curves.append({"step": step, "split": "opt", "name": "tau", "value": tau})
-                curves.append({"step": step, "split": "opt", "name": "saturated_frac",
-                               "value": 1.0 - j / n})
+                curves.append({"step": step, "split": "opt", "name": "saturated_frac", "value": 1.0 - j / n})
     if ok:
         curves.append({"step": STEPS, "split": "test", "name": metric, "value": final_val})
     return curves, reached
@@ -154,26 +226,48 @@ def build(out: Path) -> int:
         def quantise(v: float, n_test=n_test) -> float:
             return round(v * n_test) / n_test if n_test else round(v, 6)
 
-        def write(spec, status, val, test, metric=metric, direction=direction, sign=sign,
-                  penalty=penalty, target=target):
+        def write(
+            spec, status, val, test, metric=metric, direction=direction, sign=sign, penalty=penalty, target=target
+        ):
             nonlocal clock, count
             alpha = spec.hparams.get("alpha_sign")
-            curves, reached = _curves(rng, metric=metric, direction=direction, final_val=val,
-                                      ok=status == "ok", target=target, alpha_sign=alpha,
-                                      train_loss=0.3)
-            best = max((c["value"] for c in curves if c["split"] == "val" and c["name"] == metric),
-                       key=lambda v: sign * v, default=math.nan)
-            row = _row(spec, metric=metric, direction=direction, penalty=penalty, target=target,
-                       status=status, val=val, test=test, steps_to_target=reached, clock=clock,
-                       curves_best=best)
+            curves, reached = _curves(
+                rng,
+                metric=metric,
+                direction=direction,
+                final_val=val,
+                ok=status == "ok",
+                target=target,
+                alpha_sign=alpha,
+                train_loss=0.3,
+            )
+            best = max(
+                (c["value"] for c in curves if c["split"] == "val" and c["name"] == metric),
+                key=lambda v: sign * v,
+                default=math.nan,
+            )
+            row = _row(
+                spec,
+                metric=metric,
+                direction=direction,
+                penalty=penalty,
+                target=target,
+                status=status,
+                val=val,
+                test=test,
+                steps_to_target=reached,
+                clock=clock,
+                curves_best=best,
+            )
             records.write_run(out, row, curves)
             clock += 5
             count += 1
 
         for optimizer, mean in means.items():
             study = f"{SUITE}/{task}/{dataset}/{optimizer}"
-            base = RunSpec(task=task, optimizer=optimizer, dataset=dataset, size="small",
-                           suite=SUITE, study=study, steps=STEPS)
+            base = RunSpec(
+                task=task, optimizer=optimizer, dataset=dataset, size="small", suite=SUITE, study=study, steps=STEPS
+            )
             trials = []
             for t, factor in enumerate(LR_FACTORS):
                 hp = dict(defaults[optimizer], lr=defaults[optimizer]["lr"] * factor)
