@@ -97,3 +97,42 @@ def test_report_errors(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 2 and "optbench report: error:" in proc.stderr
+
+
+def test_the_report_uses_the_margins_the_sweep_file_declared(tmp_path):
+    """The report's verdicts are the leaderboard's: both read the margins of ``plan.json`` (a sweep
+    file's ``margin:``), not the defaults, when the sweep declared one."""
+    import json
+
+    from harness import leaderboard
+    from harness.report import data as rd
+
+    src = tmp_path / "results"
+    shutil.copytree(FIXTURE, src)
+    default = rd.load(src).board
+    assert default is not None and {r["margin_rule"] for r in default.rows} != {"the sweep file"}
+    runs = records.read_runs(src)
+    studies = [
+        {
+            "study": name,
+            "trials": 0,  # every eval row is in the budget whatever slot it evaluates (tune rows are left out)
+            "eval_seeds": sorted(int(s) for s in rows.loc[rows["phase"] == "eval", "seed"].unique()),
+            "transfer_from": None,
+            "branch_from": None,
+            "direction": str(rows["direction"].iloc[0]),
+        }
+        for name, rows in runs.groupby("study")
+    ]
+    margins = {"everywhere": {"kind": "absolute", "value": 0.25}}
+    (src / "plan.json").write_text(
+        json.dumps({"format": 1, "sweep_sha256": "", "studies": studies, "margins": margins})
+    )
+    declared = rd.load(src).board
+    board, _ = leaderboard.build(src)
+    assert declared is not None
+    assert {r["margin"] for r in declared.rows if r["margin"] is not None} == {0.25}
+    key = ("task", "dataset", "optimizer", "margin", "vs_best_verdict", "vs_adamw_verdict")
+    assert [tuple(r[k] for k in key) for r in declared.rows] == [tuple(r[k] for k in key) for r in board.rows]
+    # a margin of 0.25 makes comparisons equivalent that the default margin left otherwise
+    changed = [(a["vs_best_verdict"], b["vs_best_verdict"]) for a, b in zip(default.rows, declared.rows)]
+    assert any(before != after and after == "equivalent" for before, after in changed), changed

@@ -270,6 +270,24 @@ def test_leaderboard_refuses_rows_of_two_result_epochs_unless_mixed_versions(res
     assert same.returncode == 0 and "mixed-versions" not in same.stderr + same.stdout
 
 
+def test_the_report_refuses_rows_of_two_result_epochs_unless_mixed_versions(results, tmp_path):
+    """``optbench report`` holds the leaderboard's rule: exit 2 naming the versions and writing
+    nothing; with ``--mixed-versions`` it writes the report and says what it pooled."""
+    out = tmp_path / "epochs"
+    shutil.copytree(results, out)
+    row = dict(store.read_runs_file(_files(results)[0]), run_id="from-the-future", seed=7, optbench_version="9.9.9")
+    store.write_run(out, row, [])
+    pages = tmp_path / "report"
+    refused = optbench("report", str(out), "--out", str(pages))
+    assert refused.returncode == 2, refused.stderr
+    assert "9.9.9 (1 row)" in refused.stderr and "--mixed-versions" in refused.stderr
+    assert "Traceback" not in refused.stderr and not pages.exists()
+
+    pooled = optbench("report", str(out), "--out", str(pages), "--mixed-versions")
+    assert pooled.returncode == 0, pooled.stderr
+    assert "pooled (--mixed-versions)" in pooled.stderr and (pages / "index.md").is_file()
+
+
 def test_rows_without_a_version_count_as_unknown(results, tmp_path):
     out = tmp_path / "unknown"
     shutil.copytree(results, out)

@@ -33,12 +33,22 @@ def register(subparsers) -> None:
         help="metric the leaderboard and profiles compare (default test)",
     )
     p.add_argument("--allow-mixed", action="store_true", help="pool records of different suites or schema versions")
+    p.add_argument(
+        "--mixed-versions",
+        action="store_true",
+        help="pool rows of optbench versions whose results differ (refused by default, as by optbench leaderboard)",
+    )
     p.set_defaults(func=_main)
 
 
 def _main(args) -> int:
     report = plots.make_report(
-        args.results, args.out, metric_split=args.metric_split, allow_mixed=args.allow_mixed, html=args.html
+        args.results,
+        args.out,
+        metric_split=args.metric_split,
+        allow_mixed=args.allow_mixed,
+        html=args.html,
+        mixed_versions=args.mixed_versions,
     )
     for message in report.warnings:
         print(f"optbench report: warning: {message}", file=sys.stderr)

@@ -12,6 +12,7 @@ other as "the latest eval of that seed".
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 from harness import leaderboard
 from harness.errors import UserError
 from harness.leaderboard.load import entry_label, parse_cell, split_cell, variants
+from harness.leaderboard.margins import MarginPolicy
 
 if TYPE_CHECKING:  # pandas is imported where frames are built
     import pandas as pd
@@ -113,14 +115,21 @@ def from_frame(
     metric_split: str = "test",
     allow_mixed: bool = False,
     messages: list[str] | None = None,
+    margins: MarginPolicy | None = None,
+    mixed_versions: bool = False,
 ) -> ReportData:
     """``ReportData`` of run rows already read (``curves``: a long curves DataFrame, or None to read
-    the needed ones from ``root``)."""
+    the needed ones from ``root``). As on the leaderboard: rows of two result epochs are refused
+    unless ``mixed_versions`` (then the note says so), and verdicts use ``margins`` (the sweep's
+    declared margins; None: the documented defaults)."""
+    from harness.leaderboard.cli import check_versions
+
     if metric_split not in leaderboard.METRIC_SPLITS:
         raise UserError(f"unknown metric split {metric_split!r}; known: {', '.join(leaderboard.METRIC_SPLITS)}")
     if len(frame) == 0:
         raise UserError(f"no run records under {root}: run optbench suite or optbench sweep first")
     leaderboard.check_consistent(frame, allow_mixed=allow_mixed, source=str(root))
+    pooled = check_versions(frame, mixed_versions=mixed_versions, source=str(root))
     raw_frame = frame
     frame = prepare(frame)
     conditions = condition_values(frame)
@@ -130,8 +139,14 @@ def from_frame(
     board, board_note = None, ""
     try:  # other budgets and delays are not pooled in: they have their own sections
         board = leaderboard.compute(
-            default_condition(raw_frame), metric_split=metric_split, allow_mixed=allow_mixed, source=str(root)
+            default_condition(raw_frame),
+            metric_split=metric_split,
+            allow_mixed=allow_mixed,
+            source=str(root),
+            margins=margins,
         )
+        if pooled:
+            board = dataclasses.replace(board, notes=(pooled, *board.notes))
     except UserError as exc:  # e.g. a sweep still tuning: the tune figures are still useful
         board_note = str(exc)
     data = ReportData(
@@ -146,13 +161,18 @@ def from_frame(
         metric_split=metric_split,
         allow_mixed=allow_mixed,
         conditions=conditions,
-        warnings=list(messages or []),
+        warnings=[*(messages or []), *([pooled] if pooled else [])],
     )
     if curves is None:
         data.curves = _read_curves(data)
     if board is not None and (conditions or _has_cells(frame)):  # every condition: its own benchmarks
         data.full = leaderboard.compute(
-            raw_frame, metric_split=metric_split, allow_mixed=allow_mixed, source=str(root), curves=data.curves
+            raw_frame,
+            metric_split=metric_split,
+            allow_mixed=allow_mixed,
+            source=str(root),
+            curves=data.curves,
+            margins=margins,
         )
     return data
 
@@ -161,15 +181,26 @@ def _has_cells(frame) -> bool:
     return "cell" in frame.columns and bool(frame["cell"].fillna("").astype(str).str.len().gt(0).any())
 
 
-def load(results, *, metric_split: str = "test", allow_mixed: bool = False) -> ReportData:
-    """Read a results folder (``UserError`` when it does not exist or holds no run records)."""
+def load(results, *, metric_split: str = "test", allow_mixed: bool = False, mixed_versions: bool = False) -> ReportData:
+    """Read a results folder (``UserError`` when it does not exist or holds no run records), with
+    the margins its sweep file declared."""
+    from harness.leaderboard.cli import declared_margins
     from harness.results import store as records
 
     if metric_split not in leaderboard.METRIC_SPLITS:
         raise UserError(f"unknown metric split {metric_split!r}; known: {', '.join(leaderboard.METRIC_SPLITS)}")
     root = records.results_root(results)
     frame, messages = leaderboard.load_runs(results)
-    return from_frame(frame, None, root, metric_split=metric_split, allow_mixed=allow_mixed, messages=messages)
+    return from_frame(
+        frame,
+        None,
+        root,
+        metric_split=metric_split,
+        allow_mixed=allow_mixed,
+        messages=messages,
+        margins=declared_margins(results),
+        mixed_versions=mixed_versions,
+    )
 
 
 def _read_curves(data: ReportData):

@@ -153,7 +153,13 @@ _EMPTY = {
 
 
 def make_report(
-    results, out_dir=None, *, metric_split: str = "test", allow_mixed: bool = False, html: bool = False
+    results,
+    out_dir=None,
+    *,
+    metric_split: str = "test",
+    allow_mixed: bool = False,
+    html: bool = False,
+    mixed_versions: bool = False,
 ) -> Report:
     """Write every figure whose data exists and ``index.md`` into ``out_dir`` (default
     ``RESULTS/report``), and with ``html`` the page ``report.html``. Raises ``UserError`` when
@@ -167,7 +173,7 @@ def make_report(
     out = Path(out_dir) if out_dir is not None else root / "report"
     if root.exists():  # a missing results folder is load_runs' error to name
         writable_dir(out, "report folder (--out)")
-    data = rd.load(results, metric_split=metric_split, allow_mixed=allow_mixed)
+    data = rd.load(results, metric_split=metric_split, allow_mixed=allow_mixed, mixed_versions=mixed_versions)
     report = Report(out_dir=out)
     write_pngs(data, out, report)
     report.warnings = list(data.warnings)
