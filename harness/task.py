@@ -7,13 +7,17 @@ records, checked by the one validator here), metrics with their directions, and 
 
   locate(request, data_dir) -> key   the files are there (or are downloaded when allowed), else a
                                      UserError naming the file to fetch; returns what to load (hashable)
-  load(key) -> data                  read and preprocess; cached here, once per process (one cache
-                                     for every task: ``load_data``)
+  load(key) -> data                  read and preprocess; cached once per process (one cache for
+                                     every task: ``load_data``, ``harness/data_cache.py``)
   build(request, data) -> Task       cheap and pure: model builder, data stream, loss, metric, budget
 
 ``TaskSpec.make(size, dataset, data_dir, **options)`` runs them in that order after checking the
 request (``TaskSpec.request``: sizes, dataset names, options; no file is touched). The loaders
 themselves live in ``tasks/data/`` (images, text, tokens, graphs, tables), shared between tasks.
+
+This module declares; what a task uses at run time lives one floor down and is part of this module's
+public names (``__all__``), where plugin authors import it: the data cache (``harness/data_cache.py``)
+and the batch-index and parameter-role helpers (``harness/task_tools.py``).
 """
 
 from __future__ import annotations
@@ -21,8 +25,6 @@ from __future__ import annotations
 import builtins
 import math
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,7 +34,9 @@ import torch
 from torch import nn
 
 from harness import paths
+from harness.data_cache import clear_data_cache, load_data
 from harness.errors import UserError, unknown
+from harness.task_tools import check_roles, device_generator, epoch_indices, roles_by_module
 from harness.vocab import ROLES, SIZES, Metric
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     "Option",
     "Dataset",
     "TinyRun",
+    # defined one floor down (harness/data_cache.py, harness/task_tools.py), imported from here by tasks
     "load_data",
     "clear_data_cache",
     "device_generator",
@@ -114,87 +119,6 @@ class Task:
             raise ValueError("steps, eval_every and grad_accum must be >= 1")
         if self.schedule not in ("cosine", "linear", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}; known: constant, cosine, linear")
-
-
-def device_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
-    """The generator that draws batch randomness on ``device``: ``generator`` itself when it lives
-    there, else one on ``device`` seeded from it (one host draw). Drawing indices on the host and
-    copying them to a GPU every step would synchronise the stream on each copy (pageable memory), so
-    the host could never queue steps ahead."""
-    if generator.device.type == torch.device(device).type:
-        return generator
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-def epoch_indices(
-    n: int, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1
-) -> Iterator[torch.Tensor]:
-    """Endless index batches over ``n`` training rows: a permutation per epoch, drawn from
-    ``generator`` on its device, cut into batches of ``batch_size // world_size`` (the last partial
-    batch is dropped). Under DDP every rank draws the same permutation (same generator seed) and keeps
-    every world_size-th index, so the ranks' shards are disjoint and together form one global batch."""
-    per_rank = max(1, batch_size // world_size)
-    while True:
-        perm = torch.randperm(n, generator=generator, device=generator.device)
-        if world_size > 1:
-            perm = perm[rank::world_size]
-        size = min(per_rank, perm.numel())
-        for start in range(0, perm.numel() - size + 1, size):
-            yield perm[start : start + size]
-
-
-def check_roles(model: nn.Module, roles: Mapping[str, list[nn.Parameter]]) -> None:
-    """Raise ``AssertionError`` unless every trainable parameter has exactly one role."""
-    bad = sorted(set(roles) - set(ROLES))
-    assert not bad, f"unknown roles {bad}; known: {ROLES}"
-    counts: dict[int, int] = {}
-    for params in roles.values():
-        for p in params:
-            counts[id(p)] = counts.get(id(p), 0) + 1
-    names = {id(p): n for n, p in model.named_parameters()}
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in counts]
-    twice = [names.get(i, "?") for i, c in counts.items() if c > 1]
-    foreign = [i for i in counts if i not in names]
-    assert not missing, f"parameters without a role: {missing}"
-    assert not twice, f"parameters with several roles: {twice}"
-    assert not foreign, "roles list parameters that are not in the model"
-
-
-def roles_by_module(
-    model: nn.Module,
-    *,
-    embedding: tuple[type[nn.Module], ...] = (nn.Embedding,),
-    head: nn.Module | None = None,
-    conv_first: nn.Module | None = None,
-) -> dict[str, list[nn.Parameter]]:
-    """The common role assignment: 1-D parameters are ``vector``; weights of ``embedding`` modules
-    are ``embedding``; the weight(s) of ``head`` are ``head``; the weight of ``conv_first`` is
-    ``conv_first``; every other parameter with ndim >= 2 is ``matrix``.
-
-    Tied weights appear once (under the first role that claims them, embedding before head).
-    """
-    out: dict[str, list[nn.Parameter]] = {"matrix": [], "conv_first": [], "embedding": [], "head": [], "vector": []}
-    seen: set[int] = set()
-
-    def put(role: str, p: nn.Parameter) -> None:
-        if p.requires_grad and id(p) not in seen:
-            seen.add(id(p))
-            out[role].append(p)
-
-    for module in model.modules():
-        if isinstance(module, embedding):
-            for p in module.parameters(recurse=False):
-                put("embedding" if p.ndim >= 2 else "vector", p)
-    if conv_first is not None:
-        for p in conv_first.parameters():
-            put("conv_first" if p.ndim >= 2 else "vector", p)
-    if head is not None:
-        for p in head.parameters():
-            put("head" if p.ndim >= 2 else "vector", p)
-    for p in model.parameters():
-        put("matrix" if p.ndim >= 2 else "vector", p)
-    return {k: v for k, v in out.items() if v}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -488,36 +412,3 @@ class TaskSpec:
         request = self.request(size, dataset, **options)
         key = self.locate(request, paths.data_dir(data_dir))
         return self.build(request, load_data(self.load, key))
-
-
-# --------------------------------------------------------------------------------------------------
-# The data cache: one per process, shared by every task
-
-DATA_CACHE_ENTRIES = 4  # loaded datasets kept (a CIFAR split set is ~150 MB; a sweep reuses one)
-_DATA_CACHE: OrderedDict[tuple, Any] = OrderedDict()
-_DATA_LOCK = threading.Lock()
-
-
-def load_data(load: Callable[[Any], Any], key: Hashable) -> Any:
-    """``load(key)``, computed once per process while among the last ``DATA_CACHE_ENTRIES`` loads.
-
-    Keyed by the loader and its key, not by the task: two tasks on the same data (a ResNet and a ViT
-    on CIFAR-10) share one entry. Loaded data is shared between runs, so it must never be mutated.
-    """
-    full = (load, key)
-    with _DATA_LOCK:
-        if full in _DATA_CACHE:
-            _DATA_CACHE.move_to_end(full)
-            return _DATA_CACHE[full]
-    value = load(key)  # outside the lock: loading can take minutes
-    with _DATA_LOCK:
-        _DATA_CACHE[full] = value
-        while len(_DATA_CACHE) > DATA_CACHE_ENTRIES:
-            _DATA_CACHE.popitem(last=False)
-    return value
-
-
-def clear_data_cache() -> None:
-    """Forget every loaded dataset (tests; a long-lived process that wants its memory back)."""
-    with _DATA_LOCK:
-        _DATA_CACHE.clear()

@@ -254,7 +254,7 @@ def test_parametric_dataset_families_match_by_prefix():
 
 
 def test_loaded_data_is_cached_once_per_process_and_bounded(monkeypatch):
-    from harness import task as task_module
+    from harness import data_cache
 
     clear_data_cache()
     calls = []
@@ -265,7 +265,7 @@ def test_loaded_data_is_cached_once_per_process_and_bounded(monkeypatch):
 
     assert load_data(load, ("a", 1)) is load_data(load, ("a", 1))
     assert calls == [("a", 1)]
-    monkeypatch.setattr(task_module, "DATA_CACHE_ENTRIES", 2)
+    monkeypatch.setattr(data_cache, "DATA_CACHE_ENTRIES", 2)
     load_data(load, "b")
     load_data(load, "c")  # evicts ("a", 1), the least recently used
     load_data(load, ("a", 1))
