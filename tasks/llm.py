@@ -35,7 +35,7 @@ Val and test each hold ``val_tokens`` tokens (GaLore evaluates on 10M tokens of 
 
 Step budget: ``steps = tokens // (batch_size * ctx)`` (option ``tokens``).
 
-DDP: the data streams shard by rank (``tasks.data.tokens``). ``evaluate`` splits the held-out rows
+DDP: the data streams shard by rank (``tasks.data.token_streams``). ``evaluate`` splits the held-out rows
 over ranks and all-reduces (sum, count) itself, so every rank returns the exact global value.
 """
 
@@ -53,7 +53,9 @@ from torch import nn
 from harness.errors import UserError
 from harness.task import Metric, Option, Task, TaskRequest, TaskSpec, TinyRun, roles_by_module
 from tasks.data import tokens
-from tasks.data.tokens import BYTES, HUB_CORPORA, InMemoryTokens, StreamedTokens, dist_rank_world
+from tasks.data.token_streams import InMemoryTokens, StreamedTokens, dist_rank_world
+from tasks.data.tokenizing import BYTES, embedding_rows
+from tasks.data.tokens import HUB_CORPORA
 
 DESCRIPTION = (
     "Llama-style decoder LM pretraining (RMSNorm, RoPE, SwiGLU, SDPA; models tiny, small, 20M, 130M, "
@@ -422,7 +424,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def model_vocab(cfg: ModelConfig, tok) -> int:
     """The embedding size for ``cfg`` with ``tok`` (see the module docstring)."""
-    return tokens.embedding_rows(cfg.vocab, tok)
+    return embedding_rows(cfg.vocab, tok)
 
 
 # --------------------------------------------------------------------------------------------------

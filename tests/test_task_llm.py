@@ -20,7 +20,7 @@ from harness.run.loop import run
 from harness.spec import RunSpec
 from harness.task import check_roles
 from tasks import llm
-from tasks.data import text, tokens
+from tasks.data import text, token_streams, tokenizing, tokens
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -185,7 +185,7 @@ def test_in_memory_stream_is_deterministic_and_shards_the_global_batch():
 
 
 def test_offline_corpus_split_is_disjoint():
-    ids = tokens.corpus_tokens(text.pydoc_documents(), tokens.ByteTokenizer(), 257)
+    ids = tokens.corpus_tokens(text.pydoc_documents(), tokenizing.ByteTokenizer(), 257)
     assert ids.size > 400_000 and ids.max() == 256  # bytes plus end-of-document ids
     train, held = tokens.split_corpus(ids, 32, 10**9)
     n = ids.size
@@ -290,8 +290,8 @@ def test_streamed_corpus_trains_from_local_copy(corpora, dataset):
         assert data.skip == frozenset()
     else:  # FineWeb-Edu: the head of the stream is held out and skipped in training
         docs = _docs()
-        head = [tokens._hash(docs[0]), tokens._hash(docs[2])]  # the first documents of file 000
-        assert all(h in data.skip for h in head) and tokens._hash(docs[1]) not in data.skip
+        head = [tokenizing._hash(docs[0]), tokenizing._hash(docs[2])]  # the first documents of file 000
+        assert all(h in data.skip for h in head) and tokenizing._hash(docs[1]) not in data.skip
 
 
 def test_streamed_batches_deterministic_and_disjoint_across_ranks(tmp_path):
@@ -307,7 +307,9 @@ def test_streamed_batches_deterministic_and_disjoint_across_ranks(tmp_path):
         pq.write_table(pa.table({"text": texts}), folder / f"00{f}_00000.parquet")
     corpus = tokens.HUB_CORPORA["fineweb-edu"]
     source = tokens.hub_source(corpus, tokens._local_files(corpus, tmp_path))
-    data = tokens.StreamedTokens(source, tokens.ByteTokenizer(), 257, ctx=32, batch_size=8, val_tokens=64, device="cpu")
+    data = token_streams.StreamedTokens(
+        source, tokenizing.ByteTokenizer(), 257, ctx=32, batch_size=8, val_tokens=64, device="cpu"
+    )
 
     def rows(seed, rank=0, world=1, n=40):
         it = data.rows(seed, rank, world)
@@ -331,13 +333,13 @@ def test_streamed_batches_deterministic_and_disjoint_across_ranks(tmp_path):
 
     # The same data object feeds the loop through batches(); with a list of records as the source.
     records = [{"text": f"record {i:03d} " + "lorem ipsum " * 10} for i in range(300)]
-    listed = tokens.StreamSource(lambda: records, lambda: records, carve=True, name="list")
-    data2 = tokens.StreamedTokens(
-        listed, tokens.ByteTokenizer(), 257, ctx=32, batch_size=8, val_tokens=64, device="cpu"
+    listed = token_streams.StreamSource(lambda: records, lambda: records, carve=True, name="list")
+    data2 = token_streams.StreamedTokens(
+        listed, tokenizing.ByteTokenizer(), 257, ctx=32, batch_size=8, val_tokens=64, device="cpu"
     )
     x, y = next(data2.batches(torch.Generator().manual_seed(0)))
     assert x.shape == (8, 32) and torch.equal(x[:, 1:], y[:, :-1])
-    assert data2.skip == frozenset({tokens._hash(records[0]["text"])})  # exactly the document held out
+    assert data2.skip == frozenset({tokenizing._hash(records[0]["text"])})  # exactly the document held out
     trained = set()
     it = data2.batches(torch.Generator().manual_seed(0))
     for _ in range(40):
@@ -376,7 +378,7 @@ def test_vocab_rules():
     assert llm.model_vocab(cfg130, _FakeTok(40001, 40001, 0)) == 40064
     assert llm.model_vocab(tiny, _FakeTok(300, 300, 1)) == 300
     ids = np.array([5, 31999, 32000, 32099], dtype=np.int32)
-    assert tokens._remap(ids, 32000, 2).tolist() == [5, 31999, 2, 2]
+    assert tokenizing._remap(ids, 32000, 2).tolist() == [5, 31999, 2, 2]
 
 
 def test_added_tokens_beyond_config_vocab_are_remapped(corpora):
@@ -389,11 +391,11 @@ def test_added_tokens_beyond_config_vocab_are_remapped(corpora):
     _, tok_path = corpora
     raw = Tokenizer.from_file(str(tok_path))
     raw.add_special_tokens([f"<extra_id_{i}>" for i in range(100)])
-    tok = tokens.HFTokenizer(raw, "t5-like")
+    tok = tokenizing.HFTokenizer(raw, "t5-like")
     assert tok.vocab_size == 420 and tok.text_vocab_size == 320 and tok.eos_id == 1 and tok.unk_id == 0
     cfg = dataclasses.replace(llm.MODEL_CONFIGS["tiny"], vocab=320)
     assert llm.model_vocab(cfg, tok) == 320
-    (ids,) = tokens._tokenized([{"text": "the object <extra_id_7> is"}], tok, 320)
+    (ids,) = tokenizing.tokenized([{"text": "the object <extra_id_7> is"}], tok, 320)
     assert ids.max() < 320 and 0 in ids.tolist()
 
 

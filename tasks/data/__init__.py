@@ -5,8 +5,10 @@
   text     raw text corpora (CPython's pydoc prose, ``path:`` files, HF datasets: WikiText, the
            multilingual NLI corpus, any ``hf:`` set); character / word vocabularies; the batchify
            stream of truncated-BPTT language models
-  tokens   tokenizers (bytes, ``tokenizers`` files, hub ids), streamed hub corpora (FineWeb-Edu, C4),
-           packed token rows for decoder language models
+  tokens   token corpora for decoder language models: offline (pydoc, ``path:``) and streamed hub
+           corpora (FineWeb-Edu, C4); locate / load. ``tokenizing``: tokenizers (bytes, ``tokenizers``
+           files, hub ids), tokenising, packed rows. ``token_streams``: held-out rows and the
+           device-side streams (in memory, streamed), sharded by rank
   graphs   GraphLand and the heterophilous graphs (PyG), the synthetic stochastic block model;
            full-batch graph data
   tables   OpenML (scikit-learn's cache), scikit-learn's bundled sets, ``path:`` CSV / parquet,
