@@ -1,4 +1,4 @@
-"""harness.stats.verdicts: margins, the four verdicts, variance components, the MDE and what it would take,
+"""harness.stats.verdicts and .power: margins, the four verdicts, variance components, the MDE and what it would take,
 checked by hand values, against scipy's noncentral t and harness.stats.intervals, and by simulated sweeps."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness.stats import intervals as stats
-from harness.stats import verdicts
+from harness.stats import power, verdicts
 from harness.stats.verdicts import Margin
 
 # ------------------------------------------------------------------------------------- margins
@@ -190,44 +190,44 @@ def test_mde_without_seed_noise_is_the_noncentral_t_power(replicates):
 
     df = replicates - 1
     expected = nctdtrinc(df, 0.2, stdtrit(df, 0.975)) * 0.3 / math.sqrt(replicates)
-    assert verdicts.mde(0.09, 0.0, replicates, 4) == pytest.approx(expected, rel=2e-3)
+    assert power.mde(0.09, 0.0, replicates, 4) == pytest.approx(expected, rel=2e-3)
     # one replicate: seeds only, t with n - 1 degrees of freedom, the between variance ignored
     n = replicates + 1
     seeds_only = nctdtrinc(n - 1, 0.2, stdtrit(n - 1, 0.975)) * 0.5 / math.sqrt(n)
-    assert verdicts.mde(math.nan, 0.25, 1, n) == pytest.approx(seeds_only, rel=2e-3)
+    assert power.mde(math.nan, 0.25, 1, n) == pytest.approx(seeds_only, rel=2e-3)
 
 
 def test_mde_degenerate_and_monotone():
-    assert math.isnan(verdicts.mde(math.nan, 1.0, 1, 1))  # one replicate, one seed
-    assert math.isnan(verdicts.mde(math.nan, 1.0, 3, 3))  # unknown between with R > 1
-    assert verdicts.mde(0.0, 0.0, 3, 3) == 0.0
+    assert math.isnan(power.mde(math.nan, 1.0, 1, 1))  # one replicate, one seed
+    assert math.isnan(power.mde(math.nan, 1.0, 3, 3))  # unknown between with R > 1
+    assert power.mde(0.0, 0.0, 3, 3) == 0.0
     with pytest.raises(ValueError, match="replicates >= 1"):
-        verdicts.mde(1.0, 1.0, 0, 3)
-    by_r = [verdicts.mde(1.0, 1.0, r, 3) for r in range(2, 30)]
-    by_n = [verdicts.mde(1.0, 1.0, 3, n) for n in range(1, 30)]
+        power.mde(1.0, 1.0, 0, 3)
+    by_r = [power.mde(1.0, 1.0, r, 3) for r in range(2, 30)]
+    by_n = [power.mde(1.0, 1.0, 3, n) for n in range(1, 30)]
     assert np.all(np.diff(by_r) < 0) and np.all(np.diff(by_n) < 0)
     # seeds cannot remove tuning luck: unlimited seeds leave the between-only MDE
-    assert verdicts.mde(1.0, 1.0, 3, 10**6) == pytest.approx(verdicts.mde(1.0, 0.0, 3, 3), rel=2e-3)
-    assert verdicts.mde(4.0, 1.0, 3, 3) > verdicts.mde(1.0, 1.0, 3, 3)
+    assert power.mde(1.0, 1.0, 3, 10**6) == pytest.approx(power.mde(1.0, 0.0, 3, 3), rel=2e-3)
+    assert power.mde(4.0, 1.0, 3, 3) > power.mde(1.0, 1.0, 3, 3)
 
 
 def test_replicates_needed_is_the_smallest_design_under_the_margin():
     between, within, n, margin = 0.002**2, 0.007**2, 3, 0.005
-    need = verdicts.replicates_needed(margin, between, within, n, replicates=3)
+    need = power.replicates_needed(margin, between, within, n, replicates=3)
     r = need.replicates
-    assert verdicts.mde(between, within, r, n) < margin <= verdicts.mde(between, within, r - 1, n)
+    assert power.mde(between, within, r, n) < margin <= power.mde(between, within, r - 1, n)
     r_inf = need.replicates_unlimited_seeds
-    assert r_inf <= r and verdicts.mde(between, 0.0, r_inf, n) < margin
+    assert r_inf <= r and power.mde(between, 0.0, r_inf, n) < margin
     assert need.seeds is None and "no seed count" in need.reason  # at R = 3 tuning luck is too much
-    at_five = verdicts.replicates_needed(margin, between, within, n, replicates=5)
+    at_five = power.replicates_needed(margin, between, within, n, replicates=5)
     s = at_five.seeds
-    assert verdicts.mde(between, within, 5, s) < margin <= verdicts.mde(between, within, 5, s - 1)
-    hopeless = verdicts.replicates_needed(0.001, 0.01**2, 0.01**2, 3, replicates=3, cap=20)
+    assert power.mde(between, within, 5, s) < margin <= power.mde(between, within, 5, s - 1)
+    hopeless = power.replicates_needed(0.001, 0.01**2, 0.01**2, 3, replicates=3, cap=20)
     assert hopeless.replicates is None and "even 20 replicates" in hopeless.reason
     assert "tuning luck alone" in hopeless.reason
-    one = verdicts.replicates_needed(margin, math.nan, within, n, replicates=1)
+    one = power.replicates_needed(margin, math.nan, within, n, replicates=1)
     assert one.replicates is None and "unidentifiable" in one.reason
-    assert "no margin" in verdicts.replicates_needed(math.nan, between, within, n).reason
+    assert "no margin" in power.replicates_needed(math.nan, between, within, n).reason
 
 
 def test_assess_end_to_end_from_keyed_runs():
@@ -240,9 +240,9 @@ def test_assess_end_to_end_from_keyed_runs():
     c = verdicts.variance_components(groups)
     assert result.verdict == verdicts.verdict(two.lo, two.hi, 0.005, "max")
     assert (result.lo, result.hi, result.margin) == (two.lo, two.hi, 0.005)
-    assert result.mde == pytest.approx(verdicts.mde(c.between, c.within, 3, 4))
+    assert result.mde == pytest.approx(power.mde(c.between, c.within, 3, 4))
     assert result.tuning_luck and result.replicates == 3 and result.seeds == 4.0
-    assert result.need == verdicts.replicates_needed(0.005, c.between, c.within, 4, replicates=3)
+    assert result.need == power.replicates_needed(0.005, c.between, c.within, 4, replicates=3)
     seeds_only = verdicts.assess([groups[0]], -0.01, 0.01, 0.005, "max")
     assert not seeds_only.tuning_luck and math.isfinite(seeds_only.mde)
     assert seeds_only.verdict == "inconclusive" and "unidentifiable" in seeds_only.need.reason
@@ -336,7 +336,7 @@ def test_better_rate_at_the_reported_mde(setting):
     between, within, r, n = setting
     direction = "max" if r != 5 else "min"
     rng = np.random.default_rng(int(100 * between + 10 * within + r + n))
-    effect = verdicts.mde(between**2, within**2, r, n)
+    effect = power.mde(between**2, within**2, r, n)
     rates = verdict_rates(
         _sweeps(rng, 4000, r, n, between, within, effect * (1.0 if direction == "max" else -1.0)), effect / 2, direction
     )
@@ -348,7 +348,7 @@ def test_an_effect_below_the_margin_is_equivalent_not_better():
     # MDE under the margin: an interval at the MDE that excludes 0 usually lies inside +-margin,
     # which is "equivalent" (excludes_zero says the rest); "better" stays for effects that matter.
     rng = np.random.default_rng(21)
-    effect = verdicts.mde(1.0, 1.0, 5, 5)
+    effect = power.mde(1.0, 1.0, 5, 5)
     rates = verdict_rates(_sweeps(rng, 4000, 5, 5, 1.0, 1.0, effect), 2.5 * effect)
     assert rates["excludes_zero"] == pytest.approx(0.80, abs=0.03)
     assert rates["better"] < 0.10 and rates["equivalent"] > 0.75, rates
@@ -377,7 +377,7 @@ def leaderboard_better_rate(setting, sims, n_resamples, seed):
     """Share of "better" at the MDE through the leaderboard's own two-level bootstrap."""
     between, within, r, n = setting
     rng = np.random.default_rng(seed)
-    effect = verdicts.mde(between**2, within**2, r, n)
+    effect = power.mde(between**2, within**2, r, n)
     better = 0
     for i in range(sims):
         a, b = _keyed_sweep(rng, r, n, between, within, effect)
@@ -403,7 +403,7 @@ def test_one_replicate_mde_against_the_seed_bootstrap():
     # R = 1: the MDE uses the t interval the expanded bootstrap approximates (10 seeds here; with
     # 3-5 seeds the bootstrap interval is too narrow and the rate is higher, see the report).
     rng = np.random.default_rng(4)
-    effect = verdicts.mde(math.nan, 1.0, 1, 10)
+    effect = power.mde(math.nan, 1.0, 1, 10)
     better = 0
     for i in range(300):
         d = stats.paired_difference(
@@ -429,11 +429,11 @@ def test_zero_and_margin_effects_at_the_default_margin(name):
     rng = np.random.default_rng(40 + list(REALISTIC).index(name))
     zero = verdict_rates(_sweeps(rng, 4000, r, n, between, within, 0.0), margin)
     assert zero["better"] + zero["worse"] <= 0.06, zero  # two-sided 5% test
-    predicted = verdicts.equivalence_probability(margin, between**2, within**2, r, n)
+    predicted = power.equivalence_probability(margin, between**2, within**2, r, n)
     assert zero["equivalent"] == pytest.approx(predicted, abs=0.03), (zero, predicted)
     edge = verdict_rates(_sweeps(rng, 4000, r, n, between, within, margin), margin)
     assert edge["equivalent"] <= 0.035, edge  # TOST at 2.5% per side
-    assert verdicts.equivalence_probability(margin, between**2, within**2, r, n, effect=margin) <= 0.026
+    assert power.equivalence_probability(margin, between**2, within**2, r, n, effect=margin) <= 0.026
 
 
 def test_default_margins_resolve_for_the_realistic_settings():
@@ -450,13 +450,13 @@ def test_mde_from_one_sweeps_estimates_is_optimistic_at_few_replicates(replicate
 
     k = replicates - 1
     t = stdtrit(k, 0.975)
-    lam = verdicts.mde(1.0, 0.0, replicates, 1) * math.sqrt(replicates)
+    lam = power.mde(1.0, 0.0, replicates, 1) * math.sqrt(replicates)
     w = chdtri(k, 1.0 - (np.arange(2000) + 0.5) / 2000) / k
     predicted = float(np.mean(1.0 - nctdtr(k, lam * np.sqrt(w), t)))
     rng = np.random.default_rng(replicates)
     pilots = _sweeps(rng, 4000, replicates, 1, 1.0, 0.0, 0.0)
     reported = [
-        verdicts.mde(c.between, c.within, replicates, 1, df_within=0) for c in map(verdicts.variance_components, pilots)
+        power.mde(c.between, c.within, replicates, 1, df_within=0) for c in map(verdicts.variance_components, pilots)
     ]
     rates = verdict_rates(_sweeps(rng, 4000, replicates, 1, 1.0, 0.0, np.array(reported)), math.nan)
     assert rates["better"] == pytest.approx(predicted, abs=0.03), (rates, predicted)
