@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 import optimizers
-from harness.run.loop import derive_seed, lr_factor, pick_device, resolve, run
+from harness.run.loop import derive_seed, lr_factor, pick_device, run
+from harness.run.resolve import resolve
 
 
 def bare_loop(task, spec, device) -> float:

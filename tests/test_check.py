@@ -28,6 +28,7 @@ from harness.check import step as check_step
 from harness.check.speed import Case
 from harness.cli import main as cli_main
 from harness.run import loop
+from harness.run.resolve import resolve
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -333,7 +334,7 @@ def test_loop_runs_forward_and_eval_under_bf16_autocast_on_cpu():
 
     results = {}
     for amp in (None, "bf16"):
-        spec, task = loop.resolve(task="llm", optimizer="adamw", size="tiny", steps=6, amp=amp)
+        spec, task = resolve(task="llm", optimizer="adamw", size="tiny", steps=6, amp=amp)
         task = dataclasses.replace(task, loss=spy(task.loss, "loss"), evaluate=spy(task.evaluate, "eval"))
         seen.clear()
         results[amp] = loop.run(spec, task=task, device="cpu", progress=False)
@@ -445,7 +446,7 @@ def test_bf16_newton_schulz_and_muon_run_on_cpu():
     fp32, bf16 = newton_schulz5(G, dtype=torch.float32), newton_schulz5(G, dtype=torch.bfloat16)
     assert bf16.dtype == torch.float32 and bf16.shape == G.shape
     assert ((bf16 - fp32).norm() / fp32.norm()).item() < 0.05
-    spec, task = loop.resolve(
+    spec, task = resolve(
         task="llm", optimizer="muon", size="tiny", steps=6, amp="bf16", hparams={"ns_dtype": "bfloat16"}
     )
     assert loop.run(spec, task=task, device="cpu", progress=False).row["status"] == "ok"

@@ -22,7 +22,8 @@ import tasks
 from harness.results import store as records
 from harness.run import checkpoint as ckpt
 from harness.run.checkpoint import CheckpointPolicy
-from harness.run.loop import resolve, run
+from harness.run.loop import run
+from harness.run.resolve import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = sorted(tasks.REGISTRY)
@@ -57,7 +58,8 @@ PART_ONE = textwrap.dedent("""
     torch.set_num_threads(1)
     from harness.run import checkpoint as ckpt
     from harness.run.checkpoint import CheckpointPolicy
-    from harness.run.loop import resolve, run
+    from harness.run.loop import run
+    from harness.run.resolve import resolve
     from harness.spec import RunSpec
 
     class Stop(Exception):

@@ -25,7 +25,8 @@ from harness.run import checkpoint as ckpt
 from harness.run.checkpoint import CheckpointPolicy
 from harness.run.delay import GradientDelay
 from harness.run.lineage import BranchRefused, switch_step
-from harness.run.loop import resolve, run
+from harness.run.loop import run
+from harness.run.resolve import resolve
 from harness.spec import RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]

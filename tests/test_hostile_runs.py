@@ -28,7 +28,8 @@ from harness.cli import main
 from harness.results import store as records
 from harness.run import checkpoint as ckpt
 from harness.run.checkpoint import CheckpointPolicy
-from harness.run.loop import resolve, run
+from harness.run.loop import run
+from harness.run.resolve import resolve
 from harness.spec import DataChanged, dataset_id
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,8 @@ import pytest
 from harness.results import store
 from harness.run import checkpoint as ckpt
 from harness.run import preempt
-from harness.run.loop import resolve, run
+from harness.run.loop import run
+from harness.run.resolve import resolve
 
 
 def _spec():

@@ -26,7 +26,8 @@ import harness
 from harness.outputs import atomic_write, atomic_write_text
 from harness.results import record, store, versions
 from harness.results.schema import V1_FILL, arrow_schema, curve_schema
-from harness.run.loop import resolve, run
+from harness.run.loop import run
+from harness.run.resolve import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "leaderboard"

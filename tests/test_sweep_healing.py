@@ -368,7 +368,7 @@ def test_search_range_the_optimizer_refuses_fails_validation(tmp_path, capsys):
 
 def test_empty_record_file_of_a_pending_run_is_set_aside(tmp_path, capsys):
     import optimizers
-    from harness.run.loop import resolve
+    from harness.run.resolve import resolve
 
     sweep_file = write_sweep(tmp_path / "s.yaml", optimizers=["adamw"], trials=1, eval_seeds=1)
     out = tmp_path / "out"

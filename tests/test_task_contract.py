@@ -17,7 +17,8 @@ from torch import nn
 import optimizers
 import tasks
 from harness.errors import UserError
-from harness.run.loop import resolve, run
+from harness.run.loop import run
+from harness.run.resolve import resolve
 from harness.sweep import schema as sweep_schema
 from harness.task import (
     SIZES,

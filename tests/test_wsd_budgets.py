@@ -18,7 +18,8 @@ from harness.run import checkpoint as ckpt
 from harness.run import schedules
 from harness.run.checkpoint import CheckpointPolicy
 from harness.run.lineage import BranchRefused, branch_step, budget_keep_steps, parent_spec
-from harness.run.loop import resolve, run
+from harness.run.loop import run
+from harness.run.resolve import resolve
 from harness.spec import RunSpec
 
 WSD = {"kind": "wsd", "decay_fraction": 0.25}

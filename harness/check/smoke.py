@@ -1,5 +1,5 @@
 """``optbench check``, smoke section: every registered task x every registered optimizer at ``tiny``
-size on the device, a few steps each, through the same ``harness.run.loop.resolve`` + ``harness.run.loop.run``
+size on the device, a few steps each, through the same ``harness.run.resolve.resolve`` + ``harness.run.loop.run``
 that ``optbench run`` and the sweeps use (no ``out_dir``: nothing is written). With bf16 autocast
 working on the device, every cell runs a second time with ``amp="bf16"``.
 
@@ -61,7 +61,8 @@ def scaled_lrs(hparams: dict[str, Any], factor: float) -> dict[str, Any]:
 
 
 def _one_run(cell: Cell, device: torch.device, steps: int, hparams: dict[str, Any] | None) -> dict[str, Any]:
-    from harness.run.loop import resolve, run
+    from harness.run.loop import run
+    from harness.run.resolve import resolve
 
     spec, task = resolve(
         task=cell.task, optimizer=cell.optimizer, size="tiny", steps=steps, amp=cell.amp, hparams=hparams

@@ -145,7 +145,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.run.loop import resolve, run
+    from harness.run.loop import run
+    from harness.run.resolve import resolve
 
     hparams, options = parse_sets(args.set or [])
     spec, task = resolve(

@@ -1,10 +1,11 @@
 """The training loop: one function runs a ``RunSpec`` and returns its record.
 
-The CLI, the sweeps and the tests all go through :func:`run`. The loop owns what must be identical for
-every optimizer: the LR schedule (``harness.run.schedules``: the task's, or the spec's override such
-as wsd), the gradient delay (``harness.run.delay``), gradient clipping, the eval schedule, divergence
-detection, device placement and mixed precision; its clocks live in ``harness.run.timing``. Seeds
-reach model init, data order and dropout only through explicit generators derived from the run seed.
+The CLI, the sweeps and the tests all go through :func:`run` (names become a ``RunSpec`` in
+``harness.run.resolve``). The loop owns what must be identical for every optimizer: the LR schedule
+(``harness.run.schedules``: the task's, or the spec's override such as wsd), the gradient delay
+(``harness.run.delay``), gradient clipping, the eval schedule, divergence detection, device placement
+and mixed precision; its clocks live in ``harness.run.timing``. Seeds reach model init, data order and
+dropout only through explicit generators derived from the run seed.
 
 One step: forward and backward (micro-batches), the delay swap (``.grad`` becomes the gradient of
 ``delay`` steps ago), clipping (of the applied gradient), the optimizer step at ``base lr * factor``.
@@ -27,16 +28,14 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import nn
 
-from harness import plugins
-from harness.errors import UserError, unknown
 from harness.results import store as records
 from harness.run import checkpoint as ckpt
 from harness.run import preempt, schedules
 from harness.run.assemble import assemble, git_sha  # noqa: F401  (git_sha: re-exported)
 from harness.run.assemble import now as _now
 from harness.run.checkpoint import CheckpointPolicy
-from harness.run.delay import check_delay
 from harness.run.lineage import BranchRefused, branch_spec
+from harness.run.resolve import complete_spec, run_schedule
 from harness.run.session import (  # noqa: F401  (re-exported: harness.run.loop is where people look for them)
     Dist,
     LoopState,
@@ -50,8 +49,8 @@ from harness.run.session import (  # noqa: F401  (re-exported: harness.run.loop 
     state_bytes,
 )
 from harness.run.timing import RunClock, Timer
-from harness.spec import DataChanged, RunSpec, dataset_id, seed_problem, steps_problem
-from harness.task import SIZES, Task
+from harness.spec import DataChanged, RunSpec, dataset_id
+from harness.task import Task
 
 if TYPE_CHECKING:
     from torch.nn.parallel import DistributedDataParallel
@@ -77,108 +76,6 @@ class RunResult:
         """Values of one curve in step order, e.g. ``curve("train", "loss")`` (empty when skipped)."""
         points = sorted((c["step"], c["value"]) for c in self.curves if c["split"] == split and c["name"] == name)
         return [value for _, value in points]
-
-
-# --------------------------------------------------------------------------------------------------
-# Resolution: names -> a fully specified RunSpec
-
-
-def resolve(
-    *,
-    task: str,
-    optimizer: str,
-    dataset: str | None = None,
-    size: str = "tiny",
-    hparams: Mapping[str, Any] | None = None,
-    task_options: Mapping[str, Any] | None = None,
-    seed: int = 0,
-    steps: int | None = None,
-    phase: str = "run",
-    suite: str = "adhoc",
-    study: str = "",
-    trial: int | None = None,
-    amp: str | None = None,
-    compile: bool = False,
-    data_dir: str | os.PathLike | None = None,
-    replicate: int = 0,
-    delay: int = 0,
-    budget: float = 1.0,
-    schedule: Mapping[str, Any] | None = None,
-) -> tuple[RunSpec, Task]:
-    """Build the task and a fully resolved ``RunSpec`` (defaults merged, steps filled in).
-
-    ``delay``: gradients reach the optimizer this many steps late (``harness.run.delay``). ``budget``:
-    the fraction of the ``steps`` (``K``) the run takes. ``schedule``: keys over the task's LR
-    schedule (``{"kind": "wsd", "decay_fraction": 0.2, "decay_shape": "sqrt"}``; warmup_steps and
-    min_lr_ratio default to the task's), stored complete in the spec (``{}`` when it is the task's).
-
-    Raises :class:`UserError` for unknown names and impossible values, before anything is written.
-    """
-    task_spec = plugins.task(task)  # a built-in, an entry point or pkg.module:ATTR; else UserError
-    opt_spec = plugins.optimizer(optimizer)
-    if steps is not None and steps_problem(steps):
-        raise UserError(f"invalid steps: {steps_problem(steps)}")
-    if seed_problem(seed):
-        raise UserError(f"invalid seed: {seed_problem(seed)}")
-    if amp not in (None, "bf16"):
-        raise UserError(f"invalid amp: {amp!r}; known: bf16 (or none)")
-    if size not in SIZES:
-        raise unknown("size", size, SIZES)
-    try:
-        check_delay(delay)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    built = task_spec.make(size, dataset=dataset, data_dir=data_dir, **dict(task_options or {}))
-    total = schedules.budget_steps(steps or built.steps, budget)  # ScheduleError (a UserError) when out of (0, 1]
-    override = _run_schedule_override(built, steps or built.steps, total, schedule)
-    try:
-        resolved_hp = opt_spec.resolve(hparams)
-        # Validate values now (the optimizer constructor checks them) on a throwaway parameter, so a
-        # bad value is a clean error before anything runs or is written.
-        probe = {"matrix": [nn.Parameter(torch.zeros(2, 2))], "vector": [nn.Parameter(torch.zeros(2))]}
-        opt_spec.build(probe, resolved_hp, total)
-    except (ValueError, TypeError) as exc:  # TypeError: a plugin class refusing an argument
-        raise UserError(str(exc)) from None
-    spec = RunSpec(
-        task=task,
-        optimizer=optimizer,
-        dataset=built.dataset,
-        size=built.size,
-        hparams=resolved_hp,
-        task_options=dict(built.options),
-        seed=seed,
-        steps=steps or built.steps,
-        phase=phase,
-        suite=suite,
-        study=study,
-        amp=amp,
-        compile=compile,
-        trial=trial,
-        replicate=replicate,
-        delay=delay,
-        budget=budget,
-        schedule=override,
-    )
-    return spec, built
-
-
-def _run_schedule_override(task: Task, total_full: int, total: int, override: Mapping[str, Any] | None) -> dict:
-    """The complete schedule ``override`` asks for over ``task``'s (``{}``: the task's own), checked
-    for a run of ``total`` of ``total_full`` steps (a wsd decay of one step, or inside the warmup,
-    is refused here, before anything runs)."""
-    default = schedules.task_schedule(task, total_full)
-    canonical = schedules.canonical_override(default, override)
-    sched = schedules.Schedule.from_mapping(canonical) if canonical else default
-    if sched.kind == "wsd":
-        schedules.decay_start(total, sched)
-    return canonical
-
-
-def run_schedule(spec: RunSpec, task: Task) -> schedules.Schedule:
-    """The LR schedule ``spec`` trains with: its override, else the task's for its full budget."""
-    if spec.schedule:
-        return schedules.Schedule.from_mapping(spec.schedule)
-    return schedules.task_schedule(task, int(spec.steps or task.steps))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -217,45 +114,8 @@ def _diagnostics(optimizer: torch.optim.Optimizer) -> dict[str, float]:
         return {}
 
 
-def _complete_spec(spec: RunSpec, task: Task | None, data_dir, out_dir) -> tuple[RunSpec, Task | None]:
-    """Complete a hand-made spec so its run_id names the run that actually happens: hyperparameters
-    merged over the optimizer's defaults; dataset, steps and task options from the task. Returns
-    ``(spec, None)`` when the completed spec already has a record under ``out_dir`` and no task was
-    built (building a task can load a dataset: not worth it for a run that is skipped)."""
-    hparams = plugins.optimizer(spec.optimizer).resolve(spec.hparams)
-    if hparams != spec.hparams:
-        spec = spec.with_(hparams=hparams)
-    if task is not None and spec.dataset and spec.steps is not None:
-        train_steps = spec.train_steps
-        assert train_steps is not None  # RunSpec.train_steps is None only while steps is
-        override = _run_schedule_override(task, spec.steps, int(train_steps), spec.schedule)
-        return (spec.with_(schedule=override) if override != spec.schedule else spec), task
-    if (
-        task is None
-        and spec.dataset
-        and spec.steps is not None
-        and out_dir is not None
-        and records.is_finished(out_dir, spec.run_id)
-    ):
-        return spec, None
-    resolved, built = resolve(
-        task=spec.task,
-        optimizer=spec.optimizer,
-        dataset=spec.dataset or None,
-        size=spec.size,
-        hparams=spec.hparams,
-        task_options=spec.task_options,
-        seed=spec.seed,
-        steps=spec.steps,
-        data_dir=data_dir,
-        delay=spec.delay,
-        budget=spec.budget,
-        schedule=spec.schedule,
-    )
-    spec = spec.with_(
-        dataset=resolved.dataset, task_options=resolved.task_options, steps=resolved.steps, schedule=resolved.schedule
-    )
-    return spec, task or built
+# --------------------------------------------------------------------------------------------------
+# One run: the spec completed (harness.run.resolve), trained, its record assembled
 
 
 def run(
@@ -299,7 +159,7 @@ def run(
     started = _now()
     parent: Mapping[str, Any] | None = None
     adopt = branch_from is not None and not spec.branched_from  # the run_id is known once the parent is read
-    spec, task = _complete_spec(spec, task, data_dir, None if adopt else out_dir)
+    spec, task = complete_spec(spec, task, data_dir, None if adopt else out_dir)
     if adopt:
         parent = _read_parent(branch_from)
         spec = branch_spec(spec, parent, branch_from)

@@ -23,7 +23,7 @@ class TaskInfo:
 
 
 def preflight(sweep: Sweep) -> dict[str, TaskInfo]:
-    """Resolve every (entry, dataset, optimizer) through ``harness.run.loop.resolve`` with its trial-0
+    """Resolve every (entry, dataset, optimizer) through ``harness.run.resolve.resolve`` with its trial-0
     hyperparameters, so bad option values, bad fixed hyperparameters and missing data files fail
     now, with the entry's line, before any study or run is written. Returns study -> TaskInfo."""
     return {plan.study: resolve_plan(sweep, plan) for plan in sweep.studies}
@@ -36,7 +36,7 @@ def resolve_plan(sweep: Sweep, plan: StudyPlan) -> TaskInfo:
 
 def resolve_run(sweep: Sweep, plan: StudyPlan, hparams: Mapping[str, Any], seed: int, phase: str, trial: int | None):
     """(RunSpec, Task) of one run of ``plan``; a bad value is a ``UserError`` naming the entry's line."""
-    from harness.run.loop import resolve
+    from harness.run.resolve import resolve
 
     try:
         spec, task = resolve(
