@@ -21,6 +21,7 @@ from harness.spec import RunSpec
 from harness.task import check_roles
 from tasks import llm
 from tasks.data import text, token_streams, tokenizing, tokens
+from tasks.models import llama
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,7 +73,7 @@ def test_evaluate_is_exact_token_mean():
 def test_model_is_causal_and_gqa_matches_repeated_heads():
     cfg = llm.MODEL_CONFIGS["tiny"]
     assert cfg.n_kv_heads < cfg.n_heads  # tiny exercises grouped-query attention
-    gqa = llm.build_model(cfg, vocab=257, generator=torch.Generator().manual_seed(0)).eval()
+    gqa = llama.build_model(cfg, vocab=257, generator=torch.Generator().manual_seed(0)).eval()
     x = torch.randint(0, 257, (2, cfg.ctx), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         base = gqa(x)
@@ -86,7 +87,7 @@ def test_model_is_causal_and_gqa_matches_repeated_heads():
     import dataclasses
 
     full_cfg = dataclasses.replace(cfg, n_kv_heads=cfg.n_heads)
-    full = llm.build_model(full_cfg, vocab=257, device="cpu").eval()
+    full = llama.build_model(full_cfg, vocab=257, device="cpu").eval()
     state = gqa.state_dict()
     rep, hd = cfg.n_heads // cfg.n_kv_heads, cfg.head_dim
     for key in list(state):
@@ -122,7 +123,7 @@ def test_init_is_deterministic_and_tied_option():
     assert a.lm_head.weight is a.embed.weight
     untied = llm.TASK.make("tiny").make_model(torch.Generator().manual_seed(3))
     assert untied.lm_head.weight is not untied.embed.weight
-    assert llm.count_parameters(untied) - llm.count_parameters(a) == 257 * 32
+    assert llama.count_parameters(untied) - llama.count_parameters(a) == 257 * 32
 
 
 # ---------------------------------------------------------------------------------------------- roles / sizes
@@ -134,7 +135,7 @@ def test_init_is_deterministic_and_tied_option():
 )
 def test_roles_cover_every_parameter_once(model_name, tied):
     cfg = llm.MODEL_CONFIGS[model_name]
-    model = llm.build_model(cfg, vocab=cfg.vocab or 257, tied=tied, device="meta")
+    model = llama.build_model(cfg, vocab=cfg.vocab or 257, tied=tied, device="meta")
     roles = llm.model_roles(model)
     check_roles(model, roles)
     assert roles["embedding"] == [model.embed.weight]
@@ -149,8 +150,8 @@ def test_roles_cover_every_parameter_once(model_name, tied):
 # The "params" column of docs/protocol.md#llm-pretraining (computed from the published configs).
 @pytest.mark.parametrize("model_name,millions", [("130M", 134), ("360M", 362), ("720M", 720)])
 def test_paper_parameter_counts_match_protocol(model_name, millions):
-    model = llm.build_model(llm.MODEL_CONFIGS[model_name], device="meta")
-    assert round(llm.count_parameters(model) / 1e6) == millions
+    model = llama.build_model(llm.MODEL_CONFIGS[model_name], device="meta")
+    assert round(llama.count_parameters(model) / 1e6) == millions
 
 
 def test_paper_size_resolves_galore_recipe():

@@ -12,7 +12,7 @@ nodes/s (gnn_graphland: the whole graph is forwarded every step, full batch), ro
 task not listed there (a plugin) is counted in batches/s.
 
 MFU (llm only) = flops per token x tokens/s / peak. Flops per token = 6 N + 12 L d T
-(``tasks.llm.flops_per_token``): 6 N for the forward and backward matmuls of the N matmul parameters
+(``tasks.models.llama.flops_per_token``): 6 N for the forward and backward matmuls of the N matmul parameters
 (Kaplan et al. 2020, "Scaling laws", section 2.1) plus the attention scores and values over the full
 T x T matrix, as in PaLM (Chowdhery et al. 2022, appendix B) and nanoGPT's ``estimate_mfu``
 (github.com/karpathy/nanoGPT, model.py: ``6N + 12 L H Q T`` with H Q = d). Peak = the dense bf16
@@ -222,9 +222,9 @@ def measure(
         "notes": note,
     }
     if case.task == "llm":
-        from tasks import llm
+        from tasks.models import llama
 
-        fpt = llm.flops_per_token(model, model.cfg.ctx)
+        fpt = llama.flops_per_token(model, model.cfg.ctx)
         row["flops_per_item"] = fpt
         row["tflops_per_s"] = fpt * rate / 1e12
         if peak:
