@@ -10,7 +10,8 @@ over quantile bins followed by a per-feature Linear + ReLU ("Q-LR" in Gorishniy,
 "On Embeddings for Numerical Features in Tabular Deep Learning", NeurIPS 2022, arXiv 2203.05556, eq. 1
 and section 3.2.1; the MLP-dagger variant of the optimizer benchmark uses piecewise-linear embeddings).
 
-Data and preprocessing: ``tasks.data.tables`` (scikit-learn's bundled sets, OpenML, CSV / parquet files).
+Data: ``tasks.data.tables`` (scikit-learn's bundled sets, OpenML, CSV / parquet files); preprocessing:
+``tasks.data.table_prep``; batches, loss and evaluation: ``tasks.data.table_batches``.
 
 Parameter roles (as in the reference: Muon gets every backbone Linear weight, the first layer
 included): backbone Linear weights -> ``matrix``, the output Linear -> ``head``, embedding weights ->
@@ -30,7 +31,7 @@ from torch.nn import functional as F
 
 from harness.errors import UserError
 from harness.task import Option, Task, TaskRequest, TaskSpec, TinyRun, roles_by_module
-from tasks.data import tables
+from tasks.data import table_batches, table_prep, tables
 
 DESCRIPTION = (
     "MLP (n_blocks x [Linear-ReLU-Dropout] + Linear head, optional piecewise-linear numeric "
@@ -199,7 +200,7 @@ class TabularMLP(nn.Module):
         return self.head(self.blocks(x))
 
 
-def build_model(prep: tables.Prepared, opts: Mapping[str, Any], generator: torch.Generator | None) -> TabularMLP:
+def build_model(prep: table_prep.Prepared, opts: Mapping[str, Any], generator: torch.Generator | None) -> TabularMLP:
     """The model for ``prep``; initialised from ``generator`` (left uninitialised when None, e.g. on meta)."""
     n_out = prep.n_classes if prep.kind == "multiclass" else 1
     bins = prep.bins if opts["num_embeddings"] == "piecewise" else None
@@ -257,7 +258,7 @@ def locate(request: TaskRequest, data_dir: Path) -> tables.TableKey:
     )
 
 
-def build(request: TaskRequest, prep: tables.Prepared) -> Task:
+def build(request: TaskRequest, prep: table_prep.Prepared) -> Task:
     """The task on a preprocessed table (pure): the metric, the model's widths and the paper-size
     budget follow from the table."""
     size, dataset, opts = request.size, request.dataset, dict(request.options)
@@ -293,8 +294,8 @@ def build(request: TaskRequest, prep: tables.Prepared) -> Task:
     def make_model(generator: torch.Generator) -> nn.Module:
         return build_model(prep, opts, generator)
 
-    def make_data(device: torch.device) -> tables.TabularData:
-        return tables.TabularData(prep, device, batch_size)
+    def make_data(device: torch.device) -> table_batches.TabularData:
+        return table_batches.TabularData(prep, device, batch_size)
 
     return Task(
         name="tabular_mlp",
@@ -305,8 +306,8 @@ def build(request: TaskRequest, prep: tables.Prepared) -> Task:
         eval_every=eval_every,
         make_model=make_model,
         make_data=make_data,
-        loss=tables.loss_fn(prep.kind),
-        evaluate=tables.evaluator(prep.kind, prep.y_std),
+        loss=table_batches.loss_fn(prep.kind),
+        evaluate=table_batches.evaluator(prep.kind, prep.y_std),
         roles=_roles,
         penalty=float(penalty),
         target=target,

@@ -18,10 +18,10 @@ from harness.run.loop import run
 from harness.spec import RunSpec
 from harness.task import check_roles
 from tasks import tabular_mlp as tab
-from tasks.data import tables
+from tasks.data import table_prep, tables
 
 
-def _load(*key) -> tables.Prepared:
+def _load(*key) -> table_prep.Prepared:
     """A table loaded through the data module (the positional fields of ``tables.TableKey``)."""
     return tables.load(tables.TableKey(*key))
 
@@ -144,7 +144,7 @@ def test_preprocessing_quantile_nan_and_constant_columns():
         }
     )
     y = pd.Series(rng.integers(0, 2, n))
-    prep = tables.prepare(frame, y, kind="binary", scaling="quantile", data_seed=0, n_bins=None, where="t")
+    prep = table_prep.prepare(frame, y, kind="binary", scaling="quantile", data_seed=0, n_bins=None, where="t")
     assert prep.n_num == 2  # skewed, with_nan; constant dropped, flag is categorical
     x = np.concatenate([prep.x[s] for s in ("train", "val", "test")])
     assert np.isfinite(x).all()  # NaN -> 0
@@ -152,7 +152,7 @@ def test_preprocessing_quantile_nan_and_constant_columns():
     assert (x[:, 2:].sum(axis=1) == 2).all()  # exactly one hot bit per categorical column
     skewed = prep.x["train"][:, 0]
     assert abs(np.mean(skewed)) < 0.1 and abs(np.std(skewed) - 1) < 0.15  # ~ N(0, 1) after the transform
-    std = tables.prepare(frame, y, kind="binary", scaling="standard", data_seed=0, n_bins=None, where="t")
+    std = table_prep.prepare(frame, y, kind="binary", scaling="standard", data_seed=0, n_bins=None, where="t")
     col = std.x["train"][:, 0]
     assert abs(col.std() - 1) < 0.05 and col.min() > -1.5 and col.max() > 3  # standardised, skew kept
 
@@ -160,7 +160,7 @@ def test_preprocessing_quantile_nan_and_constant_columns():
 def test_one_hot_uses_training_levels_only():
     frame = pd.DataFrame({"city": ["a", "b", None, "a", "z", "b"]})
     split = {"train": np.array([0, 1, 2, 3]), "val": np.array([4]), "test": np.array([5])}
-    block = tables._onehot_block(frame, ["city"], split)
+    block = table_prep._onehot_block(frame, ["city"], split)
     # levels from train only, sorted: "<NA>", "a", "b"; the unseen "z" encodes as all zeros
     np.testing.assert_array_equal(block, [[0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 1, 0], [0, 0, 0], [0, 0, 1]])
 

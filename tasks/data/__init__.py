@@ -11,8 +11,9 @@
            device-side streams (in memory, streamed), sharded by rank
   graphs   GraphLand and the heterophilous graphs (PyG), the synthetic stochastic block model;
            full-batch graph data
-  tables   OpenML (scikit-learn's cache), scikit-learn's bundled sets, ``path:`` CSV / parquet,
-           the preprocessing of the tabular-DL literature; row batches
+  tables   OpenML (scikit-learn's cache), scikit-learn's bundled sets, ``path:`` CSV / parquet;
+           locate / load. ``table_prep``: the preprocessing of the tabular-DL literature.
+           ``table_batches``: row batches on the device, the loss, evaluation
 
 Each module declares its ``DATASETS`` (``harness.task.Dataset`` records) and a ``locate`` / ``load``
 pair that a task's ``TaskSpec`` can use as they are. Heavy libraries (torchvision, torch_geometric,
