@@ -22,6 +22,7 @@ import optimizers
 import tasks
 from harness.check import cli as check
 from harness.check import env as check_env
+from harness.check import sections as check_sections
 from harness.check import smoke as check_smoke
 from harness.check import speed as check_speed
 from harness.check import step as check_step
@@ -221,7 +222,7 @@ def test_a_crashing_section_is_recorded_and_the_next_one_runs(monkeypatch, tmp_p
     def broken(*args):
         raise KeyError("a bug in the section itself")
 
-    monkeypatch.setattr(check, "_throughput", broken)
+    monkeypatch.setattr(check_sections, "throughput", broken)
     code, report = check.run_check(torch.device("cpu"), quick=True, out=tmp_path, sections=("throughput", "ns5"))
     assert code == 1
     assert [(r["item"], r["status"]) for r in report.rows if r["section"] == "throughput"] == [("section", "failed")]
@@ -232,7 +233,7 @@ def test_results_are_on_disk_after_each_section(monkeypatch, tmp_path):
     def killed(*args):  # the session's time limit ends the process during the last section
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(check, "_ns5", killed)
+    monkeypatch.setattr(check_sections, "ns5", killed)
     with pytest.raises(KeyboardInterrupt):
         check.run_check(torch.device("cpu"), quick=True, out=tmp_path, sections=("throughput", "ns5"))
     rows = read_csv(tmp_path / "check_cpu.csv")
@@ -244,8 +245,8 @@ def test_time_limit_restores_the_outer_timer():
     before_handler = signal.getsignal(signal.SIGALRM)
     before = signal.getitimer(signal.ITIMER_REAL)[0]
     t0 = time.monotonic()
-    with pytest.raises(check.CheckTimeout, match="timed out after 0s"):
-        with check.time_limit(0.2):
+    with pytest.raises(check_sections.CheckTimeout, match="timed out after 0s"):
+        with check_sections.time_limit(0.2):
             while True:
                 sum(range(1000))
     after = signal.getitimer(signal.ITIMER_REAL)[0]
