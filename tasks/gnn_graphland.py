@@ -66,7 +66,7 @@ from torch import Tensor, nn
 from harness.errors import UserError
 from harness.task import Option, Task, TaskRequest, TaskSpec, TinyRun, roles_by_module
 from tasks.data import graphs
-from tasks.data.graphs import FullBatch, GraphData, import_pyg, objective, score
+from tasks.data.graph_tensors import FullBatch, Graph, GraphData, import_pyg, objective, score
 
 DESCRIPTION = "full-batch node property prediction: graph transformer or GraphSAGE on GraphLand / heterophilous graphs"
 MODELS = ("gt", "sage")
@@ -309,7 +309,7 @@ def locate(request: TaskRequest, data_dir: Path) -> graphs.GraphKey:
     return graphs.locate(request.dataset, data_dir, opts["split"], request.size, opts.get("data_seed", 0))
 
 
-def build(request: TaskRequest, graph: graphs.Graph) -> Task:
+def build(request: TaskRequest, graph: Graph) -> Task:
     """The task on a loaded graph (pure)."""
     size, dataset, opts = request.size, request.dataset, dict(request.options)
     metric = graphs.metric_of(dataset)

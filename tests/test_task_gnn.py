@@ -16,7 +16,7 @@ from harness.run.loop import run
 from harness.spec import RunSpec
 from harness.task import check_roles
 from tasks import gnn_graphland as gnn
-from tasks.data import graphs
+from tasks.data import graph_tensors, graphs
 
 # torch 2.14 raises the torch.jit.script deprecation (emitted by `import torch_geometric`) as a FutureWarning.
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
@@ -158,9 +158,9 @@ def test_sbm_graph_is_deterministic_and_shaped_as_declared():
     from torch_geometric.utils import contains_self_loops, is_undirected
 
     scale = graphs.SBM_SCALES["small"]
-    g1 = graphs.sbm_graph(scale, "RH", 0)
-    g2 = graphs.sbm_graph(scale, "RH", 0)
-    g3 = graphs.sbm_graph(scale, "RH", 1)
+    g1 = graph_tensors.sbm_graph(scale, "RH", 0)
+    g2 = graph_tensors.sbm_graph(scale, "RH", 0)
+    g3 = graph_tensors.sbm_graph(scale, "RH", 1)
     for a, b in ((g1.x, g2.x), (g1.y, g2.y), (g1.edge_index, g2.edge_index)):
         assert torch.equal(a, b)
     assert not torch.equal(g1.x, g3.x)
@@ -175,7 +175,7 @@ def test_sbm_graph_is_deterministic_and_shaped_as_declared():
     assert sizes == {"train": 750, "val": 375, "test": 375}
     everything = torch.cat(list(g1.splits.values()))
     assert torch.equal(everything.sort().values, torch.arange(scale.nodes))
-    rl = graphs.sbm_graph(scale, "RL", 0).splits
+    rl = graph_tensors.sbm_graph(scale, "RL", 0).splits
     assert (rl["train"].numel(), rl["val"].numel()) == (150, 150)
 
 
@@ -221,14 +221,14 @@ def test_metrics_match_their_references():
     gen = torch.Generator().manual_seed(0)
     y_bin = (torch.rand(50, generator=gen) > 0.5).float()
     logits = y_bin + torch.randn(50, generator=gen)
-    assert graphs.score("ap", logits, y_bin) == pytest.approx(average_precision_score(y_bin, logits))
-    assert graphs.score("roc_auc", logits, y_bin) == pytest.approx(roc_auc_score(y_bin, logits))
+    assert graph_tensors.score("ap", logits, y_bin) == pytest.approx(average_precision_score(y_bin, logits))
+    assert graph_tensors.score("roc_auc", logits, y_bin) == pytest.approx(roc_auc_score(y_bin, logits))
     y = torch.randn(50, generator=gen)
     pred = y + 0.5 * torch.randn(50, generator=gen)
-    assert graphs.score("r2", pred, y) == pytest.approx(r2_score(y.numpy(), pred.numpy()), abs=1e-6)
+    assert graph_tensors.score("r2", pred, y) == pytest.approx(r2_score(y.numpy(), pred.numpy()), abs=1e-6)
     classes = torch.randint(0, 4, (50,), generator=gen)
     scores = torch.randn(50, 4, generator=gen)
-    assert graphs.score("accuracy", scores, classes) == pytest.approx(
+    assert graph_tensors.score("accuracy", scores, classes) == pytest.approx(
         (scores.argmax(1) == classes).float().mean().item()
     )
 
