@@ -80,6 +80,7 @@ from torch import Tensor
 
 from optimizers import muon
 from optimizers._base import OptimizerSpec, check_int, check_positive, check_unit_interval
+from optimizers._muon_ops import as_matrix, map_matrices, ns_compute_dtype
 from optimizers._switch import (
     SCHEDULE_SCOPES,
     check_choice,
@@ -89,7 +90,7 @@ from optimizers._switch import (
     share_switch_state,
     soft_index,
 )
-from optimizers.muon import Muon, as_matrix, map_matrices, ns_compute_dtype
+from optimizers.muon import Muon
 from optimizers.softsignum import fit_schedule, group_tau
 
 DEFAULTS: dict[str, Any] = {

@@ -245,7 +245,7 @@ def ns5_flops(rows: int, cols: int, steps: int = 5) -> float:
 def _ns_dtype(device: torch.device) -> str:
     """The dtype ``newton_schulz5`` computes in by default on ``device`` (bf16 on CUDA, fp32 elsewhere)."""
     try:
-        from optimizers.muon import ns_compute_dtype
+        from optimizers._muon_ops import ns_compute_dtype
     except ImportError:  # an optimizers package without the helper: the documented default
         return "bf16" if device.type == "cuda" else "fp32"
     return {torch.bfloat16: "bf16", torch.float32: "fp32"}.get(ns_compute_dtype(None, device), "?")
