@@ -1,8 +1,9 @@
 """The worker: claims planned runs of a sweep through the Optuna storage, runs them, and heartbeats.
 
-See ``harness.sweep`` for the protocol as a whole and ``harness.sweep.slots`` for the slot rules. A
-``Worker`` is safe to run in any number of processes on any number of machines against one storage
-(and one results folder: the run records are the ground truth, see ``harness.sweep.reconcile``).
+See ``harness.sweep`` for the protocol as a whole, ``harness.sweep.slots`` for the slot rules and
+``harness.sweep.keeper`` for the heartbeat and the reaping of dead workers' trials. A ``Worker`` is
+safe to run in any number of processes on any number of machines against one storage (and one
+results folder: the run records are the ground truth, see ``harness.sweep.reconcile``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,13 +21,13 @@ from harness.errors import UserError
 from harness.outputs import DiskFull
 from harness.run.lineage import BranchRefused
 from harness.sweep import branch as branching
-from harness.sweep import liveness, optuna_api
+from harness.sweep import optuna_api
 from harness.sweep import slots as slots_rules
-from harness.sweep.ledger import Ledger
+from harness.sweep.keeper import TrialKeeper
 from harness.sweep.plan import StudyPlan, Sweep
 from harness.sweep.reconcile import Reconciler
 from harness.sweep.resolve import TaskInfo, resolve_run, utc_now
-from harness.sweep.slots import BEAT, DUPLICATE, ERROR, MAX_RETRY, OWNER, RELEASED, SLOT, SURPLUS
+from harness.sweep.slots import DUPLICATE, ERROR, MAX_RETRY, RELEASED, SLOT, SURPLUS
 from harness.sweep.space import config_key, space_size, stable_seed, suggest, unused_params
 from harness.vocab import Metric, as_direction
 
@@ -71,12 +71,13 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
-class Worker(Ledger):
+class Worker(TrialKeeper):
     """Claims and runs planned runs of ``sweep`` until every study is tuned and evaluated.
 
     A worker is the ``Ledger`` of the sweep (what the storage says: studies, slots, the best
-    configuration) that also claims trials, runs them, heartbeats and reaps: the one owner of its
-    state. It checks the records through a ``Reconciler`` over itself (``harness.sweep.reconcile``).
+    configuration) that also claims trials, runs them, heartbeats and reaps (those two, with giving
+    a trial back, as a ``TrialKeeper``: ``harness.sweep.keeper``): the one owner of its state. It
+    checks the records through a ``Reconciler`` over itself (``harness.sweep.reconcile``).
     ``on_event`` receives an ``Event`` after every run.
     """
 
@@ -96,8 +97,6 @@ class Worker(Ledger):
         self.worker_id = worker_id
         self.on_event = on_event
         self.poll_seconds = poll_seconds
-        self._machine = liveness.machine()
-        self._retry = optuna_api.retry_callback()
         self.records = Reconciler(self, self.out)  # its run_ids read back: records.verified
         self.runs = 0
 
@@ -134,21 +133,6 @@ class Worker(Ledger):
             self.records.settle_given_up(plan, phase, study, slots)
             self._discard_waiting(study)
         return "done"
-
-    def _discard_waiting(self, study) -> None:
-        """Every slot is finished: a trial still WAITING is a duplicate enqueued in a race (or a slot
-        beyond a lowered budget). Claim it the way ask() does and tell it FAIL as surplus."""
-        import optuna
-        from optuna.trial import TrialState
-
-        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            tid = optuna_api.trial_id(t)
-            try:
-                if optuna_api.set_state(self.storage, tid, TrialState.RUNNING):
-                    optuna_api.set_user_attr(self.storage, tid, SURPLUS, True)
-                    optuna_api.set_state(self.storage, tid, TrialState.FAIL)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                pass
 
     def _claim(self, plan: StudyPlan, study, phase: str, slots: Mapping) -> str:
         from optuna.trial import TrialState
@@ -428,85 +412,6 @@ class Worker(Ledger):
     def _emit(self, event: Event) -> None:
         if self.on_event is not None:
             self.on_event(event)
-
-    # -- crash recovery ------------------------------------------------------------------------
-
-    def reap(self, study) -> int:
-        """Fail and re-queue RUNNING trials whose worker is gone. Returns how many were re-queued."""
-        from optuna.trial import TrialState
-
-        before = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        if self.rdb:
-            optuna_api.fail_stale_trials(study)  # Optuna's heartbeat check + retry callback
-        now = time.time()
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            owner = t.system_attrs.get(OWNER)
-            mine = isinstance(owner, dict) and owner.get("number") == t.number  # retries copy attrs
-            dead = (
-                mine
-                and (owner.get("host"), owner.get("boot")) == self._machine
-                and liveness.pid_dead(owner["pid"], owner.get("start"))
-            )
-            stale = False
-            if not self.rdb:
-                beat = t.system_attrs.get(BEAT)
-                last = t.datetime_start.timestamp() if t.datetime_start else now
-                if isinstance(beat, dict) and beat.get("number") == t.number:
-                    last = max(last, float(beat["time"]))
-                stale = now - last > self.sweep.heartbeat.grace
-            if dead or stale:
-                self._release(study, optuna_api.trial_id(t))
-                self.records.note_silent_death(study, t)
-        return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) - before
-
-    def _release(self, study, trial_id: int) -> None:
-        """FAIL a trial nobody will finish and queue a copy with the same parameters."""
-        import optuna
-        from optuna.trial import TrialState
-
-        try:
-            changed = optuna_api.set_state(self.storage, trial_id, TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            return  # someone else finished or failed it first
-        if changed:
-            self._retry(study, optuna_api.get_trial(self.storage, trial_id))
-
-    def _start_heartbeat(self, trial) -> tuple[threading.Event, threading.Thread]:
-        """Mark the trial as ours and keep it alive until the returned event is set."""
-        tid = optuna_api.trial_id(trial)
-        host, boot = self._machine
-        optuna_api.set_system_attr(
-            self.storage,
-            tid,
-            OWNER,
-            {
-                "number": trial.number,
-                "host": host,
-                "boot": boot,
-                "pid": os.getpid(),
-                "start": liveness.process_start(os.getpid()),
-                "worker": self.worker_id,
-            },
-        )
-        stop = threading.Event()
-
-        def beat() -> None:
-            while True:
-                try:
-                    if self.rdb:
-                        optuna_api.record_heartbeat(self.storage, tid)
-                    else:
-                        optuna_api.set_system_attr(
-                            self.storage, tid, BEAT, {"number": trial.number, "time": time.time()}
-                        )
-                except Exception:
-                    return  # trial finished under us or storage gone: the main thread will find out
-                if stop.wait(self.sweep.heartbeat.interval):
-                    return
-
-        thread = threading.Thread(target=beat, name=f"optbench-heartbeat-{trial.number}", daemon=True)
-        thread.start()
-        return stop, thread
 
     # -- the loop ------------------------------------------------------------------------------
 
