@@ -100,7 +100,7 @@ class RunSpec:
 
     ``schedule``: the run's LR schedule when it is not the task's own (``harness.run.schedules``:
     kind, warmup_steps, min_lr_ratio, decay_fraction, decay_shape; e.g. ``{"kind": "wsd", ...}``),
-    completed over the task's schedule by ``harness.run.loop.resolve``; empty (the task's schedule)
+    completed over the task's schedule by ``harness.run.resolve.resolve``; empty (the task's schedule)
     it is left out of the identity, so runs that do not override it keep their run_ids.
 
     ``branched_from`` / ``branch_step``: the run started from the checkpoint of run ``branched_from``

@@ -129,7 +129,7 @@ def soft_polar(
 
     ``steps=None``: accurate, via a float64 ``eigh`` of the short-side Gram matrix (no SVD).
     ``steps=k``: ``k`` coupled Newton-Schulz inverse-square-root steps as in the official Softsign code,
-    in ``dtype`` (``muon.ns_compute_dtype``: by default bfloat16 on CUDA, float32 elsewhere; the
+    in ``dtype`` (``_muon_ops.ns_compute_dtype``: by default bfloat16 on CUDA, float32 elsewhere; the
     official code uses bfloat16 everywhere); unconverged and shrinking for ill-conditioned ``M``.
     The result has ``M``'s dtype and shape.
     """

@@ -183,26 +183,31 @@ def test_scaled_lrs_finds_every_learning_rate_key():
 
 
 def _sleepy_build(groups, hparams, total_steps):
-    time.sleep(10)  # interrupted by the cell's time limit
+    time.sleep(30)  # interrupted by the cell's time limit
     raise AssertionError("the time limit did not fire")
 
 
 def test_a_cell_past_its_time_limit_fails_and_the_smoke_goes_on(monkeypatch, tmp_path):
     slow = dataclasses.replace(optimizers.REGISTRY["adamw"], name="slowopt", build_fn=_sleepy_build)
     monkeypatch.setitem(optimizers.REGISTRY, "slowopt", slow)
+    # The first cell of a process pays for imports and the data (about 5 s on a busy 2-core machine,
+    # 0.13 s after): warm up without a limit, so the limit below can only stop the sleeping cell.
+    monkeypatch.setattr(check_smoke, "cells", lambda amp_modes: [check_smoke.Cell("tabular_mlp", "adamw")])
+    warm, _ = check.run_check(torch.device("cpu"), quick=True, out=tmp_path / "warm", sections=("smoke",))
+    assert warm == 0
     monkeypatch.setattr(
         check_smoke,
         "cells",
         lambda amp_modes: [check_smoke.Cell("tabular_mlp", "slowopt"), check_smoke.Cell("tabular_mlp", "adamw")],
     )
     quick = check.plan_for("cpu", True)
-    monkeypatch.setattr(check, "plan_for", lambda device_type, quick_: dataclasses.replace(quick, smoke_cell_s=1))
+    monkeypatch.setattr(check, "plan_for", lambda device_type, quick_: dataclasses.replace(quick, smoke_cell_s=4))
     code, report = check.run_check(torch.device("cpu"), quick=True, out=tmp_path, sections=("smoke",))
     assert code == 1
     smoke = {r["label"]: r for r in report.details["smoke"]}
     assert (
         smoke["tabular_mlp/slowopt"]["status"] == "FAIL"
-        and "timed out after 1s" in smoke["tabular_mlp/slowopt"]["detail"]
+        and "timed out after 4s" in smoke["tabular_mlp/slowopt"]["detail"]
     )
     assert smoke["tabular_mlp/adamw"]["status"] == "pass"
 

@@ -77,7 +77,7 @@ def run_cell(
     run_fn: Callable[[Cell, torch.device, int, dict[str, Any] | None], dict[str, Any]] = _one_run,
 ) -> dict[str, Any]:
     """Run one cell and classify it (see the module docstring). Exceptions become a FAIL row; a
-    ``harness.check.cli.CheckTimeout`` (a BaseException) is left to the caller, which owns the clock."""
+    ``harness.check.sections.CheckTimeout`` (a BaseException) is left to the caller, which owns the clock."""
     t0 = time.perf_counter()
     out: dict[str, Any] = {
         "task": cell.task,

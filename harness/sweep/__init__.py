@@ -20,7 +20,8 @@ each importing only modules listed before it:
 - ``harness.sweep.yamlfile``, ``harness.sweep.space`` (search space <-> Optuna, QMC, finite spaces),
   ``harness.sweep.axes`` (conditions and axes: schedule, delay, cells, budgets, margins),
   ``harness.sweep.expand`` (a validated entry into its plans: cells, SoftX branches, budget branches),
-  ``harness.sweep.schema`` (the file, its validation: ``load``);
+  ``harness.sweep.optimizer_entries`` (the ``optimizers`` list and its overrides), ``harness.sweep.schema``
+  (the file, its validation: ``load``);
 - ``harness.sweep.optuna_api`` (every use of Optuna beyond its user API, behind one adapter),
   ``harness.sweep.storage`` (storage URLs, the journal's torn tail), ``harness.sweep.slots`` (which trial
   holds which planned run; when one is given up), ``harness.sweep.liveness`` (is a trial's owner
@@ -29,7 +30,8 @@ each importing only modules listed before it:
   (SoftX from X: the rules), ``harness.sweep.ledger`` (what the storage says: studies, slots, the
   best configuration, what a plan evaluates), ``harness.sweep.reconcile`` (the run records vs the
   journal, over a ledger);
-- ``harness.sweep.worker`` (a ledger that claims, heartbeats and runs), ``harness.sweep.local``
+- ``harness.sweep.keeper`` (a ledger that keeps its trials: heartbeat, owner marks, reaping the dead),
+  ``harness.sweep.worker`` (a keeper that claims and runs), ``harness.sweep.local``
   (checks before writing, ``<out>/plan.json``; local workers), ``harness.sweep.eta`` (time left from
   measured runs), ``harness.sweep.status`` (``optbench status``), the SLURM launcher
   (``harness.sweep.slurm``, ``harness.sweep.slurm_job``, ``harness.sweep.slurm_follow``),

@@ -26,7 +26,7 @@ plus optimizer state, from the pilot's records); records are the pilot's bytes p
 
 With ``--margin X`` (and ``--pilot``), it also reads the pilot as a leaderboard at that margin and
 prints, per comparison, the verdict, the minimum detectable effect and the replicates and eval
-seeds that would bring it under the margin (``harness.stats.verdicts.replicates_needed``).
+seeds that would bring it under the margin (``harness.stats.power.replicates_needed``).
 """
 
 from __future__ import annotations

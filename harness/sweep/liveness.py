@@ -1,7 +1,7 @@
 """Is the owner of a trial still alive? A worker marks the trial it runs with its machine (hostname and
 boot id, ``machine``), its pid and the pid's start time (``process_start``); another worker on the same
 machine then knows, from the process table, whether that owner died (``pid_dead``) without waiting
-for the heartbeat's grace period (``harness.sweep.worker.Worker.reap``). Linux ``/proc``; elsewhere
+for the heartbeat's grace period (``harness.sweep.keeper.TrialKeeper.reap``). Linux ``/proc``; elsewhere
 only the heartbeat tells."""
 
 from __future__ import annotations

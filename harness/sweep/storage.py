@@ -77,7 +77,7 @@ def open_storage(url: str, heartbeat: Heartbeat | None = None):
 
     RDB storages get Optuna's heartbeat (``heartbeat_interval``, ``grace_period``) and a retry
     callback, so a trial of a dead worker is re-queued with its parameters. Journal files get the
-    equivalent from ``harness.sweep.worker`` (``Worker.reap``), because Optuna's journal storage has
+    equivalent from ``harness.sweep.keeper`` (``TrialKeeper.reap``), because Optuna's journal storage has
     no heartbeat; their torn tail is repaired first (``repair_journal_tail``).
     """
     import optuna
