@@ -53,7 +53,7 @@ def cluster(request):
     return request.getfixturevalue("_postgres_url")
 
 
-def _suite(sweep_file: Path, out: Path, url: str) -> subprocess.Popen:
+def _suite(sweep_file: Path, out: Path, url: str, workers: int = 2, extra: tuple[str, ...] = ()) -> subprocess.Popen:
     argv = [
         sys.executable,
         "-m",
@@ -63,7 +63,8 @@ def _suite(sweep_file: Path, out: Path, url: str) -> subprocess.Popen:
         "--out",
         str(out),
         "--workers",
-        "2",
+        str(workers),
+        *extra,
         "--launcher",
         "slurm",
         "--storage",
@@ -255,3 +256,87 @@ def test_ctrl_c_leaves_the_workers_running_and_the_same_command_follows_them(tmp
     finally:
         if job_ids:
             subprocess.run(["scancel", job_ids[0].split("_")[0]], timeout=30)
+
+
+@pytest.mark.slow
+def test_a_preempted_worker_is_requeued_and_resumes_its_run_from_the_checkpoint(tmp_path, cluster):
+    """A real optbench worker, preempted in the middle of a run by a job of the higher-priority
+    partition ``urgent``: it checkpoints the step it is at and gives the trial back (SIGTERM), the
+    job requeues itself (USR2), and after the urgent job the requeued worker claims the same slot and
+    resumes the run from that checkpoint. Every planned run is recorded once."""
+    from harness.sweep import slurm as ls
+
+    url = cluster
+    if "urgent" not in ls.partitions():
+        pytest.skip("no 'urgent' partition (the local cluster of cluster/slurm/start-local.sh has one)")
+    cpus = subprocess.run(
+        ["sinfo", "-h", "-p", "debug", "-o", "%c"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout.split()[0]
+    # 12,000 steps (about 20 s a run): the preemption lands well inside the tune run
+    sweep_file = write_sweep(
+        tmp_path / "s.yaml",
+        suite="preempt",
+        optimizers=["adamw"],
+        trials=1,
+        eval_seeds=1,
+        tasks=[{"task": "tabular_mlp", "size": "tiny", "datasets": ["synthetic"], "steps": 12000}],
+    )
+    sweep, out = sweep_schema.load(sweep_file), tmp_path / "out"
+    proc = _suite(sweep_file, out, url, workers=1, extra=("--cpus-per-worker", cpus))
+    job_ids: list[str] = []
+    try:
+        launch = _wait(
+            lambda: json.loads((out / "launch.json").read_text()) if (out / "launch.json").exists() else None,
+            120,
+            "the worker to be submitted",
+            proc,
+        )
+        job_ids = launch["slurm"][0]["job_ids"]
+        study, held = _wait(lambda: _held_by(url, sweep, 0), 120, "the worker to hold a run", proc)
+        time.sleep(4)  # into the training steps
+        subprocess.run(
+            [
+                "sbatch",
+                "-p",
+                "urgent",
+                "-c",
+                cpus,
+                "--mem=100M",
+                "-o",
+                str(tmp_path / "urgent.out"),
+                "--wrap",
+                "sleep 2; echo urgent ran",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        text, _ = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        if job_ids:
+            subprocess.run(["scancel", *{j.split("_")[0] for j in job_ids}], timeout=30)
+    print(text)
+    assert proc.returncode == 0, text
+    assert f"{sweep.planned_runs}/{sweep.planned_runs} runs recorded" in text
+    assert (tmp_path / "urgent.out").read_text() == "urgent ran\n"
+    counts = _check_records(out, sweep)
+    assert counts == {"planned": 2, "recorded": 2, "files": 2, "duplicate_run_ids": 0, "duplicate_slots": 0}
+
+    # The preempted trial was given back, and its slot was run again, from the checkpoint.
+    trials = storage_trials(url, study)
+    assert trials[held.number].system_attrs.get(sweep_slots.RELEASED) == held.number
+    slot = held.user_attrs.get(sweep_slots.SLOT)
+    again = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get(sweep_slots.SLOT) == slot]
+    assert len(again) == 1 and again[0].number > held.number
+    df = records(out)
+    row = df[(df["study"] == study) & (df["phase"] == held.user_attrs.get("phase", "tune"))].iloc[0]
+    assert 0 < int(row["resumed_at_step"]) < int(row["steps"]) and int(row["steps_done"]) == int(row["steps"])
+    err = (out / "slurm" / job_ids[0] / f"{job_ids[0]}_0_log.err").read_text()
+    assert "requeue signal; command stopped" in err, err[-3000:]
+    print(
+        f"PREEMPT: job {job_ids[0]}; {study} slot {slot} preempted and resumed at step "
+        f"{int(row['resumed_at_step'])} of {int(row['steps'])}; recorded {counts['recorded']}/{counts['planned']}"
+    )
