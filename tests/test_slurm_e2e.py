@@ -119,6 +119,24 @@ def _held_by(url: str, sweep, worker: int):
     return None
 
 
+def _submitted(out: Path, proc: subprocess.Popen, what: str) -> list[str]:
+    """The SLURM job ids the suite wrote to ``<out>/launch.json``, once it has."""
+    path = out / "launch.json"
+    launch = _wait(lambda: json.loads(path.read_text()) if path.exists() else None, 120, what, proc)
+    return launch["slurm"][0]["job_ids"]
+
+
+def _released_and_run_again(url: str, study: str, held):
+    """Assert that trial ``held`` of ``study`` was given back and its slot completed once by a later
+    trial; return (slot, that trial)."""
+    trials = storage_trials(url, study)
+    assert trials[held.number].system_attrs.get(sweep_slots.RELEASED) == held.number
+    slot = held.user_attrs.get(sweep_slots.SLOT)
+    again = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get(sweep_slots.SLOT) == slot]
+    assert len(again) == 1 and again[0].number > held.number
+    return slot, again[0]
+
+
 def _check_records(out: Path, sweep) -> dict:
     df = records(out)
     keys = [(r.study, r.phase, r.trial if r.phase == "tune" else r.seed) for r in df.itertuples()]
@@ -152,13 +170,8 @@ def test_slurm_suite_survives_a_scancelled_worker(tmp_path, cluster):
     t0 = time.monotonic()
     proc = _suite(sweep_file, out, url)
     try:
-        launch = _wait(
-            lambda: json.loads((out / "launch.json").read_text()) if (out / "launch.json").exists() else None,
-            120,
-            "the workers to be submitted",
-            proc,
-        )
-        job_ids = launch["slurm"][0]["job_ids"]
+        job_ids = _submitted(out, proc, "the workers to be submitted")
+        launch = json.loads((out / "launch.json").read_text())
         assert launch["slurm"][0]["worker_ids"] == [0, 1] and len(job_ids) == 2
         held = _wait(lambda: _held_by(url, sweep, 1), 120, "worker 1 to hold a run", proc)
         subprocess.run(["scancel", job_ids[1]], check=True, timeout=30)
@@ -183,12 +196,8 @@ def test_slurm_suite_survives_a_scancelled_worker(tmp_path, cluster):
     assert counts == {"planned": 5, "recorded": 5, "files": 5, "duplicate_run_ids": 0, "duplicate_slots": 0}
     # The cancel reached the run: worker 1's trial was released, and its slot was run again by worker 0.
     study, held = held
-    trials = storage_trials(url, study)
-    assert trials[held.number].system_attrs.get(sweep_slots.RELEASED) == held.number
-    slot = held.user_attrs.get(sweep_slots.SLOT)
-    again = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get(sweep_slots.SLOT) == slot]
-    assert len(again) == 1 and again[0].number > held.number
-    assert (again[0].system_attrs.get(sweep_slots.OWNER) or {}).get("worker") == 0
+    slot, again = _released_and_run_again(url, study, held)
+    assert (again.system_attrs.get(sweep_slots.OWNER) or {}).get("worker") == 0
     err = (out / "slurm" / job_ids[1] / f"{job_ids[1]}_0_log.err").read_text()
     assert "SIGTERM" in err
     print(
@@ -217,13 +226,7 @@ def test_ctrl_c_leaves_the_workers_running_and_the_same_command_follows_them(tmp
     proc = _suite(sweep_file, out, url)
     job_ids: list[str] = []
     try:
-        launch = _wait(
-            lambda: json.loads((out / "launch.json").read_text()) if (out / "launch.json").exists() else None,
-            120,
-            "the workers to be submitted",
-            proc,
-        )
-        job_ids = launch["slurm"][0]["job_ids"]
+        job_ids = _submitted(out, proc, "the workers to be submitted")
         proc.send_signal(signal.SIGINT)
         text, _ = proc.communicate(timeout=60)
         assert proc.returncode == 130, text
@@ -285,13 +288,7 @@ def test_a_preempted_worker_is_requeued_and_resumes_its_run_from_the_checkpoint(
     proc = _suite(sweep_file, out, url, workers=1, extra=("--cpus-per-worker", cpus))
     job_ids: list[str] = []
     try:
-        launch = _wait(
-            lambda: json.loads((out / "launch.json").read_text()) if (out / "launch.json").exists() else None,
-            120,
-            "the worker to be submitted",
-            proc,
-        )
-        job_ids = launch["slurm"][0]["job_ids"]
+        job_ids = _submitted(out, proc, "the worker to be submitted")
         study, held = _wait(lambda: _held_by(url, sweep, 0), 120, "the worker to hold a run", proc)
         time.sleep(4)  # into the training steps
         subprocess.run(
@@ -326,11 +323,7 @@ def test_a_preempted_worker_is_requeued_and_resumes_its_run_from_the_checkpoint(
     assert counts == {"planned": 2, "recorded": 2, "files": 2, "duplicate_run_ids": 0, "duplicate_slots": 0}
 
     # The preempted trial was given back, and its slot was run again, from the checkpoint.
-    trials = storage_trials(url, study)
-    assert trials[held.number].system_attrs.get(sweep_slots.RELEASED) == held.number
-    slot = held.user_attrs.get(sweep_slots.SLOT)
-    again = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get(sweep_slots.SLOT) == slot]
-    assert len(again) == 1 and again[0].number > held.number
+    slot, _ = _released_and_run_again(url, study, held)
     df = records(out)
     row = df[(df["study"] == study) & (df["phase"] == held.user_attrs.get("phase", "tune"))].iloc[0]
     assert 0 < int(row["resumed_at_step"]) < int(row["steps"]) and int(row["steps_done"]) == int(row["steps"])
